@@ -1,0 +1,26 @@
+"""sparsetune: sparse fine-tuning of transformers, after Fu et al. 2023 (arXiv 2211.15583).
+
+    sparsetune score --task rte -p 0.005      # SAM: one gradient pass -> mask.safetensors
+    sparsetune train --mask mask.safetensors -o out/
+    sparsetune eval out/
+
+The package is the library; `sparsetune.cli` is a thin shell over it.
+"""
+
+__version__ = "0.1.0"
+
+from .errors import SparsetuneError
+from .formats import Mask
+from .models import load_model, load_tokenizer
+from .tasks import TASKS, Task, get_task
+
+__all__ = [
+    "Mask",
+    "SparsetuneError",
+    "TASKS",
+    "Task",
+    "__version__",
+    "get_task",
+    "load_model",
+    "load_tokenizer",
+]

@@ -1,0 +1,17 @@
+"""The command-line shell: parse flags, call one library function, print.
+
+Each command lives in its own module and registers itself on `app`; importing them
+here is what makes them appear.
+"""
+
+from __future__ import annotations
+
+from . import tasks  # noqa: F401  (registers `sparsetune tasks`)
+from .app import app
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,66 @@
+"""The Typer app every command module registers on, and the error policy.
+
+A `SparsetuneError` becomes one red line on stderr and its exit code (2 for usage
+errors, like click); `SPARSETUNE_DEBUG=1` re-raises it with the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from .. import __version__
+from ..errors import SparsetuneError
+
+# Messages, progress and summaries go to stderr; stdout carries results (tables, JSON,
+# a delta file) so that commands compose in pipes.
+console = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+
+def report_error(error: SparsetuneError) -> None:
+    console.print(f"[bold red]error:[/] {error}", soft_wrap=True, markup=True)
+
+
+class SparsetuneGroup(TyperGroup):
+    """Turns library errors into one line and an exit code at the one place every
+    command passes through."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except SparsetuneError as error:
+            if os.environ.get("SPARSETUNE_DEBUG") == "1":
+                raise
+            report_error(error)
+            raise typer.Exit(error.exit_code) from None
+
+
+app = typer.Typer(
+    name="sparsetune",
+    cls=SparsetuneGroup,
+    help="Sparse fine-tuning of transformers (Fu et al. 2023, arXiv 2211.15583): "
+    "score entries, train only them, ship the delta.",
+    epilog="Example: sparsetune score --task rte -p 0.005 && sparsetune train --mask mask.safetensors -o out/",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"sparsetune {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Sparse fine-tuning of transformers: score entries, train only them, ship the delta."""

@@ -1,0 +1,30 @@
+"""Option types shared by several commands: help text written once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..data import DATA_DIR_ENV
+
+ModelArg = typer.Argument(
+    None,
+    help="Hub id or local folder of the pretrained model. Default: the embedded MiniLM-L6-H384.",
+    show_default=False,
+)
+TaskOption = typer.Option(None, "--task", "-t", help="Task name (see `sparsetune tasks`) or a task .json file.")
+DataDirOption = typer.Option(
+    None,
+    "--data-dir",
+    envvar=DATA_DIR_ENV,
+    help="Folder with <task>/{train,validation}.jsonl. Default: the Hugging Face hub.",
+)
+SeedOption = typer.Option(42, "--seed", help="Random seed (data split, shuffling, head initialisation).")
+ForceOption = typer.Option(False, "--force", help="Overwrite an existing output.")
+QuietOption = typer.Option(False, "--quiet", "-q", help="No progress bar or summary.")
+JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
+
+OptionalPath = Optional[Path]
+OptionalStr = Optional[str]

@@ -1,0 +1,76 @@
+"""`sparsetune tasks`: the task registry, with row counts where data is present."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.table import Table
+
+from ..data import resolve_data_dir, split_file
+from ..errors import DataError
+from ..tasks import TASKS, get_task
+from .app import app, out
+from .options import DataDirOption, JsonOption, OptionalStr, TaskOption
+
+
+def _row_count(path) -> int | None:
+    if path is None or not path.is_file():
+        return None
+    with path.open(encoding="utf-8") as lines:
+        return sum(1 for line in lines if line.strip())
+
+
+@app.command(
+    "tasks",
+    epilog="Example: sparsetune tasks --data-dir ../shared/data   |   custom: sparsetune tasks --task my_task.json",
+)
+def tasks_command(
+    task: OptionalStr = TaskOption,
+    data_dir: OptionalStr = DataDirOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """List the tasks: type, labels, metrics, and row counts when the data is on disk.
+
+    A custom task is a JSON file: {"name", "train", "validation", "text": [col] or
+    [col1, col2], "label", "type": classification|regression, "labels": [...], "metric"};
+    pass it as --task my_task.json to any command.
+    """
+    try:
+        root = resolve_data_dir(data_dir)
+    except DataError:
+        root = None
+    chosen = [get_task(task)] if task else list(TASKS.values())
+    rows = []
+    for item in chosen:
+        counts = {split: _row_count(split_file(item, split, root)) for split in ("train", "validation")}
+        rows.append(
+            {
+                "task": item.name,
+                "type": item.head,
+                "labels": list(item.labels) if item.labels and item.head != "multiple_choice" else None,
+                "metric": item.metric,
+                "components": list(item.metric_components),
+                "train": counts["train"],
+                "validation": counts["validation"],
+                "source": "/".join(item.hub) if item.hub else "files",
+                "description": item.description,
+            }
+        )
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table(title="sparsetune tasks", caption="score = the paper's combined metric; validation is the test set")
+    for column in ("task", "type", "labels", "score", "train", "validation"):
+        table.add_column(column, justify="right" if column in ("train", "validation") else "left")
+    for row in rows:
+        metric = row["metric"] if len(row["components"]) == 1 else f"mean of {' + '.join(row['components'])}"
+        table.add_row(
+            row["task"],
+            row["type"],
+            ", ".join(row["labels"]) if row["labels"] else "-",
+            metric,
+            "-" if row["train"] is None else str(row["train"]),
+            "-" if row["validation"] is None else str(row["validation"]),
+        )
+    out.print(table)

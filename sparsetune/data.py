@@ -1,0 +1,159 @@
+"""Task data: from the Hugging Face hub, or offline from `<dir>/<task>/{split}.jsonl`.
+
+Protocol of the paper (and its code): the official validation split is the *test*
+set, and a seeded fraction of train (`dev_fraction`, default 0.1) is held out for
+model selection, so that no decision ever looks at the test set.
+
+Local files are read line by line and checked against the task before anything else
+happens, so that a bad row is reported with its file and line number instead of as a
+shape error three stages later.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+from datasets import Dataset
+from torch.utils.data import DataLoader
+
+from .errors import DataError, UsageError
+from .tasks import Task
+
+DATA_DIR_ENV = "SPARSETUNE_DATA_DIR"
+SPLITS = ("train", "validation")
+HOW_TO_GET_DATA = (
+    f"pass --data-dir DIR or set {DATA_DIR_ENV} to a folder holding <task>/train.jsonl and "
+    "<task>/validation.jsonl, or unset both to download from the Hugging Face hub"
+)
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
+    """`--data-dir`, else `$SPARSETUNE_DATA_DIR`, else None (the hub)."""
+    chosen = data_dir or os.environ.get(DATA_DIR_ENV) or None
+    if chosen is None:
+        return None
+    path = Path(chosen)
+    if not path.is_dir():
+        raise DataError(f"data dir {path} does not exist; {HOW_TO_GET_DATA}")
+    return path
+
+
+def split_file(task: Task, split: str, data_dir: Path | None) -> Path | None:
+    """The local file for a split, or None when the split comes from the hub."""
+    if split in task.files:
+        return Path(task.files[split])
+    if data_dir is not None:
+        return data_dir / task.name / f"{split}.jsonl"
+    return None
+
+
+def read_jsonl(path: Path, task: Task) -> list[dict[str, Any]]:
+    """Rows of a JSONL file, each checked against the task (file:line on error)."""
+    if not path.is_file():
+        raise DataError(f"{path} does not exist; {HOW_TO_GET_DATA}")
+    rows = []
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{number}: expected a JSON object per line")
+            problem = task.check_row(row)
+            if problem:
+                raise DataError(f"{path}:{number}: {problem} (task {task.name})")
+            rows.append(row)
+    if not rows:
+        raise DataError(f"{path} holds no rows")
+    return rows
+
+
+def _load_from_hub(task: Task, split: str) -> Dataset:
+    if task.hub is None:
+        raise DataError(f"task {task.name} has no hub source; {HOW_TO_GET_DATA}")
+    from datasets import load_dataset  # only here: importing it is cheap, downloading is not
+
+    try:
+        dataset = load_dataset(*task.hub, split=split)
+    except Exception as err:  # noqa: BLE001 - network, auth and missing-config errors alike
+        raise DataError(f"could not load {'/'.join(task.hub)} [{split}] from the hub ({err}); {HOW_TO_GET_DATA}") from None
+    for number, row in enumerate(dataset):
+        problem = task.check_row(row)
+        if problem:
+            raise DataError(f"{'/'.join(task.hub)} [{split}] row {number}: {problem}")
+    return dataset
+
+
+def load_split(task: Task, split: str, data_dir: str | os.PathLike | None = None) -> Dataset:
+    """One official split (`train` or `validation`) of a task, validated."""
+    if split not in SPLITS:
+        raise UsageError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    path = split_file(task, split, resolve_data_dir(data_dir))
+    if path is None:
+        return _load_from_hub(task, split)
+    return Dataset.from_list(read_jsonl(path, task))
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """The three sets of the protocol: train (90%), dev (10% of train), test (= validation)."""
+
+    train: Dataset
+    dev: Dataset
+    test: Dataset
+
+
+def split_train_dev(train: Dataset, dev_fraction: float, seed: int) -> tuple[Dataset, Dataset]:
+    """Hold out a seeded `dev_fraction` of train for model selection."""
+    if not 0 < dev_fraction < 1:
+        raise UsageError(f"--dev-fraction must be in (0, 1), got {dev_fraction}")
+    parts = train.train_test_split(test_size=dev_fraction, seed=seed, shuffle=True)
+    return parts["train"], parts["test"]
+
+
+def load_task_data(task: Task, data_dir=None, dev_fraction: float = 0.1, seed: int = 42) -> TaskData:
+    train, dev = split_train_dev(load_split(task, "train", data_dir), dev_fraction, seed)
+    return TaskData(train=train, dev=dev, test=load_split(task, "validation", data_dir))
+
+
+class Collator:
+    """Rows -> padded tensors, tokenised per batch (dynamic padding, no cache files)."""
+
+    def __init__(self, task: Task, tokenizer, max_length: int):
+        self.task, self.tokenizer, self.max_length = task, tokenizer, max_length
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        return self.task.encode(rows, self.tokenizer, self.max_length)
+
+
+def epoch_order(size: int, seed: int, epoch: int) -> list[int]:
+    """The shuffled order of epoch `epoch`: a pure function of (seed, epoch), so that a
+    resumed run replays exactly the batches an uninterrupted one would have seen."""
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(size, generator=generator).tolist()
+
+
+def make_loader(
+    dataset: Dataset,
+    task: Task,
+    tokenizer,
+    batch_size: int,
+    max_length: int,
+    order: Iterable[int] | None = None,
+) -> DataLoader:
+    """Batches of `dataset` in `order` (default: as stored)."""
+    sampler = list(order) if order is not None else range(len(dataset))
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        collate_fn=Collator(task, tokenizer, max_length),
+    )

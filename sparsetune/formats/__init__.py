@@ -1,0 +1,6 @@
+"""Saved files as first-class modules: what each holds, how it is read and written."""
+
+from .common import file_kind, read_metadata
+from .mask import Mask
+
+__all__ = ["Mask", "file_kind", "read_metadata"]

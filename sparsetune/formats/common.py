@@ -1,0 +1,79 @@
+"""What every sparsetune file shares: safetensors with string metadata naming its kind.
+
+safetensors, never pickle: loading a file someone sent you must not run their code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from ..errors import FileFormatError
+from ..io import atomic_path
+
+KINDS = ("mask", "scores", "delta")
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The `__metadata__` of a safetensors file; a clear error for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileFormatError(f"{path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return dict(handle.metadata() or {})
+    except Exception as err:  # noqa: BLE001 - safetensors raises several types for bad files
+        raise FileFormatError(f"{path} is not a readable safetensors file ({err})") from None
+
+
+def file_kind(path: str | os.PathLike) -> str:
+    """'mask', 'scores' or 'delta'; an error saying what the file is otherwise."""
+    metadata = read_metadata(path)
+    fmt = metadata.get("format", "")
+    if not fmt.startswith("sparsetune."):
+        what = f"format={fmt!r}" if fmt else "no sparsetune metadata"
+        raise FileFormatError(f"{path} is a safetensors file but not a sparsetune file ({what})")
+    kind = fmt.removeprefix("sparsetune.")
+    if kind not in KINDS:
+        raise FileFormatError(f"{path} is a sparsetune file of unknown kind {kind!r}")
+    return kind
+
+
+def expect_kind(path: str | os.PathLike, kind: str) -> dict[str, str]:
+    """Metadata of `path`, after checking it is a sparsetune `kind` file."""
+    found = file_kind(path)
+    if found != kind:
+        raise FileFormatError(f"{path} is a sparsetune {found} file, expected a {kind} file")
+    return read_metadata(path)
+
+
+def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return {key: handle.get_tensor(key) for key in handle.keys()}
+    except Exception as err:  # noqa: BLE001
+        raise FileFormatError(f"{path} is corrupt or truncated ({err})") from None
+
+
+def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, object]) -> None:
+    """Atomically write tensors with metadata (non-string values stored as JSON)."""
+    as_strings = {key: value if isinstance(value, str) else json.dumps(value) for key, value in metadata.items()}
+    with atomic_path(path) as tmp:
+        save_file({key: value.contiguous() for key, value in tensors.items()}, str(tmp), metadata=as_strings)
+
+
+def json_field(metadata: dict[str, str], key: str, path: str | os.PathLike, default=None):
+    """A JSON-encoded metadata value, with an error naming the file if it is corrupt."""
+    if key not in metadata:
+        if default is not None:
+            return default
+        raise FileFormatError(f"{path} lacks the metadata field {key!r}")
+    try:
+        return json.loads(metadata[key])
+    except json.JSONDecodeError:
+        raise FileFormatError(f"{path}: metadata field {key!r} is not valid JSON") from None

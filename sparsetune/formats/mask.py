@@ -1,0 +1,186 @@
+"""The mask: which entries of which pretrained tensors may change.
+
+File layout (`mask.safetensors`, DESIGN.md): one 1-D tensor of sorted flat indices
+per eligible tensor that has selected entries (int32, or int64 for tensors past 2^31
+entries), and string metadata holding everything `train` needs to run with no other
+flag: model, task, method, p, scope, examples, seed, versions, plus `shapes`, the
+shape of every eligible tensor (JSON), so that a mask can be checked against a model
+and report densities of tensors it selects nothing from.
+
+Selection is top-k with a deterministic tie-break (equal scores: lower flat position
+first, tensors in model order), so the same scores always give the same file.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import torch
+
+from ..errors import FileFormatError, MismatchError, UsageError
+from .common import expect_kind, json_field, load_tensors, save_tensors
+
+FORMAT = "sparsetune.mask"
+VERSION = "1"
+SCOPES = ("global", "per-tensor")
+# Metadata values stored as JSON (numbers, the shapes table); all others are plain strings.
+TYPED_FIELDS = frozenset({"p", "examples", "seed", "selected", "eligible", "shapes", "max_length", "batch_size"})
+
+
+def check_fraction(p: float, flag: str = "-p") -> float:
+    if not (isinstance(p, (int, float)) and 0 < p <= 1) or math.isnan(p):
+        raise UsageError(f"{flag} must be in (0, 1], got {p}")
+    return float(p)
+
+
+def top_k_positions(values: torch.Tensor, k: int) -> torch.Tensor:
+    """Sorted positions of the k largest entries of a 1-D tensor; ties go to lower positions.
+
+    O(n): find the k-th largest value, take everything above it, then the first
+    positions equal to it until k are reached.
+    """
+    n = values.numel()
+    if k <= 0:
+        return torch.empty(0, dtype=torch.long)
+    if k >= n:
+        return torch.arange(n)
+    if torch.isnan(values).any():
+        raise UsageError("scores contain NaN; the gradient pass diverged (try a smaller --max-length or batch)")
+    threshold = torch.kthvalue(values.float(), n - k + 1).values
+    above = torch.nonzero(values > threshold).flatten()
+    ties = torch.nonzero(values == threshold).flatten()[: k - above.numel()]
+    return torch.sort(torch.cat([above, ties])).values
+
+
+@dataclass
+class Mask:
+    """Selected flat indices per pretrained tensor, with the metadata that made them."""
+
+    indices: dict[str, torch.Tensor]
+    shapes: dict[str, tuple[int, ...]]
+    metadata: dict[str, object] = field(default_factory=dict)
+
+    # -- construction ---------------------------------------------------------
+    @classmethod
+    def from_scores(
+        cls,
+        scores: Mapping[str, torch.Tensor],
+        p: float,
+        scope: str = "global",
+        metadata: Mapping[str, object] | None = None,
+    ) -> "Mask":
+        """Keep the top ⌊m·p⌋ entries over all tensors (`global`, Theorem 3) or
+        ⌊n_t·p⌋ in each tensor (`per-tensor`, the paper's released code)."""
+        p = check_fraction(p)
+        if scope not in SCOPES:
+            raise UsageError(f"--scope must be one of {', '.join(SCOPES)}, got {scope!r}")
+        shapes = {name: tuple(value.shape) for name, value in scores.items()}
+        indices: dict[str, torch.Tensor] = {}
+        if scope == "global":
+            flat = torch.cat([value.detach().reshape(-1).float() for value in scores.values()])
+            chosen = top_k_positions(flat, math.floor(flat.numel() * p))
+            offset = 0
+            for name, value in scores.items():
+                n = value.numel()
+                lo, hi = torch.searchsorted(chosen, torch.tensor([offset, offset + n]))
+                indices[name] = chosen[lo:hi] - offset
+                offset += n
+        else:
+            for name, value in scores.items():
+                indices[name] = top_k_positions(value.detach().reshape(-1).float(), math.floor(value.numel() * p))
+        meta = {"p": p, "scope": scope, **(metadata or {})}
+        return cls({k: v for k, v in indices.items() if v.numel()}, shapes, meta)
+
+    @classmethod
+    def from_bool(cls, selected: Mapping[str, torch.Tensor], metadata: Mapping[str, object] | None = None) -> "Mask":
+        """From boolean tensors shaped like the parameters (True = may change)."""
+        shapes = {name: tuple(value.shape) for name, value in selected.items()}
+        indices = {name: torch.nonzero(value.reshape(-1)).flatten() for name, value in selected.items()}
+        return cls({k: v for k, v in indices.items() if v.numel()}, shapes, dict(metadata or {}))
+
+    # -- totals ---------------------------------------------------------------
+    @property
+    def selected(self) -> int:
+        return sum(int(value.numel()) for value in self.indices.values())
+
+    @property
+    def eligible(self) -> int:
+        return sum(math.prod(shape) for shape in self.shapes.values())
+
+    @property
+    def density(self) -> float:
+        return self.selected / self.eligible if self.eligible else 0.0
+
+    def per_tensor(self) -> dict[str, tuple[int, int]]:
+        """name -> (selected, numel) for every eligible tensor, in model order."""
+        return {
+            name: (int(self.indices[name].numel()) if name in self.indices else 0, math.prod(shape))
+            for name, shape in self.shapes.items()
+        }
+
+    def bool_tensor(self, name: str) -> torch.Tensor:
+        """Dense boolean mask of one tensor."""
+        dense = torch.zeros(math.prod(self.shapes[name]), dtype=torch.bool)
+        if name in self.indices:
+            dense[self.indices[name]] = True
+        return dense.view(self.shapes[name])
+
+    # -- checks ---------------------------------------------------------------
+    def validate_against(self, parameters: Mapping[str, torch.Tensor] | torch.nn.Module) -> None:
+        """Raise `MismatchError` naming the first tensor that does not fit the model."""
+        if isinstance(parameters, torch.nn.Module):
+            parameters = dict(parameters.named_parameters())
+        source = self.metadata.get("model", "another model")
+        for name, shape in self.shapes.items():
+            if name not in parameters:
+                raise MismatchError(f"mask tensor {name!r} is not in the model (the mask was made for {source})")
+            if tuple(parameters[name].shape) != tuple(shape):
+                raise MismatchError(
+                    f"mask tensor {name!r} has shape {list(shape)} but the model's is "
+                    f"{list(parameters[name].shape)} (the mask was made for {source})"
+                )
+        for name, index in self.indices.items():
+            if name not in self.shapes:
+                raise MismatchError(f"mask selects entries of {name!r}, which its shapes do not list")
+            n = math.prod(self.shapes[name])
+            if index.numel() and (int(index.min()) < 0 or int(index.max()) >= n):
+                raise MismatchError(f"mask indices of {name!r} are out of range for {n} entries")
+
+    # -- files ----------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> None:
+        """Write atomically; byte-identical for identical masks."""
+        from .. import __version__
+
+        tensors = {
+            name: value.to(torch.int32 if math.prod(self.shapes[name]) < 2**31 else torch.int64)
+            for name, value in self.indices.items()
+        }
+        metadata = {
+            **{k: v for k, v in self.metadata.items() if k not in ("shapes",)},
+            "format": FORMAT,
+            "version": VERSION,
+            "selected": self.selected,
+            "eligible": self.eligible,
+            "shapes": {name: list(shape) for name, shape in self.shapes.items()},
+            "sparsetune_version": __version__,
+        }
+        save_tensors(path, tensors, metadata)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Mask":
+        raw = expect_kind(path, "mask")
+        shapes = {name: tuple(shape) for name, shape in json_field(raw, "shapes", path).items()}
+        indices = {name: value.to(torch.long) for name, value in load_tensors(path).items()}
+        metadata: dict[str, object] = {
+            key: json_field(raw, key, path) if key in TYPED_FIELDS else value
+            for key, value in raw.items()
+            if key not in ("format", "version", "shapes", "selected", "eligible")
+        }
+        mask = cls(indices, shapes, metadata)
+        for name, index in indices.items():
+            if index.dim() != 1 or name not in shapes:
+                raise FileFormatError(f"{path}: tensor {name!r} is not a 1-D index list of a listed tensor")
+        return mask
