@@ -5,3 +5,40 @@ Python user builds the same object. Defaults live here, once.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """`sparsetune score`: one pass over the train part of the split -> a mask file.
+
+    `examples=None` means the whole train part (the paper's SAM used all of it); a
+    number takes a seeded subset. `output=None` keeps the mask in memory only.
+    """
+
+    task: str
+    model: str | None = None
+    p: float = 0.005
+    method: str = "sam"
+    examples: int | None = None
+    batch_size: int = 16
+    max_length: int = 128
+    scope: str = "global"
+    seed: int = 42
+    dev_fraction: float = 0.1
+    data_dir: str | None = None
+    output: str | None = "mask.safetensors"
+    save_scores: str | None = None
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class MaskConfig:
+    """`sparsetune mask`: re-threshold saved scores at another p, no gradients."""
+
+    scores: str
+    p: float
+    output: str | None = "mask.safetensors"
+    scope: str | None = None  # None: the scope recorded in the scores file, else global
+    force: bool = False
