@@ -70,6 +70,8 @@ def read_jsonl(path: Path, task: Task) -> list[dict[str, Any]]:
             problem = task.check_row(row)
             if problem:
                 raise DataError(f"{path}:{number}: {problem} (task {task.name})")
+            # Labels given by name, or ints among floats, become one Arrow-friendly type.
+            row[task.label_field] = task.label_id(row[task.label_field])
             rows.append(row)
     if not rows:
         raise DataError(f"{path} holds no rows")
