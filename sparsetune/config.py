@@ -42,3 +42,36 @@ class MaskConfig:
     output: str | None = "mask.safetensors"
     scope: str | None = None  # None: the scope recorded in the scores file, else global
     force: bool = False
+
+
+@dataclass(frozen=True)
+class DiffConfig:
+    """`sparsetune diff`: a fine-tuned run or model dir -> the entries that changed.
+
+    `base=None` takes the base from the run's run.json, else the embedded MiniLM.
+    `task` is only needed for a plain model dir whose config names no architecture.
+    `top_p` keeps the fraction P of eligible entries with the largest |θ − θ0|.
+    `output=None` keeps the delta in memory (the CLI then writes it to stdout).
+    """
+
+    run: str
+    base: str | None = None
+    output: str | None = None
+    values: str = "float32"
+    top_p: float | None = None
+    task: str | None = None
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class ApplyConfig:
+    """`sparsetune apply`: base + one or more deltas -> a plain transformers model dir.
+
+    `base=None` takes the base every delta names. `force` overwrites `output` and
+    applies even where the base's fingerprint does not match.
+    """
+
+    deltas: tuple[str, ...]
+    output: str
+    base: str | None = None
+    force: bool = False

@@ -1,0 +1,171 @@
+"""The delta file: only what fine-tuning changed, enough to rebuild the model exactly.
+
+Fu et al. 2023 (arXiv 2211.15583) fine-tune p = 0.5% of the entries; shipping the other
+99.5% again is waste. Like composable-sft, a delta stores indices + values:
+
+    sparsetune diff out/ -o delta.safetensors && sparsetune inspect delta.safetensors
+
+File layout (`delta.safetensors`, DESIGN.md):
+
+- `<name>.indices` (int32; int64 past 2^31 entries): sorted flat positions of the
+  entries of pretrained tensor `<name>` that differ from the base;
+- `<name>.values`: for `values_dtype=float32` the fine-tuned values θ themselves
+  (`values_kind=absolute`, so applying is a copy and bit-exact); for float16/bfloat16
+  the differences θ − θ0 (`values_kind=difference`: rounding a small difference loses
+  far less than rounding the weight);
+- the new tensors (the task head) dense under their own names, in their own dtype
+  (they have no base to differ from and are a few thousand entries).
+
+String metadata: `format=sparsetune.delta`, `version`, `base_model` (display name),
+`fingerprint` (JSON name -> sha256 prefix of every base tensor the delta touches, so a
+wrong base is named tensor by tensor), `shapes`, `head`, `architecture` and `config`
+(the fine-tuned model's transformers config, so `apply` writes the same model),
+`values_dtype`, `values_kind`, `task`, `changed`, `eligible`, `head_entries`, `top_p`,
+`content_sha256` (of every tensor's bytes: a corrupt payload is caught, not applied),
+`sparsetune_version`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass, field
+
+import torch
+from safetensors.torch import save as safetensors_bytes
+
+from ..errors import FileFormatError
+from ..io import atomic_path, refuse_to_overwrite
+from .common import expect_kind, json_field, load_tensors
+
+FORMAT = "sparsetune.delta"
+VERSION = "1"
+VALUE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# Metadata values stored as JSON; all others are plain strings.
+TYPED_FIELDS = frozenset({"fingerprint", "shapes", "head", "config", "changed", "eligible", "head_entries", "top_p"})
+INTERNAL_FIELDS = ("format", "version", "shapes", "head", "values_dtype", "values_kind", "content_sha256")
+
+
+def tensor_digest(tensor: torch.Tensor) -> str:
+    """sha256 prefix of a tensor's dtype, shape and bytes: equal digests, equal tensors."""
+    flat = tensor.detach().cpu().contiguous().reshape(-1)
+    digest = hashlib.sha256(f"{flat.dtype}{list(tensor.shape)}".encode())
+    digest.update(memoryview(flat.view(torch.uint8).numpy()))
+    return digest.hexdigest()[:16]
+
+
+def content_digest(tensors: dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        digest.update(name.encode() + b"\0")
+        digest.update(memoryview(tensors[name].contiguous().reshape(-1).view(torch.uint8).numpy()))
+    return digest.hexdigest()
+
+
+def index_dtype(numel: int) -> torch.dtype:
+    return torch.int32 if numel < 2**31 else torch.int64
+
+
+@dataclass
+class Delta:
+    """Changed entries of pretrained tensors, dense new tensors, and what they apply to."""
+
+    indices: dict[str, torch.Tensor]  # name -> (k,) sorted flat positions
+    values: dict[str, torch.Tensor]  # name -> (k,) θ (absolute) or θ − θ0 (difference)
+    shapes: dict[str, tuple[int, ...]]  # name -> shape of the pretrained tensor
+    head: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> dense new tensor
+    values_dtype: str = "float32"
+    metadata: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def values_kind(self) -> str:
+        return "absolute" if self.values_dtype == "float32" else "difference"
+
+    @property
+    def changed(self) -> int:
+        """Changed entries of pretrained tensors (the head is not counted, as in p)."""
+        return sum(int(index.numel()) for index in self.indices.values())
+
+    @property
+    def head_entries(self) -> int:
+        return sum(int(tensor.numel()) for tensor in self.head.values())
+
+    def per_tensor(self) -> dict[str, tuple[int, int]]:
+        """name -> (changed, numel) for every pretrained tensor the delta touches."""
+        return {name: (int(self.indices[name].numel()), math.prod(shape)) for name, shape in self.shapes.items()}
+
+    # -- bytes and files ------------------------------------------------------
+    def tensors(self) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        for name, index in self.indices.items():
+            out[f"{name}.indices"] = index.to(index_dtype(math.prod(self.shapes[name])))
+            out[f"{name}.values"] = self.values[name].to(VALUE_DTYPES[self.values_dtype])
+        out.update(self.head)
+        return {name: tensor.detach().cpu().contiguous() for name, tensor in out.items()}
+
+    def to_bytes(self) -> bytes:
+        """The file's bytes (what `diff` writes to stdout)."""
+        from .. import __version__
+
+        tensors = self.tensors()
+        metadata = {
+            **self.metadata,
+            "format": FORMAT,
+            "version": VERSION,
+            "shapes": {name: list(shape) for name, shape in self.shapes.items()},
+            "head": list(self.head),
+            "values_dtype": self.values_dtype,
+            "values_kind": self.values_kind,
+            "changed": self.changed,
+            "head_entries": self.head_entries,
+            "content_sha256": content_digest(tensors),
+            "sparsetune_version": __version__,
+        }
+        as_strings = {key: value if isinstance(value, str) else json.dumps(value) for key, value in metadata.items()}
+        return safetensors_bytes(tensors, metadata=as_strings)
+
+    def save(self, path: str | os.PathLike, force: bool = False) -> int:
+        """Write atomically (refusing to overwrite unless `force`); returns the size in bytes."""
+        refuse_to_overwrite(path, force)
+        data = self.to_bytes()
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+        return len(data)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Delta":
+        """Read and validate: kind, version, checksum, pairing, index ranges, dtypes."""
+        raw = expect_kind(path, "delta")
+        if raw.get("version") != VERSION:
+            raise FileFormatError(f"{path} is a delta of version {raw.get('version')!r}; this sparsetune reads version {VERSION}")
+        values_dtype = raw.get("values_dtype", "")
+        if values_dtype not in VALUE_DTYPES:
+            raise FileFormatError(f"{path}: unknown values_dtype {values_dtype!r}")
+        shapes = {name: tuple(shape) for name, shape in json_field(raw, "shapes", path).items()}
+        head_names = json_field(raw, "head", path)
+        tensors = load_tensors(path)
+        if content_digest(tensors) != raw.get("content_sha256"):
+            raise FileFormatError(f"{path} is corrupt: its tensors do not match the checksum it was written with")
+        expected = {f"{name}.{part}" for name in shapes for part in ("indices", "values")} | set(head_names)
+        if set(tensors) != expected:
+            odd = sorted(set(tensors) ^ expected)[0]
+            raise FileFormatError(f"{path}: tensor {odd!r} is missing or unexpected for the listed shapes and head")
+        indices, values = {}, {}
+        for name, shape in shapes.items():
+            index, value = tensors[f"{name}.indices"], tensors[f"{name}.values"]
+            if index.dim() != 1 or value.dim() != 1 or index.numel() != value.numel():
+                raise FileFormatError(f"{path}: {name}.indices and {name}.values must be 1-D of equal length")
+            if index.dtype not in (torch.int32, torch.int64) or value.dtype != VALUE_DTYPES[values_dtype]:
+                raise FileFormatError(f"{path}: {name} has index dtype {index.dtype} / value dtype {value.dtype}")
+            n = math.prod(shape)
+            if index.numel() and (int(index.min()) < 0 or int(index.max()) >= n):
+                raise FileFormatError(f"{path}: indices of {name!r} are out of range for its {n} entries")
+            indices[name], values[name] = index.to(torch.long), value
+        metadata: dict[str, object] = {
+            key: json_field(raw, key, path) if key in TYPED_FIELDS else value
+            for key, value in raw.items()
+            if key not in INTERNAL_FIELDS
+        }
+        return cls(indices, values, shapes, {name: tensors[name] for name in head_names}, values_dtype, metadata)
