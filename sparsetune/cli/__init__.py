@@ -6,7 +6,8 @@ here is what makes them appear.
 
 from __future__ import annotations
 
-from . import tasks  # noqa: F401  (registers `sparsetune tasks`)
+from . import completions, tasks  # noqa: F401  (each registers its command)
+from . import inspect, mask, score  # noqa: F401  (sparsetune inspect / mask / score)
 from .app import app
 
 
