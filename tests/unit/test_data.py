@@ -123,3 +123,34 @@ def test_custom_task_errors(tmp_path, spec, message):
     (tmp_path / "t.json").write_text(json.dumps(spec))
     with pytest.raises(UsageError, match=message):
         get_task(str(tmp_path / "t.json"))
+
+
+def test_hub_is_the_default_source(monkeypatch):
+    import datasets
+
+    calls = []
+
+    def fake_load_dataset(path, name, split):
+        calls.append((path, name, split))
+        return datasets.Dataset.from_list([{"premise": "a", "hypothesis": "b", "label": 2, "idx": 0}])
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    assert len(load_split(TASKS["cb"], "validation")) == 1
+    assert calls == [("aps/super_glue", "cb", "validation")]
+
+
+def test_hub_rows_are_checked_and_failures_explained(monkeypatch):
+    import datasets
+
+    monkeypatch.setattr(
+        datasets, "load_dataset", lambda *a, **k: datasets.Dataset.from_list([{"sentence": "a", "label": 5}])
+    )
+    with pytest.raises(DataError, match=r"nyu-mll/glue/cola \[train\] row 0: label 5"):
+        load_split(TASKS["cola"], "train")
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(DataError, match="could not load nyu-mll/glue/rte .* --data-dir"):
+        load_split(TASKS["rte"], "train")
