@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from ..errors import FileFormatError
 from ..io import atomic_path
@@ -61,10 +62,25 @@ def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, object]) -> None:
-    """Atomically write tensors with metadata (non-string values stored as JSON)."""
+    """Atomically write tensors with metadata (non-string values stored as JSON).
+
+    Byte-identical for identical inputs: safetensors writes `__metadata__` from a hash
+    map whose order changes between processes, so the header is re-serialised with
+    sorted keys (same offsets, same data; still a plain safetensors file).
+    """
     as_strings = {key: value if isinstance(value, str) else json.dumps(value) for key, value in metadata.items()}
+    raw = save({key: value.contiguous() for key, value in tensors.items()}, metadata=as_strings)
     with atomic_path(path) as tmp:
-        save_file({key: value.contiguous() for key, value in tensors.items()}, str(tmp), metadata=as_strings)
+        tmp.write_bytes(_canonical_header(raw))
+
+
+def _canonical_header(raw: bytes) -> bytes:
+    """The same safetensors bytes with the JSON header's keys in sorted order."""
+    size = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8 : 8 + size])
+    text = json.dumps(header, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode("utf-8")
+    text += b" " * (-(8 + len(text)) % 8)  # the data section starts 8-byte aligned, as safetensors pads it
+    return struct.pack("<Q", len(text)) + text + raw[8 + size :]
 
 
 def json_field(metadata: dict[str, str], key: str, path: str | os.PathLike, default=None):

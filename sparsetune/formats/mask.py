@@ -27,11 +27,13 @@ FORMAT = "sparsetune.mask"
 VERSION = "1"
 SCOPES = ("global", "per-tensor")
 # Metadata values stored as JSON (numbers, the shapes table); all others are plain strings.
-TYPED_FIELDS = frozenset({"p", "examples", "seed", "selected", "eligible", "shapes", "max_length", "batch_size"})
+TYPED_FIELDS = frozenset(
+    {"p", "examples", "seed", "selected", "eligible", "shapes", "max_length", "batch_size", "dev_fraction"}
+)
 
 
 def check_fraction(p: float, flag: str = "-p") -> float:
-    if not (isinstance(p, (int, float)) and 0 < p <= 1) or math.isnan(p):
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or math.isnan(p) or not 0 < p <= 1:
         raise UsageError(f"{flag} must be in (0, 1], got {p}")
     return float(p)
 
@@ -42,14 +44,15 @@ def top_k_positions(values: torch.Tensor, k: int) -> torch.Tensor:
     O(n): find the k-th largest value, take everything above it, then the first
     positions equal to it until k are reached.
     """
+    values = values.float()  # one dtype for the threshold and the comparisons
     n = values.numel()
+    if torch.isnan(values).any():
+        raise UsageError("scores contain NaN; the gradient pass diverged (try a smaller --max-length or batch)")
     if k <= 0:
         return torch.empty(0, dtype=torch.long)
     if k >= n:
         return torch.arange(n)
-    if torch.isnan(values).any():
-        raise UsageError("scores contain NaN; the gradient pass diverged (try a smaller --max-length or batch)")
-    threshold = torch.kthvalue(values.float(), n - k + 1).values
+    threshold = torch.kthvalue(values, n - k + 1).values
     above = torch.nonzero(values > threshold).flatten()
     ties = torch.nonzero(values == threshold).flatten()[: k - above.numel()]
     return torch.sort(torch.cat([above, ties])).values
@@ -91,7 +94,10 @@ class Mask:
         else:
             for name, value in scores.items():
                 indices[name] = top_k_positions(value.detach().reshape(-1).float(), math.floor(value.numel() * p))
-        meta = {"p": p, "scope": scope, **(metadata or {})}
+        if not any(value.numel() for value in indices.values()):
+            eligible = sum(value.numel() for value in scores.values())
+            raise UsageError(f"-p {p} selects no entry of {eligible} with --scope {scope}; pass a larger -p")
+        meta = {**(metadata or {}), "p": p, "scope": scope}  # the p and scope used win over inherited ones
         return cls({k: v for k, v in indices.items() if v.numel()}, shapes, meta)
 
     @classmethod
@@ -142,12 +148,23 @@ class Mask:
                     f"mask tensor {name!r} has shape {list(shape)} but the model's is "
                     f"{list(parameters[name].shape)} (the mask was made for {source})"
                 )
+        problem = self._index_problem()
+        if problem:
+            raise MismatchError(problem)
+
+    def _index_problem(self) -> str | None:
+        """Why the index lists are not sorted, unique, in-range flat positions, or None."""
         for name, index in self.indices.items():
             if name not in self.shapes:
-                raise MismatchError(f"mask selects entries of {name!r}, which its shapes do not list")
+                return f"mask selects entries of {name!r}, which its shapes do not list"
+            if index.dim() != 1 or index.dtype.is_floating_point or index.dtype == torch.bool:
+                return f"mask tensor {name!r} is not a 1-D integer index list"
             n = math.prod(self.shapes[name])
             if index.numel() and (int(index.min()) < 0 or int(index.max()) >= n):
-                raise MismatchError(f"mask indices of {name!r} are out of range for {n} entries")
+                return f"mask indices of {name!r} are out of range for {n} entries"
+            if index.numel() > 1 and bool((index[1:] <= index[:-1]).any()):
+                return f"mask indices of {name!r} are not sorted and unique"
+        return None
 
     # -- files ----------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
@@ -173,14 +190,18 @@ class Mask:
     def load(cls, path: str | os.PathLike) -> "Mask":
         raw = expect_kind(path, "mask")
         shapes = {name: tuple(shape) for name, shape in json_field(raw, "shapes", path).items()}
-        indices = {name: value.to(torch.long) for name, value in load_tensors(path).items()}
+        tensors = load_tensors(path)
+        for name, index in tensors.items():
+            if index.dtype not in (torch.int32, torch.int64):
+                raise FileFormatError(f"{path}: tensor {name!r} is {index.dtype}, expected int32/int64 indices")
+        indices = {name: value.to(torch.long) for name, value in tensors.items()}
         metadata: dict[str, object] = {
             key: json_field(raw, key, path) if key in TYPED_FIELDS else value
             for key, value in raw.items()
             if key not in ("format", "version", "shapes", "selected", "eligible")
         }
         mask = cls(indices, shapes, metadata)
-        for name, index in indices.items():
-            if index.dim() != 1 or name not in shapes:
-                raise FileFormatError(f"{path}: tensor {name!r} is not a 1-D index list of a listed tensor")
+        problem = mask._index_problem()
+        if problem:
+            raise FileFormatError(f"{path}: {problem}")
         return mask
