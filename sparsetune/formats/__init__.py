@@ -2,5 +2,6 @@
 
 from .common import file_kind, read_metadata
 from .mask import Mask
+from .scores import Scores
 
-__all__ = ["Mask", "file_kind", "read_metadata"]
+__all__ = ["Mask", "Scores", "file_kind", "read_metadata"]

@@ -1,0 +1,74 @@
+"""`scores.safetensors`: the raw per-entry scores of `sparsetune score --save-scores`.
+
+    sparsetune score --task rte --save-scores scores.safetensors && sparsetune mask scores.safetensors -p 0.01 -o m.safetensors
+
+One float32 tensor per eligible parameter, shaped like it, plus string metadata
+(`format=sparsetune.scores`, model, task, method, examples, seed, dev_fraction,
+max_length, batch_size, versions). Keeping the scores makes a sparsity sweep (Fu et
+al. 2023, Figure 3) one gradient pass instead of one per p.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import torch
+
+from ..errors import FileFormatError
+from .common import expect_kind, json_field, load_tensors, save_tensors
+from .mask import TYPED_FIELDS
+
+FORMAT = "sparsetune.scores"
+VERSION = "1"
+
+
+@dataclass
+class Scores:
+    """Per-parameter scores (name -> float32 tensor shaped like the parameter) and provenance."""
+
+    tensors: dict[str, torch.Tensor]
+    metadata: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def eligible(self) -> int:
+        return sum(tensor.numel() for tensor in self.tensors.values())
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {name: tuple(tensor.shape) for name, tensor in self.tensors.items()}
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write atomically; byte-identical for identical scores and metadata."""
+        from .. import __version__
+
+        metadata = {
+            **self.metadata,
+            "format": FORMAT,
+            "version": VERSION,
+            "eligible": self.eligible,
+            "sparsetune_version": __version__,
+        }
+        save_tensors(path, {name: tensor.float() for name, tensor in self.tensors.items()}, metadata)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Scores":
+        raw = expect_kind(path, "scores")
+        tensors = load_tensors(path)
+        for name, tensor in tensors.items():
+            if not tensor.is_floating_point():
+                raise FileFormatError(f"{path}: scores of {name!r} are {tensor.dtype}, expected float32")
+        metadata: dict[str, object] = {
+            key: json_field(raw, key, path) if key in TYPED_FIELDS else value
+            for key, value in raw.items()
+            if key not in ("format", "version", "eligible")
+        }
+        if "eligible" in raw and json_field(raw, "eligible", path) != sum(math.prod(t.shape) for t in tensors.values()):
+            raise FileFormatError(f"{path}: the tensors do not add up to the recorded eligible count (truncated?)")
+        return cls(tensors, metadata)
+
+    @classmethod
+    def from_mapping(cls, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, object]) -> "Scores":
+        return cls({name: tensor.detach().float().contiguous() for name, tensor in tensors.items()}, dict(metadata))
