@@ -1,0 +1,100 @@
+"""The scorer interface: per-entry scores for the eligible tensors, then a selection.
+
+    sparsetune score --task cb -p 0.005 --method fisher
+
+Fu et al. 2023 (arXiv 2211.15583) rank entries by a score and keep the top ⌊m·p⌋.
+Methods differ in the score (SAM: squared mean gradient; Fisher: mean squared batch
+gradient; magnitude: |θ0|) and a few fix the selection themselves (BitFit takes the
+biases whatever p is), so a scorer has two steps:
+
+- `compute(context)` -> {name: float32 tensor shaped like the parameter}. Scorers that
+  set `needs_data = False` get no batches, and `score` skips loading data for them.
+- `select(scores, p, scope, metadata)` -> `Mask`; by default the top-k of the scores.
+
+`gradient_steps` is the one data pass gradient scorers share.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, ClassVar, Iterable, Iterator, Mapping
+
+import torch
+
+from ..formats.mask import Mask
+from ..models import LoadedModel
+from ..progress import ProgressCallback, no_progress
+
+
+@dataclass
+class ScoringContext:
+    """What a scorer may look at. `batches` is None when the scorer needs no data."""
+
+    loaded: LoadedModel
+    batches: Iterable[dict[str, torch.Tensor]] | None
+    num_batches: int
+    num_examples: int
+    seed: int
+    progress: ProgressCallback = no_progress
+
+
+class Scorer:
+    """Base class; subclasses register with `@register_scorer(name)`."""
+
+    name: ClassVar[str] = ""
+    needs_data: ClassVar[bool] = True
+    description: ClassVar[str] = ""
+
+    def compute(self, context: ScoringContext) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def select(
+        self,
+        scores: Mapping[str, torch.Tensor],
+        p: float,
+        scope: str,
+        metadata: Mapping[str, object] | None = None,
+    ) -> Mask:
+        """Top ⌊m·p⌋ (global) or ⌊n_t·p⌋ per tensor; override to fix the selection."""
+        return Mask.from_scores(scores, p, scope, metadata)
+
+
+def gradient_steps(
+    context: ScoringContext,
+    loss_weight: Callable[[int], float],
+    fresh_gradients: bool,
+) -> Iterator[int]:
+    """Backward of `loss_weight(batch size) · mean batch loss` for every batch, at θ0.
+
+    Yields each batch's size after its backward, when `.grad` of every eligible tensor
+    holds the accumulated (or, with `fresh_gradients`, this batch's) gradient. The
+    model is in eval mode (no dropout: the score is a property of θ0, not of a dropout
+    draw) and only eligible tensors require gradients, so the head costs no buffer.
+    """
+    if context.batches is None:
+        raise ValueError("this scorer needs data, but the context holds no batches")
+    model = context.loaded.model
+    eligible = context.loaded.eligible()
+    model.eval()
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(name in eligible)
+        parameter.grad = None
+    examples = 0
+    for done, batch in enumerate(context.batches, start=1):
+        if fresh_gradients:
+            for parameter in eligible.values():
+                parameter.grad = None
+        size = int(batch["labels"].shape[0])
+        loss = model(**batch).loss  # mean over the batch
+        (loss * loss_weight(size)).backward()
+        examples += size
+        context.progress("scoring", done, context.num_batches, examples=examples, loss=float(loss.detach()))
+        yield size
+
+
+def eligible_gradients(context: ScoringContext) -> dict[str, torch.Tensor]:
+    """The `.grad` of every eligible tensor (zeros where no gradient reached it)."""
+    return {
+        name: parameter.grad.detach() if parameter.grad is not None else torch.zeros_like(parameter)
+        for name, parameter in context.loaded.eligible().items()
+    }

@@ -1,0 +1,31 @@
+"""Empirical Fisher scores: the mean over batches of the squared batch gradient.
+
+    sparsetune score --task rte -p 0.005 --method fisher --batch-size 1
+
+With `--batch-size 1` this is the empirical Fisher information of FISH masks (Sung et
+al. 2021), and the `fisher` variant in the released code of Fu et al. 2023. Unlike SAM
+it rewards entries whose gradient is large on single batches even when the signs
+cancel over the set. Needs one extra buffer (the running sum) beside `.grad`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import register_scorer
+from .base import Scorer, ScoringContext, eligible_gradients, gradient_steps
+
+
+@register_scorer("fisher")
+class FisherScorer(Scorer):
+    description = "mean of squared per-batch gradients (FISH with --batch-size 1)"
+
+    def compute(self, context: ScoringContext) -> dict[str, torch.Tensor]:
+        eligible = context.loaded.eligible()
+        sums = {name: torch.zeros_like(parameter, dtype=torch.float32) for name, parameter in eligible.items()}
+        batches = 0
+        for _ in gradient_steps(context, loss_weight=lambda size: 1.0, fresh_gradients=True):
+            for name, gradient in eligible_gradients(context).items():
+                sums[name].add_(gradient.float().pow(2))
+            batches += 1
+        return {name: total / max(batches, 1) for name, total in sums.items()}

@@ -1,0 +1,192 @@
+"""The `score` stage: pretrained model + train data -> scores -> mask file (Fu et al. 2023, arXiv 2211.15583).
+
+    sparsetune score --task rte -p 0.005 -o mask.safetensors --save-scores scores.safetensors
+    sparsetune mask scores.safetensors -p 0.01 -o mask-1pc.safetensors
+
+`score` runs one registered scorer over the *train part* of the protocol split (the
+held-out dev part and the test set are never seen) and writes a mask whose metadata
+lets `sparsetune train --mask` run with no other flag. `rethreshold` turns saved
+scores into a mask at another p without a gradient pass.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..config import MaskConfig, ScoreConfig
+from ..data import load_task_data, make_loader
+from ..errors import UsageError
+from ..formats.mask import SCOPES, Mask, check_fraction
+from ..formats.scores import Scores
+from ..io import refuse_to_overwrite
+from ..models import display_name, load_model, load_tokenizer, module_type
+from ..progress import ProgressCallback, no_progress
+from ..tasks import get_task
+from . import SCORERS, get_scorer
+from .base import ScoringContext
+
+
+@dataclass
+class ScoreResult:
+    """The mask, the scores it came from, and what the run saw and cost."""
+
+    mask: Mask
+    scores: dict[str, torch.Tensor]
+    head: dict[str, int]  # new (head) tensor -> entries; always trained, never in p
+    examples: int
+    examples_available: int
+    seconds: float  # whole call: loading, data pass, selection, writing
+    pass_seconds: float  # the data pass alone
+    output: str | None = None
+    scores_output: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        """JSON-ready: selected / eligible, p, examples, seconds, examples/s, share per module type."""
+        meta = self.mask.metadata
+        return {
+            "model": meta.get("model"),
+            "task": meta.get("task"),
+            "method": meta.get("method"),
+            "p": meta.get("p"),
+            "scope": meta.get("scope"),
+            "selected": self.mask.selected,
+            "eligible": self.mask.eligible,
+            "density": self.mask.density,
+            "head_parameters": sum(self.head.values()),
+            "head_tensors": sorted(self.head),
+            "examples": self.examples,
+            "examples_available": self.examples_available,
+            "seconds": round(self.seconds, 3),
+            "examples_per_second": round(self.examples / self.pass_seconds, 3) if self.pass_seconds > 0 else None,
+            "share_by_module_type": share_by_module_type(self.mask),
+            "output": self.output,
+            "scores_output": self.scores_output,
+            "notes": list(self.notes),
+        }
+
+
+def share_by_module_type(mask: Mask) -> dict[str, float]:
+    """Fraction of the selected entries that falls in each module type (sums to 1)."""
+    counts: dict[str, int] = {}
+    for name, (selected, _) in mask.per_tensor().items():
+        counts[module_type(name)] = counts.get(module_type(name), 0) + selected
+    total = sum(counts.values()) or 1
+    return {kind: count / total for kind, count in sorted(counts.items(), key=lambda item: -item[1]) if count}
+
+
+def task_reference(task: str) -> str:
+    """How the task is recorded: its name, or the absolute path of a custom task's .json."""
+    path = Path(task)
+    return str(path.resolve()) if task.endswith(".json") and path.is_file() else get_task(task).name
+
+
+def _check(config: ScoreConfig) -> None:
+    """Every flag checked before the model loads, so mistakes cost no time."""
+    check_fraction(config.p)
+    if config.scope not in SCOPES:
+        raise UsageError(f"--scope must be one of {', '.join(SCOPES)}, got {config.scope!r}")
+    if config.examples is not None and config.examples < 1:
+        raise UsageError(f"--examples must be a positive number or 'all', got {config.examples}")
+    if config.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {config.batch_size}")
+    if config.max_length < 8:
+        raise UsageError(f"--max-length must be at least 8 tokens, got {config.max_length}")
+    if config.output and config.save_scores and Path(config.output).resolve() == Path(config.save_scores).resolve():
+        raise UsageError("-o and --save-scores name the same file; give the scores another name")
+    for path, flag in ((config.output, "-o"), (config.save_scores, "--save-scores")):
+        if path:
+            if Path(path).is_dir():
+                raise UsageError(f"{flag} {path} is a directory; give a file name such as mask.safetensors")
+            refuse_to_overwrite(path, config.force)
+
+
+def _scoring_rows(config: ScoreConfig, task, notes: list[str]):
+    """The train part of the protocol split, or a seeded subset of `config.examples` rows."""
+    train = load_task_data(task, config.data_dir, config.dev_fraction, config.seed).train
+    available = len(train)
+    if config.examples is None or config.examples >= available:
+        if config.examples is not None and config.examples > available:
+            notes.append(f"--examples {config.examples} asked, the train part has {available}: using all {available}")
+        return train, available
+    generator = torch.Generator().manual_seed(config.seed)
+    chosen = torch.randperm(available, generator=generator)[: config.examples].sort().values.tolist()
+    return train.select(chosen), available
+
+
+def score(config: ScoreConfig, progress: ProgressCallback | None = None) -> ScoreResult:
+    """Score every eligible entry with `config.method`, keep the top ⌊m·p⌋, write the mask."""
+    started = time.perf_counter()
+    progress = progress or no_progress
+    _check(config)
+    scorer = get_scorer(config.method)
+    task = get_task(config.task)
+    notes: list[str] = []
+    loaded = load_model(config.model, task, seed=config.seed)
+    batches, examples, available = None, 0, 0
+    if scorer.needs_data:
+        rows, available = _scoring_rows(config, task, notes)
+        examples = len(rows)
+        batches = make_loader(rows, task, load_tokenizer(config.model), config.batch_size, config.max_length)
+    context = ScoringContext(
+        loaded=loaded,
+        batches=batches,
+        num_batches=len(batches) if batches is not None else 0,
+        num_examples=examples,
+        seed=config.seed,
+        progress=progress,
+    )
+    pass_started = time.perf_counter()
+    scores = scorer.compute(context)
+    pass_seconds = time.perf_counter() - pass_started
+    metadata = {
+        "model": display_name(config.model),
+        "task": task_reference(config.task),
+        "method": scorer.name,
+        "examples": examples,
+        "seed": config.seed,
+        "dev_fraction": config.dev_fraction,
+        "max_length": config.max_length,
+        "batch_size": config.batch_size,
+    }
+    mask = scorer.select(scores, config.p, config.scope, metadata)
+    mask.validate_against(loaded.eligible())
+    if config.save_scores:
+        Scores.from_mapping(scores, metadata).save(config.save_scores)
+    if config.output:
+        mask.save(config.output)
+    return ScoreResult(
+        mask=mask,
+        scores=scores,
+        head={name: parameter.numel() for name, parameter in loaded.head().items()},
+        examples=examples,
+        examples_available=available,
+        seconds=time.perf_counter() - started,
+        pass_seconds=pass_seconds,
+        output=config.output,
+        scores_output=config.save_scores,
+        notes=notes,
+    )
+
+
+def rethreshold(config: MaskConfig) -> Mask:
+    """A mask at `config.p` from a saved scores file: no model, no data, no gradients."""
+    check_fraction(config.p)
+    if config.scope is not None and config.scope not in SCOPES:
+        raise UsageError(f"--scope must be one of {', '.join(SCOPES)}, got {config.scope!r}")
+    if config.output:
+        refuse_to_overwrite(config.output, config.force)
+    saved = Scores.load(config.scores)
+    metadata = {key: value for key, value in saved.metadata.items() if key != "sparsetune_version"}
+    scope = config.scope or str(metadata.get("scope", "global"))
+    method = str(metadata.get("method", ""))
+    scorer = SCORERS[method]() if method in SCORERS else None
+    select = scorer.select if scorer is not None else Mask.from_scores
+    mask = select(saved.tensors, config.p, scope, metadata)
+    if config.output:
+        mask.save(config.output)
+    return mask

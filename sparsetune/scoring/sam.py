@@ -1,0 +1,29 @@
+"""SAM, the Second-order Approximation Method of Fu et al. 2023 (arXiv 2211.15583, Theorem 3).
+
+    sparsetune score --task rte -p 0.005 --method sam
+
+score = g², g = ∇θ of the *mean* training loss over the scoring examples at θ0.
+Batches are accumulated in place into `.grad`, each weighted by its share of the
+examples, so the result equals one backward over the whole set while memory stays at
+the model plus one gradient buffer. (The paper's code summed clipped batch gradients
+with dropout on; this is the quantity its Theorem 3 asks for.)
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import register_scorer
+from .base import Scorer, ScoringContext, eligible_gradients, gradient_steps
+
+
+@register_scorer("sam")
+class SamScorer(Scorer):
+    description = "square of the mean training-loss gradient at θ0 (the paper)"
+
+    def compute(self, context: ScoringContext) -> dict[str, torch.Tensor]:
+        total = context.num_examples
+        for _ in gradient_steps(context, loss_weight=lambda size: size / total, fresh_gradients=False):
+            pass
+        gradients = eligible_gradients(context)
+        return {name: gradient.float().pow(2) for name, gradient in gradients.items()}  # each shaped like θ
