@@ -12,10 +12,12 @@ __version__ = "0.1.0"
 from .errors import SparsetuneError
 from .formats import Mask
 from .models import load_model, load_tokenizer
+from .scoring.run import ScoreResult, rethreshold, score
 from .tasks import TASKS, Task, get_task
 
 __all__ = [
     "Mask",
+    "ScoreResult",
     "SparsetuneError",
     "TASKS",
     "Task",
@@ -23,4 +25,6 @@ __all__ = [
     "get_task",
     "load_model",
     "load_tokenizer",
+    "rethreshold",
+    "score",
 ]

@@ -25,6 +25,10 @@ SeedOption = typer.Option(42, "--seed", help="Random seed (data split, shuffling
 ForceOption = typer.Option(False, "--force", help="Overwrite an existing output.")
 QuietOption = typer.Option(False, "--quiet", "-q", help="No progress bar or summary.")
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
+SparsityOption = typer.Option(0.005, "-p", "--sparsity", help="Fraction p of the eligible entries to select, in (0, 1].")
+ScopeOption = typer.Option(
+    "global", "--scope", help="global: one top-k over all eligible entries (Theorem 3); per-tensor: ⌊n·p⌋ in each tensor."
+)
 
 OptionalPath = Optional[Path]
 OptionalStr = Optional[str]

@@ -1,0 +1,72 @@
+"""`sparsetune inspect`: what a sparsetune file holds, where its entries sit, and a heatmap.
+
+    sparsetune inspect mask.safetensors --plot mask.png
+
+Calls `sparsetune.inspection.inspect_file` and renders its summary with rich.
+"""
+
+from __future__ import annotations
+
+import typer
+from rich import box
+from rich.table import Table
+
+from ..inspection import inspect_file
+from .app import app, out
+from .options import ForceOption, JsonOption, OptionalStr
+from .render import print_json
+
+
+@app.command("inspect", epilog="Example: sparsetune inspect mask.safetensors --plot mask.png")
+def inspect_command(
+    file: str = typer.Argument(..., help="A sparsetune file: mask or scores (.safetensors)."),
+    plot: OptionalStr = typer.Option(None, "--plot", help="Write a heatmap PNG of the per-layer × module-type table."),
+    force: bool = ForceOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Metadata, totals and a per-layer × module-type table of a mask or scores file."""
+    summary = inspect_file(file, plot=plot, force=force)
+    if as_json:
+        print_json(summary)
+        return
+    render_summary(summary)
+
+
+# Column headings short enough for an 80-column terminal; --json keeps the full names.
+SHORT = {"embeddings": "emb", "query": "q", "key": "k", "value": "v", "attention-out": "att-o", "ffn-in": "ffn-i", "ffn-out": "ffn-o", "layernorm": "LN", "pooler": "pool"}
+
+
+def _format(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def render_summary(summary: dict) -> None:
+    about = Table(title=f"{summary['file']} ({summary['kind']})", show_header=False)
+    about.add_column(style="bold")
+    about.add_column()
+    for key, value in summary.get("metadata", {}).items():
+        if key != "shapes":
+            about.add_row(key, _format(value))
+    for key, value in summary.get("totals", {}).items():
+        about.add_row(key, _format(value))
+    out.print(about)
+    table = summary.get("table")
+    if table:
+        fraction = table["value"] == "selected fraction"
+        unit = " (%)" if fraction else ""
+        grid = Table(title=f"{table['value']}{unit} per layer × module type", padding=(0, 0), box=box.SIMPLE_HEAD)
+        texts = [["-" if v is None else (f"{100 * v:.2g}" if fraction else f"{v:.0e}") for v in row] for row in table["cells"]]
+        labels = [row.replace("layer ", "L").replace("embeddings", "emb") for row in table["rows"]]
+        grid.add_column("", no_wrap=True, min_width=max(map(len, labels)))
+        for j, column in enumerate(table["columns"]):
+            width = max(len(SHORT.get(column, column)), *(len(row[j]) for row in texts))
+            grid.add_column(SHORT.get(column, column), justify="right", no_wrap=True, min_width=width)
+        for label, row in zip(labels, texts):
+            grid.add_row(label, *row)
+        out.print(grid)
+    if summary.get("plot"):
+        out.print(f"wrote {summary['plot']}")

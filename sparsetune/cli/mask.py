@@ -1,0 +1,48 @@
+"""`sparsetune mask`: re-threshold saved scores at another sparsity, without gradients.
+
+    sparsetune mask scores.safetensors -p 0.01 -o mask-1pc.safetensors
+
+Makes the sparsity sweep of Fu et al. 2023 (arXiv 2211.15583, Figure 3) cost one
+gradient pass in all instead of one per p.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from ..config import MaskConfig
+from ..scoring.run import rethreshold, share_by_module_type
+from .app import app, out
+from .options import ForceOption, JsonOption, OptionalStr, QuietOption, SparsityOption
+from .render import print_json
+
+
+@app.command("mask", epilog="Example: sparsetune mask scores.safetensors -p 0.01 -o mask-1pc.safetensors")
+def mask_command(
+    scores: str = typer.Argument(..., help="A scores file written by `sparsetune score --save-scores`."),
+    p: float = SparsityOption,
+    output: str = typer.Option("mask.safetensors", "--output", "-o", help="Where to write the mask."),
+    scope: OptionalStr = typer.Option(
+        None, "--scope", help="global or per-tensor. Default: the scope recorded in the scores file, else global."
+    ),
+    force: bool = ForceOption,
+    quiet: bool = QuietOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Build a mask at sparsity p from saved scores (no model, no data, no gradients)."""
+    mask = rethreshold(MaskConfig(scores=scores, p=p, output=output, scope=scope, force=force))
+    summary = {
+        **{key: mask.metadata.get(key) for key in ("model", "task", "method", "p", "scope")},
+        "selected": mask.selected,
+        "eligible": mask.eligible,
+        "density": mask.density,
+        "share_by_module_type": share_by_module_type(mask),
+        "output": output,
+    }
+    if as_json:
+        print_json(summary)
+    elif not quiet:
+        out.print(
+            f"selected [bold]{mask.selected:,}[/] / {mask.eligible:,} eligible entries "
+            f"(p = {summary['p']}, scope {summary['scope']}, method {summary['method']}); wrote {output}"
+        )

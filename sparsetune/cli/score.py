@@ -1,0 +1,118 @@
+"""`sparsetune score`: one gradient pass over the training data -> mask.safetensors.
+
+    sparsetune score --task rte -p 0.005 --data-dir ../shared/data -o mask.safetensors
+
+SAM of Fu et al. 2023 (arXiv 2211.15583) by default. Parses flags into a `ScoreConfig`,
+calls `sparsetune.score`, prints the summary.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from ..config import ScoreConfig
+from ..errors import UsageError
+from ..scoring.run import ScoreResult, score
+from .app import app, out
+from .options import (
+    DataDirOption,
+    ForceOption,
+    JsonOption,
+    ModelArg,
+    OptionalStr,
+    QuietOption,
+    ScopeOption,
+    SeedOption,
+    SparsityOption,
+    TaskOption,
+)
+from .render import print_json, progress_bar
+
+
+def parse_examples(value: str) -> int | None:
+    """`all` -> None (the whole train part), else a positive integer."""
+    if value.strip().lower() == "all":
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise UsageError(f"--examples must be a positive number or 'all', got {value!r}") from None
+    if number < 1:
+        raise UsageError(f"--examples must be a positive number or 'all', got {value!r}")
+    return number
+
+
+@app.command(
+    "score",
+    epilog="Example: sparsetune score --task rte -p 0.005 -o mask.safetensors --save-scores scores.safetensors",
+)
+def score_command(
+    model: OptionalStr = ModelArg,
+    task: OptionalStr = TaskOption,
+    p: float = SparsityOption,
+    method: str = typer.Option("sam", "--method", "-m", help="Scoring method: sam (the paper) or fisher."),
+    examples: str = typer.Option("all", "--examples", help="Training examples to score on: a number (seeded subset) or all."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Examples per forward/backward."),
+    max_length: int = typer.Option(128, "--max-length", help="Truncate inputs to this many tokens."),
+    scope: str = ScopeOption,
+    seed: int = SeedOption,
+    data_dir: OptionalStr = DataDirOption,
+    output: str = typer.Option("mask.safetensors", "--output", "-o", help="Where to write the mask."),
+    save_scores: OptionalStr = typer.Option(None, "--save-scores", help="Also write the raw scores here (for `sparsetune mask`)."),
+    force: bool = ForceOption,
+    quiet: bool = QuietOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Score every pretrained entry on the task's training data and keep the top p as a mask.
+
+    The scoring data is the train part of the protocol split (the dev part and the
+    validation/test set are never seen). The task head is new: it is not eligible, not
+    counted in p, and always trained.
+    """
+    if not task:
+        raise UsageError("--task is required (a name from `sparsetune tasks` or a task .json file)")
+    config = ScoreConfig(
+        task=task,
+        model=model,
+        p=p,
+        method=method,
+        examples=parse_examples(examples),
+        batch_size=batch_size,
+        max_length=max_length,
+        scope=scope,
+        seed=seed,
+        data_dir=data_dir,
+        output=output,
+        save_scores=save_scores,
+        force=force,
+    )
+    with progress_bar(quiet or as_json) as progress:
+        result = score(config, progress=progress)
+    if as_json:
+        print_json(result.summary())
+    elif not quiet:
+        print_summary(result)
+
+
+def print_summary(result: ScoreResult) -> None:
+    summary = result.summary()
+    for note in summary["notes"]:
+        out.print(f"[yellow]note:[/] {note}")
+    out.print(
+        f"selected [bold]{summary['selected']:,}[/] / {summary['eligible']:,} eligible entries "
+        f"({100 * summary['density']:.3g}%; p = {summary['p']}, scope {summary['scope']}, method {summary['method']})"
+    )
+    rate = f"{summary['examples_per_second']:.1f} examples/s" if summary["examples_per_second"] else "no data pass"
+    out.print(
+        f"examples {summary['examples']:,} of {summary['examples_available']:,} in the train part · "
+        f"{summary['seconds']:.1f} s · {rate}"
+    )
+    out.print(
+        f"head ({', '.join(summary['head_tensors']) or 'none'}; {summary['head_parameters']:,} entries): "
+        "new, not eligible, not counted in p, always trained"
+    )
+    shares = " · ".join(f"{kind} {100 * share:.1f}%" for kind, share in summary["share_by_module_type"].items())
+    out.print(f"share of the mask by module type: {shares}")
+    written = [path for path in (summary["output"], summary["scores_output"]) if path]
+    if written:
+        out.print(f"wrote {' and '.join(written)}")
