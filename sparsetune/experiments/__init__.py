@@ -1,0 +1,1 @@
+"""Experiments: the paper's grid (train + eval over methods × tasks × seeds × p) and its report."""

@@ -1,0 +1,141 @@
+"""The paper's evidence from a results file: Table 1, stability vs performance, the sweep.
+
+Fu et al. 2023 (arXiv 2211.15583): Table 1 (mean ± std over seeds per method and task,
+ranked per column), Figure 2 (the rank correlation between stability and performance,
+Spearman ρ = 0.4356 in the paper) and Figure 3 (SAM's performance and stability
+against p).
+
+    sparsetune report results/example/results.jsonl -o results/example/
+
+Conventions (DESIGN notes): scores are the test `score` ×100; std is the sample
+standard deviation over seeds (ddof=1; 0 for a single seed); the Avg column is the
+mean over tasks of the per-task means (and of the per-task stds); rank 1 is the best
+mean, ties share the average rank. Stability: on each task, methods are ranked by std
+(rank 1 = smallest std) and by mean (rank 1 = best); ρ is Spearman's over all
+(method, task) pairs of those two ranks.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import rankdata, spearmanr
+
+from .results import RunResult
+
+PAPER_TASK_ORDER = ("cola", "stsb", "mrpc", "rte", "cb", "copa", "wsc")
+AVERAGE = "avg"
+
+
+@dataclass(frozen=True)
+class Cell:
+    mean: float
+    std: float
+    seeds: int
+    rank: float = math.nan
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    array = np.asarray(values, dtype=float)
+    return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else 0.0
+
+
+def in_table(result: RunResult, p: float | None) -> bool:
+    """Dense methods (no p) always; sparse methods only at the table's p."""
+    return result.p is None or p is None or math.isclose(result.p, p, rel_tol=1e-9)
+
+
+@dataclass
+class TableOne:
+    methods: list[str]
+    tasks: list[str]
+    cells: dict[tuple[str, str], Cell]
+
+    @property
+    def columns(self) -> list[str]:
+        return self.tasks + [AVERAGE]
+
+    def to_markdown(self) -> str:
+        header = "| method | " + " | ".join(self.columns) + " |"
+        lines = [header, "|---|" + "---:|" * len(self.columns)]
+        for method in self.methods:
+            row = []
+            for column in self.columns:
+                cell = self.cells.get((method, column))
+                row.append("–" if cell is None else f"{cell.mean:.1f} ± {cell.std:.1f} ({cell.rank:g})")
+            lines.append(f"| {method} | " + " | ".join(row) + " |")
+        return "\n".join(lines) + "\n"
+
+
+def table_one(results: list[RunResult], p: float | None = 0.005, methods: list[str] | None = None) -> TableOne:
+    """Mean ± std of the test score ×100 per (method, task), an Avg column, per-column ranks."""
+    chosen = [result for result in results if in_table(result, p)]
+    methods = methods or list(dict.fromkeys(result.method for result in chosen))
+    present = {result.task for result in chosen}
+    tasks = [task for task in PAPER_TASK_ORDER if task in present] + sorted(present - set(PAPER_TASK_ORDER))
+    cells: dict[tuple[str, str], Cell] = {}
+    for method in methods:
+        for task in tasks:
+            scores = [100 * result.score for result in chosen if result.method == method and result.task == task]
+            if scores:
+                cells[(method, task)] = Cell(*_mean_std(scores), seeds=len(scores))
+        row = [cells[(method, task)] for task in tasks if (method, task) in cells]
+        if len(row) == len(tasks):
+            cells[(method, AVERAGE)] = Cell(
+                float(np.mean([c.mean for c in row])), float(np.mean([c.std for c in row])), min(c.seeds for c in row)
+            )
+    for column in tasks + [AVERAGE]:
+        ranked = [method for method in methods if (method, column) in cells]
+        ranks = rankdata([-round(cells[(method, column)].mean, 6) for method in ranked], method="average")
+        for method, rank in zip(ranked, ranks):
+            cell = cells[(method, column)]
+            cells[(method, column)] = Cell(cell.mean, cell.std, cell.seeds, float(rank))
+    return TableOne(methods, tasks, cells)
+
+
+@dataclass(frozen=True)
+class Stability:
+    """Per-task (stability rank, performance rank) pairs and their Spearman correlation."""
+
+    points: list[tuple[str, str, float, float]]  # (method, task, stability rank, performance rank)
+    rho: float
+    p_value: float
+
+
+def stability_vs_performance(table: TableOne) -> Stability:
+    points = []
+    for task in table.tasks:
+        ranked = [method for method in table.methods if (method, task) in table.cells]
+        # Round away float noise so that equal spreads (e.g. 10.0 vs 10.000000000000002) tie.
+        stability = rankdata([round(table.cells[(method, task)].std, 6) for method in ranked], method="average")
+        for method, rank in zip(ranked, stability):
+            points.append((method, task, float(rank), table.cells[(method, task)].rank))
+    if len(points) < 3:
+        return Stability(points, math.nan, math.nan)
+    rho, p_value = spearmanr([point[2] for point in points], [point[3] for point in points])
+    return Stability(points, float(rho), float(p_value))
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    p: float
+    mean: float  # mean over tasks of the per-task mean score ×100
+    std: float  # mean over tasks of the per-task std over seeds
+    tasks: int
+
+
+def sparsity_sweep(results: list[RunResult], method: str = "sam") -> list[SweepPoint]:
+    """Performance and stability of `method` at each p it was run with (Figure 3)."""
+    by_p: dict[float, dict[str, list[float]]] = {}
+    for result in results:
+        if result.method == method and result.p is not None:
+            by_p.setdefault(result.p, {}).setdefault(result.task, []).append(100 * result.score)
+    points = []
+    for p in sorted(by_p):
+        per_task = [_mean_std(scores) for scores in by_p[p].values()]
+        points.append(
+            SweepPoint(p, float(np.mean([m for m, _ in per_task])), float(np.mean([s for _, s in per_task])), len(per_task))
+        )
+    return points

@@ -1,0 +1,85 @@
+"""The grid's results file: one JSON line per finished run.
+
+    sparsetune grid experiments/paper.toml -o results/paper.jsonl
+    sparsetune report results/paper.jsonl -o results/paper/
+
+A line is appended only after a run has trained *and* been evaluated, in one write,
+so a killed grid leaves whole lines only and a rerun skips every `run_id` it finds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..errors import FileFormatError
+
+
+@dataclass
+class RunResult:
+    """What the report needs about one (method, task, p, seed) run."""
+
+    run_id: str
+    method: str
+    task: str
+    seed: int
+    p: float | None
+    test: dict[str, float]
+    dev: dict[str, float] = field(default_factory=dict)
+    trainable_parameters: dict[str, Any] = field(default_factory=dict)
+    seconds: float | None = None
+    peak_rss_mb: float | None = None
+    config_hash: str = ""
+    run_dir: str = ""
+    git_commit: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def score(self) -> float:
+        """The paper's number for this run (test set)."""
+        return float(self.test["score"])
+
+
+def append_result(path: str | os.PathLike, result: RunResult) -> None:
+    """Append one line with a single write + fsync: whole lines only, even when killed."""
+    line = json.dumps(asdict(result), sort_keys=True) + "\n"
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(line)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_results(path: str | os.PathLike) -> list[RunResult]:
+    """Every complete line of a results file; a torn last line (a kill mid-write on a
+    filesystem without atomic appends) is ignored, any other bad line is an error."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileFormatError(f"results file {path} does not exist; `sparsetune grid CONFIG -o {path}` writes it")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    results = []
+    known = set(RunResult.__dataclass_fields__)
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            results.append(RunResult(**{key: value for key, value in data.items() if key in known}))
+        except (json.JSONDecodeError, TypeError) as err:
+            if number == len(lines) and not line.endswith("}"):
+                break
+            raise FileFormatError(f"{path}:{number}: not a grid result line ({err})") from None
+    return results
+
+
+def finished_ids(path: str | os.PathLike) -> set[str]:
+    return {result.run_id for result in read_results(path)} if Path(path).is_file() else set()
+
+
+def iter_results(results: list[RunResult], **where: Any) -> Iterator[RunResult]:
+    for result in results:
+        if all(getattr(result, key) == value for key, value in where.items()):
+            yield result

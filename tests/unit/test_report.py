@@ -1,0 +1,91 @@
+"""Report numbers against values computed independently here (statistics, not our code)."""
+
+import math
+import statistics
+
+import pytest
+from scipy import stats
+
+from sparsetune.experiments.report import AVERAGE, sparsity_sweep, stability_vs_performance, table_one
+from sparsetune.experiments.results import RunResult, append_result, read_results
+
+SCORES = {  # method -> task -> scores over seeds (test score, 0..1)
+    "full": {"cb": [0.70, 0.60, 0.80], "rte": [0.55, 0.65, 0.60]},
+    "sam": {"cb": [0.80, 0.78, 0.82], "rte": [0.62, 0.64, 0.63]},
+    "bitfit": {"cb": [0.50, 0.70, 0.60], "rte": [0.58, 0.52, 0.55]},
+}
+
+
+def _results(extra=()):
+    out = []
+    for method, tasks in SCORES.items():
+        for task, scores in tasks.items():
+            for seed, score in enumerate(scores):
+                p = None if method == "full" else 0.005
+                out.append(RunResult(f"{method}-{task}-{seed}", method, task, seed, p, {"score": score}))
+    return out + list(extra)
+
+
+def test_table_means_stds_and_ranks():
+    table = table_one(_results(), p=0.005)
+    assert table.tasks == ["rte", "cb"]
+    for method, tasks in SCORES.items():
+        for task, scores in tasks.items():
+            cell = table.cells[(method, task)]
+            assert cell.mean == pytest.approx(100 * statistics.mean(scores))
+            assert cell.std == pytest.approx(100 * statistics.stdev(scores))
+            assert cell.seeds == 3
+    # cb means: full 70, sam 80, bitfit 60 -> ranks 2, 1, 3
+    assert [table.cells[(m, "cb")].rank for m in ("full", "sam", "bitfit")] == [2, 1, 3]
+    average = {m: statistics.mean(100 * statistics.mean(s) for s in SCORES[m].values()) for m in SCORES}
+    assert table.cells[("sam", AVERAGE)].mean == pytest.approx(average["sam"])
+    assert table.cells[("sam", AVERAGE)].rank == 1
+    markdown = table.to_markdown()
+    assert "| sam | 63.0 ± 1.0 (1) | 80.0 ± 2.0 (1) |" in markdown
+
+
+def test_other_p_values_stay_out_of_table_one():
+    sweep_run = RunResult("sam-cb-x", "sam", "cb", 9, 0.1, {"score": 0.0})
+    table = table_one(_results([sweep_run]), p=0.005)
+    assert table.cells[("sam", "cb")].seeds == 3
+
+
+def test_spearman_of_stability_and_performance_ranks():
+    table = table_one(_results(), p=0.005)
+    result = stability_vs_performance(table)
+    stability, performance = [], []
+    for task in ("rte", "cb"):
+        methods = list(SCORES)
+        # the report's convention: spreads equal to 1e-6 (of the ×100 score) tie
+        stds = [round(100 * statistics.stdev(SCORES[m][task]), 6) for m in methods]
+        means = [statistics.mean(SCORES[m][task]) for m in methods]
+        stability += list(stats.rankdata(stds))
+        performance += list(stats.rankdata([-m for m in means]))
+    expected = stats.spearmanr(stability, performance)
+    assert result.rho == pytest.approx(expected.statistic)
+    assert result.p_value == pytest.approx(expected.pvalue)
+    assert len(result.points) == 6
+
+
+def test_sparsity_sweep_averages_tasks_per_p():
+    results = [
+        RunResult("a", "sam", "cb", 0, 0.01, {"score": 0.5}),
+        RunResult("b", "sam", "cb", 1, 0.01, {"score": 0.7}),
+        RunResult("c", "sam", "rte", 0, 0.01, {"score": 0.6}),
+        RunResult("d", "sam", "cb", 0, 0.001, {"score": 0.4}),
+        RunResult("e", "full", "cb", 0, None, {"score": 0.9}),
+    ]
+    points = sparsity_sweep(results)
+    assert [point.p for point in points] == [0.001, 0.01]
+    assert points[1].mean == pytest.approx((60 + 60) / 2)
+    assert points[1].std == pytest.approx((100 * statistics.stdev([0.5, 0.7]) + 0) / 2)
+    assert math.isclose(points[0].mean, 40)
+
+
+def test_results_file_round_trip_and_torn_last_line(tmp_path):
+    path = tmp_path / "results.jsonl"
+    for result in _results()[:2]:
+        append_result(path, result)
+    with open(path, "a") as handle:
+        handle.write('{"run_id": "half')
+    assert [r.run_id for r in read_results(path)] == ["full-cb-0", "full-cb-1"]
