@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from . import completions, tasks  # noqa: F401  (each registers its command)
 from . import inspect, mask, score  # noqa: F401  (sparsetune inspect / mask / score)
-from . import inspect, mask, score  # noqa: F401  (sparsetune inspect / mask / score)
 from .app import app
 
 
