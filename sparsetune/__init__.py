@@ -9,6 +9,7 @@ The package is the library; `sparsetune.cli` is a thin shell over it.
 
 __version__ = "0.1.0"
 
+from .delta import apply_delta, diff
 from .errors import SparsetuneError
 from .formats import Mask
 from .models import load_model, load_tokenizer
@@ -22,6 +23,8 @@ __all__ = [
     "TASKS",
     "Task",
     "__version__",
+    "apply_delta",
+    "diff",
     "get_task",
     "load_model",
     "load_tokenizer",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from . import completions, tasks  # noqa: F401  (each registers its command)
 from . import inspect, mask, score  # noqa: F401  (sparsetune inspect / mask / score)
+from . import apply, diff  # noqa: F401  (sparsetune apply / diff)
 from .app import app
 
 

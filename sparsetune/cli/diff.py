@@ -1,0 +1,74 @@
+"""`sparsetune diff`: the entries a fine-tune changed, as a delta file (Fu et al. 2023, arXiv 2211.15583).
+
+    sparsetune diff out/ > delta.safetensors
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..config import DiffConfig
+from ..delta import delta_summary, diff
+from ..errors import UsageError
+from ..formats.delta import VALUE_DTYPES
+from .app import app, console
+from .options import ForceOption, OptionalPath, OptionalStr, QuietOption, TaskOption
+from .render import progress_bar
+
+ValueDtype = Enum("ValueDtype", {name: name for name in VALUE_DTYPES}, type=str)
+
+
+@app.command(
+    "diff",
+    epilog="Example: sparsetune diff out/ > delta.safetensors   |   any fine-tuned dir: "
+    "sparsetune diff tuned/ --base MODEL --top-p 0.005 --values float16 -o delta.safetensors",
+)
+def diff_command(
+    run: Path = typer.Argument(..., help="A run dir (sparsetune train -o) or any fine-tuned model dir."),
+    base: OptionalStr = typer.Option(
+        None, "--base", help="The pretrained model the fine-tune started from. Default: the run's, else the embedded MiniLM."
+    ),
+    output: OptionalPath = typer.Option(
+        None, "--output", "-o", help="Delta file to write. Default: stdout, when it is not a terminal."
+    ),
+    values: ValueDtype = typer.Option(
+        "float32", "--values", help="Value dtype: float32 (exact: the values), float16 or bfloat16 (rounded differences)."
+    ),
+    top_p: Optional[float] = typer.Option(
+        None, "--top-p", help="Keep only the fraction P of eligible entries with the largest |θ − θ0|."
+    ),
+    task: OptionalStr = TaskOption,
+    force: bool = ForceOption,
+    quiet: bool = QuietOption,
+) -> None:
+    """Export the entries that differ from the base (bitwise), plus the new head, as a delta.
+
+    Apply it with `sparsetune apply DELTA -o DIR`; with float32 values that gives the
+    fine-tuned weights back bit for bit. For a plain model dir the head comes from its
+    config.json (`architectures`), or from --task.
+    """
+    if output is None and sys.stdout.isatty():
+        raise UsageError("refusing to write a binary delta to the terminal; pass -o delta.safetensors or redirect: sparsetune diff RUN > delta.safetensors")
+    config = DiffConfig(
+        run=str(run), base=base, output=str(output) if output else None, values=values.value, top_p=top_p, task=task, force=force
+    )
+    with progress_bar(quiet) as progress:
+        result = diff(config, progress)
+    if output is None:
+        sys.stdout.buffer.write(result.data)
+        sys.stdout.buffer.flush()
+    stats = delta_summary(result.delta, len(result.data))
+    share = stats["changed"] / stats["eligible"] if stats["eligible"] else 0.0
+    if quiet:
+        return
+    console.print(
+        f"{stats['changed']:,} changed entries of {stats['eligible']:,} ({share:.4%}) in {len(result.delta.indices)} tensors"
+        f" + {stats['head_entries']:,} head entries; {stats['bytes']:,} bytes = "
+        f"{stats['bytes_per_changed_entry']:.2f} bytes per changed entry -> {output or 'stdout'}",
+        soft_wrap=True,
+    )

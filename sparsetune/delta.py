@@ -1,0 +1,317 @@
+"""diff and apply: ship only what fine-tuning changed, get the exact model back.
+
+A p-sparse fine-tune (Fu et al. 2023, arXiv 2211.15583) differs from θ0 in p·m entries;
+`diff` finds them by bitwise comparison with the base, `apply` puts them back:
+
+    sparsetune diff out/ -o delta.safetensors && sparsetune apply delta.safetensors -o applied/
+
+Composition (several deltas on one base) is task arithmetic on the union of indices:
+θ = θ0 + Σ_i (θ_i − θ0). An entry touched by one delta gets exactly that delta's value
+(so float32 deltas apply bit for bit); an entry touched by several gets θ0 + Σ_i (θ_i − θ0)
+computed in float64 and rounded once. Dense new tensors (the head): the last delta that
+carries a tensor of that name provides it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .config import ApplyConfig, DiffConfig
+from .errors import MismatchError, UsageError
+from .formats.delta import VALUE_DTYPES, Delta, tensor_digest
+from .formats.mask import Mask, check_fraction
+from .formats.run_record import RunRecord, is_run_dir
+from .io import atomic_path, refuse_to_overwrite
+from .models import _first_line, display_name, load_tokenizer, quiet_transformers, resolve_model
+from .progress import ProgressCallback, no_progress
+
+HEAD_SUFFIXES = ("ForSequenceClassification", "ForMultipleChoice")
+
+
+@dataclass
+class DiffResult:
+    delta: Delta
+    data: bytes  # the file's bytes: written to `output`, or to stdout by the CLI
+    output: str | None
+
+
+@dataclass
+class ApplyResult:
+    output: str
+    deltas: int
+    changed: int  # pretrained entries set (counted once per delta)
+    head_from: str | None  # the delta whose head the model carries
+
+
+# -- loading the pair ---------------------------------------------------------
+def _auto_class(architecture: str | None, task: str | None):
+    """The transformers auto class for a fine-tuned architecture (or, failing that, a task)."""
+    from transformers import AutoModelForMultipleChoice, AutoModelForSequenceClassification
+
+    if architecture and architecture.endswith("ForMultipleChoice"):
+        return AutoModelForMultipleChoice
+    if architecture and architecture.endswith("ForSequenceClassification"):
+        return AutoModelForSequenceClassification
+    if task:
+        from .tasks import get_task
+
+        multiple = get_task(task).head == "multiple_choice"
+        return AutoModelForMultipleChoice if multiple else AutoModelForSequenceClassification
+    raise UsageError(
+        f"cannot tell the model's head from its config (architecture {architecture!r}); pass --task, "
+        f"or a model saved as *{HEAD_SUFFIXES[0]} or *{HEAD_SUFFIXES[1]}"
+    )
+
+
+def _from_pretrained(auto_class, source: str, what: str, **kwargs):
+    quiet_transformers()
+    try:
+        return auto_class.from_pretrained(source, output_loading_info=True, **kwargs)
+    except (OSError, ValueError, RuntimeError) as err:
+        raise MismatchError(f"cannot load {what} {source!r} with this head: {_first_line(err)}") from None
+
+
+def _new_names(model: nn.Module, info: dict) -> set[str]:
+    params = {name for name, _ in model.named_parameters()}
+    new = {name for name in info.get("missing_keys", ()) if name in params}
+    return new | {name for name, *_ in info.get("mismatched_keys", ()) if name in params}
+
+
+def _bits(tensor: torch.Tensor) -> torch.Tensor:
+    """Same bytes reread as integers, so that == is bitwise (NaN == NaN, -0 != +0)."""
+    ints = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+    return tensor.detach().contiguous().reshape(-1).view(ints[tensor.element_size()])
+
+
+# -- diff -----------------------------------------------------------------------
+def diff(config: DiffConfig, progress: ProgressCallback = no_progress) -> DiffResult:
+    """The entries of a fine-tuned model that differ from its base, as a delta file.
+
+    Reads base and task from `run.json` when the folder is a run; a plain model dir
+    takes `config.base` (default: the embedded MiniLM) and its head from its config.
+    """
+    if config.values not in VALUE_DTYPES:
+        raise UsageError(f"--values must be one of {', '.join(VALUE_DTYPES)}, got {config.values!r}")
+    if config.top_p is not None:
+        check_fraction(config.top_p, "--top-p")
+    if config.output:
+        refuse_to_overwrite(config.output, config.force)
+    run = Path(config.run)
+    if not (run / "config.json").is_file():
+        raise UsageError(f"{run} is not a model dir (no config.json); pass a run dir (sparsetune train -o) or a saved model")
+    base, task = config.base, config.task
+    if is_run_dir(run):
+        record = RunRecord.load(run)
+        base, task = base or record.base_model, task or record.task
+
+    from transformers import AutoConfig
+
+    architecture = (AutoConfig.from_pretrained(run).architectures or [None])[0]
+    auto = _auto_class(architecture, task)
+    progress("load", 0, 2)
+    tuned, _ = _from_pretrained(auto, str(run), "fine-tuned model")
+    progress("load", 1, 2)
+    pretrained, info = _from_pretrained(auto, resolve_model(base), "base model", config=tuned.config)
+    progress("load", 2, 2)
+    new = _new_names(pretrained, info)
+    theta, theta0 = dict(tuned.named_parameters()), dict(pretrained.named_parameters())
+    if set(theta) != set(theta0):
+        name = sorted(set(theta) ^ set(theta0))[0]
+        raise MismatchError(f"parameter {name!r} is in only one of {run} and the base {display_name(base)}; is it the right --base?")
+
+    changed: dict[str, torch.Tensor] = {}  # name -> (numel,) bool
+    for step, (name, before) in enumerate(theta0.items()):
+        after = theta[name]
+        if name in new:
+            continue
+        if after.shape != before.shape or after.dtype != before.dtype:
+            raise MismatchError(
+                f"parameter {name!r} is {after.dtype}{list(after.shape)} in {run} but {before.dtype}{list(before.shape)} "
+                f"in the base {display_name(base)}; is it the right --base?"
+            )
+        changed[name] = _bits(after) != _bits(before)
+        progress("compare", step + 1, len(theta0))
+
+    positions = {name: torch.nonzero(flags).flatten() for name, flags in changed.items()}
+    if config.top_p is not None:
+        positions = _largest_changes(theta, theta0, changed, config.top_p)
+
+    dtype = VALUE_DTYPES[config.values]
+    indices, values, shapes, fingerprint = {}, {}, {}, {}
+    for name, index in positions.items():
+        if not index.numel():
+            continue
+        after, before = theta[name].detach().reshape(-1)[index], theta0[name].detach().reshape(-1)[index]
+        indices[name], shapes[name] = index, tuple(theta[name].shape)
+        # float32: the values themselves (bit-exact); half types: the rounded difference.
+        values[name] = after.to(dtype) if config.values == "float32" else (after.double() - before.double()).to(dtype)
+        fingerprint[name] = tensor_digest(theta0[name])
+    head = {name: theta[name].detach().clone() for name in theta0 if name in new}
+    metadata = {
+        "base_model": display_name(base),
+        "task": str(task or ""),
+        "architecture": architecture or type(tuned).__name__,
+        "config": json.loads(tuned.config.to_json_string(use_diff=False)),
+        "fingerprint": fingerprint,
+        "eligible": sum(tensor.numel() for name, tensor in theta0.items() if name not in new),
+    }
+    if config.top_p is not None:
+        metadata["top_p"] = config.top_p
+    delta = Delta(indices, values, shapes, head, config.values, metadata)
+    data = delta.to_bytes()
+    if config.output:
+        with atomic_path(config.output) as tmp:
+            tmp.write_bytes(data)
+    return DiffResult(delta, data, config.output)
+
+
+def _largest_changes(theta, theta0, changed, p: float) -> dict[str, torch.Tensor]:
+    """Positions of the ⌊p·m⌋ largest |θ − θ0| over all eligible entries (changed ones only)."""
+    scores = {}
+    for name, flags in changed.items():
+        size = (theta[name].detach().double() - theta0[name].detach().double()).abs().reshape(-1)
+        size = torch.nan_to_num(size, nan=float("inf"))  # a NaN weight is the largest change of all
+        scores[name] = torch.where(flags, size, torch.full_like(size, -1.0))
+    kept = Mask.from_scores(scores, p).indices
+    return {name: index[changed[name][index]] for name, index in kept.items()}
+
+
+# -- apply ----------------------------------------------------------------------
+def _as_deltas(deltas) -> list[tuple[str, Delta]]:
+    if isinstance(deltas, (str, os.PathLike, Delta)):
+        deltas = [deltas]
+    named = []
+    for item in deltas:
+        if isinstance(item, tuple):  # already (source, Delta)
+            named.append(item)
+        elif isinstance(item, Delta):
+            named.append(("delta", item))
+        else:
+            named.append((str(item), Delta.load(item)))
+    return named
+
+
+def _check(model_params: dict[str, torch.Tensor], named: list[tuple[str, Delta]], force: bool) -> None:
+    """Every delta fits the model; the touched tensors are the base it was made for."""
+    for source, delta in named:
+        for name, shape in list(delta.shapes.items()) + [(n, tuple(t.shape)) for n, t in delta.head.items()]:
+            if name not in model_params:
+                raise MismatchError(f"{source}: tensor {name!r} is not in the model; was the delta made for another architecture?")
+            if tuple(model_params[name].shape) != tuple(shape):
+                raise MismatchError(f"{source}: tensor {name!r} has shape {list(shape)} but the model's is {list(model_params[name].shape)}")
+        if force:
+            continue
+        for name, expected in dict(delta.metadata.get("fingerprint", {})).items():
+            if name in model_params and tensor_digest(model_params[name]) != expected:
+                raise MismatchError(
+                    f"{source} was made for base {delta.metadata.get('base_model', '?')}, but tensor {name!r} of this base "
+                    "differs from it; pass the right --base (or --force to apply anyway)"
+                )
+
+
+def _target(delta: Delta, name: str, base: torch.Tensor) -> torch.Tensor:
+    """The value each listed entry would take from `delta` alone. base: (numel,)"""
+    index, value = delta.indices[name], delta.values[name]
+    if delta.values_kind == "absolute":
+        return value.to(base.dtype)
+    return (base[index].double() + value.double()).to(base.dtype)
+
+
+@torch.no_grad()
+def apply_delta(model, deltas, force: bool = False, progress: ProgressCallback = no_progress):
+    """Apply one delta (a path or `Delta`) or several, composed, to `model` in memory.
+
+    `model` is the base with the delta's head (an `nn.Module` or a `LoadedModel`); its
+    current values are θ0. Several deltas must be applied in one call: composition is
+    relative to θ0, and a second call would see the first one's changes as a wrong base.
+    Returns the model.
+    """
+    module = getattr(model, "model", model)
+    named = _as_deltas(deltas)
+    params = dict(module.named_parameters())
+    _check(params, named, force)
+    touched = sorted({name for _, delta in named for name in delta.indices}, key=list(params).index)
+    for step, name in enumerate(touched):
+        flat = params[name].data.view(-1)  # (numel,) parameters are contiguous
+        base = flat.clone()
+        users = [delta for _, delta in named if name in delta.indices]
+        if len(users) == 1:
+            flat[users[0].indices[name]] = _target(users[0], name, base)
+        else:
+            total = torch.zeros(base.numel(), dtype=torch.float64)
+            hits = torch.zeros(base.numel(), dtype=torch.int32)
+            for delta in users:
+                index, target = delta.indices[name], _target(delta, name, base)
+                total[index] += target.double() - base[index].double()
+                hits[index] += 1
+                flat[index] = target
+            several = hits > 1
+            flat[several] = (base[several].double() + total[several]).to(base.dtype)
+        progress("apply", step + 1, len(touched))
+    for _, delta in named:  # later deltas overwrite earlier heads
+        for name, tensor in delta.head.items():
+            params[name].data.copy_(tensor.to(params[name].dtype))
+    return model
+
+
+def _head_source(named: list[tuple[str, Delta]]) -> tuple[str, Delta] | None:
+    carrying = [(source, delta) for source, delta in named if delta.head]
+    return carrying[-1] if carrying else None
+
+
+def apply(config: ApplyConfig, progress: ProgressCallback = no_progress) -> ApplyResult:
+    """Base + deltas -> a plain transformers model dir (config, tokenizer, model.safetensors)."""
+    if not config.deltas:
+        raise UsageError("give at least one DELTA file")
+    refuse_to_overwrite(config.output, config.force)
+    named = _as_deltas(list(config.deltas))
+    bases = {str(delta.metadata.get("base_model", "")) for _, delta in named}
+    if config.base is None and len(bases) > 1:
+        raise UsageError(f"the deltas name different bases ({', '.join(sorted(bases))}); pass --base")
+    base = config.base or next(iter(bases)) or None
+    source, shaped = _head_source(named) or named[-1]
+    from transformers import AutoConfig
+
+    model_config = dict(shaped.metadata.get("config") or {})
+    if "model_type" not in model_config:
+        raise MismatchError(f"{source} records no model config; re-create it with sparsetune diff")
+    model_type = model_config.pop("model_type")
+    try:
+        hf_config = AutoConfig.for_model(model_type, **model_config)
+    except (ValueError, KeyError) as err:
+        raise MismatchError(f"{source}: cannot rebuild its model config ({_first_line(err)})") from None
+    auto = _auto_class(str(shaped.metadata.get("architecture", "")), str(shaped.metadata.get("task", "")) or None)
+    progress("load", 0, 1)
+    model, info = _from_pretrained(auto, resolve_model(base), "base model", config=hf_config)
+    progress("load", 1, 1)
+    heads = {name for _, delta in named for name in delta.head}
+    missing = sorted(_new_names(model, info) - heads)
+    if missing:
+        raise MismatchError(f"the base {display_name(base)} lacks {missing[0]!r} and no delta carries it; is it the right --base?")
+    apply_delta(model, named, force=config.force, progress=progress)
+    tokenizer = load_tokenizer(base)
+    with atomic_path(config.output) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    head = _head_source(named)
+    return ApplyResult(str(config.output), len(named), sum(d.changed for _, d in named), head[0] if head else None)
+
+
+def delta_summary(delta: Delta, size: int) -> dict[str, float]:
+    """The figures `diff` reports: entries, bytes, bytes per changed entry."""
+    return {
+        "changed": delta.changed,
+        "eligible": int(delta.metadata.get("eligible", 0)),
+        "head_entries": delta.head_entries,
+        "bytes": size,
+        "bytes_per_changed_entry": size / delta.changed if delta.changed else float("nan"),
+    }
+
+
+__all__ = ["ApplyResult", "DiffResult", "apply", "apply_delta", "delta_summary", "diff"]
