@@ -159,6 +159,7 @@ def diff(config: DiffConfig, progress: ProgressCallback = no_progress) -> DiffRe
         "architecture": architecture or type(tuned).__name__,
         "config": json.loads(tuned.config.to_json_string(use_diff=False)),
         "fingerprint": fingerprint,
+        "untouched": {name: list(theta0[name].shape) for name in changed if name not in indices},
         "eligible": sum(tensor.numel() for name, tensor in theta0.items() if name not in new),
     }
     if config.top_p is not None:

@@ -145,8 +145,36 @@ def summarise_scores(path: Path) -> dict:
     }
 
 
+def summarise_delta(path: Path) -> dict:
+    """Where a fine-tune changed the base: changed fraction per layer × module type, and the head."""
+    from .formats.delta import Delta
+
+    delta = Delta.load(path)
+    per_tensor = delta.per_tensor()
+    eligible = sum(n for _, n in per_tensor.values())
+    size = path.stat().st_size
+    keep = ("base_model", "task", "architecture", "top_p", "sparsetune_version")
+    return {
+        "metadata": {**{k: delta.metadata[k] for k in keep if k in delta.metadata}, "values": f"{delta.values_dtype} ({delta.values_kind})"},
+        "totals": {
+            "changed": delta.changed,
+            "eligible": eligible,
+            "density": delta.changed / eligible if eligible else 0.0,
+            "tensors_changed": len(delta.indices),
+            "head_tensors": len(delta.head),
+            "head_entries": delta.head_entries,
+            "bytes": size,
+            "bytes_per_changed_entry": size / delta.changed if delta.changed else 0.0,
+        },
+        "per_tensor": {name: {"changed": c, "entries": n, "density": c / n} for name, (c, n) in per_tensor.items()},
+        "head": {name: list(tensor.shape) for name, tensor in delta.head.items()},
+        "table": layer_table({name: (float(c), n) for name, (c, n) in per_tensor.items()}, "changed fraction"),
+    }
+
+
 register_kind("mask", summarise_mask)
 register_kind("scores", summarise_scores)
+register_kind("delta", summarise_delta)
 
 
 # -- the heatmap -------------------------------------------------------------------
@@ -161,7 +189,7 @@ def plot_heatmap(summary: dict, path: Path) -> None:
 
     table = summary["table"]
     values = np.array([[np.nan if v is None else v for v in row] for row in table["cells"]], dtype=float)  # [rows, cols]
-    fraction = table["value"] == "selected fraction"
+    fraction = table["value"].endswith(" fraction")
     positive = values[np.isfinite(values) & (values > 0)]
     if fraction:
         norm = PowerNorm(gamma=0.4, vmin=0.0, vmax=max(float(np.nanmax(values)), 1e-12))  # small shares stay visible

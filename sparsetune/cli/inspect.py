@@ -19,12 +19,12 @@ from .render import print_json
 
 @app.command("inspect", epilog="Example: sparsetune inspect mask.safetensors --plot mask.png")
 def inspect_command(
-    file: str = typer.Argument(..., help="A sparsetune file: mask or scores (.safetensors)."),
+    file: str = typer.Argument(..., help="A sparsetune file: mask, scores or delta (.safetensors)."),
     plot: OptionalStr = typer.Option(None, "--plot", help="Write a heatmap PNG of the per-layer × module-type table."),
     force: bool = ForceOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Metadata, totals and a per-layer × module-type table of a mask or scores file."""
+    """Metadata, totals and a per-layer × module-type table of a mask, scores or delta file."""
     summary = inspect_file(file, plot=plot, force=force)
     if as_json:
         print_json(summary)
@@ -56,7 +56,7 @@ def render_summary(summary: dict) -> None:
     out.print(about)
     table = summary.get("table")
     if table:
-        fraction = table["value"] == "selected fraction"
+        fraction = table["value"].endswith(" fraction")
         unit = " (%)" if fraction else ""
         grid = Table(title=f"{table['value']}{unit} per layer × module type", padding=(0, 0), box=box.SIMPLE_HEAD)
         texts = [["-" if v is None else (f"{100 * v:.2g}" if fraction else f"{v:.0e}") for v in row] for row in table["cells"]]

@@ -20,6 +20,7 @@ String metadata: `format=sparsetune.delta`, `version`, `base_model` (display nam
 `fingerprint` (JSON name -> sha256 prefix of every base tensor the delta touches, so a
 wrong base is named tensor by tensor), `shapes`, `head`, `architecture` and `config`
 (the fine-tuned model's transformers config, so `apply` writes the same model),
+`untouched` (shapes of the pretrained tensors with no change, for per-layer densities),
 `values_dtype`, `values_kind`, `task`, `changed`, `eligible`, `head_entries`, `top_p`,
 `content_sha256` (of every tensor's bytes: a corrupt payload is caught, not applied),
 `sparsetune_version`.
@@ -44,7 +45,9 @@ FORMAT = "sparsetune.delta"
 VERSION = "1"
 VALUE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # Metadata values stored as JSON; all others are plain strings.
-TYPED_FIELDS = frozenset({"fingerprint", "shapes", "head", "config", "changed", "eligible", "head_entries", "top_p"})
+TYPED_FIELDS = frozenset(
+    {"fingerprint", "shapes", "untouched", "head", "config", "changed", "eligible", "head_entries", "top_p"}
+)
 INTERNAL_FIELDS = ("format", "version", "shapes", "head", "values_dtype", "values_kind", "content_sha256")
 
 
@@ -93,8 +96,10 @@ class Delta:
         return sum(int(tensor.numel()) for tensor in self.head.values())
 
     def per_tensor(self) -> dict[str, tuple[int, int]]:
-        """name -> (changed, numel) for every pretrained tensor the delta touches."""
-        return {name: (int(self.indices[name].numel()), math.prod(shape)) for name, shape in self.shapes.items()}
+        """name -> (changed, numel) for every pretrained tensor, touched or not."""
+        touched = {name: (int(self.indices[name].numel()), math.prod(shape)) for name, shape in self.shapes.items()}
+        untouched = dict(self.metadata.get("untouched") or {})
+        return {**touched, **{name: (0, math.prod(shape)) for name, shape in untouched.items()}}
 
     # -- bytes and files ------------------------------------------------------
     def tensors(self) -> dict[str, torch.Tensor]:

@@ -264,3 +264,18 @@ def test_cli_diff_and_apply_files(run_a, tmp_path):
     failed = runner.invoke(app, ["apply", str(broken), "-o", str(tmp_path / "never")])
     assert failed.exit_code == 1 and "broken.safetensors" in failed.output and "Traceback" not in failed.output
     assert not (tmp_path / "never").exists()
+
+
+def test_inspect_summarises_a_delta(delta_file, tmp_path):
+    from sparsetune.inspection import inspect_file
+
+    summary = inspect_file(delta_file, plot=tmp_path / "delta.png")
+    assert summary["kind"] == "delta" and summary["totals"]["changed"] == 5
+    assert summary["per_tensor"][QUERY] == {"changed": 3, "entries": 32 * 32, "density": 3 / 1024}
+    assert summary["per_tensor"]["bert.pooler.dense.weight"]["changed"] == 0  # untouched tensors are listed too
+    assert summary["totals"]["eligible"] == sum(row["entries"] for row in summary["per_tensor"].values())
+    table = summary["table"]
+    assert table["value"] == "changed fraction" and "layer 0" in table["rows"] and "query" in table["columns"]
+    assert (tmp_path / "delta.png").read_bytes()[:4] == b"\x89PNG"
+    done = CliRunner().invoke(app, ["inspect", str(delta_file), "--json"])
+    assert done.exit_code == 0 and json.loads(done.stdout)["totals"]["head_entries"] == 66
