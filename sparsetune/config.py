@@ -75,3 +75,53 @@ class ApplyConfig:
     output: str
     base: str | None = None
     force: bool = False
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """`sparsetune train`: fine-tune with a mask (method `sparse`) or a named method.
+
+    `None` means "the default": model and task from the mask's metadata, epochs, lr,
+    batch size and max length from `sparsetune.defaults` for the task, the dev split
+    (fraction and seed) from the mask so that model selection never sees data the mask
+    was scored on. With `resume`, `None` means "as in the interrupted run", and a value
+    that differs from it is an error.
+    """
+
+    output: str
+    model: str | None = None
+    task: str | None = None
+    mask: str | None = None
+    method: str | None = None  # None: "sparse" with a mask, else an error
+    epochs: int | None = None
+    max_steps: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    max_length: int | None = None
+    warmup_ratio: float | None = None
+    weight_decay: float | None = None
+    max_grad_norm: float | None = None
+    seed: int | None = None
+    eval_every: int | None = None  # None: at each epoch end only
+    dev_fraction: float | None = None
+    data_dir: str | None = None
+    method_options: tuple[tuple[str, str], ...] = ()
+    resume: bool = False
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """`sparsetune eval`: a run dir (task from run.json) or a model dir with a task head.
+
+    `split`: `validation` is the test set (the paper's protocol), `dev` the held-out part
+    of train used for model selection, `train` the rest.
+    """
+
+    target: str
+    task: str | None = None
+    split: str = "validation"
+    data_dir: str | None = None
+    batch_size: int = 64
+    max_length: int | None = None  # None: the run's, else 128
+    record: bool = True  # write test metrics into run.json

@@ -38,3 +38,9 @@ class OutputExistsError(SparsetuneError):
 
 class TrainingError(SparsetuneError):
     """Training cannot go on (non-finite loss, missing checkpoint)."""
+
+
+class TrainingInterrupted(TrainingError):
+    """Ctrl-C during training: a checkpoint was written; exit like a SIGINT (130)."""
+
+    exit_code = 130

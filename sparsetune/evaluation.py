@@ -1,0 +1,101 @@
+"""Evaluation: a model's predictions on one split and the task's metrics.
+
+Fu et al. 2023 (arXiv 2211.15583) report the official validation split as the test set
+and select models on a held-out part of train; `sparsetune eval` follows that protocol:
+
+    sparsetune eval out/                     # test metrics, recorded in out/run.json
+    sparsetune eval out/ --split dev --json
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import EvalConfig
+from .data import load_split, load_task_data, make_loader
+from .errors import UsageError
+from .formats.run_record import RunRecord, is_run_dir
+from .progress import ProgressCallback, no_progress
+from .tasks import Task, get_task
+
+SPLITS = ("validation", "dev", "train")
+DEFAULT_MAX_LENGTH = 128
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    task: Task,
+    dataset,
+    tokenizer,
+    batch_size: int,
+    max_length: int,
+    progress: ProgressCallback = no_progress,
+    stage: str = "eval",
+) -> tuple[np.ndarray, np.ndarray]:
+    """(predictions, labels) over `dataset` in stored order, the model in eval mode."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    predictions, labels = [], []
+    loader = make_loader(dataset, task, tokenizer, batch_size, max_length)
+    try:
+        for done, batch in enumerate(loader, start=1):
+            labels.append(batch.pop("labels").numpy())
+            logits = model(**{key: value.to(device) for key, value in batch.items()}).logits  # [b, labels]
+            predictions.append(task.predictions(logits.float().cpu().numpy()))
+            progress(stage, done, len(loader))
+    finally:
+        model.train(was_training)
+    return np.concatenate(predictions), np.concatenate(labels)
+
+
+def metrics_on(model, task, dataset, tokenizer, batch_size, max_length, progress=no_progress, stage="eval") -> dict[str, float]:
+    predictions, labels = predict(model, task, dataset, tokenizer, batch_size, max_length, progress, stage)
+    return {key: float(value) for key, value in task.compute_metrics(predictions, labels).items()}
+
+
+def _split_data(task: Task, split: str, data_dir, dev_fraction: float, seed: int):
+    if split not in SPLITS:
+        raise UsageError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if split == "validation":
+        return load_split(task, "validation", data_dir)
+    parts = load_task_data(task, data_dir, dev_fraction=dev_fraction, seed=seed)
+    return parts.dev if split == "dev" else parts.train
+
+
+def evaluate(config: EvalConfig, progress: ProgressCallback = no_progress) -> dict[str, Any]:
+    """Metrics of a run dir or a fine-tuned model dir on one split.
+
+    Returns {"task", "split", "examples", "metrics"}; for a run dir with `record`, the
+    metrics are also stored in run.json under the split's name.
+    """
+    from .models import load_model, load_tokenizer
+
+    target = Path(config.target)
+    if not target.is_dir():
+        raise UsageError(f"{target} is not a directory; pass a run dir (train -o OUT) or a fine-tuned model dir")
+    record = RunRecord.load(target) if is_run_dir(target) else None
+    if record is None and config.task is None:
+        raise UsageError(f"{target} has no run.json; pass --task to say which task its head was trained for")
+    task = get_task(config.task or record.task)
+    if record is not None and config.task and task.name != get_task(record.task).name:
+        raise UsageError(f"--task {config.task}: {target} was trained for {record.task}; drop --task")
+    hyper = record.hyperparameters if record else {}
+    max_length = config.max_length or hyper.get("max_length") or DEFAULT_MAX_LENGTH
+    dataset = _split_data(task, config.split, config.data_dir, hyper.get("dev_fraction", 0.1), hyper.get("split_seed", 42))
+    loaded = load_model(target, task)
+    if loaded.new_parameters:
+        first = sorted(loaded.new_parameters)[0]
+        raise UsageError(f"{target} has no trained {task.name} head ({first} is missing or has another shape); train it first with `sparsetune train`")
+    metrics = metrics_on(loaded.model, task, dataset, load_tokenizer(target), config.batch_size, max_length, progress)
+    if record is not None and config.record:
+        fresh = RunRecord.load(target)  # re-read: another eval may have recorded a split meanwhile
+        fresh.metrics[config.split] = metrics
+        fresh.save(target)
+    return {"task": task.name, "split": config.split, "examples": len(dataset), "metrics": metrics}

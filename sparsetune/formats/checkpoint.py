@@ -1,0 +1,113 @@
+"""`OUT/checkpoint/`: everything `train --resume` needs, in safetensors and JSON only.
+
+A checkpoint is what a resumed run cannot recompute: the method's trainable state,
+the best state so far, AdamW's moments, the scheduler, the RNG states and the data
+position. The frozen pretrained weights are not in it (they are re-read from the base
+model), so a sparse run's checkpoint is k entries, not m. No pickle: a checkpoint
+someone sends you cannot run code.
+
+    checkpoint/tensors.safetensors   model/<name>, best/<name>, optim/<name>/<key>, rng/torch
+    checkpoint/state.json            step, epoch, position, scheduler, param groups, best, config
+
+The directory is replaced atomically: a kill -9 while saving leaves the previous one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import FileFormatError, TrainingError
+from ..io import atomic_path
+from .common import load_tensors
+
+CHECKPOINT_DIR = "checkpoint"
+TENSORS = "tensors.safetensors"
+STATE = "state.json"
+FORMAT = "sparsetune.checkpoint"
+
+
+@dataclass
+class Checkpoint:
+    """One resumable point of a run."""
+
+    step: int
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]  # torch optimizer state_dict keyed by parameter index
+    scheduler: dict[str, Any]
+    best: dict[str, torch.Tensor] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)  # epoch, best score, config, ...
+    rng: torch.Tensor | None = None
+
+
+def _optimizer_tensors(state: dict[str, Any], names: list[str]) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    tensors = {}
+    for index, per_param in state["state"].items():
+        for key, value in per_param.items():
+            tensors[f"optim/{names[index]}/{key}"] = torch.as_tensor(value)
+    groups = [{k: list(v) if isinstance(v, tuple) else v for k, v in group.items()} for group in state["param_groups"]]
+    return tensors, groups
+
+
+def save_checkpoint(run_dir: str | os.PathLike, checkpoint: Checkpoint, names: list[str]) -> None:
+    """Write `run_dir/checkpoint/` atomically; `names` maps optimizer indices to tensors."""
+    from safetensors.torch import save_file
+
+    optim, groups = _optimizer_tensors(checkpoint.optimizer, names)
+    tensors = {f"model/{k}": v for k, v in checkpoint.model.items()}
+    tensors |= {f"best/{k}": v for k, v in checkpoint.best.items()}
+    tensors |= optim
+    if checkpoint.rng is not None:
+        tensors["rng/torch"] = checkpoint.rng
+    state = {
+        "format": FORMAT,
+        "step": checkpoint.step,
+        "parameter_names": names,
+        "param_groups": groups,
+        "scheduler": checkpoint.scheduler,
+        **checkpoint.info,
+    }
+    with atomic_path(Path(run_dir) / CHECKPOINT_DIR) as tmp:
+        tmp.mkdir()
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / TENSORS), metadata={"format": FORMAT})
+        (tmp / STATE).write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
+
+
+def has_checkpoint(run_dir: str | os.PathLike) -> bool:
+    return (Path(run_dir) / CHECKPOINT_DIR / STATE).is_file()
+
+
+def load_checkpoint(run_dir: str | os.PathLike) -> Checkpoint:
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    if not has_checkpoint(run_dir):
+        raise TrainingError(f"--resume: {folder} does not exist; start without --resume (add --force to replace {run_dir})")
+    try:
+        state = json.loads((folder / STATE).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise FileFormatError(f"{folder / STATE} is not valid JSON ({err})") from None
+    if state.pop("format", None) != FORMAT:
+        raise FileFormatError(f"{folder / STATE} is not a sparsetune checkpoint")
+    tensors = load_tensors(folder / TENSORS)
+    names = state.pop("parameter_names")
+    per_param: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim/"):
+            name, _, slot = key[len("optim/"):].rpartition("/")
+            per_param.setdefault(names.index(name), {})[slot] = value
+    groups = state.pop("param_groups")
+    for group in groups:
+        group.update({k: tuple(v) for k, v in group.items() if k == "betas"})
+    return Checkpoint(
+        step=state.pop("step"),
+        model={k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")},
+        best={k[len("best/"):]: v for k, v in tensors.items() if k.startswith("best/")},
+        optimizer={"state": per_param, "param_groups": groups},
+        scheduler=state.pop("scheduler"),
+        rng=tensors.get("rng/torch"),
+        info=state,
+    )

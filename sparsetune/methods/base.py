@@ -1,0 +1,150 @@
+"""The training-method seam: what a method changes, trains, and hands back.
+
+Fu et al. 2023 (arXiv 2211.15583) compare sparse fine-tuning (SAM and other masks)
+with full tuning, LoRA, adapters, Mixout, DiffPruning and ChildPruning on one
+protocol. Every one of them is a `TrainingMethod` run by the same loop
+(`sparsetune.training`), so checkpoints, resume, model selection and metrics are
+shared and the comparison is like with like:
+
+    sparsetune train --method full --task cb -o out/
+
+The loop calls, in order:
+  bind(loaded)            records the pretrained (eligible) and head tensors, then calls
+  prepare(loaded)         change the model (freeze, parametrize, wrap with peft, ...);
+  trainable()             {name: parameter} the optimizer updates, in a stable order;
+  regulariser()           an extra loss term per step (an L0 penalty), or None;
+  after_step(step)        after each optimizer step (projection, mask change); returns
+                          log fields, e.g. {"mask_changed": 1};
+  state_dict() / load_state_dict()
+                          everything needed to resume or restore the best model
+                          (default: the trainable tensors; add method tensors as needed);
+  export()                once, at the end: a plain transformers model for save_pretrained;
+  final_mask()            the p-sparse support of the result (or None for dense methods);
+  summary()               trainable-parameter counts for run.json.
+
+Method-specific settings arrive as `options` (`--method-option KEY=VALUE` on the CLI),
+checked against the method's `Options` dataclass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, Mapping
+
+import torch
+from torch import nn
+
+from ..errors import UsageError
+from ..formats.mask import Mask
+from ..models import LoadedModel
+
+
+@dataclasses.dataclass(frozen=True)
+class NoOptions:
+    """A method without settings of its own."""
+
+
+def parse_options(options_type: type, given: Mapping[str, Any], method: str):
+    """Build `options_type` from KEY=VALUE strings (or values), with errors naming the key."""
+    fields = {field.name: field for field in dataclasses.fields(options_type)}
+    values = {}
+    for key, raw in given.items():
+        name = key.replace("-", "_")
+        if name not in fields:
+            known = ", ".join(fields) or "none"
+            raise UsageError(f"--method-option {key}: method {method!r} has no such option (known: {known})")
+        kind = type(fields[name].default) if fields[name].default is not dataclasses.MISSING else str
+        values[name] = _convert(raw, kind, key)
+    return options_type(**values)
+
+
+def _convert(raw: Any, kind: type, key: str) -> Any:
+    if not isinstance(raw, str) or kind is str:
+        return raw
+    try:
+        if kind is bool:
+            if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(raw)
+            return raw.lower() in ("true", "1", "yes")
+        return kind(raw)
+    except ValueError:
+        raise UsageError(f"--method-option {key}={raw}: expected a {kind.__name__}") from None
+
+
+class TrainingMethod:
+    """Base class; a method overrides `prepare` and whatever else it changes."""
+
+    name: ClassVar[str] = ""
+    needs_mask: ClassVar[bool] = False
+    Options: ClassVar[type] = NoOptions
+
+    def __init__(self, mask: Mask | None = None, options: Mapping[str, Any] | None = None):
+        if self.needs_mask and mask is None:
+            raise UsageError(f"method {self.name!r} needs a mask: pass --mask mask.safetensors")
+        self.mask = mask
+        self.options = parse_options(self.Options, options or {}, self.name)
+        self.loaded: LoadedModel | None = None
+        self.eligible: dict[str, nn.Parameter] = {}
+        self.head: dict[str, nn.Parameter] = {}
+
+    # -- building -------------------------------------------------------------
+    def bind(self, loaded: LoadedModel) -> nn.Module:
+        """Record eligible/head tensors before `prepare` renames or wraps anything."""
+        self.loaded = loaded
+        self.eligible, self.head = loaded.eligible(), loaded.head()
+        return self.prepare(loaded)
+
+    def prepare(self, loaded: LoadedModel) -> nn.Module:
+        """Make `loaded.model` trainable the method's way; return the model to train."""
+        raise NotImplementedError
+
+    def trainable(self) -> dict[str, nn.Parameter]:
+        """Name -> parameter the optimizer updates (stable order: checkpoints depend on it)."""
+        raise NotImplementedError
+
+    def no_decay(self, name: str) -> bool:
+        """Biases and LayerNorm weights get no weight decay (the usual BERT recipe)."""
+        return name.endswith(".bias") or "LayerNorm" in name or "layer_norm" in name
+
+    # -- per step -------------------------------------------------------------
+    def regulariser(self) -> torch.Tensor | None:
+        return None
+
+    def after_step(self, step: int) -> dict[str, Any] | None:
+        return None
+
+    # -- state ----------------------------------------------------------------
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {name: parameter.detach().clone() for name, parameter in self.trainable().items()}
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        trainable = self.trainable()
+        missing = sorted(set(trainable) - set(state))
+        if missing:
+            raise UsageError(f"checkpoint lacks trainable tensor {missing[0]!r}; it was written by another method or mask")
+        with torch.no_grad():
+            for name, parameter in trainable.items():
+                if tuple(state[name].shape) != tuple(parameter.shape):
+                    raise UsageError(f"checkpoint tensor {name!r} has shape {list(state[name].shape)}, expected {list(parameter.shape)}")
+                parameter.copy_(state[name])
+
+    # -- results --------------------------------------------------------------
+    def export(self) -> nn.Module:
+        """A plain transformers model (called once, after training)."""
+        raise NotImplementedError
+
+    def final_mask(self) -> Mask | None:
+        return self.mask
+
+    def summary(self) -> dict[str, Any]:
+        """Trainable-parameter counts for run.json (the report compares budgets)."""
+        head = sum(p.numel() for p in self.head.values())
+        eligible = sum(p.numel() for p in self.eligible.values())
+        total = sum(p.numel() for p in self.trainable().values())
+        return {
+            "trainable": total,
+            "head": head,
+            "pretrained_trainable": total - head,
+            "eligible": eligible,
+            "fraction": (total - head) / eligible if eligible else 0.0,
+        }

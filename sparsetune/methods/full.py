@@ -1,0 +1,29 @@
+"""`full`: plain fine-tuning of every parameter, the paper's FullTuning row
+(Fu et al. 2023, arXiv 2211.15583, Table 1).
+
+    sparsetune train --method full --task cb -o out/
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ..models import LoadedModel
+from . import register_method
+from .base import TrainingMethod
+
+
+@register_method("full")
+class FullMethod(TrainingMethod):
+    """Every tensor trains; the reference point for speed, memory and accuracy."""
+
+    def prepare(self, loaded: LoadedModel) -> nn.Module:
+        for parameter in loaded.model.parameters():
+            parameter.requires_grad_(True)
+        return loaded.model
+
+    def trainable(self) -> dict[str, nn.Parameter]:
+        return dict(self.loaded.model.named_parameters())
+
+    def export(self) -> nn.Module:
+        return self.loaded.model

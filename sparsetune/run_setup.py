@@ -1,0 +1,180 @@
+"""Turning a `TrainConfig` into a ready run, and a finished run into `OUT/`.
+
+    sparsetune train --mask mask.safetensors -o out/
+
+Everything the training loop needs is resolved here, once: the mask and what its
+metadata implies (model, task, and the dev split it was scored without, so model
+selection never sees scored data), per-task defaults, the resume contract (flags
+left out take the interrupted run's values; a differing value is an error), and
+output safety (refuse an existing OUT unless --force or --resume).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import TrainConfig
+from .data import TaskData, load_task_data
+from .defaults import defaults_for
+from .errors import UsageError
+from .formats.checkpoint import has_checkpoint, load_checkpoint
+from .formats.mask import Mask
+from .formats.run_record import RunRecord
+from .io import atomic_path, refuse_to_overwrite
+from .methods import get_method
+from .methods.base import TrainingMethod
+from .models import display_name, load_model, load_tokenizer
+from .tasks import Task, get_task
+
+LOG_FILE = "log.jsonl"
+MASK_FILE = "mask.safetensors"
+# Hyperparameters a resumed run must share with the interrupted one.
+RESUMABLE = ("method", "model", "task", "epochs", "max_steps", "lr", "batch_size", "max_length", "warmup_ratio",
+             "weight_decay", "max_grad_norm", "seed", "eval_every", "dev_fraction", "method_options")
+
+
+@dataclass
+class RunSetup:
+    output: Path
+    hyper: dict[str, Any]
+    task: Task
+    data: TaskData
+    tokenizer: Any
+    model: Any
+    method: TrainingMethod
+    mask_sha256: str | None
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _requested(config: TrainConfig, mask: Mask | None) -> dict[str, Any]:
+    """What the user asked for, with the mask's metadata filling model/task/split."""
+    meta = mask.metadata if mask else {}
+    method = config.method or ("sparse" if mask else None)
+    if method is None:
+        raise UsageError("pass --mask mask.safetensors (sparse training) or --method NAME (e.g. --method full)")
+    task = config.task or meta.get("task")
+    if task is None:
+        raise UsageError("--task is required when no mask names the task")
+    return {
+        "method": method,
+        "model": display_name(config.model or meta.get("model") or None),
+        "task": str(task),
+        "dev_fraction": config.dev_fraction or meta.get("dev_fraction") or None,
+        "split_seed": meta.get("seed"),
+        **{key: getattr(config, key) for key in RESUMABLE if key not in ("method", "model", "task", "dev_fraction")},
+        "method_options": dict(config.method_options),
+    }
+
+
+def _check_resume(config: TrainConfig, stored: dict[str, Any]) -> dict[str, Any]:
+    """Flags left out resume as before; a flag given with another value is refused, by name."""
+    for key in RESUMABLE:
+        value = getattr(config, key, None)
+        if value in (None, ()):
+            continue
+        if key == "model":
+            value = display_name(value)
+        elif key == "task":
+            value, stored_value = get_task(value).name, get_task(stored[key]).name
+        elif key == "method_options":
+            value = dict(value)
+        if value != (stored_value if key == "task" else stored.get(key)):
+            raise UsageError(f"--{key.replace('_', '-')} {value} differs from the interrupted run's {stored.get(key)}; drop it to resume")
+    return dict(stored)
+
+
+def _resolve(requested: dict[str, Any]) -> dict[str, Any]:
+    task = get_task(requested["task"])
+    defaults = defaults_for(task.name, requested["model"]).as_dict()
+    hyper = {key: (defaults[key] if value is None and key in defaults else value) for key, value in requested.items()}
+    hyper["seed"] = 42 if hyper["seed"] is None else hyper["seed"]
+    hyper["dev_fraction"] = hyper["dev_fraction"] or 0.1
+    hyper["split_seed"] = hyper["seed"] if hyper["split_seed"] is None else hyper["split_seed"]
+    for key in ("epochs", "batch_size", "max_length"):
+        if int(hyper[key]) < 1:
+            raise UsageError(f"--{key.replace('_', '-')} must be at least 1, got {hyper[key]}")
+    if hyper["max_steps"] is not None and hyper["max_steps"] < 1:
+        raise UsageError(f"--max-steps must be at least 1, got {hyper['max_steps']}")
+    if not hyper["lr"] > 0:
+        raise UsageError(f"--lr must be positive, got {hyper['lr']}")
+    if not 0 <= hyper["warmup_ratio"] < 1:
+        raise UsageError(f"--warmup-ratio must be in [0, 1), got {hyper['warmup_ratio']}")
+    return hyper
+
+
+def prepare_run(config: TrainConfig) -> RunSetup:
+    """Check inputs, load everything, and claim OUT (nothing is deleted before the checks)."""
+    out = Path(config.output)
+    if config.resume and config.force:
+        raise UsageError("--resume and --force contradict each other: --resume continues OUT, --force replaces it")
+    if config.resume:
+        if not has_checkpoint(out):
+            raise UsageError(f"--resume: no checkpoint in {out}/checkpoint; start without --resume")
+        stored = load_checkpoint(out).info["hyperparameters"]
+    else:
+        refuse_to_overwrite(out, config.force, flag="--force (replace) or --resume (continue)")
+    mask_path = Path(config.mask) if config.mask else (out / MASK_FILE if config.resume and (out / MASK_FILE).is_file() else None)
+    mask = Mask.load(mask_path) if mask_path else None
+    if config.resume and config.mask and _sha256(Path(config.mask)) != _sha256(out / MASK_FILE):
+        raise UsageError(f"--mask {config.mask} is not the mask {out} was trained with; drop --mask to resume")
+    hyper = _check_resume(config, stored) if config.resume else _resolve(_requested(config, mask))
+    method_cls = get_method(hyper["method"])
+    if mask is not None and not method_cls.needs_mask:
+        raise UsageError(f"--mask is used by --method sparse only; method {hyper['method']!r} does not take one")
+    task = get_task(hyper["task"])
+    data = load_task_data(task, config.data_dir, dev_fraction=hyper["dev_fraction"], seed=hyper["split_seed"])
+    tokenizer = load_tokenizer(hyper["model"])
+    loaded = load_model(hyper["model"], task, seed=hyper["seed"])
+    method = method_cls(mask, hyper["method_options"])
+    model = method.bind(loaded)
+    if not config.resume:
+        if out.exists():
+            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        out.mkdir(parents=True)
+        if mask_path is not None:
+            with atomic_path(out / MASK_FILE) as tmp:
+                shutil.copyfile(mask_path, tmp)
+    digest = _sha256(out / MASK_FILE) if mask_path is not None else None
+    return RunSetup(out, hyper, task, data, tokenizer, model, method, digest)
+
+
+def write_outputs(setup: RunSetup, best: dict[str, Any], steps: int, seconds: float) -> RunRecord:
+    """Plain HF model + tokenizer, the final mask, run.json (written last: it marks a complete run)."""
+    out, hyper = setup.output, setup.hyper
+    model = setup.method.export()
+    staging = out / ".model"
+    with atomic_path(staging) as tmp:
+        model.save_pretrained(tmp)
+        setup.tokenizer.save_pretrained(tmp)
+        for item in tmp.iterdir():
+            os.replace(item, out / item.name)
+    final = setup.method.final_mask()
+    digest = setup.mask_sha256
+    if final is not None and setup.mask_sha256 is None:
+        final.save(out / MASK_FILE)
+        digest = _sha256(out / MASK_FILE)
+    record = RunRecord(
+        base_model=hyper["model"],
+        task=hyper["task"],
+        method=hyper["method"],
+        hyperparameters=hyper,
+        seed=hyper["seed"],
+        mask_sha256=digest,
+        trainable_parameters=setup.method.summary(),
+        best={"step": best["step"], "score": best["score"], "dev": best.get("dev", {})},
+        metrics={"dev": best.get("dev", {})},
+        seconds=round(seconds, 2),
+        sparsetune_version=__version__,
+        extra={"steps": steps},
+    )
+    record.save(out)
+    return record

@@ -1,0 +1,118 @@
+"""Exactly-sparse parameters: only the entries a mask selects exist as trainable tensors.
+
+Fu et al. 2023 (arXiv 2211.15583) fine-tune the top ⌊m·p⌋ entries by SAM score and
+nothing else. Try it:
+
+    sparsetune train --mask mask.safetensors -o out/
+
+Why a parametrization, not a gradient mask. The paper's code zeroed gradients after
+backward; AdamW's decoupled weight decay (and any optimizer momentum) still moved the
+"frozen" entries, and the optimizer kept dense moments for all m entries. Here every
+pretrained tensor W with selected flat positions `index` ([k_t]) is frozen
+(requires_grad=False) and gets a `torch.nn.utils.parametrize` parametrization whose
+only parameter is `values` ([k_t], initialised to W[index]):
+
+    W_eff = W.flatten().index_put(index, values).view(W.shape)
+
+so that
+- every entry outside the mask is W itself, bit for bit, at every step, by
+  construction (W is never touched; no decay, no drift);
+- the optimizer (torch AdamW) sees `values` and the head only: its moments hold k
+  (+ head) entries, and weight decay can only touch selected entries;
+- autograd gives `values.grad` ([k_t]) by gathering the weight's gradient at `index`;
+  the dense gradient of W exists transiently inside backward and is never stored
+  (W has no `.grad`);
+- accelerate, DDP and `torch.compile` see ordinary `nn.Parameter`s.
+Tensors with no selected entry are simply frozen. `materialise` removes the
+parametrizations, leaving W_eff in place: a plain transformers model for
+`save_pretrained`.
+
+Seam for a faster backward (a later issue). The optimizer, checkpoints and export only
+ever see `values` ([k_t]) and its `.grad`. A cheaper backward computes ∂L/∂values
+directly (for a Linear, SDDMM: grad_out[:, i] · x[:, j] at each selected (i, j)) instead
+of gathering a dense ∂L/∂W: pass a `factory` to `attach` that builds such a module (it
+must expose `index` and `values` and return the effective tensor); nothing else changes.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from .formats.mask import Mask
+
+
+class SelectedValues(nn.Module):
+    """Parametrization: the frozen tensor with `values` written at `index`."""
+
+    def __init__(self, original: torch.Tensor, index: torch.Tensor):
+        super().__init__()
+        # Non-persistent: the mask file is the source of truth for positions.
+        self.register_buffer("index", index.to(torch.long), persistent=False)  # [k]
+        self.values = nn.Parameter(original.detach().reshape(-1)[self.index].clone())  # [k]
+
+    def forward(self, original: torch.Tensor) -> torch.Tensor:
+        # original: frozen θ0, any shape with n entries; out: same shape, θ0 except at index.
+        return original.reshape(-1).index_put((self.index,), self.values).view_as(original)
+
+
+Factory = Callable[[torch.Tensor, torch.Tensor], nn.Module]
+
+
+def _owner(model: nn.Module, name: str) -> tuple[nn.Module, str]:
+    module_name, _, attribute = name.rpartition(".")
+    return (model.get_submodule(module_name) if module_name else model), attribute
+
+
+def attach(
+    model: nn.Module,
+    mask: Mask,
+    eligible: Mapping[str, nn.Parameter],
+    factory: Factory = SelectedValues,
+) -> dict[str, nn.Parameter]:
+    """Freeze every eligible tensor; parametrize those the mask selects from.
+
+    Returns `{tensor name: values}` in model order: the sparse trainable state. Call
+    `mask.validate_against(eligible)` first (names and shapes).
+    """
+    values: dict[str, nn.Parameter] = {}
+    for name, parameter in eligible.items():
+        parameter.requires_grad_(False)
+        if name not in mask.indices:
+            continue
+        module, attribute = _owner(model, name)
+        parametrization = factory(parameter, mask.indices[name].to(parameter.device))
+        parametrize.register_parametrization(module, attribute, parametrization)
+        values[name] = parametrization.values
+    return values
+
+
+def attached(model: nn.Module) -> dict[str, nn.Module]:
+    """`{tensor name: parametrization}` for every sparse tensor of `model`."""
+    found = {}
+    for module_name, module in model.named_modules():
+        if not parametrize.is_parametrized(module):
+            continue
+        for attribute, chain in module.parametrizations.items():
+            for parametrization in chain:
+                if hasattr(parametrization, "values") and hasattr(parametrization, "index"):
+                    found[f"{module_name}.{attribute}" if module_name else attribute] = parametrization
+    return found
+
+
+def materialise(model: nn.Module) -> nn.Module:
+    """Remove the parametrizations, leaving θ0 with the trained values in: a plain model."""
+    for name in attached(model):
+        module, attribute = _owner(model, name)
+        parametrize.remove_parametrizations(module, attribute, leave_parametrized=True)
+    return model
+
+
+def effective_tensor(model: nn.Module, name: str) -> torch.Tensor:
+    """The tensor the forward pass uses (θ0 with values written in), detached."""
+    module, attribute = _owner(model, name)
+    with torch.no_grad():
+        return getattr(module, attribute).detach().clone()

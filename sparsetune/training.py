@@ -1,0 +1,204 @@
+"""The one training loop every method plugs into (Fu et al. 2023, arXiv 2211.15583).
+
+    sparsetune train --mask mask.safetensors -o out/      # exactly sparse (method `sparse`)
+    sparsetune train --method full --task cb -o out/      # the FullTuning baseline
+
+AdamW with linear warm-up and decay (transformers' schedule), gradient clipping,
+evaluation on the held-out dev part every `eval_every` steps and at each epoch end,
+and the best state by the task's `score` restored at the end. Built on accelerate, so
+device placement (and later multi-GPU) is not home-made.
+
+Resume is bitwise on CPU because nothing a step depends on is implicit:
+- the data order of epoch e is `data.epoch_order(seed, e)`, so a resumed run skips
+  exactly the batches already consumed;
+- dropout is reseeded from (seed, step) before every step, so neither evaluation nor
+  data-loader construction nor a restart shifts the random stream;
+- checkpoints hold the trainable state, AdamW's moments, the scheduler and the
+  position; everything else is re-read from the base model.
+Ctrl-C is deferred to the end of the current step, which is then checkpointed; a
+second Ctrl-C aborts at once and keeps the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import TrainConfig
+from .data import epoch_order, make_loader
+from .errors import TrainingError, TrainingInterrupted
+from .evaluation import metrics_on
+from .formats.checkpoint import Checkpoint, has_checkpoint, load_checkpoint, save_checkpoint
+from .formats.run_record import RunRecord
+from .progress import ProgressCallback, no_progress
+from .run_setup import LOG_FILE, RunSetup, prepare_run, write_outputs
+
+
+def _step_seed(seed: int, step: int) -> int:
+    return (seed * 1_000_003 + step) % (2**63 - 1)
+
+
+@contextmanager
+def _deferred_sigint():
+    """First Ctrl-C sets a flag the loop checks between steps; a second one raises."""
+    flag = {"stop": False}
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield flag
+        return
+
+    def handler(signum, frame):
+        if flag["stop"]:
+            raise KeyboardInterrupt
+        flag["stop"] = True
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+class _Log:
+    """log.jsonl: one JSON object per line, flushed so a kill -9 loses at most a line."""
+
+    def __init__(self, path: Path, keep_until: int | None):
+        if keep_until is not None and path.is_file():  # drop steps the checkpoint does not cover
+            lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            kept = [line for line in lines if _step_of(line) <= keep_until]
+            path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        self.handle = path.open("a", encoding="utf-8")
+
+    def write(self, **record: Any) -> None:
+        self.handle.write(json.dumps(record) + "\n")
+        self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def _step_of(line: str) -> int:
+    try:
+        return int(json.loads(line).get("step", 0))
+    except (json.JSONDecodeError, ValueError, AttributeError):
+        return 0
+
+
+def _optimizer(setup: RunSetup) -> tuple[torch.optim.Optimizer, list[str]]:
+    """AdamW over the method's trainable tensors; no decay on biases/LayerNorm."""
+    trainable = setup.method.trainable()
+    decay = [name for name in trainable if not setup.method.no_decay(name)]
+    plain = [name for name in trainable if setup.method.no_decay(name)]
+    groups = [
+        {"params": [trainable[n] for n in decay], "weight_decay": setup.hyper["weight_decay"]},
+        {"params": [trainable[n] for n in plain], "weight_decay": 0.0},
+    ]
+    groups = [group for group in groups if group["params"]]
+    return torch.optim.AdamW(groups, lr=setup.hyper["lr"]), decay + plain
+
+
+def train(config: TrainConfig, progress: ProgressCallback = no_progress) -> RunRecord:
+    """Fine-tune per `config`, write OUT/ (DESIGN.md), and return its run record."""
+    from accelerate import Accelerator
+    from transformers import get_linear_schedule_with_warmup
+
+    started = time.time()
+    setup = prepare_run(config)
+    hyper, out = setup.hyper, setup.output
+    accelerator = Accelerator()
+    optimizer, names = _optimizer(setup)
+    steps_per_epoch = math.ceil(len(setup.data.train) / hyper["batch_size"])
+    total = hyper["max_steps"] or hyper["epochs"] * steps_per_epoch
+    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(hyper["warmup_ratio"] * total), total)
+
+    step, best, best_info = 0, setup.method.state_dict(), {"score": -math.inf, "step": 0}
+    if config.resume:
+        checkpoint = load_checkpoint(out)
+        setup.method.load_state_dict(checkpoint.model)
+        optimizer.load_state_dict(checkpoint.optimizer)
+        scheduler.load_state_dict(checkpoint.scheduler)
+        step, best, best_info = checkpoint.step, checkpoint.best, checkpoint.info["best"]
+    model, optimizer, scheduler = accelerator.prepare(setup.model, optimizer, scheduler)
+    log = _Log(out / LOG_FILE, keep_until=step if config.resume else None)
+    last_saved = step
+    task, tokenizer = setup.task, setup.tokenizer
+
+    def checkpoint_now() -> None:
+        nonlocal last_saved
+        state = Checkpoint(
+            step=step,
+            model=setup.method.state_dict(),
+            optimizer=optimizer.state_dict(),
+            scheduler=scheduler.state_dict(),
+            best=best,
+            info={"epoch": step / steps_per_epoch, "best": best_info, "hyperparameters": hyper},
+            rng=torch.get_rng_state(),
+        )
+        save_checkpoint(out, state, names)
+        last_saved = step
+
+    def evaluate_dev() -> float:
+        nonlocal best, best_info
+        metrics = metrics_on(accelerator.unwrap_model(model), task, setup.data.dev, tokenizer, max(32, hyper["batch_size"]), hyper["max_length"])
+        log.write(step=step, epoch=step / steps_per_epoch, dev=metrics)
+        if metrics["score"] > best_info["score"]:
+            best, best_info = setup.method.state_dict(), {"score": metrics["score"], "step": step, "dev": metrics}
+        return metrics["score"]
+
+    model.train()
+    in_update = False
+    try:
+        with _deferred_sigint() as sigint:
+            while step < total:
+                epoch, offset = divmod(step, steps_per_epoch)
+                order = epoch_order(len(setup.data.train), hyper["seed"], epoch)
+                loader = make_loader(setup.data.train, task, tokenizer, hyper["batch_size"], hyper["max_length"], order)
+                loader = accelerator.skip_first_batches(accelerator.prepare_data_loader(loader), offset)
+                for position, batch in enumerate(loader, start=offset + 1):
+                    in_update = True
+                    torch.manual_seed(_step_seed(hyper["seed"], step))
+                    loss = model(**batch).loss
+                    extra = setup.method.regulariser()
+                    if extra is not None:
+                        loss = loss + extra
+                    if not torch.isfinite(loss):
+                        raise TrainingError(
+                            f"the training loss became {loss.item()} at step {step + 1}; stopped. The last good "
+                            f"checkpoint (step {last_saved}) is in {out}/checkpoint; lower --lr and retrain with --force"
+                        )
+                    accelerator.backward(loss)
+                    accelerator.clip_grad_norm_(list(setup.method.trainable().values()), hyper["max_grad_norm"])
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    step += 1
+                    info = setup.method.after_step(step) or {}
+                    in_update = False
+                    log.write(step=step, epoch=step / steps_per_epoch, loss=loss.item(), lr=scheduler.get_last_lr()[0], **info)
+                    shown: dict[str, float] = {"loss": loss.item()}
+                    due = hyper["eval_every"] and step % hyper["eval_every"] == 0
+                    if due or position == steps_per_epoch or step == total:
+                        shown["dev"] = evaluate_dev()
+                        checkpoint_now()
+                    progress("train", step, total, **shown)
+                    if sigint["stop"]:
+                        raise KeyboardInterrupt
+                    if step >= total:
+                        break
+    except KeyboardInterrupt:
+        log.close()
+        if in_update:  # mid-step: the state is half-updated, keep the last checkpoint
+            raise TrainingInterrupted(f"interrupted during step {step + 1}; resume from step {last_saved} with --resume -o {out}") from None
+        if last_saved != step:
+            checkpoint_now()
+        raise TrainingInterrupted(f"interrupted at step {step}/{total}; checkpoint written, continue with: sparsetune train --resume -o {out}") from None
+    log.close()
+    setup.method.load_state_dict(best)
+    return write_outputs(setup, best_info, steps=step, seconds=time.time() - started)
