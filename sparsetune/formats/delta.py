@@ -39,7 +39,7 @@ from safetensors.torch import save as safetensors_bytes
 
 from ..errors import FileFormatError
 from ..io import atomic_path, refuse_to_overwrite
-from .common import expect_kind, json_field, load_tensors
+from .common import _canonical_header, expect_kind, json_field, load_tensors
 
 FORMAT = "sparsetune.delta"
 VERSION = "1"
@@ -129,7 +129,7 @@ class Delta:
             "sparsetune_version": __version__,
         }
         as_strings = {key: value if isinstance(value, str) else json.dumps(value) for key, value in metadata.items()}
-        return safetensors_bytes(tensors, metadata=as_strings)
+        return _canonical_header(safetensors_bytes(tensors, metadata=as_strings))  # same delta, same bytes
 
     def save(self, path: str | os.PathLike, force: bool = False) -> int:
         """Write atomically (refusing to overwrite unless `force`); returns the size in bytes."""
@@ -167,6 +167,8 @@ class Delta:
             n = math.prod(shape)
             if index.numel() and (int(index.min()) < 0 or int(index.max()) >= n):
                 raise FileFormatError(f"{path}: indices of {name!r} are out of range for its {n} entries")
+            if index.numel() > 1 and not bool((index[1:] > index[:-1]).all()):
+                raise FileFormatError(f"{path}: indices of {name!r} are not sorted and unique")
             indices[name], values[name] = index.to(torch.long), value
         metadata: dict[str, object] = {
             key: json_field(raw, key, path) if key in TYPED_FIELDS else value

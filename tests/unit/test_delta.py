@@ -215,6 +215,15 @@ def test_out_of_range_indices_are_refused(delta_file, tmp_path):
         Delta.load(bad)
 
 
+def test_unsorted_indices_are_refused(delta_file, tmp_path):
+    delta = Delta.load(delta_file)
+    delta.indices[QUERY] = torch.tensor([40, 3, 41])
+    bad = tmp_path / "unsorted.safetensors"
+    bad.write_bytes(delta.to_bytes())
+    with pytest.raises(FileFormatError, match="sorted"):
+        Delta.load(bad)
+
+
 def test_diff_refuses_to_overwrite_and_bad_flags(run_a, delta_file):
     with pytest.raises(OutputExistsError):
         diff(DiffConfig(run=str(run_a), output=str(delta_file)))
@@ -235,6 +244,7 @@ def test_cli_diff_to_stdout_through_a_pipe(run_a, tmp_path):
     piped.write_bytes(proc.stdout)
     delta = Delta.load(piped)
     assert delta.changed == 5 and f"{len(proc.stdout):,} bytes".encode() in proc.stderr
+    assert proc.stdout == diff(DiffConfig(run=str(run_a))).data  # another process, the same bytes
 
 
 def test_cli_diff_refuses_a_terminal(run_a):
