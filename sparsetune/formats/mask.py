@@ -194,7 +194,9 @@ class Mask:
         for name, index in tensors.items():
             if index.dtype not in (torch.int32, torch.int64):
                 raise FileFormatError(f"{path}: tensor {name!r} is {index.dtype}, expected int32/int64 indices")
-        indices = {name: value.to(torch.long) for name, value in tensors.items()}
+        # Model order (the order of `shapes`), not the file's alphabetical order.
+        order = [name for name in shapes if name in tensors] + [name for name in tensors if name not in shapes]
+        indices = {name: tensors[name].to(torch.long) for name in order}
         metadata: dict[str, object] = {
             key: json_field(raw, key, path) if key in TYPED_FIELDS else value
             for key, value in raw.items()

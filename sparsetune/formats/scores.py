@@ -4,13 +4,12 @@
 
 One float32 tensor per eligible parameter, shaped like it, plus string metadata
 (`format=sparsetune.scores`, model, task, method, examples, seed, dev_fraction,
-max_length, batch_size, versions). Keeping the scores makes a sparsity sweep (Fu et
+max_length, batch_size, versions, and `shapes` in model order). Keeping the scores makes a sparsity sweep (Fu et
 al. 2023, Figure 3) one gradient pass instead of one per p.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from typing import Mapping
@@ -49,6 +48,9 @@ class Scores:
             "format": FORMAT,
             "version": VERSION,
             "eligible": self.eligible,
+            # safetensors stores tensors by name; this keeps model order, which global
+            # top-k uses to break ties, so rethresholding reproduces `score` exactly.
+            "shapes": {name: list(shape) for name, shape in self.shapes.items()},
             "sparsetune_version": __version__,
         }
         save_tensors(path, {name: tensor.float() for name, tensor in self.tensors.items()}, metadata)
@@ -56,17 +58,19 @@ class Scores:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Scores":
         raw = expect_kind(path, "scores")
-        tensors = load_tensors(path)
+        stored = load_tensors(path)
+        shapes = json_field(raw, "shapes", path)
+        if set(shapes) != set(stored) or any(list(stored[n].shape) != shapes[n] for n in shapes):
+            raise FileFormatError(f"{path}: the tensors do not match the recorded shapes (truncated or edited?)")
+        tensors = {name: stored[name] for name in shapes}  # model order
         for name, tensor in tensors.items():
             if not tensor.is_floating_point():
                 raise FileFormatError(f"{path}: scores of {name!r} are {tensor.dtype}, expected float32")
         metadata: dict[str, object] = {
             key: json_field(raw, key, path) if key in TYPED_FIELDS else value
             for key, value in raw.items()
-            if key not in ("format", "version", "eligible")
+            if key not in ("format", "version", "eligible", "shapes")
         }
-        if "eligible" in raw and json_field(raw, "eligible", path) != sum(math.prod(t.shape) for t in tensors.values()):
-            raise FileFormatError(f"{path}: the tensors do not add up to the recorded eligible count (truncated?)")
         return cls(tensors, metadata)
 
     @classmethod
