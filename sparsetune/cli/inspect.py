@@ -69,4 +69,4 @@ def render_summary(summary: dict) -> None:
             grid.add_row(label, *row)
         out.print(grid)
     if summary.get("plot"):
-        out.print(f"wrote {summary['plot']}")
+        out.print(f"wrote {summary['plot']}", soft_wrap=True)

@@ -44,5 +44,6 @@ def mask_command(
     elif not quiet:
         out.print(
             f"selected [bold]{mask.selected:,}[/] / {mask.eligible:,} eligible entries "
-            f"(p = {summary['p']}, scope {summary['scope']}, method {summary['method']}); wrote {output}"
+            f"(p = {summary['p']}, scope {summary['scope']}, method {summary['method']}); wrote {output}",
+            soft_wrap=True,
         )

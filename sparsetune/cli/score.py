@@ -8,6 +8,8 @@ calls `sparsetune.score`, prints the summary.
 
 from __future__ import annotations
 
+from functools import partial
+
 import typer
 
 from ..config import ScoreConfig
@@ -96,23 +98,24 @@ def score_command(
 
 def print_summary(result: ScoreResult) -> None:
     summary = result.summary()
+    say = partial(out.print, soft_wrap=True)  # one line per fact, whatever the terminal width
     for note in summary["notes"]:
-        out.print(f"[yellow]note:[/] {note}")
-    out.print(
+        say(f"[yellow]note:[/] {note}")
+    say(
         f"selected [bold]{summary['selected']:,}[/] / {summary['eligible']:,} eligible entries "
         f"({100 * summary['density']:.3g}%; p = {summary['p']}, scope {summary['scope']}, method {summary['method']})"
     )
     rate = f"{summary['examples_per_second']:.1f} examples/s" if summary["examples_per_second"] else "no data pass"
-    out.print(
+    say(
         f"examples {summary['examples']:,} of {summary['examples_available']:,} in the train part · "
         f"{summary['seconds']:.1f} s · {rate}"
     )
-    out.print(
+    say(
         f"head ({', '.join(summary['head_tensors']) or 'none'}; {summary['head_parameters']:,} entries): "
         "new, not eligible, not counted in p, always trained"
     )
     shares = " · ".join(f"{kind} {100 * share:.1f}%" for kind, share in summary["share_by_module_type"].items())
-    out.print(f"share of the mask by module type: {shares}")
+    say(f"share of the mask by module type: {shares}")
     written = [path for path in (summary["output"], summary["scores_output"]) if path]
     if written:
-        out.print(f"wrote {' and '.join(written)}")
+        say(f"wrote {' and '.join(written)}")
