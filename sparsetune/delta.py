@@ -127,6 +127,7 @@ def diff(config: DiffConfig, progress: ProgressCallback = no_progress) -> DiffRe
 
     changed: dict[str, torch.Tensor] = {}  # name -> (numel,) bool
     for step, (name, before) in enumerate(theta0.items()):
+        progress("compare", step + 1, len(theta0))
         after = theta[name]
         if name in new:
             continue
@@ -136,7 +137,6 @@ def diff(config: DiffConfig, progress: ProgressCallback = no_progress) -> DiffRe
                 f"in the base {display_name(base)}; is it the right --base?"
             )
         changed[name] = _bits(after) != _bits(before)
-        progress("compare", step + 1, len(theta0))
 
     positions = {name: torch.nonzero(flags).flatten() for name, flags in changed.items()}
     if config.top_p is not None:
