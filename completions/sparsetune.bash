@@ -2,13 +2,20 @@
 _sparsetune() {
     local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}"
     if [[ $COMP_CWORD -eq 1 ]]; then
-        COMPREPLY=( $(compgen -W "completions inspect mask score tasks --help --version" -- "$cur") )
+        COMPREPLY=( $(compgen -W "apply completions diff eval inspect mask score tasks train --help --version" -- "$cur") )
         return
     fi
     local opts=""
     case "${COMP_WORDS[1]}" in
+        apply) opts="--output -o --base --force --quiet -q --help -h"
+            ;;
         completions) opts="--write --help -h"
             [[ "$cur" != -* ]] && { COMPREPLY=( $(compgen -W "bash zsh fish" -- "$cur") ); return; }
+            ;;
+        diff) opts="--base --output -o --values --top-p --task -t --force --quiet -q --help -h"
+            case "$prev" in --values) COMPREPLY=( $(compgen -W "float32 float16 bfloat16" -- "$cur") ); return ;; esac
+            ;;
+        eval) opts="--task -t --split --data-dir --batch-size --max-length --quiet -q --json --help -h"
             ;;
         inspect) opts="--plot --force --json --help -h"
             ;;
@@ -17,6 +24,8 @@ _sparsetune() {
         score) opts="--task -t --sparsity -p --method -m --examples --batch-size --max-length --scope --seed --data-dir --output -o --save-scores --force --quiet -q --json --help -h"
             ;;
         tasks) opts="--task -t --data-dir --json --help -h"
+            ;;
+        train) opts="--mask --method -m --task -t --output -o --epochs --max-steps --lr --batch-size --max-length --warmup-ratio --weight-decay --seed --eval-every --method-option -O --data-dir --resume --force --quiet -q --json --help -h"
             ;;
     esac
     if [[ "$cur" == -* ]]; then

@@ -69,6 +69,28 @@ def _split_data(task: Task, split: str, data_dir, dev_fraction: float, seed: int
     return parts.dev if split == "dev" else parts.train
 
 
+def _check_head(target: Path, task: Task) -> None:
+    """Refuse a model dir whose saved head is not this task's (before transformers would)."""
+    from transformers import AutoConfig
+
+    try:
+        model_config = AutoConfig.from_pretrained(target)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"{target} is not a model dir transformers can read ({err})") from None
+    wanted = "ForMultipleChoice" if task.head == "multiple_choice" else "ForSequenceClassification"
+    architectures = model_config.architectures or []
+    has_head = any(name.endswith(wanted) for name in architectures)
+    if has_head and task.head != "multiple_choice" and model_config.num_labels != task.num_labels:
+        has_head = False
+    if not has_head:
+        found = ", ".join(architectures) or "no head"
+        labels = "" if task.head == "multiple_choice" else f" with {task.num_labels} output(s)"
+        raise UsageError(
+            f"{target} has no trained {task.name} head (found {found}; expected *{wanted}{labels}); "
+            "train it first with `sparsetune train`"
+        )
+
+
 def evaluate(config: EvalConfig, progress: ProgressCallback = no_progress) -> dict[str, Any]:
     """Metrics of a run dir or a fine-tuned model dir on one split.
 
@@ -89,6 +111,7 @@ def evaluate(config: EvalConfig, progress: ProgressCallback = no_progress) -> di
     hyper = record.hyperparameters if record else {}
     max_length = config.max_length or hyper.get("max_length") or DEFAULT_MAX_LENGTH
     dataset = _split_data(task, config.split, config.data_dir, hyper.get("dev_fraction", 0.1), hyper.get("split_seed", 42))
+    _check_head(target, task)
     loaded = load_model(target, task)
     if loaded.new_parameters:
         first = sorted(loaded.new_parameters)[0]

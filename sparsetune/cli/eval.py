@@ -1,0 +1,45 @@
+"""`sparsetune eval`: the task's metrics for a run dir or a fine-tuned model dir.
+
+    sparsetune eval out/ --data-dir ../shared/data
+
+Fu et al. 2023 (arXiv 2211.15583) protocol: `validation` (the default) is the test
+set. For a run dir the task comes from run.json, and the metrics are recorded there.
+"""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from ..config import EvalConfig
+from ..evaluation import evaluate
+from .app import app, out
+from .options import DataDirOption, JsonOption, OptionalStr, QuietOption
+from .render import print_json, progress_bar
+from .train import OptionalInt
+
+
+@app.command("eval", epilog="Example: sparsetune eval out/   |   a model dir: sparsetune eval my-model/ --task rte --json")
+def eval_command(
+    target: str = typer.Argument(..., help="A run dir (sparsetune train -o) or a model dir with a trained task head."),
+    task: OptionalStr = typer.Option(None, "--task", "-t", help="Task of a plain model dir (a run dir knows its own)."),
+    split: str = typer.Option("validation", "--split", help="validation (the test set), dev (held-out part of train) or train."),
+    data_dir: OptionalStr = DataDirOption,
+    batch_size: int = typer.Option(64, "--batch-size", help="Examples per forward pass."),
+    max_length: OptionalInt = typer.Option(None, "--max-length", help="Truncate inputs. Default: the run's, else 128."),
+    quiet: bool = QuietOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Score a fine-tuned model on one split with the task's metrics (every component and score)."""
+    config = EvalConfig(target=target, task=task, split=split, data_dir=data_dir, batch_size=batch_size, max_length=max_length)
+    with progress_bar(quiet or as_json) as progress:
+        result = evaluate(config, progress=progress)
+    if as_json:
+        print_json(result)
+        return
+    table = Table(title=f"{result['task']} · {result['split']} · {result['examples']} examples")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in result["metrics"].items():
+        table.add_row(f"[bold]{key}[/]" if key == "score" else key, f"{value:.4f}")
+    out.print(table)

@@ -1,0 +1,107 @@
+"""`sparsetune train`: fine-tune exactly the entries of a mask, or with a named method.
+
+    sparsetune train --mask mask.safetensors -o out/ --data-dir ../shared/data
+
+Fu et al. 2023 (arXiv 2211.15583). Parses flags into a `TrainConfig`, calls
+`sparsetune.train`, prints where the run went and its best dev score.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from ..config import TrainConfig
+from ..errors import UsageError
+from ..formats.run_record import RunRecord
+from ..training import train
+from .app import app, out
+from .options import DataDirOption, JsonOption, ModelArg, OptionalStr, QuietOption, TaskOption
+from .render import print_json, progress_bar
+
+OptionalInt = Optional[int]
+OptionalFloat = Optional[float]
+
+
+def parse_method_options(items: list[str]) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--method-option expects KEY=VALUE, got {item!r}")
+        pairs.append((key.strip(), value.strip()))
+    return tuple(pairs)
+
+
+@app.command(
+    "train",
+    epilog="Example: sparsetune train --mask mask.safetensors -o out/   |   baseline: sparsetune train --method full --task cb -o full/",
+)
+def train_command(
+    model: OptionalStr = ModelArg,
+    mask: OptionalStr = typer.Option(None, "--mask", help="Mask file from `sparsetune score`: train exactly its entries (method sparse)."),
+    method: OptionalStr = typer.Option(None, "--method", "-m", help="Training method (sparse with --mask; full, ...). Default: sparse."),
+    task: OptionalStr = TaskOption,
+    output: str = typer.Option(..., "--output", "-o", help="Run directory to create (model, run.json, log.jsonl, checkpoint/)."),
+    epochs: OptionalInt = typer.Option(None, "--epochs", help="Passes over the train part. Default: per task (README)."),
+    max_steps: OptionalInt = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps (overrides --epochs)."),
+    lr: OptionalFloat = typer.Option(None, "--lr", help="Peak learning rate of AdamW. Default: per task."),
+    batch_size: OptionalInt = typer.Option(None, "--batch-size", help="Examples per step. Default: per task."),
+    max_length: OptionalInt = typer.Option(None, "--max-length", help="Truncate inputs to this many tokens. Default: per task."),
+    warmup_ratio: OptionalFloat = typer.Option(None, "--warmup-ratio", help="Fraction of steps of linear warm-up. Default: 0.1."),
+    weight_decay: OptionalFloat = typer.Option(None, "--weight-decay", help="AdamW weight decay (trainable entries only). Default: 0.01."),
+    seed: OptionalInt = typer.Option(None, "--seed", help="Seed for head initialisation, data order and dropout. Default: 42."),
+    eval_every: OptionalInt = typer.Option(None, "--eval-every", help="Evaluate on the dev part every N steps (and at each epoch end)."),
+    method_option: List[str] = typer.Option([], "--method-option", "-O", help="A method setting KEY=VALUE (repeatable)."),
+    data_dir: OptionalStr = DataDirOption,
+    resume: bool = typer.Option(False, "--resume", help="Continue OUT from its checkpoint (after Ctrl-C or a crash)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing OUT."),
+    quiet: bool = QuietOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Fine-tune: exactly the mask's entries (+ the new head), or with --method.
+
+    Model and task default to the mask's metadata, so `train --mask mask.safetensors
+    -o out/` is complete. Every entry outside the mask stays bit-identical to the
+    pretrained model. Ctrl-C writes a checkpoint; continue with --resume.
+    """
+    config = TrainConfig(
+        output=output,
+        model=model,
+        task=task,
+        mask=mask,
+        method=method,
+        epochs=epochs,
+        max_steps=max_steps,
+        lr=lr,
+        batch_size=batch_size,
+        max_length=max_length,
+        warmup_ratio=warmup_ratio,
+        weight_decay=weight_decay,
+        seed=seed,
+        eval_every=eval_every,
+        data_dir=data_dir,
+        method_options=parse_method_options(method_option),
+        resume=resume,
+        force=force,
+    )
+    with progress_bar(quiet or as_json) as progress:
+        record = train(config, progress=progress)
+    if as_json:
+        print_json({"output": output, **record.__dict__})
+    elif not quiet:
+        print_summary(record, output)
+
+
+def print_summary(record: RunRecord, output: str) -> None:
+    counts = record.trainable_parameters
+    out.print(
+        f"trained [bold]{counts['pretrained_trainable']:,}[/] pretrained entries "
+        f"({100 * counts['fraction']:.3g}% of {counts['eligible']:,}) + {counts['head']:,} head · "
+        f"method {record.method} · {record.extra.get('steps')} steps · {record.seconds:.0f} s"
+    )
+    dev = record.best.get("dev", {})
+    parts = " · ".join(f"{key} {value:.4f}" for key, value in dev.items())
+    out.print(f"best dev (step {record.best.get('step')}): {parts}")
+    out.print(f"wrote {output}/  (test metrics: sparsetune eval {output})")

@@ -1,0 +1,67 @@
+"""Every registered training method, automatically: trains, resumes bitwise, exports a
+model `eval` scores, and, if it reports a final mask, is p-sparse around θ0 exactly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from sparsetune.config import EvalConfig
+from sparsetune.errors import TrainingInterrupted
+from sparsetune.evaluation import evaluate
+from sparsetune.formats.mask import Mask
+from sparsetune.methods import METHODS
+from tests.unit.training_support import assert_same_weights, base_weights, run, saved_weights, write_mask
+
+METHOD_NAMES = sorted(METHODS)
+
+
+def _method_args(name, tmp_path, tiny_model_dir):
+    if METHODS[name].needs_mask:
+        return {"mask": str(write_mask(tmp_path, tiny_model_dir))}
+    return {"method": name, "task": "cb", "model": str(tiny_model_dir)}
+
+
+def _interrupt_at(step):
+    def progress(stage, done, total, **info):
+        if stage == "train" and done == step:
+            raise KeyboardInterrupt
+
+    return progress
+
+
+def test_the_registry_has_the_core_methods():
+    assert {"sparse", "full"} <= set(METHODS)
+
+
+@pytest.mark.parametrize("name", METHOD_NAMES)
+def test_method_trains_resumes_bitwise_and_evaluates(name, tmp_path, tiny_model_dir, tiny_data_dir):
+    args = _method_args(name, tmp_path, tiny_model_dir)
+    record = run(tmp_path / "straight", tiny_data_dir, max_steps=6, **args)
+    assert record.method == name and record.trainable_parameters["trainable"] > 0
+    with pytest.raises(TrainingInterrupted):
+        run(tmp_path / "resumed", tiny_data_dir, max_steps=6, progress=_interrupt_at(4), **args)
+    run(tmp_path / "resumed", tiny_data_dir, resume=True, max_steps=6)
+    assert_same_weights(saved_weights(tmp_path / "resumed"), saved_weights(tmp_path / "straight"))
+    result = evaluate(EvalConfig(target=str(tmp_path / "straight"), data_dir=str(tiny_data_dir)))
+    assert 0.0 <= result["metrics"]["accuracy"] <= 1.0
+    assert "validation" in json.loads((tmp_path / "straight" / "run.json").read_text())["metrics"]
+
+
+@pytest.mark.parametrize("name", METHOD_NAMES)
+def test_result_is_sparse_around_theta0_outside_its_final_mask(name, tmp_path, tiny_model_dir, tiny_data_dir):
+    args = _method_args(name, tmp_path, tiny_model_dir)
+    run(tmp_path / "out", tiny_data_dir, max_steps=4, lr=5e-2, weight_decay=0.5, **args)
+    trained, theta0 = saved_weights(tmp_path / "out"), base_weights(tiny_model_dir)
+    mask_file = tmp_path / "out" / "mask.safetensors"
+    if not mask_file.exists():  # a dense method: every pretrained tensor may move
+        assert any(not torch.equal(trained[n], theta0[n]) for n in theta0)
+        return
+    mask = Mask.load(mask_file)
+    for name_, before in theta0.items():
+        inside = mask.bool_tensor(name_)
+        assert torch.equal(trained[name_][~inside], before[~inside]), name_
+    assert set(load_file(str(tmp_path / "out" / "model.safetensors"))) >= set(theta0)

@@ -1,0 +1,72 @@
+"""`sparsetune train` / `eval` through the CLI on the tiny BERT: exit codes, messages, files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from contextlib import contextmanager
+
+from typer.testing import CliRunner
+
+from sparsetune.cli import app
+
+from .training_support import write_mask
+
+runner = CliRunner()
+
+
+def _train(mask, out, data_dir, *extra):
+    args = ["train", "--mask", str(mask), "-o", str(out), "--data-dir", str(data_dir), "--max-steps", "4",
+            "--batch-size", "8", "--max-length", "32", "--lr", "0.01", "--quiet", *extra]
+    return runner.invoke(app, args)
+
+
+def test_train_then_eval_json(tmp_path, tiny_model_dir, tiny_data_dir):
+    mask = write_mask(tmp_path, tiny_model_dir)
+    result = _train(mask, tmp_path / "out", tiny_data_dir)
+    assert result.exit_code == 0, result.output
+    for name in ("config.json", "model.safetensors", "run.json", "mask.safetensors", "log.jsonl", "checkpoint"):
+        assert (tmp_path / "out" / name).exists(), name
+    evaluated = runner.invoke(app, ["eval", str(tmp_path / "out"), "--data-dir", str(tiny_data_dir), "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    payload = json.loads(evaluated.stdout)
+    assert payload["task"] == "cb" and set(payload["metrics"]) == {"accuracy", "macro_f1", "score"}
+    table = runner.invoke(app, ["eval", str(tmp_path / "out"), "--data-dir", str(tiny_data_dir)], env={"COLUMNS": "120"})
+    assert table.exit_code == 0 and "macro_f1" in table.stdout
+
+
+def test_existing_output_and_missing_checkpoint_are_one_line_errors(tmp_path, tiny_model_dir, tiny_data_dir):
+    mask = write_mask(tmp_path, tiny_model_dir)
+    (tmp_path / "out").mkdir()
+    result = _train(mask, tmp_path / "out", tiny_data_dir)
+    assert result.exit_code == 1 and "--force" in result.stderr and "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+    result = runner.invoke(app, ["train", "-o", str(tmp_path / "out"), "--resume"])
+    assert result.exit_code == 2 and "no checkpoint" in result.stderr
+    result = runner.invoke(app, ["train", "-o", str(tmp_path / "x"), "--task", "cb", "--method-option", "novalue"])
+    assert result.exit_code == 2 and "KEY=VALUE" in result.stderr
+
+
+def test_ctrl_c_exits_130_with_a_resume_hint_and_resume_finishes(tmp_path, tiny_model_dir, tiny_data_dir, monkeypatch):
+    @contextmanager
+    def interrupting_bar(quiet=False):
+        def progress(stage, done, total, **info):
+            if stage == "train" and done == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+
+        yield progress
+
+    monkeypatch.setattr("sparsetune.cli.train.progress_bar", interrupting_bar)
+    mask = write_mask(tmp_path, tiny_model_dir)
+    result = _train(mask, tmp_path / "out", tiny_data_dir)
+    assert result.exit_code == 130, result.output
+    assert "sparsetune train --resume -o" in result.stderr
+    result = runner.invoke(app, ["train", "-o", str(tmp_path / "out"), "--resume", "--data-dir", str(tiny_data_dir), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["extra"]["steps"] == 4
+
+
+def test_eval_of_a_non_run_without_task_is_a_usage_error(tmp_path):
+    result = runner.invoke(app, ["eval", str(tmp_path)])
+    assert result.exit_code == 2 and "--task" in result.stderr
