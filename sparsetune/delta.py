@@ -47,6 +47,8 @@ class ApplyResult:
     deltas: int
     changed: int  # pretrained entries set (counted once per delta)
     head_from: str | None  # the delta whose head the model carries
+    task: str  # recorded by that delta ("" when unknown): what `eval DIR --task` needs
+    max_length: int | None  # the run's, when recorded
 
 
 # -- loading the pair ---------------------------------------------------------
@@ -105,10 +107,11 @@ def diff(config: DiffConfig, progress: ProgressCallback = no_progress) -> DiffRe
     run = Path(config.run)
     if not (run / "config.json").is_file():
         raise UsageError(f"{run} is not a model dir (no config.json); pass a run dir (sparsetune train -o) or a saved model")
-    base, task = config.base, config.task
+    base, task, max_length = config.base, config.task, None
     if is_run_dir(run):
         record = RunRecord.load(run)
         base, task = base or record.base_model, task or record.task
+        max_length = record.hyperparameters.get("max_length")
 
     from transformers import AutoConfig
 
@@ -164,6 +167,8 @@ def diff(config: DiffConfig, progress: ProgressCallback = no_progress) -> DiffRe
     }
     if config.top_p is not None:
         metadata["top_p"] = config.top_p
+    if max_length:
+        metadata["max_length"] = int(max_length)  # what the run trained and evaluated with
     delta = Delta(indices, values, shapes, head, config.values, metadata)
     data = delta.to_bytes()
     if config.output:
@@ -301,7 +306,8 @@ def apply(config: ApplyConfig, progress: ProgressCallback = no_progress) -> Appl
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     head = _head_source(named)
-    return ApplyResult(str(config.output), len(named), sum(d.changed for _, d in named), head[0] if head else None)
+    task, max_length = str(shaped.metadata.get("task", "")), shaped.metadata.get("max_length")
+    return ApplyResult(str(config.output), len(named), sum(d.changed for _, d in named), head[0] if head else None, task, max_length)
 
 
 def delta_summary(delta: Delta, size: int) -> dict[str, float]:

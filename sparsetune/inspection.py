@@ -153,7 +153,7 @@ def summarise_delta(path: Path) -> dict:
     per_tensor = delta.per_tensor()
     eligible = sum(n for _, n in per_tensor.values())
     size = path.stat().st_size
-    keep = ("base_model", "task", "architecture", "top_p", "sparsetune_version")
+    keep = ("base_model", "task", "max_length", "architecture", "top_p", "sparsetune_version")
     return {
         "metadata": {**{k: delta.metadata[k] for k in keep if k in delta.metadata}, "values": f"{delta.values_dtype} ({delta.values_kind})"},
         "totals": {

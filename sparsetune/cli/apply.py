@@ -42,3 +42,6 @@ def apply_command(
     head = f"; head from {result.head_from}" if result.head_from else ""
     if not quiet:
         console.print(f"applied {result.deltas} delta(s), {result.changed:,} entries{head} -> {result.output}", soft_wrap=True)
+        if result.task:
+            length = f" --max-length {result.max_length}" if result.max_length else ""
+            console.print(f"evaluate it with: sparsetune eval {result.output} --task {result.task}{length}", soft_wrap=True)

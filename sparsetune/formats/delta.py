@@ -21,7 +21,8 @@ String metadata: `format=sparsetune.delta`, `version`, `base_model` (display nam
 wrong base is named tensor by tensor), `shapes`, `head`, `architecture` and `config`
 (the fine-tuned model's transformers config, so `apply` writes the same model),
 `untouched` (shapes of the pretrained tensors with no change, for per-layer densities),
-`values_dtype`, `values_kind`, `task`, `changed`, `eligible`, `head_entries`, `top_p`,
+`values_dtype`, `values_kind`, `task`, `max_length` (the run's), `changed`, `eligible`,
+`head_entries`, `top_p`,
 `content_sha256` (of every tensor's bytes: a corrupt payload is caught, not applied),
 `sparsetune_version`.
 """
@@ -46,7 +47,7 @@ VERSION = "1"
 VALUE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # Metadata values stored as JSON; all others are plain strings.
 TYPED_FIELDS = frozenset(
-    {"fingerprint", "shapes", "untouched", "head", "config", "changed", "eligible", "head_entries", "top_p"}
+    {"fingerprint", "shapes", "untouched", "head", "config", "changed", "eligible", "head_entries", "top_p", "max_length"}
 )
 INTERNAL_FIELDS = ("format", "version", "shapes", "head", "values_dtype", "values_kind", "content_sha256")
 

@@ -38,7 +38,7 @@ def make_run(base: Path, folder: Path, changes: dict[str, list[tuple[int, float]
     loaded.model.save_pretrained(folder)
     load_tokenizer(base).save_pretrained(folder)
     if record:
-        RunRecord(base_model=str(base), task=task, method="sparse").save(folder)
+        RunRecord(base_model=str(base), task=task, method="sparse", hyperparameters={"max_length": 64}).save(folder)
     return folder
 
 
@@ -87,7 +87,7 @@ def test_metadata_names_base_fingerprint_and_counts(run_a, tiny_model_dir, tmp_p
     diff(DiffConfig(run=str(run_a), output=str(path)))
     delta = Delta.load(path)
     meta = delta.metadata
-    assert meta["base_model"] == str(tiny_model_dir) and meta["task"] == "rte"
+    assert meta["base_model"] == str(tiny_model_dir) and meta["task"] == "rte" and meta["max_length"] == 64
     assert set(meta["fingerprint"]) == {QUERY, NORM, WORDS}
     assert meta["changed"] == 5 and meta["head_entries"] == 2 * 32 + 2
     assert meta["eligible"] == sum(p.numel() for p in load_model(tiny_model_dir, get_task("rte")).eligible().values())
@@ -269,6 +269,7 @@ def test_cli_diff_and_apply_files(run_a, tmp_path):
     done = runner.invoke(app, ["apply", str(delta), "-o", str(tmp_path / "applied")])
     assert done.exit_code == 0, done.output
     assert (tmp_path / "applied" / "model.safetensors").is_file()
+    assert f"sparsetune eval {tmp_path / 'applied'} --task rte --max-length 64" in done.output
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(delta.read_bytes()[:100])
     failed = runner.invoke(app, ["apply", str(broken), "-o", str(tmp_path / "never")])
