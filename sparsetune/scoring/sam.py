@@ -26,4 +26,8 @@ class SamScorer(Scorer):
         for _ in gradient_steps(context, loss_weight=lambda size: size / total, fresh_gradients=False):
             pass
         gradients = eligible_gradients(context)
-        return {name: gradient.float().pow(2) for name, gradient in gradients.items()}  # each shaped like θ
+        # Squared in place: the scores reuse the gradient buffer instead of adding one.
+        scores = {name: gradient.float().pow_(2) for name, gradient in gradients.items()}  # each shaped like θ
+        for parameter in context.loaded.eligible().values():
+            parameter.grad = None  # the buffer now belongs to the scores
+        return scores
