@@ -22,11 +22,11 @@ from . import __version__
 from .config import TrainConfig
 from .data import TaskData, load_task_data
 from .defaults import defaults_for
-from .errors import UsageError
+from .errors import OutputExistsError, UsageError
 from .formats.checkpoint import has_checkpoint, load_checkpoint
 from .formats.mask import Mask
 from .formats.run_record import RunRecord
-from .io import atomic_path, refuse_to_overwrite
+from .io import atomic_path
 from .methods import get_method
 from .methods.base import TrainingMethod
 from .models import display_name, load_model, load_tokenizer
@@ -121,7 +121,8 @@ def prepare_run(config: TrainConfig) -> RunSetup:
             raise UsageError(f"--resume: no checkpoint in {out}/checkpoint; start without --resume")
         stored = load_checkpoint(out).info["hyperparameters"]
     else:
-        refuse_to_overwrite(out, config.force, flag="--force (replace) or --resume (continue)")
+        if out.exists() and not config.force:
+            raise OutputExistsError(f"{out} already exists; pass --force to replace it, or --resume to continue its run")
     mask_path = Path(config.mask) if config.mask else (out / MASK_FILE if config.resume and (out / MASK_FILE).is_file() else None)
     mask = Mask.load(mask_path) if mask_path else None
     if config.resume and config.mask and _sha256(Path(config.mask)) != _sha256(out / MASK_FILE):
@@ -170,7 +171,7 @@ def write_outputs(setup: RunSetup, best: dict[str, Any], steps: int, seconds: fl
         seed=hyper["seed"],
         mask_sha256=digest,
         trainable_parameters=setup.method.summary(),
-        best={"step": best["step"], "score": best["score"], "dev": best.get("dev", {})},
+        best={"step": best["step"], "epoch": best.get("epoch", 0.0), "score": best["score"], "dev": best.get("dev", {})},
         metrics={"dev": best.get("dev", {})},
         seconds=round(seconds, 2),
         sparsetune_version=__version__,

@@ -149,7 +149,7 @@ def train(config: TrainConfig, progress: ProgressCallback = no_progress) -> RunR
         metrics = metrics_on(accelerator.unwrap_model(model), task, setup.data.dev, tokenizer, max(32, hyper["batch_size"]), hyper["max_length"])
         log.write(step=step, epoch=step / steps_per_epoch, dev=metrics)
         if metrics["score"] > best_info["score"]:
-            best, best_info = setup.method.state_dict(), {"score": metrics["score"], "step": step, "dev": metrics}
+            best, best_info = setup.method.state_dict(), {"score": metrics["score"], "step": step, "epoch": step / steps_per_epoch, "dev": metrics}
         return metrics["score"]
 
     model.train()
