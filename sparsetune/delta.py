@@ -115,7 +115,10 @@ def diff(config: DiffConfig, progress: ProgressCallback = no_progress) -> DiffRe
 
     from transformers import AutoConfig
 
-    architecture = (AutoConfig.from_pretrained(run).architectures or [None])[0]
+    try:
+        architecture = (AutoConfig.from_pretrained(run).architectures or [None])[0]
+    except (OSError, ValueError) as err:
+        raise UsageError(f"{run}/config.json is not a transformers config ({_first_line(err)})") from None
     auto = _auto_class(architecture, task)
     progress("load", 0, 2)
     tuned, _ = _from_pretrained(auto, str(run), "fine-tuned model")
@@ -179,6 +182,9 @@ def diff(config: DiffConfig, progress: ProgressCallback = no_progress) -> DiffRe
 
 def _largest_changes(theta, theta0, changed, p: float) -> dict[str, torch.Tensor]:
     """Positions of the ⌊p·m⌋ largest |θ − θ0| over all eligible entries (changed ones only)."""
+    eligible = sum(flags.numel() for flags in changed.values())
+    if int(p * eligible) < 1:
+        raise UsageError(f"--top-p {p} keeps no entry of {eligible:,}; pass a larger --top-p")
     scores = {}
     for name, flags in changed.items():
         size = (theta[name].detach().double() - theta0[name].detach().double()).abs().reshape(-1)

@@ -233,6 +233,13 @@ def test_diff_refuses_to_overwrite_and_bad_flags(run_a, delta_file):
         diff(DiffConfig(run=str(run_a), values="int8"))
     with pytest.raises(UsageError, match="config.json"):
         diff(DiffConfig(run=str(delta_file.parent / "nowhere")))
+    with pytest.raises(UsageError, match="keeps no entry"):
+        diff(DiffConfig(run=str(run_a), top_p=1e-9))
+    broken = delta_file.parent / "broken-config"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    with pytest.raises(UsageError, match="not a transformers config"):
+        diff(DiffConfig(run=str(broken)))
 
 
 # -- CLI --------------------------------------------------------------------------
