@@ -2,12 +2,12 @@
 _sparsetune() {
     local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}"
     if [[ $COMP_CWORD -eq 1 ]]; then
-        COMPREPLY=( $(compgen -W "apply completions diff eval inspect mask score tasks train --help --version" -- "$cur") )
+        COMPREPLY=( $(compgen -W "apply completions diff eval grid inspect mask report score tasks train --help --version" -- "$cur") )
         return
     fi
     local opts=""
     case "${COMP_WORDS[1]}" in
-        apply) opts="--output -o --base --force --quiet -q --help -h"
+        apply) opts="--output -o --base --force --merge --quiet -q --help -h"
             ;;
         completions) opts="--write --help -h"
             [[ "$cur" != -* ]] && { COMPREPLY=( $(compgen -W "bash zsh fish" -- "$cur") ); return; }
@@ -17,15 +17,19 @@ _sparsetune() {
             ;;
         eval) opts="--task -t --split --data-dir --batch-size --max-length --quiet -q --json --help -h"
             ;;
+        grid) opts="--output -o --jobs -j --dry-run --data-dir --quiet -q --json --help -h"
+            ;;
         inspect) opts="--plot --force --json --help -h"
             ;;
         mask) opts="--sparsity -p --output -o --scope --force --quiet -q --json --help -h"
+            ;;
+        report) opts="--output -o -p --sweep-method --json --help -h"
             ;;
         score) opts="--task -t --sparsity -p --method -m --examples --batch-size --max-length --scope --seed --data-dir --output -o --save-scores --force --quiet -q --json --help -h"
             ;;
         tasks) opts="--task -t --data-dir --json --help -h"
             ;;
-        train) opts="--mask --method -m --task -t --output -o --epochs --max-steps --lr --batch-size --max-length --warmup-ratio --weight-decay --seed --eval-every --method-option -O --data-dir --resume --force --quiet -q --json --help -h"
+        train) opts="--mask --method -m --task -t --output -o --epochs --max-steps --lr --batch-size --max-length --warmup-ratio --weight-decay --seed --eval-every --method-option -O --sparsity -p --project-every --lora-r --lora-alpha --lora-dropout --lora-targets --adapter-config --adapter-size --reduction-factor --mixout-p --data-dir --resume --force --quiet -q --json --help -h"
             ;;
     esac
     if [[ "$cur" == -* ]]; then

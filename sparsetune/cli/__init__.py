@@ -10,6 +10,7 @@ from . import completions, tasks  # noqa: F401  (each registers its command)
 from . import inspect, mask, score  # noqa: F401  (sparsetune inspect / mask / score)
 from . import apply, diff  # noqa: F401  (sparsetune apply / diff)
 from . import eval, train  # noqa: F401  (sparsetune train / eval)
+from . import grid  # noqa: F401  (sparsetune grid / report)
 from .app import app
 
 

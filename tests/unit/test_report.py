@@ -1,5 +1,6 @@
 """Report numbers against values computed independently here (statistics, not our code)."""
 
+import json
 import math
 import statistics
 
@@ -89,3 +90,28 @@ def test_results_file_round_trip_and_torn_last_line(tmp_path):
     with open(path, "a") as handle:
         handle.write('{"run_id": "half')
     assert [r.run_id for r in read_results(path)] == ["full-cb-0", "full-cb-1"]
+
+
+def test_write_report_makes_every_figure(tmp_path):
+    from sparsetune.experiments.publish import write_report
+    from sparsetune.formats.run_record import RunRecord
+
+    run_dir = tmp_path / "runs" / "dp"
+    RunRecord(base_model="m", task="cb", method="diffpruning").save(run_dir)
+    lines = [{"step": s, "loss": 1.0 / s, "mask_changed": int(s % 3 == 0)} for s in range(1, 10)]
+    (run_dir / "log.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    sweep = [RunResult(f"sam-{p}", "sam", "cb", 0, p, {"score": 0.5 + p}) for p in (0.001, 0.01, 0.1)]
+    projection = RunResult("dp-cb", "DiffPruning", "cb", 0, 0.005, {"score": 0.6}, run_dir=str(run_dir))
+    path = tmp_path / "results.jsonl"
+    for result in _results(sweep + [projection]):
+        append_result(path, result)
+
+    report = write_report(path, tmp_path / "report", p=0.005, sweep_method="sam")
+    names = sorted(file.name for file in report.files)
+    assert names == ["figure1_projection.png", "figure2_stability.png", "figure3_sparsity.png", "report.md"]
+    for file in report.files:
+        assert file.stat().st_size > 1000 or file.suffix == ".md"
+        if file.suffix == ".png":
+            assert file.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert f"ρ = {report.stability.rho:.4f}" in text and "| 0.1 |" in text

@@ -1,0 +1,5 @@
+"""`python -m sparsetune ...` is the `sparsetune` command."""
+
+from .cli import main
+
+main()

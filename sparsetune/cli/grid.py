@@ -1,0 +1,102 @@
+"""`sparsetune grid` and `sparsetune report`: the paper's Table 1 and figures.
+
+    sparsetune grid experiments/paper.toml --dry-run
+    sparsetune grid experiments/example.toml -o results/example/results.jsonl
+    sparsetune report results/example/results.jsonl -o results/example/
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from ..errors import TrainingError
+from ..experiments.estimate import estimate_run, seconds_per_example_token
+from ..experiments.grid import load_grid, plan
+from ..experiments.publish import write_report
+from ..experiments.results import finished_ids
+from ..experiments.runner import run_grid
+from .app import app, console, out
+from .options import DataDirOption, JsonOption, OptionalStr, QuietOption
+from .render import print_json, progress_bar, say
+
+
+def _duration(seconds: float) -> str:
+    hours, rest = divmod(int(seconds), 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+@app.command(
+    "grid",
+    epilog="Example: sparsetune grid experiments/paper.toml --dry-run   |   "
+    "sparsetune grid experiments/example.toml -o results/example/results.jsonl --jobs 2",
+)
+def grid_command(
+    config: Path = typer.Argument(..., help="Grid config (TOML): model, tasks, seeds, methods with their flags."),
+    output: Path = typer.Option(Path("results.jsonl"), "--output", "-o", help="Results file (JSONL); appended, so reruns resume."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Runs at once (each in its own process, cores split between them)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and a time estimate; run nothing."),
+    data_dir: OptionalStr = DataDirOption,
+    quiet: bool = QuietOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Run every (method, task, p, seed) of CONFIG as train + eval into a results file.
+
+    Resumable: a rerun skips the runs already in the results file and resumes a
+    killed run from its checkpoint.
+    """
+    grid = load_grid(config)
+    specs = plan(grid, data_dir)
+    done = finished_ids(output)
+    if dry_run:
+        rate = seconds_per_example_token(grid.model)
+        rows = [(spec, spec.run_id in done, estimate_run(spec, rate)) for spec in specs]
+        remaining = sum(seconds or 0 for spec, finished, seconds in rows if not finished)
+        if as_json:
+            print_json({"runs": [{"run_id": s.run_id, "done": d, "seconds": t} for s, d, t in rows],
+                        "remaining_seconds": remaining, "jobs": jobs})
+            return
+        table = Table(title=f"{config}: {len(specs)} runs, {len(done)} done")
+        for column in ("run", "train", "mask", "estimate"):
+            table.add_column(column)
+        for spec, finished, seconds in rows:
+            table.add_row(spec.run_id, spec.method.train, spec.method.score or "-",
+                          "done" if finished else ("?" if seconds is None else _duration(seconds)))
+        out.print(table)
+        console.print(f"estimate: {_duration(remaining / jobs)} with --jobs {jobs} "
+                      f"(measured {rate * 1e6:.2f} µs per example-token here; runs without local data not counted)")
+        return
+    with progress_bar(quiet) as progress:
+        results, failures = run_grid(specs, output, jobs, progress)
+    for failure in failures:
+        console.print(f"[red]failed:[/] {failure}")
+    if as_json:
+        print_json({"finished": [r.run_id for r in results], "failed": failures, "results": str(output)})
+    else:
+        say(f"{len(results)} runs finished, {len(failures)} failed, {len(done)} already done -> {output}", quiet)
+    if failures:
+        raise TrainingError(f"{len(failures)} of {len(specs) - len(done)} runs failed; rerun the same command to retry them")
+
+
+@app.command(
+    "report",
+    epilog="Example: sparsetune report results/example/results.jsonl -o results/example/",
+)
+def report_command(
+    results: Path = typer.Argument(..., help="Results file written by `sparsetune grid`."),
+    output: Path = typer.Option(Path("report"), "--output", "-o", help="Folder for report.md and the figure PNGs."),
+    p: Optional[float] = typer.Option(0.005, "-p", help="The p of the sparse methods shown in Table 1."),
+    sweep_method: str = typer.Option("SAM", "--sweep-method", help="Method label whose p sweep is Figure 3."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Table 1 (mean ± std, ranks), stability vs performance (Spearman ρ), and figures."""
+    report = write_report(results, output, p, sweep_method)
+    if as_json:
+        print_json({"rho": report.stability.rho, "p_value": report.stability.p_value, "files": [str(f) for f in report.files]})
+        return
+    out.print(report.markdown, markup=False)
+    for path in report.files:
+        console.print(f"wrote {path}")

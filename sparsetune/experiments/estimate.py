@@ -1,0 +1,64 @@
+"""How long a grid will take, before running it (`sparsetune grid CONFIG --dry-run`).
+
+One timed forward+backward of the model calibrates seconds per example-token on this
+machine; each run then costs (training examples seen + scoring pass) × tokens at that
+rate, plus its evaluations at a third of it (forward only). An estimate, not a promise:
+padding, early batches and other load on the machine move it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+
+from ..data import resolve_data_dir, split_file
+from ..defaults import defaults_for
+from ..models import display_name, load_model
+from ..tasks import get_task
+from .grid import RunSpec
+
+
+def seconds_per_example_token(model: str | None, batch_size: int = 8, length: int = 128) -> float:
+    """Wall seconds of one forward+backward, per example and token, after one warm-up."""
+    loaded = load_model(model, get_task("rte"), seed=0)
+    vocab = loaded.model.config.vocab_size
+    inputs = {"input_ids": torch.randint(1000, vocab, (batch_size, length)), "labels": torch.zeros(batch_size, dtype=torch.long)}
+    timings = []
+    for _ in range(2):
+        started = time.perf_counter()
+        loaded.model(**inputs).loss.backward()
+        timings.append(time.perf_counter() - started)
+    return timings[-1] / (batch_size * length)
+
+
+def _rows(task_name: str, split: str, data_dir: str | None) -> int | None:
+    path = split_file(get_task(task_name), split, resolve_data_dir(data_dir))
+    if path is None or not path.is_file():
+        return None
+    with path.open(encoding="utf-8") as lines:
+        return sum(1 for line in lines if line.strip())
+
+
+def estimate_run(spec: RunSpec, rate: float) -> float | None:
+    """Seconds for one run at `rate` seconds per example-token; None without local data."""
+    train_rows, test_rows = _rows(spec.task, "train", spec.data_dir), _rows(spec.task, "validation", spec.data_dir)
+    if train_rows is None or test_rows is None:
+        return None
+    task = get_task(spec.task)
+    hyper = {**defaults_for(task.name, display_name(spec.model)).as_dict(), **spec.method.train_flags}
+    dev_fraction = hyper.get("dev_fraction") or 0.1
+    train_part, dev_part = train_rows * (1 - dev_fraction), train_rows * dev_fraction
+    choices = 2 if task.head == "multiple_choice" else 1
+    tokens = hyper["max_length"] * choices
+    seen = hyper["epochs"] * train_part
+    if hyper.get("max_steps"):
+        seen = min(seen, hyper["max_steps"] * hyper["batch_size"])
+    epochs = max(1, math.ceil(seen / train_part))
+    scoring = 0.0
+    if spec.method.score in ("sam", "fisher"):  # the mask producers that take a gradient pass
+        examples = spec.method.score_flags.get("examples") or train_part
+        scoring = min(examples, train_part) * spec.method.score_flags.get("max_length", 128) * choices
+    evaluations = epochs * dev_part + test_rows
+    return (seen * tokens + scoring + evaluations * tokens / 3) * rate

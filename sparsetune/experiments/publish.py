@@ -1,0 +1,84 @@
+"""`sparsetune report`: results file -> report.md + the paper's figures as PNGs.
+
+    sparsetune report results/example/results.jsonl -o results/example/
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..formats.run_record import RunRecord, is_run_dir
+from ..io import atomic_path
+from . import figures
+from .report import Stability, TableOne, sparsity_sweep, stability_vs_performance, table_one
+from .results import RunResult, read_results
+
+PROJECTION_METHODS = ("diffpruning", "childpruning")
+
+
+@dataclass
+class Report:
+    table: TableOne
+    stability: Stability
+    sweep: list
+    markdown: str
+    files: list[Path] = field(default_factory=list)
+
+
+def _projection_log(results: list[RunResult]) -> tuple[str, Path] | None:
+    """The log of the first projection-method run in the results (for Figure 1)."""
+    for method in PROJECTION_METHODS:
+        for result in results:
+            run_dir = Path(result.run_dir)
+            if is_run_dir(run_dir) and RunRecord.load(run_dir).method == method and (run_dir / "log.jsonl").is_file():
+                return result.method, run_dir / "log.jsonl"
+    return None
+
+
+def _markdown(source: str, table: TableOne, stability: Stability, sweep, p: float | None, runs: int) -> str:
+    lines = [
+        "# sparsetune report",
+        "",
+        f"From `{source}` ({runs} runs). Scores are the test (official validation) `score` ×100, "
+        "mean ± sample std over seeds, (rank) per column; Avg = mean over tasks.",
+        "",
+        f"## Table 1 (sparse methods at p = {p:g})" if p is not None else "## Table 1",
+        "",
+        table.to_markdown(),
+        "## Stability vs performance (Figure 2)",
+        "",
+        f"Spearman ρ between per-task stability ranks (by std) and performance ranks (by mean), "
+        f"over {len(stability.points)} (method, task) pairs: **ρ = {stability.rho:.4f}** (p-value {stability.p_value:.3g}). "
+        "The paper reports ρ = 0.4356.",
+        "",
+    ]
+    if sweep:
+        lines += ["## Sparsity sweep (Figure 3)", "", "| p | mean score | mean std | tasks |", "|---:|---:|---:|---:|"]
+        lines += [f"| {point.p:g} | {point.mean:.1f} | {point.std:.1f} | {point.tasks} |" for point in sweep]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_report(results_path: str | os.PathLike, output_dir: str | os.PathLike, p: float | None = 0.005,
+                 sweep_method: str = "SAM") -> Report:
+    """Compute everything from the results file and write report.md and figure PNGs."""
+    results = read_results(results_path)
+    output = Path(output_dir)
+    table = table_one(results, p)
+    stability = stability_vs_performance(table)
+    sweep = sparsity_sweep(results, sweep_method)
+    markdown = _markdown(str(results_path), table, stability, sweep, p, len(results))
+    report = Report(table, stability, sweep, markdown)
+    with atomic_path(output / "report.md") as tmp:
+        tmp.write_text(markdown, encoding="utf-8")
+    report.files.append(output / "report.md")
+    if len(stability.points) >= 3:
+        report.files.append(figures.stability_figure(stability, output / "figure2_stability.png"))
+    if len(sweep) >= 2:
+        report.files.append(figures.sweep_figure(sweep, output / "figure3_sparsity.png", sweep_method))
+    found = _projection_log(results)
+    if found is not None:
+        report.files.append(figures.projection_figure(found[1], output / "figure1_projection.png", found[0]))
+    return report

@@ -1,0 +1,171 @@
+"""Running one grid cell (score if needed, train, evaluate) and the whole grid.
+
+    sparsetune grid experiments/example.toml -o results/example/results.jsonl --jobs 2
+
+`run_one` is what a worker process executes; `run_grid` starts one worker process per
+run (at most `jobs` at once), so each run's peak memory is its own and a crash or a
+kill costs that run only. A finished run is one appended line; a rerun skips finished
+ids and resumes a killed run from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from ..errors import SparsetuneError, TrainingError
+from ..progress import ProgressCallback, no_progress
+from .grid import RunSpec, spec_from_json, spec_to_json
+from .results import RunResult, append_result, finished_ids
+
+WORKER = [sys.executable, "-m", "sparsetune.experiments.worker"]
+
+
+def _versions() -> dict[str, str]:
+    import torch
+    import transformers
+
+    from .. import __version__
+
+    return {"sparsetune": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "python": platform.python_version()}
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def _train_kwargs(spec: RunSpec, mask: Path | None) -> dict[str, Any]:
+    from ..config import TrainConfig
+
+    known = {field.name for field in dataclasses.fields(TrainConfig)}
+    flags = dict(spec.method.train_flags)
+    unknown = sorted(set(flags) - known)
+    if unknown:
+        raise SparsetuneError(f"grid method {spec.method.name!r}: unknown train flag {unknown[0]!r}")
+    kwargs: dict[str, Any] = {
+        **flags,
+        "output": str(spec.run_dir),
+        "model": spec.model,
+        "task": spec.task,
+        "seed": spec.seed,
+        "data_dir": spec.data_dir,
+        "method_options": tuple((str(k), str(v)) for k, v in spec.method.options.items()),
+    }
+    if mask is not None:
+        kwargs["mask"] = str(mask)
+    else:
+        kwargs["method"] = spec.method.train
+        if spec.p is not None:  # projection methods take p at training time
+            if "p" not in known:
+                raise SparsetuneError(f"grid method {spec.method.name!r}: train takes no p for {spec.method.train!r}")
+            kwargs["p"] = spec.p
+    if (spec.run_dir / "checkpoint").is_dir():
+        kwargs["resume"] = True
+    elif spec.run_dir.exists():
+        kwargs["force"] = True  # a run killed before its first checkpoint starts over
+    return kwargs
+
+
+def run_one(spec: RunSpec, progress: ProgressCallback = no_progress) -> RunResult:
+    """Score (mask methods), train, evaluate on the test split; return the result line."""
+    from ..config import EvalConfig, ScoreConfig, TrainConfig
+    from ..evaluation import evaluate
+    from ..scoring.run import score
+    from ..training import train
+
+    started = time.time()
+    mask = None
+    if spec.method.score:
+        mask = spec.run_dir.parent / f"{spec.run_dir.name}.mask.safetensors"
+        if not mask.is_file():
+            score(ScoreConfig(**{**spec.method.score_flags, "task": spec.task, "model": spec.model, "p": spec.p,
+                                 "method": spec.method.score, "seed": spec.seed, "data_dir": spec.data_dir,
+                                 "output": str(mask), "force": True}), progress)
+    record = train(TrainConfig(**_train_kwargs(spec, mask)), progress)
+    test = evaluate(EvalConfig(target=str(spec.run_dir), split="validation", data_dir=spec.data_dir), progress)
+    return RunResult(
+        run_id=spec.run_id,
+        method=spec.method.name,
+        task=spec.task,
+        seed=spec.seed,
+        p=spec.p,
+        test=test["metrics"],
+        dev=dict(record.best),
+        trainable_parameters=dict(record.trainable_parameters),
+        seconds=round(time.time() - started, 2),
+        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        config_hash=spec.config_hash,
+        run_dir=str(spec.run_dir),
+        git_commit=git_commit(),
+        versions=_versions(),
+    )
+
+
+def _run_in_worker(spec: RunSpec, threads: int) -> RunResult:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "SPARSETUNE_WORKER_THREADS": str(threads)}
+    done = subprocess.run(WORKER, input=spec_to_json(spec), capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise TrainingError(f"grid run {spec.run_id} failed: {last}")
+    return RunResult(**json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def run_grid(
+    specs: list[RunSpec],
+    results_path: str | os.PathLike,
+    jobs: int = 1,
+    progress: ProgressCallback = no_progress,
+) -> tuple[list[RunResult], list[str]]:
+    """Run every spec not yet in `results_path`; return (new results, failure messages)."""
+    done_ids = finished_ids(results_path)
+    todo = [spec for spec in specs if spec.run_id not in done_ids]
+    threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
+    lock = threading.Lock()
+    results: list[RunResult] = []
+    failures: list[str] = []
+    progress("grid", len(specs) - len(todo), len(specs))
+
+    def one(spec: RunSpec) -> None:
+        try:
+            result = _run_in_worker(spec, threads)
+        except SparsetuneError as err:
+            with lock:
+                failures.append(str(err))
+            return
+        with lock:
+            append_result(results_path, result)
+            results.append(result)
+            progress("grid", len(specs) - len(todo) + len(results) + len(failures), len(specs), last=spec.run_id)
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        list(pool.map(one, todo))
+    return results, failures
+
+
+def worker_main() -> int:
+    """Entry point of a worker process: a spec on stdin, the result line on stdout."""
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("SPARSETUNE_WORKER_THREADS", torch.get_num_threads())))
+    spec = spec_from_json(sys.stdin.read())
+    try:
+        result = run_one(spec)
+    except SparsetuneError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps(dataclasses.asdict(result)))
+    return 0

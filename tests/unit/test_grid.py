@@ -1,0 +1,104 @@
+"""The grid on the tiny BERT: plan, resume after a kill, and the report's files."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from sparsetune.cli import app
+from sparsetune.errors import UsageError
+from sparsetune.experiments.grid import load_grid, plan, spec_from_json, spec_to_json
+from sparsetune.experiments.results import read_results
+
+CONFIG = """
+model = "{model}"
+tasks = ["rte"]
+seeds = [1]
+runs_dir = "{runs}"
+data_dir = "{data}"
+[train]
+max_steps = 2
+batch_size = 8
+max_length = 24
+[[methods]]
+name = "SAM"
+score = "sam"
+p = [0.01, 0.02]
+score_flags = {{ examples = 8, max_length = 24, batch_size = 8 }}
+[[methods]]
+name = "FullTuning"
+train = "full"
+"""
+
+
+@pytest.fixture()
+def grid_config(tmp_path, tiny_model_dir, tiny_data_dir):
+    path = tmp_path / "grid.toml"
+    path.write_text(CONFIG.format(model=tiny_model_dir, runs=tmp_path / "runs", data=tiny_data_dir))
+    return path
+
+
+def test_plan_expands_methods_p_and_seeds(grid_config):
+    specs = plan(load_grid(grid_config))
+    assert [spec.run_id for spec in specs] == [
+        "SAM/rte/p0.01/seed1",
+        "SAM/rte/p0.02/seed1",
+        "FullTuning/rte/dense/seed1",
+    ]
+    assert specs[0].method.train_flags == {"max_steps": 2, "batch_size": 8, "max_length": 24}
+    assert spec_from_json(spec_to_json(specs[0])) == specs[0]
+    assert len({spec.config_hash for spec in specs}) == 3
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('tasks = ["cb"]\nseeds = [1]\n', "has no 'methods'"),
+        ('tasks = ["cb"]\nseeds = [1]\n[[methods]]\nname = "S"\nscore = "sam"\n', "needs p"),
+        ('tasks = ["cb"]\nseeds = [1]\n[[methods]]\nname = "S"\nlr = 1\n', "unknown key 'lr'"),
+        ("tasks = [", "not valid TOML"),
+    ],
+)
+def test_bad_configs(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(UsageError, match=message):
+        load_grid(path)
+
+
+def _line_count(path) -> int:
+    return len(path.read_text().splitlines()) if path.is_file() else 0
+
+
+def test_killed_grid_resumes_and_skips_finished_runs(grid_config, tmp_path):
+    results = tmp_path / "results.jsonl"
+    command = [sys.executable, "-m", "sparsetune", "grid", str(grid_config), "-o", str(results), "--quiet"]
+    first = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while _line_count(results) < 1 and time.time() < deadline and first.poll() is None:
+        time.sleep(0.5)
+    os.killpg(first.pid, signal.SIGKILL)  # the grid and its worker, mid-grid
+    first.wait()
+    finished = read_results(results)
+    assert 1 <= len(finished) < 3
+
+    second = subprocess.run(command, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr
+    final = read_results(results)
+    assert sorted(r.run_id for r in final) == sorted(spec.run_id for spec in plan(load_grid(grid_config)))
+    assert [r.run_id for r in final[: len(finished)]] == [r.run_id for r in finished]  # not rerun
+    for result in final:
+        run = json.loads((tmp_path / "runs" / result.run_id / "run.json").read_text())
+        assert result.test == run["metrics"]["validation"]  # the line is the run's own numbers
+        assert result.trainable_parameters == run["trainable_parameters"]
+
+    runner = CliRunner()
+    report = runner.invoke(app, ["report", str(results), "-o", str(tmp_path / "report"), "-p", "0.01"])
+    assert report.exit_code == 0, report.output
+    assert (tmp_path / "report" / "report.md").stat().st_size > 0
+    assert "| SAM |" in (tmp_path / "report" / "report.md").read_text()
