@@ -7,8 +7,9 @@ flag: model, task, method, p, scope, examples, seed, versions, plus `shapes`, th
 shape of every eligible tensor (JSON), so that a mask can be checked against a model
 and report densities of tensors it selects nothing from.
 
-Selection is top-k with a deterministic tie-break (equal scores: lower flat position
-first, tensors in model order), so the same scores always give the same file.
+Selection is top-k (`sparsetune.topk`, no copy of the scores) with a deterministic
+tie-break (equal scores: tensors in model order, then lower flat position first), so
+the same scores always give the same file.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Mapping
 import torch
 
 from ..errors import FileFormatError, MismatchError, UsageError
+from ..topk import top_k_many
 from .common import expect_kind, json_field, load_tensors, save_tensors
 
 FORMAT = "sparsetune.mask"
@@ -39,23 +41,8 @@ def check_fraction(p: float, flag: str = "-p") -> float:
 
 
 def top_k_positions(values: torch.Tensor, k: int) -> torch.Tensor:
-    """Sorted positions of the k largest entries of a 1-D tensor; ties go to lower positions.
-
-    O(n): find the k-th largest value, take everything above it, then the first
-    positions equal to it until k are reached.
-    """
-    values = values.float()  # one dtype for the threshold and the comparisons
-    n = values.numel()
-    if torch.isnan(values).any():
-        raise UsageError("scores contain NaN; the gradient pass diverged (try a smaller --max-length or batch)")
-    if k <= 0:
-        return torch.empty(0, dtype=torch.long)
-    if k >= n:
-        return torch.arange(n)
-    threshold = torch.kthvalue(values, n - k + 1).values
-    above = torch.nonzero(values > threshold).flatten()
-    ties = torch.nonzero(values == threshold).flatten()[: k - above.numel()]
-    return torch.sort(torch.cat([above, ties])).values
+    """Sorted positions of the k largest entries of a 1-D tensor; ties go to lower positions."""
+    return top_k_many([values], k)[0]
 
 
 @dataclass
@@ -83,17 +70,12 @@ class Mask:
         shapes = {name: tuple(value.shape) for name, value in scores.items()}
         indices: dict[str, torch.Tensor] = {}
         if scope == "global":
-            flat = torch.cat([value.detach().reshape(-1).float() for value in scores.values()])
-            chosen = top_k_positions(flat, math.floor(flat.numel() * p))
-            offset = 0
-            for name, value in scores.items():
-                n = value.numel()
-                lo, hi = torch.searchsorted(chosen, torch.tensor([offset, offset + n]))
-                indices[name] = chosen[lo:hi] - offset
-                offset += n
+            eligible = sum(value.numel() for value in scores.values())
+            chosen = top_k_many(list(scores.values()), math.floor(eligible * p))  # no concatenated copy
+            indices = dict(zip(scores, chosen))
         else:
             for name, value in scores.items():
-                indices[name] = top_k_positions(value.detach().reshape(-1).float(), math.floor(value.numel() * p))
+                indices[name] = top_k_positions(value, math.floor(value.numel() * p))
         if not any(value.numel() for value in indices.values()):
             eligible = sum(value.numel() for value in scores.values())
             raise UsageError(f"-p {p} selects no entry of {eligible} with --scope {scope}; pass a larger -p")
