@@ -94,7 +94,7 @@ def _check_resume(config: TrainConfig, stored: dict[str, Any]) -> dict[str, Any]
 
 def _resolve(requested: dict[str, Any]) -> dict[str, Any]:
     task = get_task(requested["task"])
-    defaults = defaults_for(task.name, requested["model"]).as_dict()
+    defaults = defaults_for(task.name, requested["model"], requested["method"]).as_dict()
     hyper = {key: (defaults[key] if value is None and key in defaults else value) for key, value in requested.items()}
     hyper["seed"] = 42 if hyper["seed"] is None else hyper["seed"]
     hyper["dev_fraction"] = hyper["dev_fraction"] or 0.1
@@ -123,7 +123,9 @@ def prepare_run(config: TrainConfig) -> RunSetup:
     else:
         if out.exists() and not config.force:
             raise OutputExistsError(f"{out} already exists; pass --force to replace it, or --resume to continue its run")
-    mask_path = Path(config.mask) if config.mask else (out / MASK_FILE if config.resume and (out / MASK_FILE).is_file() else None)
+    mask_path = Path(config.mask) if config.mask else None
+    if config.resume and mask_path is None and get_method(stored["method"]).needs_mask:
+        mask_path = out / MASK_FILE  # the copy written when the run started
     mask = Mask.load(mask_path) if mask_path else None
     if config.resume and config.mask and _sha256(Path(config.mask)) != _sha256(out / MASK_FILE):
         raise UsageError(f"--mask {config.mask} is not the mask {out} was trained with; drop --mask to resume")
@@ -156,6 +158,7 @@ def write_outputs(setup: RunSetup, best: dict[str, Any], steps: int, seconds: fl
     with atomic_path(staging) as tmp:
         model.save_pretrained(tmp)
         setup.tokenizer.save_pretrained(tmp)
+        setup.method.save_files(tmp)
         for item in tmp.iterdir():
             os.replace(item, out / item.name)
     final = setup.method.final_mask()

@@ -36,8 +36,9 @@ from .config import TrainConfig
 from .data import epoch_order, make_loader
 from .errors import TrainingError, TrainingInterrupted
 from .evaluation import metrics_on
-from .formats.checkpoint import Checkpoint, has_checkpoint, load_checkpoint, save_checkpoint
+from .formats.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .formats.run_record import RunRecord
+from .io import atomic_path
 from .progress import ProgressCallback, no_progress
 from .run_setup import LOG_FILE, RunSetup, prepare_run, write_outputs
 
@@ -73,7 +74,8 @@ class _Log:
         if keep_until is not None and path.is_file():  # drop steps the checkpoint does not cover
             lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
             kept = [line for line in lines if _step_of(line) <= keep_until]
-            path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+            with atomic_path(path) as tmp:
+                tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
         self.handle = path.open("a", encoding="utf-8")
 
     def write(self, **record: Any) -> None:
@@ -193,12 +195,12 @@ def train(config: TrainConfig, progress: ProgressCallback = no_progress) -> RunR
                     if step >= total:
                         break
     except KeyboardInterrupt:
-        log.close()
         if in_update:  # mid-step: the state is half-updated, keep the last checkpoint
             raise TrainingInterrupted(f"interrupted during step {step + 1}; resume from step {last_saved} with --resume -o {out}") from None
         if last_saved != step:
             checkpoint_now()
         raise TrainingInterrupted(f"interrupted at step {step}/{total}; checkpoint written, continue with: sparsetune train --resume -o {out}") from None
-    log.close()
+    finally:
+        log.close()
     setup.method.load_state_dict(best)
     return write_outputs(setup, best_info, steps=step, seconds=time.time() - started)

@@ -157,3 +157,14 @@ def test_method_or_mask_is_required(tmp_path, tiny_data_dir):
         run(tmp_path / "out", tiny_data_dir, task="cb")
     with pytest.raises(UsageError, match="unknown --method"):
         run(tmp_path / "out", tiny_data_dir, task="cb", method="nope")
+
+
+def test_unset_hyperparameters_come_from_the_defaults(tmp_path, tiny_data_dir, mask_path):
+    from sparsetune.config import TrainConfig
+    from sparsetune.defaults import GENERIC
+    from sparsetune.training import train
+
+    record = train(TrainConfig(output=str(tmp_path / "out"), mask=str(mask_path), data_dir=str(tiny_data_dir), max_steps=1))
+    hyper = record.hyperparameters
+    assert (hyper["lr"], hyper["batch_size"], hyper["max_length"]) == (GENERIC.lr, GENERIC.batch_size, GENERIC.max_length)
+    assert (hyper["task"], hyper["split_seed"], hyper["dev_fraction"]) == ("cb", 42, 0.1)  # from the mask
