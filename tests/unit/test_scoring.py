@@ -148,7 +148,7 @@ def test_more_examples_than_exist_uses_all_and_says_so(config):
         (dict(p=0), UsageError, r"-p must be in \(0, 1\]"),
         (dict(p=1.5), UsageError, r"-p must be in \(0, 1\]"),
         (dict(scope="layer"), UsageError, "--scope must be one of"),
-        (dict(method="magic"), UsageError, "known methods: fisher, sam"),
+        (dict(method="magic"), UsageError, "unknown scoring --method 'magic'; known methods: .*fisher.*sam"),
         (dict(examples=0), UsageError, "--examples must be a positive number"),
         (dict(batch_size=0), UsageError, "--batch-size must be at least 1"),
         (dict(task="nope"), UsageError, "unknown task 'nope'"),
