@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+DEFAULT_SPARSITY = 0.005  # the paper's p: 0.5% of the eligible entries
+
 
 @dataclass(frozen=True)
 class ScoreConfig:
@@ -15,11 +17,13 @@ class ScoreConfig:
 
     `examples=None` means the whole train part (the paper's SAM used all of it); a
     number takes a seeded subset. `output=None` keeps the mask in memory only.
+    `p=None` means `DEFAULT_SPARSITY`; methods that fix their own selection (bitfit)
+    ignore p and note it when one was given.
     """
 
     task: str
     model: str | None = None
-    p: float = 0.005
+    p: float | None = None
     method: str = "sam"
     examples: int | None = None
     batch_size: int = 16
@@ -75,6 +79,7 @@ class ApplyConfig:
     output: str
     base: str | None = None
     force: bool = False
+    merge: bool = False  # a LoRA delta: write the merged plain model instead of base + adapter
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ calls `sparsetune.score`, prints the summary.
 from __future__ import annotations
 
 from functools import partial
+from typing import Optional
 
 import typer
 
@@ -25,7 +26,6 @@ from .options import (
     QuietOption,
     ScopeOption,
     SeedOption,
-    SparsityOption,
     TaskOption,
 )
 from .render import print_json, progress_bar
@@ -51,8 +51,10 @@ def parse_examples(value: str) -> int | None:
 def score_command(
     model: OptionalStr = ModelArg,
     task: OptionalStr = TaskOption,
-    p: float = SparsityOption,
-    method: str = typer.Option("sam", "--method", "-m", help="Scoring method: sam (the paper) or fisher."),
+    p: Optional[float] = typer.Option(
+        None, "-p", "--sparsity", help="Fraction p of the eligible entries to select, in (0, 1]. Default: 0.005 (bitfit: all biases; p is reported)."
+    ),
+    method: str = typer.Option("sam", "--method", "-m", help="Scoring method: sam (the paper), fisher, random, magnitude or bitfit."),
     examples: str = typer.Option("all", "--examples", help="Training examples to score on: a number (seeded subset) or all."),
     batch_size: int = typer.Option(16, "--batch-size", help="Examples per forward/backward."),
     max_length: int = typer.Option(128, "--max-length", help="Truncate inputs to this many tokens."),

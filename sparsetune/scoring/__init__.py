@@ -36,6 +36,6 @@ def get_scorer(name: str) -> Scorer:
 
 
 # Importing a method module registers it.
-from . import fisher, sam  # noqa: E402,F401
+from . import bitfit, fisher, magnitude, random, sam  # noqa: E402,F401
 
 __all__ = ["SCORERS", "Scorer", "ScoringContext", "get_scorer", "register_scorer"]

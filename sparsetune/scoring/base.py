@@ -8,8 +8,11 @@ gradient; magnitude: |θ0|) and a few fix the selection themselves (BitFit takes
 biases whatever p is), so a scorer has two steps:
 
 - `compute(context)` -> {name: float32 tensor shaped like the parameter}. Scorers that
-  set `needs_data = False` get no batches, and `score` skips loading data for them.
+  set `needs_data = False` get no batches, and `score` skips loading data for them (and
+  runs no forward or backward: random, magnitude, bitfit).
 - `select(scores, p, scope, metadata)` -> `Mask`; by default the top-k of the scores.
+  Scorers whose selection ignores p set `fixed_selection = True` (bitfit), and `score`
+  notes an explicit -p as ignored.
 
 `gradient_steps` is the one data pass gradient scorers share.
 """
@@ -43,6 +46,7 @@ class Scorer:
 
     name: ClassVar[str] = ""
     needs_data: ClassVar[bool] = True
+    fixed_selection: ClassVar[bool] = False  # True: the mask does not depend on p
     description: ClassVar[str] = ""
 
     def compute(self, context: ScoringContext) -> dict[str, torch.Tensor]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import MaskConfig, ScoreConfig
+from ..config import DEFAULT_SPARSITY, MaskConfig, ScoreConfig
 from ..data import load_task_data, make_loader
 from ..errors import UsageError
 from ..formats.mask import SCOPES, Mask, check_fraction
@@ -87,7 +87,8 @@ def task_reference(task: str) -> str:
 
 def _check(config: ScoreConfig) -> None:
     """Every flag checked before the model loads, so mistakes cost no time."""
-    check_fraction(config.p)
+    if config.p is not None:
+        check_fraction(config.p)
     if config.scope not in SCOPES:
         raise UsageError(f"--scope must be one of {', '.join(SCOPES)}, got {config.scope!r}")
     if config.examples is not None and config.examples < 1:
@@ -153,7 +154,10 @@ def score(config: ScoreConfig, progress: ProgressCallback | None = None) -> Scor
         "max_length": config.max_length,
         "batch_size": config.batch_size,
     }
-    mask = scorer.select(scores, config.p, config.scope, metadata)
+    p = DEFAULT_SPARSITY if config.p is None else config.p
+    mask = scorer.select(scores, p, config.scope, metadata)
+    if scorer.fixed_selection and config.p is not None:
+        notes.append(f"--method {scorer.name} selects its own entries: -p {config.p} is ignored (density {mask.density:.6g})")
     mask.validate_against(loaded.eligible())
     if config.save_scores:
         Scores.from_mapping(scores, metadata).save(config.save_scores)
