@@ -19,6 +19,7 @@ The loop calls, in order:
                           everything needed to resume or restore the best model
                           (default: the trainable tensors; add method tensors as needed);
   export()                once, at the end: a plain transformers model for save_pretrained;
+  save_files(folder)      files of the method's own beside it (structural methods' weights);
   final_mask()            the p-sparse support of the result (or None for dense methods);
   summary()               trainable-parameter counts for run.json.
 
@@ -132,6 +133,10 @@ class TrainingMethod:
     def export(self) -> nn.Module:
         """A plain transformers model (called once, after training)."""
         raise NotImplementedError
+
+    def save_files(self, folder) -> None:
+        """Files of the method's own, written into the run dir beside the exported model
+        (structural methods: `method/`, their own weights; see `methods.structural`)."""
 
     def final_mask(self) -> Mask | None:
         return self.mask

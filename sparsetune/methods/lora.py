@@ -1,0 +1,116 @@
+"""`lora`: low-rank adapters (Hu et al. 2022, arXiv 2106.09685) through the `peft` library,
+one of the baselines of Fu et al. 2023 (arXiv 2211.15583), Table 1.
+
+    sparsetune train --method lora --task cb --lora-r 16 --lora-alpha 16 -o lora/
+
+Every targeted linear layer W gets W + (α/r)·B·A with A: [r, in] (Kaiming) and B: [out, r]
+(zeros), so training starts at θ0; only A, B and the new head train (peft's
+`modules_to_save`). Defaults: r = 16 on query, key, value, the attention output and both
+FFN projections, α = r (scale 1), no LoRA dropout (the model's own dropout stays).
+
+A run keeps the adapter as peft writes it (`OUT/method/`: `PeftModel.from_pretrained(base,
+"OUT/method")` loads it) and the merged plain model as `OUT/model.safetensors`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import warnings
+from pathlib import Path
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from ..errors import UsageError
+from ..models import LoadedModel
+from . import register_method
+from .structural import StructuralMethod, check_range
+
+DEFAULT_TARGETS = "query,key,value,attention.output.dense,intermediate.dense,output.dense"
+
+
+@dataclasses.dataclass(frozen=True)
+class LoraOptions:
+    lora_r: int = 16
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    lora_targets: str = DEFAULT_TARGETS  # comma-separated module-name suffixes (peft's target_modules)
+
+
+def head_modules(head_names) -> list[str]:
+    """Module paths of the new head (`classifier.weight` -> `classifier`): peft trains them fully."""
+    return sorted({name.rpartition(".")[0] for name in head_names})
+
+
+def lora_config(options: LoraOptions, head: list[str]):
+    from peft import LoraConfig
+
+    check_range(options.lora_r, "--lora-r", 1)
+    check_range(options.lora_alpha, "--lora-alpha", 1e-12)
+    check_range(options.lora_dropout, "--lora-dropout", 0.0, 1.0)
+    targets = [target.strip() for target in options.lora_targets.split(",") if target.strip()]
+    if not targets:
+        raise UsageError("--lora-targets is empty; name module suffixes, e.g. query,value")
+    return LoraConfig(
+        r=int(options.lora_r),
+        lora_alpha=options.lora_alpha,
+        lora_dropout=options.lora_dropout,
+        target_modules=targets,
+        modules_to_save=head,
+    )
+
+
+@register_method("lora")
+class LoraMethod(StructuralMethod):
+    """peft's LoRA on the targeted layers + the new head; the backbone stays θ0."""
+
+    Options = LoraOptions
+    mergeable = True
+
+    def prepare(self, loaded: LoadedModel) -> nn.Module:
+        from peft import get_peft_model
+
+        config = lora_config(self.options, head_modules(self.head))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # transformers v5 deprecations inside peft
+                self.peft_model = get_peft_model(loaded.model, config)
+        except ValueError as err:
+            raise UsageError(f"--lora-targets {self.options.lora_targets}: {str(err).splitlines()[0]}") from None
+        return self.peft_model
+
+    def trainable(self) -> dict[str, nn.Parameter]:
+        return {name: p for name, p in self.peft_model.named_parameters() if p.requires_grad}
+
+    def model(self) -> nn.Module:
+        return self.peft_model
+
+    def own_tensors(self) -> dict[str, torch.Tensor]:
+        """peft's adapter state dict: lora_A/lora_B per layer + the head (adapter name dropped)."""
+        from peft import get_peft_model_state_dict
+
+        return {name: tensor.detach().clone() for name, tensor in get_peft_model_state_dict(self.peft_model).items()}
+
+    def load_own(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        from peft import set_peft_model_state_dict
+
+        self.check_own_names(tensors)
+        with torch.no_grad():
+            set_peft_model_state_dict(self.peft_model, dict(tensors))
+
+    def merged(self) -> nn.Module:
+        """W + (α/r)·B·A folded into each layer: a plain transformers model (a copy)."""
+        return copy.deepcopy(self.peft_model).merge_and_unload()
+
+    def export(self) -> nn.Module:
+        return self.merged()
+
+    def save_files(self, folder) -> None:
+        from ..method_dir import METHOD_DIR
+
+        super().save_files(folder)  # method/: method.json + adapter_model.safetensors
+        config = copy.copy(self.peft_model.peft_config["default"])
+        config.base_model_name_or_path = self.loaded.source
+        config.save_pretrained(str(Path(folder) / METHOD_DIR))  # adapter_config.json: PeftModel.from_pretrained reads method/

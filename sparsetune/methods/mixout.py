@@ -1,0 +1,95 @@
+"""`mixout`: dropout toward the pretrained weights (Lee et al. 2020, arXiv 1909.11299), a
+baseline of Fu et al. 2023 (arXiv 2211.15583), Table 1.
+
+    sparsetune train --method mixout --mixout-p 0.9 --task cb -o mixout/
+
+Every parameter trains (as in full tuning), but in each training forward pass the weight
+W of every linear layer is replaced by
+
+    W̃ = (M ⊙ W + (1 − M) ⊙ u − p·u) / (1 − p),    M ~ Bernoulli(1 − p),
+
+u its value at the start (θ0; the head's own initialisation), so E[W̃] = W and each entry is
+swapped for u with probability p. As in the authors' code (github.com/bloodwass/mixout),
+one draw of M per input unit is shared by all output rows (`--method-option
+mixout-unit=neuron`; `entry` draws every entry), every `nn.Linear` mixes (the head
+included), and the model's dropout is set to 0 (`mixout-keep-dropout=true` keeps it).
+At evaluation W̃ = W. M comes from torch's global generator, which the training loop
+reseeds per step, so runs and resumed runs are bitwise reproducible.
+
+Built on `torch.nn.utils.parametrize`; `export()` removes the parametrizations, leaving a
+plain model whose weights are the trained W.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from ..errors import UsageError
+from ..models import LoadedModel
+from . import register_method
+from .base import TrainingMethod
+from .structural import check_range
+
+ORIGINAL = ".parametrizations.weight.original"
+
+
+@dataclasses.dataclass(frozen=True)
+class MixoutOptions:
+    mixout_p: float = 0.9  # Lee et al.'s setting for BERT-large on GLUE, and their example's
+    mixout_unit: str = "neuron"  # neuron: one draw per input unit (authors' code); entry: per weight
+    mixout_keep_dropout: bool = False
+
+
+class MixoutToTarget(nn.Module):
+    """W -> (M ⊙ W + (1 − M) ⊙ u − p·u) / (1 − p) while training; W at evaluation."""
+
+    def __init__(self, target: torch.Tensor, p: float, per_neuron: bool):
+        super().__init__()
+        self.register_buffer("target", target.detach().clone(), persistent=False)  # u: [out, in]
+        self.p, self.per_neuron = p, per_neuron
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:  # [out, in] -> [out, in]
+        if not self.training or self.p == 0.0:
+            return weight
+        shape = weight.shape[-1:] if self.per_neuron else weight.shape  # [in] or [out, in]
+        keep = torch.empty(shape, dtype=weight.dtype, device=weight.device).bernoulli_(1.0 - self.p)
+        target = self.target
+        return (keep * weight + (1.0 - keep) * target - self.p * target) / (1.0 - self.p)
+
+
+@register_method("mixout")
+class MixoutMethod(TrainingMethod):
+    """Full fine-tuning with every linear weight mixed toward its starting value."""
+
+    Options = MixoutOptions
+
+    def prepare(self, loaded: LoadedModel) -> nn.Module:
+        options = self.options
+        check_range(options.mixout_p, "--mixout-p", 0.0, 1.0)
+        if options.mixout_unit not in ("neuron", "entry"):
+            raise UsageError(f"--method-option mixout-unit must be neuron or entry, got {options.mixout_unit!r}")
+        model = loaded.model
+        for parameter in model.parameters():
+            parameter.requires_grad_(True)
+        for module in list(model.modules()):
+            if isinstance(module, nn.Linear):
+                mix = MixoutToTarget(module.weight, float(options.mixout_p), options.mixout_unit == "neuron")
+                parametrize.register_parametrization(module, "weight", mix, unsafe=True)
+            elif isinstance(module, nn.Dropout) and not options.mixout_keep_dropout:
+                module.p = 0.0
+        return model
+
+    def trainable(self) -> dict[str, nn.Parameter]:
+        # The model's own names (`...dense.weight`), not parametrize's, in checkpoints.
+        return {name.replace(ORIGINAL, ".weight"): p for name, p in self.loaded.model.named_parameters()}
+
+    def export(self) -> nn.Module:
+        model = self.loaded.model
+        for module in list(model.modules()):
+            if parametrize.is_parametrized(module, "weight"):
+                parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
+        return model

@@ -1,0 +1,100 @@
+"""Structural methods: training adds modules (LoRA's low-rank pairs, bottleneck adapters).
+
+    sparsetune train --method lora --task cb -o out/ && sparsetune diff out/ -o lora.safetensors
+
+Fu et al. 2023 (arXiv 2211.15583) compare sparse fine-tuning with LoRA (Hu et al. 2022) and
+adapters (Houlsby et al. 2019). For those the result is not a changed θ but θ0 plus the
+method's *own* tensors, so what a run keeps and ships is those tensors:
+
+- `own_tensors()` / `load_own()`: the tensors that define the result (added modules, the
+  head, and any pretrained tensor the method also trains), under the method's own names;
+- `OUT/method/` (`sparsetune.method_dir`): `method.json` (method, options, base model) and
+  `adapter_model.safetensors` (those tensors); `eval` and `apply` rebuild the model from
+  the base through this registry, so they score exactly what training selected;
+- `merged()`: a plain transformers model with the method folded in, where that is possible.
+
+The loop-facing half (`prepare`, `trainable`, ...) is the ordinary `TrainingMethod`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+import torch
+from torch import nn
+
+from ..errors import MismatchError, UsageError
+from .base import TrainingMethod
+
+WEIGHTS_FILE = "adapter_model.safetensors"
+
+
+class StructuralMethod(TrainingMethod):
+    """A `TrainingMethod` whose result is θ0 + added modules (see the module docstring)."""
+
+    structural: ClassVar[bool] = True
+    mergeable: ClassVar[bool] = False
+
+    # -- what defines the result ---------------------------------------------
+    def config(self) -> dict[str, Any]:
+        """JSON settings that rebuild the structure on a base (`cls(options=config)`)."""
+        return dataclasses.asdict(self.options)
+
+    def own_tensors(self) -> dict[str, torch.Tensor]:
+        return {name: tensor.detach().clone() for name, tensor in self.state_dict().items()}
+
+    def load_own(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        self.check_own_names(tensors)
+        self.load_state_dict(tensors)
+
+    def check_own_names(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        expected = self.own_tensors()
+        odd = sorted(set(expected) ^ set(tensors))
+        if odd:
+            raise MismatchError(f"method {self.name!r}: tensor {odd[0]!r} is missing or unexpected; were the weights made with other options?")
+        for name, tensor in tensors.items():
+            if tuple(tensor.shape) != tuple(expected[name].shape):
+                raise MismatchError(f"method {self.name!r}: tensor {name!r} has shape {list(tensor.shape)}, expected {list(expected[name].shape)}")
+
+    def model(self) -> nn.Module:
+        """The trained model as it runs (what training evaluated on the dev part)."""
+        raise NotImplementedError
+
+    def merged(self) -> nn.Module:
+        raise UsageError(f"method {self.name!r} cannot be merged into a plain model (its modules are not linear); apply without --merge")
+
+    def save_files(self, folder: Path) -> None:
+        """`folder/method/`: method.json and the method's own tensors (`sparsetune.method_dir`)."""
+        from ..method_dir import METHOD_DIR, save_method_dir
+
+        save_method_dir(self, Path(folder) / METHOD_DIR)
+
+    # -- run.json -------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        """Added parameters are counted apart from pretrained entries that also train
+        (Houlsby's LayerNorms): `fraction` is both together over the pretrained size."""
+        head = sum(p.numel() for p in self.head.values())
+        eligible = sum(p.numel() for p in self.eligible.values())
+        trainable = self.trainable()
+        pretrained_ids = {id(p) for p in self.eligible.values()}
+        pretrained = sum(p.numel() for p in trainable.values() if id(p) in pretrained_ids)
+        total = sum(p.numel() for p in trainable.values())
+        added = total - head - pretrained
+        return {
+            "trainable": total,
+            "head": head,
+            "added": added,
+            "pretrained_trainable": pretrained,
+            "eligible": eligible,
+            "fraction": (added + pretrained) / eligible if eligible else 0.0,
+        }
+
+
+def check_range(value: float, flag: str, low: float, high: float | None = None, high_open: bool = True) -> None:
+    """A method option outside its range is a usage error that names the flag."""
+    above = high is not None and (value >= high if high_open else value > high)
+    if value < low or above:
+        bound = "" if high is None else (f" and below {high}" if high_open else f" and at most {high}")
+        raise UsageError(f"{flag} must be at least {low}{bound}, got {value}")
