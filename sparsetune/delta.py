@@ -28,6 +28,8 @@ from .formats.delta import VALUE_DTYPES, Delta, tensor_digest
 from .formats.mask import Mask, check_fraction
 from .formats.run_record import RunRecord, is_run_dir
 from .io import atomic_path, refuse_to_overwrite
+from .method_delta import apply_method, diff_method, is_structural_delta
+from .method_dir import has_method_dir
 from .models import _first_line, display_name, load_tokenizer, quiet_transformers, resolve_model
 from .progress import ProgressCallback, no_progress
 
@@ -105,6 +107,8 @@ def diff(config: DiffConfig, progress: ProgressCallback = no_progress) -> DiffRe
     if config.output:
         refuse_to_overwrite(config.output, config.force)
     run = Path(config.run)
+    if has_method_dir(run):  # LoRA, adapters: the method's own tensors (sparsetune.method_delta)
+        return diff_method(config, progress)
     if not (run / "config.json").is_file():
         raise UsageError(f"{run} is not a model dir (no config.json); pass a run dir (sparsetune train -o) or a saved model")
     base, task, max_length = config.base, config.task, None
@@ -283,6 +287,8 @@ def apply(config: ApplyConfig, progress: ProgressCallback = no_progress) -> Appl
         raise UsageError("give at least one DELTA file")
     refuse_to_overwrite(config.output, config.force)
     named = _as_deltas(list(config.deltas))
+    if any(is_structural_delta(delta) for _, delta in named):  # rebuilt through the method registry
+        return apply_method(config, named, progress)
     bases = {str(delta.metadata.get("base_model", "")) for _, delta in named}
     if config.base is None and len(bases) > 1:
         raise UsageError(f"the deltas name different bases ({', '.join(sorted(bases))}); pass --base")

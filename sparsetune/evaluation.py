@@ -20,6 +20,7 @@ from .config import EvalConfig
 from .data import load_split, load_task_data, make_loader
 from .errors import UsageError
 from .formats.run_record import RunRecord, is_run_dir
+from .method_dir import has_method_dir, load_method_model
 from .progress import ProgressCallback, no_progress
 from .tasks import Task, get_task
 
@@ -112,11 +113,15 @@ def evaluate(config: EvalConfig, progress: ProgressCallback = no_progress) -> di
     max_length = config.max_length or hyper.get("max_length") or DEFAULT_MAX_LENGTH
     dataset = _split_data(task, config.split, config.data_dir, hyper.get("dev_fraction", 0.1), hyper.get("split_seed", 42))
     _check_head(target, task)
-    loaded = load_model(target, task)
-    if loaded.new_parameters:
-        first = sorted(loaded.new_parameters)[0]
-        raise UsageError(f"{target} has no trained {task.name} head ({first} is missing or has another shape); train it first with `sparsetune train`")
-    metrics = metrics_on(loaded.model, task, dataset, load_tokenizer(target), config.batch_size, max_length, progress)
+    if has_method_dir(target):  # LoRA, adapters: base + the method's own weights, as trained
+        model = load_method_model(target, task)
+    else:
+        loaded = load_model(target, task)
+        if loaded.new_parameters:
+            first = sorted(loaded.new_parameters)[0]
+            raise UsageError(f"{target} has no trained {task.name} head ({first} is missing or has another shape); train it first with `sparsetune train`")
+        model = loaded.model
+    metrics = metrics_on(model, task, dataset, load_tokenizer(target), config.batch_size, max_length, progress)
     if record is not None and config.record:
         fresh = RunRecord.load(target)  # re-read: another eval may have recorded a split meanwhile
         fresh.metrics[config.split] = metrics

@@ -161,9 +161,6 @@ def write_outputs(setup: RunSetup, best: dict[str, Any], steps: int, seconds: fl
         setup.method.save_files(tmp)
         for item in tmp.iterdir():
             os.replace(item, out / item.name)
-    save_files = getattr(setup.method, "save_files", None)  # structural methods' own files (issue 7)
-    if save_files is not None:
-        save_files(out)
     final = setup.method.final_mask()
     digest = setup.mask_sha256
     if final is not None and setup.mask_sha256 is None:

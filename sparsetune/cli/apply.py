@@ -28,6 +28,7 @@ def apply_command(
     force: bool = typer.Option(
         False, "--force", help="Overwrite DIR, and apply even when the base's fingerprint does not match the delta's."
     ),
+    merge: bool = typer.Option(False, "--merge", help="A LoRA delta: write the plain model with LoRA folded in (no method/ dir)."),
     quiet: bool = QuietOption,
 ) -> None:
     """Write base + deltas as a plain transformers model dir that `sparsetune eval` and transformers load.
@@ -36,7 +37,7 @@ def apply_command(
     indices; an entry only one delta touches gets exactly its value. The head comes from
     the last delta that carries one.
     """
-    config = ApplyConfig(deltas=tuple(str(path) for path in deltas), output=str(output), base=base, force=force)
+    config = ApplyConfig(deltas=tuple(str(path) for path in deltas), output=str(output), base=base, force=force, merge=merge)
     with progress_bar(quiet) as progress:
         result = apply(config, progress)
     head = f"; head from {result.head_from}" if result.head_from else ""

@@ -66,6 +66,13 @@ def diff_command(
     share = stats["changed"] / stats["eligible"] if stats["eligible"] else 0.0
     if quiet:
         return
+    if result.delta.metadata.get("method"):  # LoRA, adapters: the method's own tensors (sparsetune.method_delta)
+        console.print(
+            f"method {result.delta.metadata['method']}: {stats['head_entries']:,} entries of its own (with the head) in "
+            f"{len(result.delta.head)} tensors; {stats['bytes']:,} bytes -> {output or 'stdout'}",
+            soft_wrap=True,
+        )
+        return
     console.print(
         f"{stats['changed']:,} changed entries of {stats['eligible']:,} ({share:.4%}) in {len(result.delta.indices)} tensors"
         f" + {stats['head_entries']:,} head entries; {stats['bytes']:,} bytes = "
