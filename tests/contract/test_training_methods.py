@@ -9,7 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sparsetune.config import EvalConfig
+from sparsetune.config import DiffConfig, EvalConfig
+from sparsetune.delta import diff
 from sparsetune.errors import TrainingInterrupted
 from sparsetune.evaluation import evaluate
 from sparsetune.formats.mask import Mask
@@ -65,3 +66,31 @@ def test_result_is_sparse_around_theta0_outside_its_final_mask(name, tmp_path, t
         inside = mask.bool_tensor(name_)
         assert torch.equal(trained[name_][~inside], before[~inside]), name_
     assert set(load_file(str(tmp_path / "out" / "model.safetensors"))) >= set(theta0)
+
+
+def _validation_logits(folder, tiny_data_dir) -> torch.Tensor:
+    """Logits of the model a run or applied dir defines (rebuilt from method/ if it has one)."""
+    from sparsetune.data import load_split, make_loader
+    from sparsetune.method_dir import has_method_dir, load_method_model
+    from sparsetune.models import load_model, load_tokenizer
+    from sparsetune.tasks import get_task
+
+    task = get_task("cb")
+    model = load_method_model(folder, task) if has_method_dir(folder) else load_model(folder, task).model
+    model.eval()
+    loader = make_loader(load_split(task, "validation", str(tiny_data_dir)), task, load_tokenizer(folder), 16, 32)
+    with torch.no_grad():
+        return torch.cat([model(**{k: v for k, v in batch.items() if k != "labels"}).logits for batch in loader])
+
+
+@pytest.mark.parametrize("name", METHOD_NAMES)
+def test_diff_then_apply_rebuilds_a_model_with_identical_predictions(name, tmp_path, tiny_model_dir, tiny_data_dir):
+    """`diff` exports what the method trained (changed entries, or a structural method's own
+    tensors) and `apply` rebuilds a dir whose logits equal the run's bit for bit."""
+    from sparsetune.config import ApplyConfig
+    from sparsetune.delta import apply
+
+    run(tmp_path / "out", tiny_data_dir, max_steps=3, lr=5e-2, **_method_args(name, tmp_path, tiny_model_dir))
+    diff(DiffConfig(run=str(tmp_path / "out"), output=str(tmp_path / "delta.safetensors")))
+    apply(ApplyConfig(deltas=(str(tmp_path / "delta.safetensors"),), output=str(tmp_path / "applied")))
+    assert torch.equal(_validation_logits(tmp_path / "applied", tiny_data_dir), _validation_logits(tmp_path / "out", tiny_data_dir))
