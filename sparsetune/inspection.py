@@ -22,6 +22,7 @@ from .formats.mask import Mask
 from .formats.scores import Scores
 from .io import atomic_path, refuse_to_overwrite
 from .models import layer_index, module_type
+from .training_log import detect_log, plot_log, summarise_log
 
 Summariser = Callable[[Path], dict]
 Plotter = Callable[[dict, Path], None]
@@ -175,6 +176,7 @@ def summarise_delta(path: Path) -> dict:
 register_kind("mask", summarise_mask)
 register_kind("scores", summarise_scores)
 register_kind("delta", summarise_delta)
+register_kind("log", summarise_log, plot=plot_log, detect=detect_log)  # a run's log.jsonl: loss + mask changes
 
 
 # -- the heatmap -------------------------------------------------------------------

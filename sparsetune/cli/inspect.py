@@ -19,12 +19,15 @@ from .render import print_json
 
 @app.command("inspect", epilog="Example: sparsetune inspect mask.safetensors --plot mask.png")
 def inspect_command(
-    file: str = typer.Argument(..., help="A sparsetune file: mask, scores or delta (.safetensors)."),
-    plot: OptionalStr = typer.Option(None, "--plot", help="Write a heatmap PNG of the per-layer × module-type table."),
+    file: str = typer.Argument(..., help="A sparsetune file: mask, scores or delta (.safetensors), or a run's log.jsonl."),
+    plot: OptionalStr = typer.Option(
+        None, "--plot", help="Write a PNG: the per-layer × module-type heatmap, or for a log.jsonl the loss with mask changes marked."
+    ),
     force: bool = ForceOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Metadata, totals and a per-layer × module-type table of a mask, scores or delta file."""
+    """Metadata, totals and a per-layer × module-type table of a mask, scores or delta file;
+    steps, losses and mask changes of a run's log.jsonl (--plot: loss with mask changes marked)."""
     summary = inspect_file(file, plot=plot, force=force)
     if as_json:
         print_json(summary)

@@ -34,6 +34,20 @@ def parse_method_options(items: list[str]) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def with_shorthands(pairs: tuple[tuple[str, str], ...], **shorthands) -> tuple[tuple[str, str], ...]:
+    """Add `-p P` / `--project-every N` as the method options `p` / `project_every`."""
+    given = {key.replace("-", "_") for key, _ in pairs}
+    extra = []
+    for key, value in shorthands.items():
+        if value is None:
+            continue
+        if key in given:
+            flag = "-p" if key == "p" else f"--{key.replace('_', '-')}"
+            raise UsageError(f"{flag} and --method-option {key}=... both given; keep one")
+        extra.append((key, str(value)))
+    return pairs + tuple(extra)
+
+
 @app.command(
     "train",
     epilog="Example: sparsetune train --mask mask.safetensors -o out/   |   baseline: sparsetune train --method full --task cb -o full/",
@@ -54,6 +68,12 @@ def train_command(
     seed: OptionalInt = typer.Option(None, "--seed", help="Seed for head initialisation, data order and dropout. Default: 42."),
     eval_every: OptionalInt = typer.Option(None, "--eval-every", help="Evaluate on the dev part every N steps (and at each epoch end)."),
     method_option: List[str] = typer.Option([], "--method-option", "-O", help="A method setting KEY=VALUE (repeatable)."),
+    p: OptionalFloat = typer.Option(
+        None, "-p", "--sparsity", help="diffpruning/childpruning: fraction of eligible entries the result may change. Default: 0.005."
+    ),
+    project_every: OptionalInt = typer.Option(
+        None, "--project-every", help="diffpruning/childpruning: optimizer steps between projections. Default: 100."
+    ),
     data_dir: OptionalStr = DataDirOption,
     resume: bool = typer.Option(False, "--resume", help="Continue OUT from its checkpoint (after Ctrl-C or a crash)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing OUT."),
@@ -82,7 +102,7 @@ def train_command(
         seed=seed,
         eval_every=eval_every,
         data_dir=data_dir,
-        method_options=parse_method_options(method_option),
+        method_options=with_shorthands(parse_method_options(method_option), p=p, project_every=project_every),
         resume=resume,
         force=force,
     )

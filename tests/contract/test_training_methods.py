@@ -3,7 +3,9 @@ model `eval` scores, and, if it reports a final mask, is p-sparse around θ0 exa
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 
 import pytest
 import torch
@@ -20,10 +22,18 @@ from tests.unit.training_support import assert_same_weights, base_weights, run, 
 METHOD_NAMES = sorted(METHODS)
 
 
+def _projects(name) -> bool:
+    """Methods with a sparsity budget of their own (-p), projected every --project-every steps."""
+    return "p" in {field.name for field in dataclasses.fields(METHODS[name].Options)}
+
+
 def _method_args(name, tmp_path, tiny_model_dir):
     if METHODS[name].needs_mask:
         return {"mask": str(write_mask(tmp_path, tiny_model_dir))}
-    return {"method": name, "task": "cb", "model": str(tiny_model_dir)}
+    args = {"method": name, "task": "cb", "model": str(tiny_model_dir)}
+    if _projects(name):  # p = 0.05 as the sparse method's mask; odd steps fall between projections
+        args["method_options"] = (("p", "0.05"), ("project_every", "2"))
+    return args
 
 
 def _interrupt_at(step):
@@ -66,6 +76,27 @@ def test_result_is_sparse_around_theta0_outside_its_final_mask(name, tmp_path, t
         inside = mask.bool_tensor(name_)
         assert torch.equal(trained[name_][~inside], before[~inside]), name_
     assert set(load_file(str(tmp_path / "out" / "model.safetensors"))) >= set(theta0)
+
+
+@pytest.mark.parametrize("name", [n for n in METHOD_NAMES if METHODS[n].needs_mask or _projects(n)])
+def test_p_sparse_result_and_diff_has_exactly_the_final_mask(name, tmp_path, tiny_model_dir, tiny_data_dir):
+    """Methods whose result is p-sparse: ≤ ⌊m·p⌋ entries differ from θ0 and `diff` of the run
+    finds only entries of OUT/mask.safetensors. A projection method's mask is the support
+    of its change, so `diff` finds exactly it; a given mask is a permission, and an entry
+    may stay put (the [PAD] embedding row is 0 with no gradient), so nearly all of it."""
+    args = _method_args(name, tmp_path, tiny_model_dir)
+    run(tmp_path / "out", tiny_data_dir, max_steps=5, lr=5e-2, weight_decay=0.5, **args)
+    mask = Mask.load(tmp_path / "out" / "mask.safetensors")
+    assert 0 < mask.selected <= math.floor(mask.eligible * float(mask.metadata["p"]))
+    delta = diff(DiffConfig(run=str(tmp_path / "out"))).delta
+    found = 0
+    for tensor, index in delta.indices.items():
+        assert bool(torch.isin(index.long(), mask.indices[tensor]).all()), tensor  # KeyError: a change outside the mask
+        found += index.numel()
+    if _projects(name):
+        assert found == mask.selected and set(delta.indices) == set(mask.indices)
+    else:
+        assert found >= 0.95 * mask.selected
 
 
 def _validation_logits(folder, tiny_data_dir) -> torch.Tensor:

@@ -1,0 +1,79 @@
+"""`inspect` for a run's log.jsonl: loss per step and mask changes, Figure 1 of Fu et al. 2023.
+
+    sparsetune train --method diffpruning --task cb -p 0.005 --project-every 20 -o out/
+    sparsetune inspect out/log.jsonl --plot loss.png
+
+Fu et al. 2023 (arXiv 2211.15583, Figure 1) show the "projection discontinuity" of
+DiffPruning: the training loss jumps back up after every mask change. The training
+loop writes one line per step (`step`, `epoch`, `loss`, `lr`, and the method's fields:
+`mask_changed` for the projection methods) and one per dev evaluation (`dev`). This
+module summarises such a file and draws it with the report's own figure
+(`experiments.figures.projection_figure`), so there is one plot, not two.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .errors import FileFormatError
+
+
+def detect_log(path: Path) -> str | None:
+    """'log' for a JSON-lines file whose first record has a `step`; else None."""
+    if path.suffix != ".jsonl":
+        return None
+    with path.open("r", encoding="utf-8", errors="replace") as handle:
+        first = handle.readline().strip()
+    try:
+        record = json.loads(first) if first else None
+    except json.JSONDecodeError:
+        return None
+    return "log" if isinstance(record, dict) and "step" in record else None
+
+
+def _records(path: Path) -> list[dict]:
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise FileFormatError(f"{path}:{number} is not JSON; is this a sparsetune log.jsonl?") from None
+    return records
+
+
+def _run_metadata(path: Path) -> dict:
+    """Method and task from the run.json beside the log, when there is one."""
+    record_path = path.parent / "run.json"
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return {key: record[key] for key in ("method", "task", "base_model") if key in record}
+
+
+def summarise_log(path: Path) -> dict:
+    records = _records(path)
+    steps = [r for r in records if "loss" in r]
+    evaluations = [r for r in records if "dev" in r]
+    best = max(evaluations, key=lambda r: r["dev"].get("score", float("-inf")), default=None)
+    totals = {
+        "steps": len(steps),
+        "first_loss": steps[0]["loss"] if steps else None,
+        "last_loss": steps[-1]["loss"] if steps else None,
+        "projections": sum(1 for r in steps if r.get("projected")),
+        "mask_changes": sum(1 for r in steps if r.get("mask_changed")),
+        "evaluations": len(evaluations),
+    }
+    if best is not None:
+        totals |= {"best_dev_score": best["dev"].get("score"), "best_dev_step": best["step"]}
+    return {"metadata": _run_metadata(path), "totals": totals}
+
+
+def plot_log(summary: dict, path: Path) -> None:
+    from .experiments.figures import projection_figure
+
+    method = summary.get("metadata", {}).get("method", "training")
+    projection_figure(summary["file"], path, title=str(method))
