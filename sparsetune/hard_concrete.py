@@ -30,9 +30,10 @@ _EPS = 1e-6  # keeps log u and log(1 − u) finite
 
 def sample(log_alpha: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """One reparametrised draw of z (differentiable in `log_alpha`); uses the torch RNG."""
-    u = torch.rand(log_alpha.shape, generator=generator, dtype=log_alpha.dtype, device=log_alpha.device)
-    u = u.clamp(_EPS, 1.0 - _EPS)
-    s = torch.sigmoid((torch.log(u) - torch.log1p(-u) + log_alpha) / BETA)
+    # The noise needs no gradient, so it is built in place: log u − log(1 − u) = logit(u).
+    noise = torch.rand(log_alpha.shape, generator=generator, dtype=log_alpha.dtype, device=log_alpha.device)
+    noise.clamp_(_EPS, 1.0 - _EPS).logit_()
+    s = torch.sigmoid((noise + log_alpha) / BETA)
     return (s * (ZETA - GAMMA) + GAMMA).clamp(0.0, 1.0)
 
 
