@@ -74,6 +74,14 @@ def train_command(
     project_every: OptionalInt = typer.Option(
         None, "--project-every", help="diffpruning/childpruning: optimizer steps between projections. Default: 100."
     ),
+    lora_r: OptionalInt = typer.Option(None, "--lora-r", help="lora: rank r of each B·A. Default: 16."),
+    lora_alpha: OptionalFloat = typer.Option(None, "--lora-alpha", help="lora: α; the update is scaled by α/r. Default: 16."),
+    lora_dropout: OptionalFloat = typer.Option(None, "--lora-dropout", help="lora: dropout on the LoRA input. Default: 0."),
+    lora_targets: OptionalStr = typer.Option(None, "--lora-targets", help="lora: comma-separated module-name suffixes. Default: Q,K,V,attention out, FFN."),
+    adapter_config: OptionalStr = typer.Option(None, "--adapter-config", help="adapter: houlsby (after attention and FFN) or pfeiffer (FFN). Default: houlsby."),
+    adapter_size: OptionalInt = typer.Option(None, "--adapter-size", help="adapter: bottleneck width (or give --reduction-factor)."),
+    reduction_factor: OptionalFloat = typer.Option(None, "--reduction-factor", help="adapter: hidden size / bottleneck width. Default: 16."),
+    mixout_p: OptionalFloat = typer.Option(None, "--mixout-p", help="mixout: probability of swapping a weight for its θ0 value. Default: 0.9."),
     data_dir: OptionalStr = DataDirOption,
     resume: bool = typer.Option(False, "--resume", help="Continue OUT from its checkpoint (after Ctrl-C or a crash)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing OUT."),
@@ -102,7 +110,11 @@ def train_command(
         seed=seed,
         eval_every=eval_every,
         data_dir=data_dir,
-        method_options=with_shorthands(parse_method_options(method_option), p=p, project_every=project_every),
+        method_options=with_shorthands(
+            parse_method_options(method_option), p=p, project_every=project_every,
+            lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, lora_targets=lora_targets, adapter_config=adapter_config,
+            adapter_size=adapter_size, reduction_factor=reduction_factor, mixout_p=mixout_p,
+        ),
         resume=resume,
         force=force,
     )
@@ -116,8 +128,9 @@ def train_command(
 
 def print_summary(record: RunRecord, output: str) -> None:
     counts = record.trainable_parameters
+    added = f"[bold]{counts['added']:,}[/] added parameters + " if counts.get("added") else ""  # LoRA, adapters
     out.print(
-        f"trained [bold]{counts['pretrained_trainable']:,}[/] pretrained entries "
+        f"trained {added}[bold]{counts['pretrained_trainable']:,}[/] pretrained entries "
         f"({100 * counts['fraction']:.3g}% of {counts['eligible']:,}) + {counts['head']:,} head · "
         f"method {record.method} · {record.extra.get('steps')} steps · {record.seconds:.0f} s"
     )
