@@ -5,13 +5,15 @@ the learning-rate sweep:
 
     python benchmarks/sweep_defaults.py --data-dir ../shared/data --tasks cb --lrs 1e-4 1e-3 5e-3 --epochs 4
 
-- lr: sparse training moves 0.5% of the entries and needs a larger step than dense
-  tuning; SPARSE_LR is the sweep's choice. Every other method gets the paper's lr 1e-4
-  (its setting for all methods) until its own sweep.
-- max_length: the smallest of 64/128/256 covering ≥ 99% of the task's *train* examples
-  (token counts of the MiniLM tokenizer).
-- epochs: not swept (CPU budget); about 150-1500 optimizer steps per task, more epochs
-  for the small tasks.
+- lr: SPARSE_LR is the sweep's choice on cb (1e-4, 1e-3, 5e-3 reached best dev scores
+  0.644, 0.643, 0.643 on its 25 dev examples: a tie within noise; the highest was taken,
+  which is also the paper's lr). Other methods get the paper's lr 1e-4 until their own
+  sweep; the split by method stays so that a sweep can change one side.
+- cb: exactly the swept setting (4 epochs, max length 128; dev peaked at epoch 2 for
+  every lr, and the best state is restored).
+- other tasks, not swept (CPU budget): max_length is the smallest of 64/128/256 covering
+  ≥ 99% of the task's *train* examples (MiniLM tokenizer); epochs 5 for the small tasks
+  and 3 for the large ones, since cb peaked early.
 - batch size 16, the paper's.
 Other models and custom tasks get `GENERIC`.
 """
@@ -38,18 +40,18 @@ class Hyperparameters:
 
 
 PAPER_LR = 1e-4
-SPARSE_LR = 1e-3
+SPARSE_LR = 1e-4
 SPARSE_METHODS = frozenset({"sparse"})
 GENERIC = Hyperparameters(epochs=10, lr=PAPER_LR, batch_size=16, max_length=128)
 
 MINILM: dict[str, Hyperparameters] = {
     "cola": Hyperparameters(epochs=3, lr=SPARSE_LR, batch_size=16, max_length=64),
     "stsb": Hyperparameters(epochs=3, lr=SPARSE_LR, batch_size=16, max_length=128),
-    "mrpc": Hyperparameters(epochs=5, lr=SPARSE_LR, batch_size=16, max_length=128),
-    "rte": Hyperparameters(epochs=5, lr=SPARSE_LR, batch_size=16, max_length=256),
-    "cb": Hyperparameters(epochs=10, lr=SPARSE_LR, batch_size=16, max_length=256),
-    "copa": Hyperparameters(epochs=10, lr=SPARSE_LR, batch_size=16, max_length=64),
-    "wsc": Hyperparameters(epochs=10, lr=SPARSE_LR, batch_size=16, max_length=128),
+    "mrpc": Hyperparameters(epochs=3, lr=SPARSE_LR, batch_size=16, max_length=128),
+    "rte": Hyperparameters(epochs=3, lr=SPARSE_LR, batch_size=16, max_length=256),
+    "cb": Hyperparameters(epochs=4, lr=SPARSE_LR, batch_size=16, max_length=128),
+    "copa": Hyperparameters(epochs=5, lr=SPARSE_LR, batch_size=16, max_length=64),
+    "wsc": Hyperparameters(epochs=5, lr=SPARSE_LR, batch_size=16, max_length=128),
 }
 
 
