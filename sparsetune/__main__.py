@@ -1,5 +1,6 @@
 """`python -m sparsetune ...` is the `sparsetune` command."""
 
-from .cli import main
+if __name__ == "__main__":
+    from .cli import main
 
-main()
+    main()
