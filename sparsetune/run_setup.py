@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,16 +155,25 @@ def write_outputs(setup: RunSetup, best: dict[str, Any], steps: int, seconds: fl
     """Plain HF model + tokenizer, the final mask, run.json (written last: it marks a complete run)."""
     out, hyper = setup.output, setup.hyper
     model = setup.method.export()
-    staging = out / ".model"
-    with atomic_path(staging) as tmp:
-        model.save_pretrained(tmp)
-        setup.tokenizer.save_pretrained(tmp)
-        setup.method.save_files(tmp)
-        for item in tmp.iterdir():
+    # Stage the whole model beside OUT's files, then move each into place: an
+    # interrupted save leaves only the staging folder, never a half-written model.
+    staging = Path(tempfile.mkdtemp(prefix=".model.", dir=out))
+    try:
+        model.save_pretrained(staging)
+        setup.tokenizer.save_pretrained(staging)
+        setup.method.save_files(staging)
+        for item in staging.iterdir():
+            if (out / item.name).is_dir():
+                shutil.rmtree(out / item.name)
             os.replace(item, out / item.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     final = setup.method.final_mask()
     digest = setup.mask_sha256
     if final is not None and setup.mask_sha256 is None:
+        # Enough metadata that `train --mask OUT/mask.safetensors` needs no other flag.
+        final.metadata.update({key: hyper[key] for key in ("model", "task", "dev_fraction") if hyper.get(key) is not None})
+        final.metadata["seed"] = hyper["split_seed"]
         final.save(out / MASK_FILE)
         digest = _sha256(out / MASK_FILE)
     record = RunRecord(
