@@ -69,10 +69,8 @@ def _train_kwargs(spec: RunSpec, mask: Path | None) -> dict[str, Any]:
         kwargs["mask"] = str(mask)
     else:
         kwargs["method"] = spec.method.train
-        if spec.p is not None:  # projection methods take p at training time
-            if "p" not in known:
-                raise SparsetuneError(f"grid method {spec.method.name!r}: train takes no p for {spec.method.train!r}")
-            kwargs["p"] = spec.p
+        if spec.p is not None:  # projection methods take p at training time, as a method option
+            kwargs["method_options"] += (("p", repr(spec.p)),)
     if (spec.run_dir / "checkpoint").is_dir():
         kwargs["resume"] = True
     elif spec.run_dir.exists():
