@@ -137,4 +137,4 @@ def print_summary(record: RunRecord, output: str) -> None:
     dev = record.best.get("dev", {})
     parts = " · ".join(f"{key} {value:.4f}" for key, value in dev.items())
     out.print(f"best dev (step {record.best.get('step')}): {parts}")
-    out.print(f"wrote {output}/  (test metrics: sparsetune eval {output})")
+    out.print(f"wrote {output.rstrip('/')}/  (test metrics: sparsetune eval {output})")
