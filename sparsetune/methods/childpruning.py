@@ -21,7 +21,7 @@ needs them anyway; the kept set is checkpointed as k indices.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,11 +29,11 @@ from torch import nn
 from .. import projection
 from ..config import DEFAULT_SPARSITY
 from ..formats.mask import Mask
-from ..models import LoadedModel, display_name
+from ..models import LoadedModel
 from . import register_method
 from .base import TrainingMethod
+from .projecting import ProjectingMethod
 
-MASK_STATE = "projection/kept"  # checkpoint key of the current kept set (flat indices)
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class Origin(nn.Module):
 
 
 @register_method("childpruning")
-class ChildPruningMethod(TrainingMethod):
+class ChildPruningMethod(ProjectingMethod):
     """Dense training of θ with periodic projection onto ‖θ − θ0‖₀ ≤ ⌊m·p⌋."""
 
     Options = ProjectionOptions
@@ -83,9 +83,6 @@ class ChildPruningMethod(TrainingMethod):
         with torch.no_grad():
             return {name: (theta - self.origins[name].theta0).abs() for name, theta in self.parameters_.items()}  # each shaped like θ
 
-    def _metadata(self) -> dict[str, Any]:
-        return {"model": display_name(self.loaded.source), "method": self.name, "project_every": self.options.project_every}
-
     def current_projection(self) -> Mask:
         """Π's support for the current θ (cached until the next step or state load)."""
         if self._eval_mask is None:
@@ -108,18 +105,8 @@ class ChildPruningMethod(TrainingMethod):
         self.kept = mask
         return {"projected": 1, "mask_changed": int(entered > 0), "mask_entered": entered}
 
-    # -- state ----------------------------------------------------------------
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        state = super().state_dict()
-        if self.kept is not None:
-            state[MASK_STATE] = projection.mask_to_flat(self.kept)
-        return state
-
-    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
-        super().load_state_dict(state)
-        shapes = {name: tuple(theta.shape) for name, theta in self.parameters_.items()}
-        self.kept = projection.mask_from_flat(state[MASK_STATE], shapes, self._metadata()) if MASK_STATE in state else None
-        self._eval_mask = None
+    def _projected_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {name: tuple(theta.shape) for name, theta in self.parameters_.items()}
 
     # -- results --------------------------------------------------------------
     def export(self) -> nn.Module:

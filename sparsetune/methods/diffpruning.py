@@ -32,7 +32,7 @@ Memory: δ and the logits are dense (2m floats, plus AdamW's 4m), 630 MB for Min
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -43,8 +43,8 @@ from ..errors import UsageError
 from ..formats.mask import Mask
 from ..models import LoadedModel, display_name
 from . import register_method
-from .base import TrainingMethod
-from .childpruning import MASK_STATE, projection_summary
+from .childpruning import projection_summary
+from .projecting import ProjectingMethod
 
 DIFF, GATE = ".diff", ".gate"  # suffixes of the trainable tensors, after the pretrained tensor's name
 
@@ -79,7 +79,7 @@ class GatedDiff(nn.Module):
 
 
 @register_method("diffpruning")
-class DiffPruningMethod(TrainingMethod):
+class DiffPruningMethod(ProjectingMethod):
     """Hard-concrete gated diff vector + L0 penalty, alternating with projection."""
 
     Options = DiffPruningOptions
@@ -152,19 +152,8 @@ class DiffPruningMethod(TrainingMethod):
         self.kept = mask
         return {**info, "projected": 1, "mask_changed": int(entered > 0), "mask_entered": entered}
 
-    # -- state ----------------------------------------------------------------
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        state = super().state_dict()
-        if self.kept is not None:
-            state[MASK_STATE] = projection.mask_to_flat(self.kept)
-        return state
-
-    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
-        super().load_state_dict(state)
-        shapes = {name: tuple(gated.diff.shape) for name, gated in self.gates.items()}
-        metadata = {"model": display_name(self.loaded.source), "method": self.name}
-        self.kept = projection.mask_from_flat(state[MASK_STATE], shapes, metadata) if MASK_STATE in state else None
-        self._eval_mask = None
+    def _projected_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {name: tuple(gated.diff.shape) for name, gated in self.gates.items()}
 
     # -- results --------------------------------------------------------------
     def export(self) -> nn.Module:
