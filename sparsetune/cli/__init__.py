@@ -6,11 +6,8 @@ here is what makes them appear.
 
 from __future__ import annotations
 
-from . import completions, tasks  # noqa: F401  (each registers its command)
-from . import inspect, mask, score  # noqa: F401  (sparsetune inspect / mask / score)
-from . import apply, diff  # noqa: F401  (sparsetune apply / diff)
-from . import eval, train  # noqa: F401  (sparsetune train / eval)
-from . import grid  # noqa: F401  (sparsetune grid / report)
+# Registration order is the order of `sparsetune --help`: the pipeline's.
+from . import tasks, score, mask, train, eval, diff, apply, inspect, grid, completions  # noqa: F401, E401, I001
 from .app import app
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import typer
 from rich.table import Table
 
 from ..data import resolve_data_dir, split_file
