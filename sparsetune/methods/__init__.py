@@ -12,24 +12,15 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import Callable
 
 from ..errors import UsageError
+from ..registry import registrar
 
 METHODS: dict[str, type] = {}
 
 
-def register_method(name: str) -> Callable[[type], type]:
-    """Class decorator: make a `TrainingMethod` available as `--method name`."""
-
-    def register(cls: type) -> type:
-        if name in METHODS and METHODS[name] is not cls:
-            raise ValueError(f"training method {name!r} is registered twice")
-        cls.name = name
-        METHODS[name] = cls
-        return cls
-
-    return register
+register_method = registrar(METHODS, "training method")
+"""Class decorator: make a `TrainingMethod` available as `--method name`."""
 
 
 def _import_all() -> None:

@@ -10,22 +10,14 @@ file imported below, and the contract tests pick it up from `SCORERS`.
 from __future__ import annotations
 
 from ..errors import UsageError
+from ..registry import registrar
 from .base import Scorer, ScoringContext
 
 SCORERS: dict[str, type[Scorer]] = {}
 
 
-def register_scorer(name: str):
-    """Class decorator: make a `Scorer` available as `--method name`."""
-
-    def register(cls: type[Scorer]) -> type[Scorer]:
-        if name in SCORERS and SCORERS[name] is not cls:
-            raise ValueError(f"scoring method {name!r} is registered twice")
-        cls.name = name
-        SCORERS[name] = cls
-        return cls
-
-    return register
+register_scorer = registrar(SCORERS, "scoring method")
+"""Class decorator: make a `Scorer` available as `score --method name`."""
 
 
 def get_scorer(name: str) -> Scorer:
