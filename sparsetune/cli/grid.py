@@ -92,10 +92,16 @@ def report_command(
     sweep_method: str = typer.Option("SAM", "--sweep-method", help="Method label whose p sweep is Figure 3."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Table 1 (mean ± std, ranks), stability vs performance (Spearman ρ), and figures."""
+    """Table 1 (mean ± std, ranks), stability vs performance (Spearman ρ), and figures.
+
+    A sweep's results (method names `Method@key=value`) also get the setting of each
+    method chosen on dev.
+    """
     report = write_report(results, output, p, sweep_method)
     if as_json:
-        print_json({"rho": report.stability.rho, "p_value": report.stability.p_value, "files": [str(f) for f in report.files]})
+        chosen = {item.method: item.setting for item in report.choices if item.chosen}
+        print_json({"rho": report.stability.rho, "p_value": report.stability.p_value, "chosen_on_dev": chosen,
+                    "files": [str(f) for f in report.files]})
         return
     out.print(report.markdown, markup=False)
     for path in report.files:

@@ -14,6 +14,7 @@ from ..io import atomic_path
 from . import figures
 from .report import Stability, TableOne, sparsity_sweep, stability_vs_performance, table_one
 from .results import RunResult, read_results
+from .selection import Setting, choices_markdown, choose_on_dev
 
 PROJECTION_METHODS = ("diffpruning", "childpruning")
 
@@ -23,6 +24,7 @@ class Report:
     table: TableOne
     stability: Stability
     sweep: list
+    choices: list[Setting]
     markdown: str
     files: list[Path] = field(default_factory=list)
 
@@ -37,7 +39,8 @@ def _projection_log(results: list[RunResult]) -> tuple[str, Path] | None:
     return None
 
 
-def _markdown(source: str, table: TableOne, stability: Stability, sweep, p: float | None, runs: int) -> str:
+def _markdown(source: str, table: TableOne, stability: Stability, sweep, choices: list[Setting], p: float | None,
+              runs: int) -> str:
     lines = [
         "# sparsetune report",
         "",
@@ -58,6 +61,15 @@ def _markdown(source: str, table: TableOne, stability: Stability, sweep, p: floa
         lines += ["## Sparsity sweep (Figure 3)", "", "| p | mean score | mean std | tasks |", "|---:|---:|---:|---:|"]
         lines += [f"| {point.p:g} | {point.mean:.1f} | {point.std:.1f} | {point.tasks} |" for point in sweep]
         lines.append("")
+    if choices:
+        lines += [
+            "## Hyperparameters chosen on dev",
+            "",
+            "Best dev score ×100 (the held-out part of train; never the test set), mean over seeds; "
+            "the chosen setting of each method has the best mean over tasks.",
+            "",
+            choices_markdown(choices),
+        ]
     return "\n".join(lines)
 
 
@@ -69,8 +81,9 @@ def write_report(results_path: str | os.PathLike, output_dir: str | os.PathLike,
     table = table_one(results, p)
     stability = stability_vs_performance(table)
     sweep = sparsity_sweep(results, sweep_method)
-    markdown = _markdown(str(results_path), table, stability, sweep, p, len(results))
-    report = Report(table, stability, sweep, markdown)
+    choices = choose_on_dev(results)
+    markdown = _markdown(str(results_path), table, stability, sweep, choices, p, len(results))
+    report = Report(table, stability, sweep, choices, markdown)
     with atomic_path(output / "report.md") as tmp:
         tmp.write_text(markdown, encoding="utf-8")
     report.files.append(output / "report.md")

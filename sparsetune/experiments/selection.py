@@ -1,0 +1,81 @@
+"""Hyperparameters chosen on dev, never on test: the report section of a sweep.
+
+A sweep is an ordinary grid whose method names carry the setting they try,
+`Method@key=value` (experiments/lr_sweep.toml: `SAM@lr=0.001`). Each run records its
+best score on the dev part (the held-out slice of train, see `sparsetune.data`); the
+test score (official validation) plays no part in the choice.
+
+DESIGN notes: one setting per *method*, not per (method, task): a grid config's
+`flags` are per method, and on small tasks (cb's dev part has 25 examples) a per-task
+choice would mostly fit noise. The chosen setting has the best mean over tasks of the
+per-task mean dev score over seeds; a setting is compared only if it covers every task
+its method was swept on, and ties go to the setting listed first in the results.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .results import RunResult
+
+SWEEP_SEPARATOR = "@"
+
+
+def split_variant(name: str) -> tuple[str, str] | None:
+    """`"SAM@lr=0.001"` -> `("SAM", "lr=0.001")`; None for a name without a setting."""
+    method, separator, setting = name.partition(SWEEP_SEPARATOR)
+    return (method, setting) if separator and method and setting else None
+
+
+@dataclass(frozen=True)
+class Setting:
+    method: str
+    setting: str
+    dev: dict[str, float]  # task -> mean best-dev score ×100 over seeds
+    mean: float  # over tasks
+    chosen: bool = False
+
+
+def dev_score(result: RunResult) -> float | None:
+    """The best dev score of a run ×100 (None when it had no dev part)."""
+    score = result.dev.get("score")
+    return None if score is None else 100 * float(score)
+
+
+def choose_on_dev(results: list[RunResult]) -> list[Setting]:
+    """Every swept (method, setting) with its dev scores, the chosen one marked."""
+    collected: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for result in results:
+        variant, score = split_variant(result.method), dev_score(result)
+        if variant is not None and score is not None:
+            collected.setdefault(variant, {}).setdefault(result.task, []).append(score)
+    tasks_of: dict[str, set[str]] = {}
+    for (method, _), per_task in collected.items():
+        tasks_of.setdefault(method, set()).update(per_task)
+    settings = []
+    for (method, setting), per_task in collected.items():
+        dev = {task: float(np.mean(scores)) for task, scores in per_task.items()}
+        complete = set(dev) == tasks_of[method]
+        settings.append(Setting(method, setting, dev, float(np.mean(list(dev.values()))) if complete else float("nan")))
+    best: dict[str, Setting] = {}
+    for item in settings:
+        if item.mean == item.mean and (item.method not in best or round(item.mean, 9) > round(best[item.method].mean, 9)):
+            best[item.method] = item
+    return [Setting(s.method, s.setting, s.dev, s.mean, chosen=best.get(s.method) is s) for s in settings]
+
+
+def choices_markdown(settings: list[Setting]) -> str:
+    """The dev table: one row per (method, setting), the chosen setting in bold."""
+    tasks = sorted({task for item in settings for task in item.dev})
+    lines = [
+        "| method | setting | " + " | ".join(f"dev {task}" for task in tasks) + " | mean dev | chosen |",
+        "|---|---|" + "---:|" * (len(tasks) + 1) + "---|",
+    ]
+    for item in settings:
+        cells = [f"{item.dev[task]:.1f}" if task in item.dev else "–" for task in tasks]
+        mean = "–" if item.mean != item.mean else f"{item.mean:.1f}"
+        mark = "**yes**" if item.chosen else ""
+        lines.append(f"| {item.method} | {item.setting} | " + " | ".join(cells) + f" | {mean} | {mark} |")
+    return "\n".join(lines) + "\n"
