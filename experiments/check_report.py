@@ -1,0 +1,145 @@
+"""Check a published report against the runs' own run.json files.
+
+    python experiments/check_report.py results/example/results.jsonl results/example/report.md
+
+`sparsetune report` reads only the results file; this script reads only the run dirs
+(each run's run.json, written by `sparsetune train` and `sparsetune eval`) and recomputes
+Table 1 and Spearman's ρ with the standard library, so that a bug in the grid's result
+lines or in the report's arithmetic shows up as a mismatch. Exit status 1 on any.
+
+It checks, for every line of the results file: the run dir exists, its run.json names
+the same task and seed, and its test (validation) and best dev scores equal the line's.
+Then every Table 1 cell (mean ± std, rank) and the ρ printed in report.md.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import sys
+from pathlib import Path
+
+CELL = re.compile(r"^(-?[\d.]+) ± ([\d.]+) \(([\d.]+)\)$")
+
+
+def average_ranks(values: dict[str, float], reverse: bool) -> dict[str, float]:
+    """Rank 1 for the best (largest if `reverse`), ties share the mean of their ranks."""
+    ordered = sorted(values, key=lambda key: values[key], reverse=reverse)
+    ranks: dict[str, float] = {}
+    start = 0
+    while start < len(ordered):
+        end = start
+        while end + 1 < len(ordered) and round(values[ordered[end + 1]], 6) == round(values[ordered[start]], 6):
+            end += 1
+        for key in ordered[start:end + 1]:
+            ranks[key] = (start + end) / 2 + 1
+        start = end + 1
+    return ranks
+
+
+def runs_from_disk(results_file: Path, table_p: str) -> tuple[dict[tuple[str, str], list[float]], list[str], int]:
+    """Test scores ×100 per (method label, task) of Table 1's runs (dense, or at `table_p`,
+    e.g. "p0.005"), read from run.json; the mismatches of every run; how many were read."""
+    scores: dict[tuple[str, str], list[float]] = {}
+    problems = []
+    checked = 0
+    for line in results_file.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        result = json.loads(line)
+        run_json = Path(result["run_dir"]) / "run.json"
+        if not run_json.is_file():
+            problems.append(f"{result['run_id']}: no {run_json}")
+            continue
+        record = json.loads(run_json.read_text(encoding="utf-8"))
+        checked += 1
+        label, task, p, _ = result["run_id"].split("/")
+        test = record["metrics"]["validation"]["score"]
+        checks = {
+            "task": (record["task"], task),
+            "seed": (record["seed"], result["seed"]),
+            "test score": (test, result["test"]["score"]),
+            "best dev score": (record["best"].get("score"), result["dev"].get("score")),
+        }
+        problems += [f"{result['run_id']}: {name} {ours!r} in run.json, {theirs!r} in the results file"
+                     for name, (ours, theirs) in checks.items() if ours != theirs]
+        if p in ("dense", table_p):
+            scores.setdefault((label, task), []).append(100 * test)
+    return scores, problems, checked
+
+
+def table_from_report(report: Path) -> tuple[str, list[str], dict[tuple[str, str], tuple[float, float, float]], float]:
+    """Table 1's p (as in run ids), columns, cells (mean, std, rank) and ρ as printed in report.md."""
+    text = report.read_text(encoding="utf-8")
+    table_p = "p" + re.search(r"## Table 1 \(sparse methods at p = ([\d.e-]+)\)", text).group(1)
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    columns = [cell.strip() for cell in rows[0].strip("|").split("|")][1:]
+    cells = {}
+    for row in rows[1:]:
+        parts = [cell.strip() for cell in row.strip("|").split("|")]
+        if len(parts) != len(columns) + 1:
+            break  # the end of Table 1
+        for column, cell in zip(columns, parts[1:]):
+            match = CELL.match(cell)
+            if match:
+                cells[(parts[0], column)] = tuple(float(group) for group in match.groups())
+    rho = float(re.search(r"ρ = (-?[\d.]+)\*\*", text).group(1))
+    return table_p, columns, cells, rho
+
+
+def check(results_file: Path, report: Path) -> list[str]:
+    table_p, columns, printed, printed_rho = table_from_report(report)
+    scores, problems, checked = runs_from_disk(results_file, table_p)
+    tasks = [column for column in columns if column != "avg"]
+    methods = list(dict.fromkeys(label for label, _ in printed))
+    computed: dict[tuple[str, str], tuple[float, float]] = {}
+    for method in methods:
+        for task in tasks:
+            values = scores.get((method, task), [])
+            if values:
+                std = statistics.stdev(values) if len(values) > 1 else 0.0
+                computed[(method, task)] = (statistics.fmean(values), std)
+        if all((method, task) in computed for task in tasks):
+            computed[(method, "avg")] = (
+                statistics.fmean(computed[(method, task)][0] for task in tasks),
+                statistics.fmean(computed[(method, task)][1] for task in tasks),
+            )
+    for column in columns:
+        ranks = average_ranks({m: computed[(m, column)][0] for m in methods if (m, column) in computed}, reverse=True)
+        for method, rank in ranks.items():
+            mean, std = computed[(method, column)]
+            shown = printed.get((method, column))
+            if shown is None:
+                problems.append(f"Table 1 {method}/{column}: missing from the report")
+            elif abs(shown[0] - mean) > 0.05 + 1e-9 or abs(shown[1] - std) > 0.05 + 1e-9 or shown[2] != rank:
+                problems.append(f"Table 1 {method}/{column}: report {shown}, run.json gives "
+                                f"({mean:.2f}, {std:.2f}, {rank:g})")
+    stability, performance = [], []
+    for task in tasks:
+        present = [m for m in methods if (m, task) in computed]
+        by_std = average_ranks({m: computed[(m, task)][1] for m in present}, reverse=False)
+        by_mean = average_ranks({m: computed[(m, task)][0] for m in present}, reverse=True)
+        stability += [by_std[m] for m in present]
+        performance += [by_mean[m] for m in present]
+    rho = statistics.correlation(stability, performance)  # Pearson of ranks = Spearman
+    if abs(rho - printed_rho) > 5e-5:
+        problems.append(f"Spearman ρ: report {printed_rho}, run.json gives {rho:.4f}")
+    cells = sum(1 for key in computed if key[1] in columns)
+    print(f"checked {checked} runs, {cells} Table 1 cells and ρ = {rho:.4f} "
+          f"against run.json: {len(problems)} mismatches")
+    return problems
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python experiments/check_report.py RESULTS.jsonl REPORT.md", file=sys.stderr)
+        return 2
+    problems = check(Path(argv[0]), Path(argv[1]))
+    for problem in problems:
+        print(f"MISMATCH {problem}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
