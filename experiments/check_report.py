@@ -15,6 +15,7 @@ Then every Table 1 cell (mean ± std, rank) and the ρ printed in report.md.
 from __future__ import annotations
 
 import json
+import math
 import re
 import statistics
 import sys
@@ -84,7 +85,7 @@ def table_from_report(report: Path) -> tuple[str, list[str], dict[tuple[str, str
             match = CELL.match(cell)
             if match:
                 cells[(parts[0], column)] = tuple(float(group) for group in match.groups())
-    rho = float(re.search(r"ρ = (-?[\d.]+)\*\*", text).group(1))
+    rho = float(re.search(r"ρ = (-?[\d.]+|nan)\*\*", text).group(1))
     return table_p, columns, cells, rho
 
 
@@ -122,8 +123,11 @@ def check(results_file: Path, report: Path) -> list[str]:
         by_mean = average_ranks({m: computed[(m, task)][0] for m in present}, reverse=True)
         stability += [by_std[m] for m in present]
         performance += [by_mean[m] for m in present]
-    rho = statistics.correlation(stability, performance)  # Pearson of ranks = Spearman
-    if abs(rho - printed_rho) > 5e-5:
+    try:
+        rho = statistics.correlation(stability, performance)  # Pearson of ranks = Spearman
+    except statistics.StatisticsError:  # fewer than two points, or a constant rank: undefined
+        rho = math.nan
+    if not (math.isnan(rho) and math.isnan(printed_rho)) and not abs(rho - printed_rho) <= 5e-5:
         problems.append(f"Spearman ρ: report {printed_rho}, run.json gives {rho:.4f}")
     cells = sum(1 for key in computed if key[1] in columns)
     print(f"checked {checked} runs, {cells} Table 1 cells and ρ = {rho:.4f} "

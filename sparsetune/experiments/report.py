@@ -112,8 +112,8 @@ def stability_vs_performance(table: TableOne) -> Stability:
         stability = rankdata([round(table.cells[(method, task)].std, 6) for method in ranked], method="average")
         for method, rank in zip(ranked, stability):
             points.append((method, task, float(rank), table.cells[(method, task)].rank))
-    if len(points) < 3:
-        return Stability(points, math.nan, math.nan)
+    if len(points) < 3 or len({point[2] for point in points}) < 2 or len({point[3] for point in points}) < 2:
+        return Stability(points, math.nan, math.nan)  # undefined: too few points, or a constant rank (one seed)
     rho, p_value = spearmanr([point[2] for point in points], [point[3] for point in points])
     return Stability(points, float(rho), float(p_value))
 
