@@ -9,7 +9,9 @@ DESIGN notes: one setting per *method*, not per (method, task): a grid config's
 `flags` are per method, and on small tasks (cb's dev part has 25 examples) a per-task
 choice would mostly fit noise. The chosen setting has the best mean over tasks of the
 per-task mean dev score over seeds; a setting is compared only if it covers every task
-its method was swept on, and ties go to the setting listed first in the results.
+its method was swept on. Ties (common: cb's dev scores move in steps of 1/25) go to the
+smallest value, for a learning rate the step that stays closest to θ0, and never to
+whichever run happened to finish first.
 """
 
 from __future__ import annotations
@@ -38,6 +40,15 @@ class Setting:
     chosen: bool = False
 
 
+def _value_order(setting: str) -> tuple[int, float, str]:
+    """Numeric values in numeric order ("lr=3e-05" before "lr=0.0001"), then the rest."""
+    value = setting.partition("=")[2]
+    try:
+        return (0, float(value), setting)
+    except ValueError:
+        return (1, 0.0, setting)
+
+
 def dev_score(result: RunResult) -> float | None:
     """The best dev score of a run ×100 (None when it had no dev part)."""
     score = result.dev.get("score")
@@ -54,8 +65,10 @@ def choose_on_dev(results: list[RunResult]) -> list[Setting]:
     tasks_of: dict[str, set[str]] = {}
     for (method, _), per_task in collected.items():
         tasks_of.setdefault(method, set()).update(per_task)
+    methods = list(tasks_of)
     settings = []
-    for (method, setting), per_task in collected.items():
+    for (method, setting), per_task in sorted(collected.items(),
+                                              key=lambda item: (methods.index(item[0][0]), _value_order(item[0][1]))):
         dev = {task: float(np.mean(scores)) for task, scores in per_task.items()}
         complete = set(dev) == tasks_of[method]
         settings.append(Setting(method, setting, dev, float(np.mean(list(dev.values()))) if complete else float("nan")))

@@ -36,8 +36,16 @@ def test_choice_follows_mean_dev_score_not_test():
     assert high.mean == pytest.approx(65.0)
     assert settings[("SAM", "lr=0.0001")].mean == pytest.approx(61.0)
     assert high.chosen and not settings[("SAM", "lr=0.0001")].chosen
-    # a tie goes to the setting listed first
+    # a tie goes to the smallest value, whatever the order of the results
     assert settings[("LoRA", "lr=0.0001")].chosen and not settings[("LoRA", "lr=0.001")].chosen
+    reordered = {(s.method, s.setting): s for s in choose_on_dev(list(reversed(_sweep())))}
+    assert reordered[("LoRA", "lr=0.0001")].chosen and not reordered[("LoRA", "lr=0.001")].chosen
+
+
+def test_settings_in_numeric_order():
+    runs = [_run("SAM@lr=0.0001", "cb", 1, 0.5, 0.5), _run("SAM@lr=3e-05", "cb", 1, 0.5, 0.5)]
+    assert [s.setting for s in choose_on_dev(runs)] == ["lr=3e-05", "lr=0.0001"]
+    assert choose_on_dev(runs)[0].chosen
 
 
 def test_a_setting_missing_a_task_is_not_compared():
