@@ -53,7 +53,8 @@ def parse_options(options_type: type, given: Mapping[str, Any], method: str):
         name = key.replace("-", "_")
         if name not in fields:
             known = ", ".join(fields) or "none"
-            raise UsageError(f"--method-option {key}: method {method!r} has no such option (known: {known})")
+            # No flag named here: the key may come from -O KEY=VALUE or from a shorthand (-p).
+            raise UsageError(f"method {method!r} has no option {key!r} (its options: {known})")
         kind = type(fields[name].default) if fields[name].default is not dataclasses.MISSING else str
         values[name] = _convert(raw, kind, key)
     return options_type(**values)

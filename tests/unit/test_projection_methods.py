@@ -182,7 +182,7 @@ def test_cli_flags_log_and_inspect_plot(tmp_path, tiny_model_dir, tiny_data_dir)
     assert both.exit_code == 2 and "-p and --method-option p=... both given" in both.stderr
     full = runner.invoke(app, ["train", str(tiny_model_dir), "--task", "cb", "--method", "full", "-p", "0.1", "-o",
                                str(tmp_path / "full"), "--data-dir", str(tiny_data_dir)])
-    assert full.exit_code == 2 and "no such option" in full.stderr
+    assert full.exit_code == 2 and "method 'full' has no option 'p' (its options: none)" in full.stderr
 
 
 def test_resume_keeps_the_projection_schedule(tmp_path, tiny_model_dir, tiny_data_dir):
