@@ -29,13 +29,21 @@ class Report:
     files: list[Path] = field(default_factory=list)
 
 
-def _projection_log(results: list[RunResult]) -> tuple[str, Path] | None:
-    """The log of the first projection-method run in the results (for Figure 1)."""
+def projection_log(results: list[RunResult]) -> tuple[str, Path] | None:
+    """The log for Figure 1: of the projection-method runs (DiffPruning before
+    ChildPruning), the one whose mask changed most often while training, so that a short
+    run that only projected at its end does not hide a longer one that shows the jumps."""
     for method in PROJECTION_METHODS:
+        best: tuple[int, str, Path] | None = None
         for result in results:
             run_dir = Path(result.run_dir)
-            if is_run_dir(run_dir) and RunRecord.load(run_dir).method == method and (run_dir / "log.jsonl").is_file():
-                return result.method, run_dir / "log.jsonl"
+            log = run_dir / "log.jsonl"
+            if is_run_dir(run_dir) and RunRecord.load(run_dir).method == method and log.is_file():
+                changes = len(figures.read_loss_log(log)[2])
+                if best is None or changes > best[0]:
+                    best = (changes, f"{result.method} ({result.task}, seed {result.seed})", log)
+        if best is not None:
+            return best[1], best[2]
     return None
 
 
@@ -91,7 +99,7 @@ def write_report(results_path: str | os.PathLike, output_dir: str | os.PathLike,
         report.files.append(figures.stability_figure(stability, output / "figure2_stability.png"))
     if len(sweep) >= 2:
         report.files.append(figures.sweep_figure(sweep, output / "figure3_sparsity.png", sweep_method))
-    found = _projection_log(results)
+    found = projection_log(results)
     if found is not None:
         report.files.append(figures.projection_figure(found[1], output / "figure1_projection.png", found[0]))
     return report

@@ -115,3 +115,18 @@ def test_write_report_makes_every_figure(tmp_path):
             assert file.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = (tmp_path / "report" / "report.md").read_text()
     assert f"ρ = {report.stability.rho:.4f}" in text and "| 0.1 |" in text
+
+
+def test_figure1_uses_the_projection_run_with_most_mask_changes(tmp_path):
+    from sparsetune.experiments.publish import projection_log
+    from sparsetune.formats.run_record import RunRecord
+
+    results = []
+    for seed, every in ((1, 0), (2, 3), (3, 4)):  # seed 1 never changes its mask while training
+        run_dir = tmp_path / "runs" / f"dp{seed}"
+        RunRecord(base_model="m", task="cb", method="diffpruning").save(run_dir)
+        lines = [{"step": s, "loss": 1.0, "mask_changed": int(every > 0 and s % every == 0)} for s in range(1, 13)]
+        (run_dir / "log.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+        results.append(RunResult(f"dp{seed}", "DiffPruning", "cb", seed, 0.005, {"score": 0.5}, run_dir=str(run_dir)))
+    title, log = projection_log(results)
+    assert log == tmp_path / "runs" / "dp2" / "log.jsonl" and title == "DiffPruning (cb, seed 2)"
