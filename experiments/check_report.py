@@ -39,6 +39,17 @@ def average_ranks(values: dict[str, float], reverse: bool) -> dict[str, float]:
     return ranks
 
 
+def spearman(xs: list[float], ys: list[float]) -> float:
+    """Pearson's r of the pooled ranks (ties averaged); nan when a side is constant. The
+    per-task ranks repeat across tasks, so they must be ranked again, not used as they are."""
+    rank_x = average_ranks(dict(enumerate(xs)), reverse=False)
+    rank_y = average_ranks(dict(enumerate(ys)), reverse=False)
+    try:
+        return statistics.correlation([rank_x[i] for i in range(len(xs))], [rank_y[i] for i in range(len(ys))])
+    except statistics.StatisticsError:  # fewer than two points, or a constant side: undefined
+        return math.nan
+
+
 def runs_from_disk(results_file: Path, table_p: str) -> tuple[dict[tuple[str, str], list[float]], list[str], int]:
     """Test scores ×100 per (method label, task) of Table 1's runs (dense, or at `table_p`,
     e.g. "p0.005"), read from run.json; the mismatches of every run; how many were read."""
@@ -123,10 +134,7 @@ def check(results_file: Path, report: Path) -> list[str]:
         by_mean = average_ranks({m: computed[(m, task)][0] for m in present}, reverse=True)
         stability += [by_std[m] for m in present]
         performance += [by_mean[m] for m in present]
-    try:
-        rho = statistics.correlation(stability, performance)  # Pearson of ranks = Spearman
-    except statistics.StatisticsError:  # fewer than two points, or a constant rank: undefined
-        rho = math.nan
+    rho = spearman(stability, performance)
     if not (math.isnan(rho) and math.isnan(printed_rho)) and not abs(rho - printed_rho) <= 5e-5:
         problems.append(f"Spearman ρ: report {printed_rho}, run.json gives {rho:.4f}")
     cells = sum(1 for key in computed if key[1] in columns)

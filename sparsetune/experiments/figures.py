@@ -50,7 +50,7 @@ def projection_figure(log_path: str | os.PathLike, path: str | os.PathLike, titl
     for index, step in enumerate(changes):
         axis.axvline(step, color="tab:red", linestyle="--", linewidth=0.6, label="mask change" if index == 0 else None)
     axis.set(xlabel="step", ylabel="loss", title=f"{title}: loss across mask changes")
-    axis.legend(loc="upper right")
+    axis.legend(loc="best")  # the loss after a late projection sits in the upper right
     return _save(figure, path)
 
 

@@ -61,3 +61,12 @@ def test_a_report_that_disagrees_is_a_mismatch(check_report, published):
     report.write_text(report.read_text().replace("| SAM | 79.0", "| SAM | 78.0"))
     problems = check_report.check(results, report)
     assert problems and problems[0].startswith("Table 1 SAM/")
+
+
+def test_spearman_ranks_pooled_values_again(check_report):
+    from scipy import stats
+
+    stability = [1, 2, 3, 4, 1.5, 1.5, 3, 4]  # per-task ranks: they repeat across tasks
+    performance = [2, 1, 4, 3, 1, 3, 2, 4]
+    assert check_report.spearman(stability, performance) == pytest.approx(stats.spearmanr(stability, performance)[0])
+    assert check_report.spearman([1, 1, 1], [1, 2, 3]) != check_report.spearman([1, 1, 1], [1, 2, 3])  # nan
