@@ -65,7 +65,7 @@ def _markdown(source: str, table: TableOne, stability: Stability, sweep, choices
         "The paper reports ρ = 0.4356.",
         "",
     ]
-    if sweep:
+    if len(sweep) >= 2:  # one p is no sweep
         lines += ["## Sparsity sweep (Figure 3)", "", "| p | mean score | mean std | tasks |", "|---:|---:|---:|---:|"]
         lines += [f"| {point.p:g} | {point.mean:.1f} | {point.std:.1f} | {point.tasks} |" for point in sweep]
         lines.append("")
