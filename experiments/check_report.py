@@ -84,7 +84,11 @@ def runs_from_disk(results_file: Path, table_p: str) -> tuple[dict[tuple[str, st
 def table_from_report(report: Path) -> tuple[str, list[str], dict[tuple[str, str], tuple[float, float, float]], float]:
     """Table 1's p (as in run ids), columns, cells (mean, std, rank) and ρ as printed in report.md."""
     text = report.read_text(encoding="utf-8")
-    table_p = "p" + re.search(r"## Table 1 \(sparse methods at p = ([\d.e-]+)\)", text).group(1)
+    heading = re.search(r"## Table 1 \(sparse methods at p = ([\d.e-]+)\)", text)
+    rho_line = re.search(r"ρ = (-?[\d.]+|nan)\*\*", text)
+    if heading is None or rho_line is None:
+        raise ValueError(f"{report} is not a `sparsetune report` report.md (no Table 1 at a p, or no ρ)")
+    table_p = "p" + heading.group(1)
     rows = [line for line in text.splitlines() if line.startswith("| ")]
     columns = [cell.strip() for cell in rows[0].strip("|").split("|")][1:]
     cells = {}
@@ -96,8 +100,7 @@ def table_from_report(report: Path) -> tuple[str, list[str], dict[tuple[str, str
             match = CELL.match(cell)
             if match:
                 cells[(parts[0], column)] = tuple(float(group) for group in match.groups())
-    rho = float(re.search(r"ρ = (-?[\d.]+|nan)\*\*", text).group(1))
-    return table_p, columns, cells, rho
+    return table_p, columns, cells, float(rho_line.group(1))
 
 
 def check(results_file: Path, report: Path) -> list[str]:
@@ -147,7 +150,11 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print("usage: python experiments/check_report.py RESULTS.jsonl REPORT.md", file=sys.stderr)
         return 2
-    problems = check(Path(argv[0]), Path(argv[1]))
+    try:
+        problems = check(Path(argv[0]), Path(argv[1]))
+    except (OSError, ValueError, KeyError) as err:  # json.JSONDecodeError is a ValueError
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     for problem in problems:
         print(f"MISMATCH {problem}")
     return 1 if problems else 0

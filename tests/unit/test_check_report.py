@@ -70,3 +70,10 @@ def test_spearman_ranks_pooled_values_again(check_report):
     performance = [2, 1, 4, 3, 1, 3, 2, 4]
     assert check_report.spearman(stability, performance) == pytest.approx(stats.spearmanr(stability, performance)[0])
     assert check_report.spearman([1, 1, 1], [1, 2, 3]) != check_report.spearman([1, 1, 1], [1, 2, 3])  # nan
+
+
+def test_a_file_that_is_no_report_is_a_one_line_error(check_report, published, tmp_path, capsys):
+    results, _ = published
+    (tmp_path / "other.md").write_text("# notes\n")
+    assert check_report.main([str(results), str(tmp_path / "other.md")]) == 2
+    assert capsys.readouterr().err.strip().startswith("error:")
