@@ -9,7 +9,8 @@ lines or in the report's arithmetic shows up as a mismatch. Exit status 1 on any
 
 It checks, for every line of the results file: the run dir exists, its run.json names
 the same task and seed, and its test (validation) and best dev scores equal the line's.
-Then every Table 1 cell (mean ± std, rank) and the ρ printed in report.md.
+Then every Table 1 cell (mean ± std, rank), the ρ and the sparsity-sweep rows (of the
+method labelled SAM, the report's default) printed in report.md.
 """
 
 from __future__ import annotations
@@ -20,8 +21,23 @@ import re
 import statistics
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 CELL = re.compile(r"^(-?[\d.]+) ± ([\d.]+) \(([\d.]+)\)$")
+SWEEP_ROW = re.compile(r"^\| ([\d.e-]+) \| ([\d.]+) \| ([\d.]+) \| (\d+) \|$", re.M)
+SWEEP_METHOD = "SAM"  # the report's default --sweep-method
+
+
+class FromDisk(NamedTuple):
+    table: dict[tuple[str, str], list[float]]  # (method label, task) -> test scores ×100 of Table 1's runs
+    sweep: dict[float, dict[str, list[float]]]  # p -> task -> SAM's test scores ×100
+    problems: list[str]
+    checked: int
+
+
+def off(printed: float, computed: float) -> bool:
+    """Whether a number printed to one decimal is not `computed` rounded."""
+    return abs(printed - computed) > 0.05 + 1e-9
 
 
 def average_ranks(values: dict[str, float], reverse: bool) -> dict[str, float]:
@@ -50,10 +66,11 @@ def spearman(xs: list[float], ys: list[float]) -> float:
         return math.nan
 
 
-def runs_from_disk(results_file: Path, table_p: str) -> tuple[dict[tuple[str, str], list[float]], list[str], int]:
-    """Test scores ×100 per (method label, task) of Table 1's runs (dense, or at `table_p`,
-    e.g. "p0.005"), read from run.json; the mismatches of every run; how many were read."""
+def runs_from_disk(results_file: Path, table_p: str) -> FromDisk:
+    """Test scores ×100 read from run.json: of Table 1's runs (dense, or at `table_p`, e.g.
+    "p0.005") and of SAM's sweep; the mismatches of every run with its results line."""
     scores: dict[tuple[str, str], list[float]] = {}
+    sweep: dict[float, dict[str, list[float]]] = {}
     problems = []
     checked = 0
     for line in results_file.read_text(encoding="utf-8").splitlines():
@@ -78,7 +95,9 @@ def runs_from_disk(results_file: Path, table_p: str) -> tuple[dict[tuple[str, st
                      for name, (ours, theirs) in checks.items() if ours != theirs]
         if p in ("dense", table_p):
             scores.setdefault((label, task), []).append(100 * test)
-    return scores, problems, checked
+        if label == SWEEP_METHOD and p != "dense":
+            sweep.setdefault(float(p[1:]), {}).setdefault(task, []).append(100 * test)
+    return FromDisk(scores, sweep, problems, checked)
 
 
 def table_from_report(report: Path) -> tuple[str, list[str], dict[tuple[str, str], tuple[float, float, float]], float]:
@@ -105,7 +124,7 @@ def table_from_report(report: Path) -> tuple[str, list[str], dict[tuple[str, str
 
 def check(results_file: Path, report: Path) -> list[str]:
     table_p, columns, printed, printed_rho = table_from_report(report)
-    scores, problems, checked = runs_from_disk(results_file, table_p)
+    scores, sweep, problems, checked = runs_from_disk(results_file, table_p)
     tasks = [column for column in columns if column != "avg"]
     methods = list(dict.fromkeys(label for label, _ in printed))
     computed: dict[tuple[str, str], tuple[float, float]] = {}
@@ -127,7 +146,7 @@ def check(results_file: Path, report: Path) -> list[str]:
             shown = printed.get((method, column))
             if shown is None:
                 problems.append(f"Table 1 {method}/{column}: missing from the report")
-            elif abs(shown[0] - mean) > 0.05 + 1e-9 or abs(shown[1] - std) > 0.05 + 1e-9 or shown[2] != rank:
+            elif off(shown[0], mean) or off(shown[1], std) or shown[2] != rank:
                 problems.append(f"Table 1 {method}/{column}: report {shown}, run.json gives "
                                 f"({mean:.2f}, {std:.2f}, {rank:g})")
     stability, performance = [], []
@@ -140,9 +159,25 @@ def check(results_file: Path, report: Path) -> list[str]:
     rho = spearman(stability, performance)
     if not (math.isnan(rho) and math.isnan(printed_rho)) and not abs(rho - printed_rho) <= 5e-5:
         problems.append(f"Spearman ρ: report {printed_rho}, run.json gives {rho:.4f}")
+    problems += check_sweep(report.read_text(encoding="utf-8"), sweep)
     cells = sum(1 for key in computed if key[1] in columns)
-    print(f"checked {checked} runs, {cells} Table 1 cells and ρ = {rho:.4f} "
-          f"against run.json: {len(problems)} mismatches")
+    print(f"checked {checked} runs, {cells} Table 1 cells, ρ = {rho:.4f} and {len(sweep) if len(sweep) > 1 else 0} "
+          f"sweep rows against run.json: {len(problems)} mismatches")
+    return problems
+
+
+def check_sweep(text: str, sweep: dict[float, dict[str, list[float]]]) -> list[str]:
+    """The sparsity-sweep rows (mean over tasks of the per-task mean and std) against run.json."""
+    printed = {float(p): (float(mean), float(std), int(tasks)) for p, mean, std, tasks in SWEEP_ROW.findall(text)}
+    expected = sweep if len(sweep) > 1 else {}  # one p is no sweep: the report prints none
+    problems = [f"sweep p={p:g}: in the report, not in run.json" for p in sorted(set(printed) - set(expected))]
+    for p, per_task in sorted(expected.items()):
+        means = [statistics.fmean(values) for values in per_task.values()]
+        stds = [statistics.stdev(values) if len(values) > 1 else 0.0 for values in per_task.values()]
+        mean, std = statistics.fmean(means), statistics.fmean(stds)
+        shown = printed.get(p)
+        if shown is None or off(shown[0], mean) or off(shown[1], std) or shown[2] != len(means):
+            problems.append(f"sweep p={p:g}: report {shown}, run.json gives ({mean:.2f}, {std:.2f}, {len(means)})")
     return problems
 
 

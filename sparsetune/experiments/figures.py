@@ -81,5 +81,5 @@ def sweep_figure(points: list[SweepPoint], path: str | os.PathLike, method: str 
     std_axis.plot(ps, [point.std for point in points], marker="s", color="tab:orange", label="std over seeds")
     std_axis.set_ylabel("std ×100")
     handles = score_axis.get_legend_handles_labels()[0] + std_axis.get_legend_handles_labels()[0]
-    score_axis.legend(handles, ["score", "std over seeds"], loc="lower right")
+    score_axis.legend(handles, ["score", "std over seeds"], loc="upper center", ncol=2)  # the curves cross mid-height
     return _save(figure, path)

@@ -77,3 +77,14 @@ def test_a_file_that_is_no_report_is_a_one_line_error(check_report, published, t
     (tmp_path / "other.md").write_text("# notes\n")
     assert check_report.main([str(results), str(tmp_path / "other.md")]) == 2
     assert capsys.readouterr().err.strip().startswith("error:")
+
+
+def test_sweep_rows_are_checked(check_report, published, capsys):
+    results, report = published
+    assert check_report.check(results, report) == []
+    assert "and 2 sweep rows" in capsys.readouterr().out
+    text = report.read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| 0.1 |"))
+    report.write_text(text.replace(row, row.replace("| 0.1 | ", "| 0.1 | 9")))
+    problems = check_report.check(results, report)
+    assert problems and problems[0].startswith("sweep p=0.1: report")
