@@ -10,8 +10,8 @@ the learning-rate sweep:
   which is also the paper's lr). The per-method sweep on the dev parts of cb and copa
   (experiments/lr_sweep.toml, results/lr_sweep/report.md) chose 1e-3 for `lora` and
   `adapter` (mean best dev 67.2 and 69.7 against 47.0 at 1e-4) and 1e-4 for `full`,
-  `mixout`, `diffpruning`, `childpruning` and for `sparse` with a SAM mask; those are
-  METHOD_LR. (Random, BitFit and magnitude masks preferred 1e-3, but `sparse` cannot
+  `mixout`, `diffpruning`, `childpruning` and for `sparse` with a SAM mask, the tasks'
+  lr; METHOD_LR holds the exceptions. (Random, BitFit and magnitude masks preferred 1e-3, but `sparse` cannot
   tell masks apart: pass `--lr 1e-3` with them, as experiments/paper.toml does.)
 - cb: exactly the swept setting (4 epochs, max length 128; dev peaked at epoch 2 for
   every lr, and the best state is restored).
@@ -45,7 +45,7 @@ class Hyperparameters:
 
 PAPER_LR = 1e-4
 SPARSE_LR = 1e-4
-METHOD_LR = {"sparse": SPARSE_LR, "lora": 1e-3, "adapter": 1e-3}  # others: PAPER_LR
+METHOD_LR = {"lora": 1e-3, "adapter": 1e-3}  # other methods: the task's lr
 GENERIC = Hyperparameters(epochs=10, lr=PAPER_LR, batch_size=16, max_length=128)
 
 MINILM: dict[str, Hyperparameters] = {
@@ -63,4 +63,4 @@ def defaults_for(task: str, model: str, method: str = "sparse") -> Hyperparamete
     """Per-task defaults for the embedded MiniLM (`GENERIC` for any other model or task),
     with the method's learning rate."""
     chosen = MINILM.get(task, GENERIC) if model == DEFAULT_MODEL_NAME else GENERIC
-    return replace(chosen, lr=METHOD_LR.get(method, PAPER_LR))
+    return replace(chosen, lr=METHOD_LR[method]) if method in METHOD_LR else chosen
