@@ -11,8 +11,9 @@ the learning-rate sweep:
   (experiments/lr_sweep.toml, results/lr_sweep/report.md) chose 1e-3 for `lora` and
   `adapter` (mean best dev 67.2 and 69.7 against 47.0 at 1e-4) and 1e-4 for `full`,
   `mixout`, `diffpruning`, `childpruning` and for `sparse` with a SAM mask, the tasks'
-  lr; METHOD_LR holds the exceptions. (Random, BitFit and magnitude masks preferred 1e-3, but `sparse` cannot
-  tell masks apart: pass `--lr 1e-3` with them, as experiments/paper.toml does.)
+  lr; METHOD_LR holds the exceptions. (Random, BitFit and magnitude masks preferred
+  1e-3, but `sparse` cannot tell masks apart: pass `--lr 1e-3` with them, as
+  experiments/paper.toml does.)
 - cb: exactly the swept setting (4 epochs, max length 128; dev peaked at epoch 2 for
   every lr, and the best state is restored).
 - other tasks, not swept (CPU budget): max_length is the smallest of 64/128/256 covering
