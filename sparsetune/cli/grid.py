@@ -35,7 +35,7 @@ def _duration(seconds: float) -> str:
     "sparsetune grid experiments/example.toml -o results/example/results.jsonl --jobs 2",
 )
 def grid_command(
-    config: Path = typer.Argument(..., help="Grid config (TOML): model, tasks, seeds, methods with their flags."),
+    config: Path = typer.Argument(..., help="Grid config (TOML, or YAML as .yaml/.yml): model, tasks, seeds, methods with their flags."),
     output: Path = typer.Option(Path("results.jsonl"), "--output", "-o", help="Results file (JSONL); appended, so reruns resume."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Runs at once (each in its own process, cores split between them)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and a time estimate; run nothing."),

@@ -1,4 +1,4 @@
-"""The grid: every (method, task, p, seed) of a TOML config as train + eval, resumable.
+"""The grid: every (method, task, p, seed) of a TOML (or YAML) config as train + eval, resumable.
 
     sparsetune grid experiments/paper.toml --dry-run
     sparsetune grid experiments/example.toml -o results/example/results.jsonl
@@ -127,15 +127,34 @@ def _method(raw: dict[str, Any], index: int, path: str) -> MethodSpec:
     )
 
 
+def _parse(text: str, path: Path) -> Any:
+    """TOML, or YAML for a .yaml/.yml file (the same keys); YAML is read with safe_load,
+    which builds plain data only."""
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(err, "problem", None) or " ".join(str(err).split())
+            raise UsageError(f"grid config {path} is not valid YAML: {problem}{where}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise UsageError(f"grid config {path} is not valid TOML: {err}") from None
+
+
 def load_grid(path: str | Path) -> GridConfig:
     """Parse and check a grid config; errors name the file and the key."""
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = _parse(path.read_text(encoding="utf-8"), path)
     except OSError as err:
         raise UsageError(f"cannot read grid config {path}: {err.strerror}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise UsageError(f"grid config {path} is not valid TOML: {err}") from None
+    if not isinstance(raw, dict):
+        raise UsageError(f"grid config {path} is not a table of keys (model, tasks, seeds, methods)")
     for key in ("tasks", "seeds", "methods"):
         if key not in raw:
             raise UsageError(f"grid config {path} has no {key!r}")
