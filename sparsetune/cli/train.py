@@ -60,7 +60,7 @@ def train_command(
     output: str = typer.Option(..., "--output", "-o", help="Run directory to create (model, run.json, log.jsonl, checkpoint/)."),
     epochs: OptionalInt = typer.Option(None, "--epochs", help="Passes over the train part. Default: per task (README)."),
     max_steps: OptionalInt = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps (overrides --epochs)."),
-    lr: OptionalFloat = typer.Option(None, "--lr", help="Peak learning rate of AdamW. Default: per task."),
+    lr: OptionalFloat = typer.Option(None, "--lr", help="Peak learning rate of AdamW. Default: per task and method (README)."),
     batch_size: OptionalInt = typer.Option(None, "--batch-size", help="Examples per step. Default: per task."),
     max_length: OptionalInt = typer.Option(None, "--max-length", help="Truncate inputs to this many tokens. Default: per task."),
     warmup_ratio: OptionalFloat = typer.Option(None, "--warmup-ratio", help="Fraction of steps of linear warm-up. Default: 0.1."),
