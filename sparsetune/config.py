@@ -35,6 +35,8 @@ class ScoreConfig:
     output: str | None = "mask.safetensors"
     save_scores: str | None = None
     force: bool = False
+    device: str = "auto"  # auto: CUDA when present (`sparsetune.runtime`)
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; the gradient stays fp32)
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,8 @@ class TrainConfig:
     method_options: tuple[tuple[str, str], ...] = ()
     resume: bool = False
     force: bool = False
+    device: str = "auto"  # never recorded: a run may resume on another device
+    precision: str | None = None  # None: fp32, or the interrupted run's
 
 
 @dataclass(frozen=True)
@@ -130,3 +134,5 @@ class EvalConfig:
     batch_size: int = 64
     max_length: int | None = None  # None: the run's, else 128
     record: bool = True  # write test metrics into run.json
+    device: str = "auto"
+    precision: str | None = None  # None: the precision the run trained in, else fp32

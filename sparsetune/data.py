@@ -15,7 +15,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import torch
 from datasets import Dataset
@@ -143,6 +143,28 @@ def epoch_order(size: int, seed: int, epoch: int) -> list[int]:
     return torch.randperm(size, generator=generator).tolist()
 
 
+def global_batches(order: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Consecutive chunks of `order`: the batches of one optimizer step each (the last
+    may be short), whatever the number of processes."""
+    order = list(order)
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def local_part(batch: list[int], rank: int, processes: int) -> tuple[list[int], float]:
+    """This process's rows of a global batch and the weight of its mean loss.
+
+    Every process takes every N-th row; `weight = N · local / global`, so that after DDP
+    averages the N gradients the result is the gradient of the global batch's mean
+    loss, exactly as one process computes it (weight 1.0 for one process). A process
+    left without rows (a last batch shorter than N) runs the batch's first row with
+    weight 0: DDP needs every process in every backward, and 0 · g adds nothing.
+    """
+    rows = batch[rank::processes]
+    if not rows:
+        return batch[:1], 0.0
+    return rows, processes * len(rows) / len(batch) if processes > 1 else 1.0
+
+
 def make_loader(
     dataset: Dataset,
     task: Task,
@@ -150,12 +172,12 @@ def make_loader(
     batch_size: int,
     max_length: int,
     order: Iterable[int] | None = None,
+    batches: Sequence[Sequence[int]] | None = None,
 ) -> DataLoader:
-    """Batches of `dataset` in `order` (default: as stored)."""
+    """Batches of `dataset` in `order` (default: as stored), or exactly the index lists
+    `batches` (a process's shard)."""
+    collate = Collator(task, tokenizer, max_length)
+    if batches is not None:
+        return DataLoader(dataset, batch_sampler=[list(batch) for batch in batches], collate_fn=collate)
     sampler = list(order) if order is not None else range(len(dataset))
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        collate_fn=Collator(task, tokenizer, max_length),
-    )
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate)

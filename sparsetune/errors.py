@@ -36,6 +36,10 @@ class OutputExistsError(SparsetuneError):
     """Refusing to overwrite; the message names the flag that allows it."""
 
 
+class NumericalError(SparsetuneError):
+    """A computation lost its numbers (fp16 overflow while scoring): a setting to change."""
+
+
 class TrainingError(SparsetuneError):
     """Training cannot go on (non-finite loss, missing checkpoint)."""
 

@@ -22,6 +22,7 @@ from .errors import UsageError
 from .formats.run_record import RunRecord, is_run_dir
 from .method_dir import has_method_dir, load_method_model
 from .progress import ProgressCallback, no_progress
+from .runtime import DEFAULT_PRECISION, Runtime, check_device, check_precision, runtime
 from .tasks import Task, get_task
 
 SPLITS = ("validation", "dev", "train")
@@ -38,26 +39,43 @@ def predict(
     max_length: int,
     progress: ProgressCallback = no_progress,
     stage: str = "eval",
+    rt: Runtime | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(predictions, labels) over `dataset` in stored order, the model in eval mode."""
+    """(predictions, labels) over `dataset`, the model in eval mode.
+
+    With a runtime, the batches are sharded over its processes and the logits gathered
+    with `gather_for_metrics` (which drops the rows accelerate repeats to even out the
+    last batch), so every process gets the predictions of the whole set. Metrics do
+    not depend on row order, and each batch holds the same rows as in one process, so
+    the metrics equal a one-process run's on the same model.
+    """
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
     predictions, labels = [], []
     loader = make_loader(dataset, task, tokenizer, batch_size, max_length)
+    total = len(loader)
+    if rt is not None:
+        loader = rt.accelerator.prepare_data_loader(loader)  # shards, places on the device
+    device = next(model.parameters()).device
+    show = rt is None or rt.is_main
     try:
         for done, batch in enumerate(loader, start=1):
-            labels.append(batch.pop("labels").numpy())
-            logits = model(**{key: value.to(device) for key, value in batch.items()}).logits  # [b, labels]
-            predictions.append(task.predictions(logits.float().cpu().numpy()))
-            progress(stage, done, len(loader))
+            batch = {key: value.to(device) for key, value in batch.items()}
+            gold = batch.pop("labels")
+            logits = model(**batch).logits.float()  # [b, labels]
+            if rt is not None:
+                logits, gold = rt.accelerator.gather_for_metrics((logits, gold))
+            predictions.append(task.predictions(logits.cpu().numpy()))
+            labels.append(gold.cpu().numpy())
+            if show:
+                progress(stage, min(done * (rt.processes if rt else 1), total), total)
     finally:
         model.train(was_training)
     return np.concatenate(predictions), np.concatenate(labels)
 
 
-def metrics_on(model, task, dataset, tokenizer, batch_size, max_length, progress=no_progress, stage="eval") -> dict[str, float]:
-    predictions, labels = predict(model, task, dataset, tokenizer, batch_size, max_length, progress, stage)
+def metrics_on(model, task, dataset, tokenizer, batch_size, max_length, progress=no_progress, stage="eval", rt=None) -> dict[str, float]:
+    predictions, labels = predict(model, task, dataset, tokenizer, batch_size, max_length, progress, stage, rt)
     return {key: float(value) for key, value in task.compute_metrics(predictions, labels).items()}
 
 
@@ -101,6 +119,11 @@ def evaluate(config: EvalConfig, progress: ProgressCallback = no_progress) -> di
     from .models import load_model, load_tokenizer
 
     target = Path(config.target)
+    check_device(config.device)
+    if config.precision is not None:
+        check_precision(config.precision)
+    if config.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {config.batch_size}")
     if not target.is_dir():
         raise UsageError(f"{target} is not a directory; pass a run dir (train -o OUT) or a fine-tuned model dir")
     record = RunRecord.load(target) if is_run_dir(target) else None
@@ -111,6 +134,8 @@ def evaluate(config: EvalConfig, progress: ProgressCallback = no_progress) -> di
         raise UsageError(f"--task {config.task}: {target} was trained for {record.task}; drop --task")
     hyper = record.hyperparameters if record else {}
     max_length = config.max_length or hyper.get("max_length") or DEFAULT_MAX_LENGTH
+    precision = config.precision or hyper.get("precision") or DEFAULT_PRECISION  # evaluate as trained
+    rt = runtime(config.device, precision)
     dataset = _split_data(task, config.split, config.data_dir, hyper.get("dev_fraction", 0.1), hyper.get("split_seed", 42))
     _check_head(target, task)
     if has_method_dir(target):  # LoRA, adapters: base + the method's own weights, as trained
@@ -121,9 +146,11 @@ def evaluate(config: EvalConfig, progress: ProgressCallback = no_progress) -> di
             first = sorted(loaded.new_parameters)[0]
             raise UsageError(f"{target} has no trained {task.name} head ({first} is missing or has another shape); train it first with `sparsetune train`")
         model = loaded.model
-    metrics = metrics_on(model, task, dataset, load_tokenizer(target), config.batch_size, max_length, progress)
-    if record is not None and config.record:
+    model = rt.accelerator.prepare_model(model, evaluation_mode=True)  # device + autocast, no DDP
+    metrics = metrics_on(model, task, dataset, load_tokenizer(target), config.batch_size, max_length, progress, rt=rt)
+    if record is not None and config.record and rt.is_main:
         fresh = RunRecord.load(target)  # re-read: another eval may have recorded a split meanwhile
         fresh.metrics[config.split] = metrics
         fresh.save(target)
-    return {"task": task.name, "split": config.split, "examples": len(dataset), "metrics": metrics}
+    rt.barrier()
+    return {"task": task.name, "split": config.split, "examples": len(dataset), "precision": precision, "metrics": metrics}

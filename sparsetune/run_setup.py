@@ -31,13 +31,14 @@ from .io import atomic_path
 from .methods import get_method
 from .methods.base import TrainingMethod
 from .models import display_name, load_model, load_tokenizer
+from .runtime import DEFAULT_PRECISION, check_precision
 from .tasks import Task, get_task
 
 LOG_FILE = "log.jsonl"
 MASK_FILE = "mask.safetensors"
 # Hyperparameters a resumed run must share with the interrupted one.
 RESUMABLE = ("method", "model", "task", "epochs", "max_steps", "lr", "batch_size", "max_length", "warmup_ratio",
-             "weight_decay", "max_grad_norm", "seed", "eval_every", "dev_fraction", "method_options")
+             "weight_decay", "max_grad_norm", "seed", "eval_every", "dev_fraction", "method_options", "precision")
 
 
 @dataclass
@@ -50,6 +51,8 @@ class RunSetup:
     model: Any
     method: TrainingMethod
     mask_sha256: str | None
+    mask_path: Path | None = None  # the mask to copy into OUT when the run is new
+    resume: bool = False
 
 
 def _sha256(path: Path) -> str:
@@ -78,6 +81,7 @@ def _requested(config: TrainConfig, mask: Mask | None) -> dict[str, Any]:
 
 def _check_resume(config: TrainConfig, stored: dict[str, Any]) -> dict[str, Any]:
     """Flags left out resume as before; a flag given with another value is refused, by name."""
+    stored = {"precision": DEFAULT_PRECISION, **stored}  # runs from before --precision trained in fp32
     for key in RESUMABLE:
         value = getattr(config, key, None)
         if value in (None, ()):
@@ -90,7 +94,7 @@ def _check_resume(config: TrainConfig, stored: dict[str, Any]) -> dict[str, Any]
             value = dict(value)
         if value != (stored_value if key == "task" else stored.get(key)):
             raise UsageError(f"--{key.replace('_', '-')} {value} differs from the interrupted run's {stored.get(key)}; drop it to resume")
-    return dict(stored)
+    return stored
 
 
 def _resolve(requested: dict[str, Any]) -> dict[str, Any]:
@@ -98,6 +102,7 @@ def _resolve(requested: dict[str, Any]) -> dict[str, Any]:
     defaults = defaults_for(task.name, requested["model"], requested["method"]).as_dict()
     hyper = {key: (defaults[key] if value is None and key in defaults else value) for key, value in requested.items()}
     hyper["seed"] = 42 if hyper["seed"] is None else hyper["seed"]
+    hyper["precision"] = check_precision(hyper["precision"] or DEFAULT_PRECISION)
     hyper["dev_fraction"] = hyper["dev_fraction"] or 0.1
     hyper["split_seed"] = hyper["seed"] if hyper["split_seed"] is None else hyper["split_seed"]
     for key in ("epochs", "batch_size", "max_length"):
@@ -113,10 +118,12 @@ def _resolve(requested: dict[str, Any]) -> dict[str, Any]:
 
 
 def prepare_run(config: TrainConfig) -> RunSetup:
-    """Check inputs, load everything, and claim OUT (nothing is deleted before the checks)."""
+    """Check inputs and load everything; write nothing (see `claim_output`)."""
     out = Path(config.output)
     if config.resume and config.force:
         raise UsageError("--resume and --force contradict each other: --resume continues OUT, --force replaces it")
+    if config.precision is not None:
+        check_precision(config.precision)
     if config.resume:
         if not has_checkpoint(out):
             raise UsageError(f"--resume: no checkpoint in {out}/checkpoint; start without --resume")
@@ -140,20 +147,31 @@ def prepare_run(config: TrainConfig) -> RunSetup:
     loaded = load_model(hyper["model"], task, seed=hyper["seed"])
     method = method_cls(mask, hyper["method_options"])
     model = method.bind(loaded)
-    if not config.resume:
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
-        out.mkdir(parents=True)
-        if mask_path is not None:
-            with atomic_path(out / MASK_FILE) as tmp:
-                shutil.copyfile(mask_path, tmp)
-    digest = _sha256(out / MASK_FILE) if mask_path is not None else None
-    return RunSetup(out, hyper, task, data, tokenizer, model, method, digest)
+    digest = _sha256(mask_path) if mask_path is not None else None  # the bytes OUT's copy will hold
+    return RunSetup(out, hyper, task, data, tokenizer, model, method, digest, mask_path, config.resume)
 
 
-def write_outputs(setup: RunSetup, best: dict[str, Any], steps: int, seconds: float) -> RunRecord:
-    """Plain HF model + tokenizer, the final mask, run.json (written last: it marks a complete run)."""
+def claim_output(setup: RunSetup) -> None:
+    """Create OUT (replacing it under --force) with a copy of the mask; nothing for a
+    resumed run. Called once, by the main process, after every check has passed."""
+    out = setup.output
+    if setup.resume:
+        return
+    if out.exists():
+        shutil.rmtree(out) if out.is_dir() else out.unlink()
+    out.mkdir(parents=True)
+    if setup.mask_path is not None:
+        with atomic_path(out / MASK_FILE) as tmp:
+            shutil.copyfile(setup.mask_path, tmp)
+
+
+def write_outputs(setup: RunSetup, best: dict[str, Any], steps: int, seconds: float, write: bool = True) -> RunRecord:
+    """Plain HF model + tokenizer, the final mask, run.json (written last: it marks a complete run).
+
+    `write=False` (the other processes of a launch) only builds the record."""
     out, hyper = setup.output, setup.hyper
+    if not write:
+        return _record(setup, best, steps, seconds, setup.mask_sha256)
     model = setup.method.export()
     # Stage the whole model beside OUT's files, then move each into place: an
     # interrupted save leaves only the staging folder, never a half-written model.
@@ -176,7 +194,14 @@ def write_outputs(setup: RunSetup, best: dict[str, Any], steps: int, seconds: fl
         final.metadata["seed"] = hyper["split_seed"]
         final.save(out / MASK_FILE)
         digest = _sha256(out / MASK_FILE)
-    record = RunRecord(
+    record = _record(setup, best, steps, seconds, digest)
+    record.save(out)
+    return record
+
+
+def _record(setup: RunSetup, best: dict[str, Any], steps: int, seconds: float, digest: str | None) -> RunRecord:
+    hyper = setup.hyper
+    return RunRecord(
         base_model=hyper["model"],
         task=hyper["task"],
         method=hyper["method"],
@@ -190,5 +215,3 @@ def write_outputs(setup: RunSetup, best: dict[str, Any], steps: int, seconds: fl
         sparsetune_version=__version__,
         extra={"steps": steps},
     )
-    record.save(out)
-    return record

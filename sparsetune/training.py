@@ -5,8 +5,9 @@
 
 AdamW with linear warm-up and decay (transformers' schedule), gradient clipping,
 evaluation on the held-out dev part every `eval_every` steps and at each epoch end,
-and the best state by the task's `score` restored at the end. Built on accelerate, so
-device placement (and later multi-GPU) is not home-made.
+and the best state by the task's `score` restored at the end. Built on accelerate
+(`sparsetune.runtime`), so devices, mixed precision and multi-process DDP are not
+home-made.
 
 Resume is bitwise on CPU because nothing a step depends on is implicit:
 - the data order of epoch e is `data.epoch_order(seed, e)`, so a resumed run skips
@@ -15,8 +16,9 @@ Resume is bitwise on CPU because nothing a step depends on is implicit:
   data-loader construction nor a restart shifts the random stream;
 - checkpoints hold the trainable state, AdamW's moments, the scheduler and the
   position; everything else is re-read from the base model.
-Ctrl-C is deferred to the end of the current step, which is then checkpointed; a
-second Ctrl-C aborts at once and keeps the last checkpoint.
+Ctrl-C (or SIGTERM) is deferred to the end of the current step, which is then
+checkpointed; a second one aborts at once and keeps the last checkpoint. Under N
+processes a stop seen by any process stops all of them at the same step.
 """
 
 from __future__ import annotations
@@ -27,30 +29,36 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .config import TrainConfig
-from .data import epoch_order, make_loader
-from .errors import TrainingError, TrainingInterrupted
+from .data import epoch_order, global_batches, local_part, make_loader
+from .errors import TrainingError, TrainingInterrupted, UsageError
 from .evaluation import metrics_on
 from .formats.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .formats.run_record import RunRecord
 from .io import atomic_path
 from .progress import ProgressCallback, no_progress
-from .run_setup import LOG_FILE, RunSetup, prepare_run, write_outputs
+from .run_setup import LOG_FILE, RunSetup, claim_output, prepare_run, write_outputs
+from .runtime import resolve_device, runtime
 
 
-def _step_seed(seed: int, step: int) -> int:
-    return (seed * 1_000_003 + step) % (2**63 - 1)
+def _step_seed(seed: int, step: int, rank: int = 0) -> int:
+    """Dropout's seed for one step of one process (rank 0 draws as a lone process)."""
+    return (seed * 1_000_003 + step + rank * 7_919_000_009) % (2**63 - 1)
 
 
 @contextmanager
 def _deferred_sigint():
-    """First Ctrl-C sets a flag the loop checks between steps; a second one raises."""
+    """The first Ctrl-C (or SIGTERM) sets a flag the loop checks between steps; a second
+    signal raises at once. SIGTERM counts because launchers (torchrun, accelerate,
+    schedulers) pass a Ctrl-C on to their workers as SIGTERM."""
     flag = {"stop": False}
+    signals = (signal.SIGINT, signal.SIGTERM)
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         yield flag
         return
@@ -60,11 +68,12 @@ def _deferred_sigint():
             raise KeyboardInterrupt
         flag["stop"] = True
 
-    signal.signal(signal.SIGINT, handler)
+    previous = {number: signal.signal(number, handler) for number in signals}
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for number, old in previous.items():
+            signal.signal(number, old)
 
 
 class _Log:
@@ -107,14 +116,28 @@ def _optimizer(setup: RunSetup) -> tuple[torch.optim.Optimizer, list[str]]:
 
 
 def train(config: TrainConfig, progress: ProgressCallback = no_progress) -> RunRecord:
-    """Fine-tune per `config`, write OUT/ (DESIGN.md), and return its run record."""
-    from accelerate import Accelerator
+    """Fine-tune per `config`, write OUT/, and return its run record.
+
+    Under a multi-process launch every process runs this function: each takes its
+    share of every global batch (`--batch-size` stays the examples per optimizer step),
+    DDP averages the gradients, the schedule counts optimizer steps, dev evaluation is
+    sharded and gathered, and only the main process writes files or reports progress.
+    """
     from transformers import get_linear_schedule_with_warmup
 
     started = time.time()
-    setup = prepare_run(config)
+    resolve_device(config.device)  # an unusable device fails before anything loads
+    setup = prepare_run(config)  # every check, then loading; nothing written yet
     hyper, out = setup.hyper, setup.output
-    accelerator = Accelerator()
+    rt = runtime(config.device, hyper["precision"])
+    rt.agree("train", asdict(config))
+    main = rt.is_main
+    progress = progress if main else no_progress
+    if main:
+        claim_output(setup)
+    rt.barrier()  # OUT exists for every process
+    if rt.processes > 1 and hyper["batch_size"] < rt.processes:
+        raise UsageError(f"--batch-size {hyper['batch_size']} is smaller than the {rt.processes} processes; each needs at least one example per step")
     optimizer, names = _optimizer(setup)
     steps_per_epoch = math.ceil(len(setup.data.train) / hyper["batch_size"])
     total = hyper["max_steps"] or hyper["epochs"] * steps_per_epoch
@@ -127,29 +150,37 @@ def train(config: TrainConfig, progress: ProgressCallback = no_progress) -> RunR
         optimizer.load_state_dict(checkpoint.optimizer)
         scheduler.load_state_dict(checkpoint.scheduler)
         step, best, best_info = checkpoint.step, checkpoint.best, checkpoint.info["best"]
-    model, optimizer, scheduler = accelerator.prepare(setup.model, optimizer, scheduler)
-    log = _Log(out / LOG_FILE, keep_until=step if config.resume else None)
+    rt.barrier()  # every process has read the checkpoint before the main one replaces it
+    # The scheduler is not prepared: accelerate would step it once per process.
+    model, optimizer = rt.accelerator.prepare(setup.model, optimizer)
+    log = _Log(out / LOG_FILE, keep_until=step if config.resume else None) if main else None
     last_saved = step
     task, tokenizer = setup.task, setup.tokenizer
 
+    def write_log(**record: Any) -> None:
+        if log is not None:
+            log.write(**record)
+
     def checkpoint_now() -> None:
         nonlocal last_saved
-        state = Checkpoint(
-            step=step,
-            model=setup.method.state_dict(),
-            optimizer=optimizer.state_dict(),
-            scheduler=scheduler.state_dict(),
-            best=best,
-            info={"epoch": step / steps_per_epoch, "best": best_info, "hyperparameters": hyper},
-            rng=torch.get_rng_state(),
-        )
-        save_checkpoint(out, state, names)
+        if main:
+            state = Checkpoint(
+                step=step,
+                model=setup.method.state_dict(),
+                optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict(),
+                best=best,
+                info={"epoch": step / steps_per_epoch, "best": best_info, "hyperparameters": hyper},
+                rng=torch.get_rng_state(),
+            )
+            save_checkpoint(out, state, names)
         last_saved = step
 
     def evaluate_dev() -> float:
         nonlocal best, best_info
-        metrics = metrics_on(accelerator.unwrap_model(model), task, setup.data.dev, tokenizer, max(32, hyper["batch_size"]), hyper["max_length"])
-        log.write(step=step, epoch=step / steps_per_epoch, dev=metrics)
+        metrics = metrics_on(rt.accelerator.unwrap_model(model), task, setup.data.dev, tokenizer,
+                             max(32, hyper["batch_size"]), hyper["max_length"], rt=rt)
+        write_log(step=step, epoch=step / steps_per_epoch, dev=metrics)
         if metrics["score"] > best_info["score"]:
             best, best_info = setup.method.state_dict(), {"score": metrics["score"], "step": step, "epoch": step / steps_per_epoch, "dev": metrics}
         return metrics["score"]
@@ -161,36 +192,44 @@ def train(config: TrainConfig, progress: ProgressCallback = no_progress) -> RunR
             while step < total:
                 epoch, offset = divmod(step, steps_per_epoch)
                 order = epoch_order(len(setup.data.train), hyper["seed"], epoch)
-                loader = make_loader(setup.data.train, task, tokenizer, hyper["batch_size"], hyper["max_length"], order)
-                loader = accelerator.skip_first_batches(accelerator.prepare_data_loader(loader), offset)
-                for position, batch in enumerate(loader, start=offset + 1):
+                parts = [local_part(batch, rt.rank, rt.processes) for batch in global_batches(order, hyper["batch_size"])[offset:]]
+                loader = make_loader(setup.data.train, task, tokenizer, hyper["batch_size"], hyper["max_length"],
+                                     batches=[rows for rows, _ in parts])
+                for position, (batch, (_, weight)) in enumerate(zip(loader, parts), start=offset + 1):
                     in_update = True
-                    torch.manual_seed(_step_seed(hyper["seed"], step))
-                    loss = model(**batch).loss
+                    torch.manual_seed(_step_seed(hyper["seed"], step, rt.rank))
+                    lr = scheduler.get_last_lr()[0]  # the rate this step uses
+                    loss = model(**rt.send(batch)).loss
+                    reported = loss.detach()
+                    if rt.processes > 1:  # this process's share of the global batch (see data.local_part)
+                        loss = loss * weight
+                        reported = rt.sum(reported * weight) / rt.processes  # the global batch's mean loss
                     extra = setup.method.regulariser()
                     if extra is not None:
                         loss = loss + extra
+                        reported = reported + extra.detach()
                     if not torch.isfinite(loss):
                         raise TrainingError(
                             f"the training loss became {loss.item()} at step {step + 1}; stopped. The last good "
                             f"checkpoint (step {last_saved}) is in {out}/checkpoint; lower --lr and retrain with --force"
                         )
-                    accelerator.backward(loss)
-                    accelerator.clip_grad_norm_(list(setup.method.trainable().values()), hyper["max_grad_norm"])
+                    rt.accelerator.backward(loss)
+                    rt.accelerator.clip_grad_norm_(list(setup.method.trainable().values()), hyper["max_grad_norm"])
                     optimizer.step()
-                    scheduler.step()
+                    if not rt.accelerator.optimizer_step_was_skipped:  # fp16: an overflowing step changes nothing
+                        scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
                     step += 1
                     info = setup.method.after_step(step) or {}
                     in_update = False
-                    log.write(step=step, epoch=step / steps_per_epoch, loss=loss.item(), lr=scheduler.get_last_lr()[0], **info)
-                    shown: dict[str, float] = {"loss": loss.item()}
+                    shown: dict[str, float] = {"loss": reported.item()}
+                    write_log(step=step, epoch=step / steps_per_epoch, loss=shown["loss"], lr=lr, **info)
                     due = hyper["eval_every"] and step % hyper["eval_every"] == 0
                     if due or position == steps_per_epoch or step == total:
                         shown["dev"] = evaluate_dev()
                         checkpoint_now()
                     progress("train", step, total, **shown)
-                    if sigint["stop"]:
+                    if rt.any(sigint["stop"]):  # Ctrl-C on any process stops all at this step
                         raise KeyboardInterrupt
                     if step >= total:
                         break
@@ -199,8 +238,12 @@ def train(config: TrainConfig, progress: ProgressCallback = no_progress) -> RunR
             raise TrainingInterrupted(f"interrupted during step {step + 1}; resume from step {last_saved} with --resume -o {out}") from None
         if last_saved != step:
             checkpoint_now()
+        rt.barrier()
         raise TrainingInterrupted(f"interrupted at step {step}/{total}; checkpoint written, continue with: sparsetune train --resume -o {out}") from None
     finally:
-        log.close()
+        if log is not None:
+            log.close()
     setup.method.load_state_dict(best)
-    return write_outputs(setup, best_info, steps=step, seconds=time.time() - started)
+    record = write_outputs(setup, best_info, steps=step, seconds=time.time() - started, write=main)
+    rt.barrier()  # no process returns before OUT is complete
+    return record

@@ -13,7 +13,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from .. import __version__
-from ..errors import SparsetuneError
+from ..errors import SparsetuneError, UsageError
 
 # Messages, progress and summaries go to stderr; stdout carries results (tables, JSON,
 # a delta file) so that commands compose in pipes.
@@ -22,6 +22,15 @@ out = Console(highlight=False)
 
 
 def report_error(error: SparsetuneError) -> None:
+    """One red line. Under a multi-process launch the main process speaks for all about
+    flags (every process checks the same ones); any other failure is a process's own
+    and names its rank."""
+    rank = os.environ.get("RANK", "0") or "0"
+    if rank != "0":
+        if isinstance(error, UsageError):
+            return
+        console.print(f"[bold red]error (rank {rank}):[/] {error}", soft_wrap=True, markup=True)
+        return
     console.print(f"[bold red]error:[/] {error}", soft_wrap=True, markup=True)
 
 

@@ -13,8 +13,9 @@ from rich.table import Table
 
 from ..config import EvalConfig
 from ..evaluation import evaluate
+from ..runtime import is_main_process
 from .app import app, out
-from .options import DataDirOption, JsonOption, OptionalStr, QuietOption
+from .options import DataDirOption, DeviceOption, JsonOption, OptionalStr, QuietOption
 from .render import print_json, progress_bar
 from .train import OptionalInt
 
@@ -27,13 +28,19 @@ def eval_command(
     data_dir: OptionalStr = DataDirOption,
     batch_size: int = typer.Option(64, "--batch-size", help="Examples per forward pass."),
     max_length: OptionalInt = typer.Option(None, "--max-length", help="Truncate inputs. Default: the run's, else 128."),
+    device: str = DeviceOption,
+    precision: OptionalStr = typer.Option(None, "--precision", help="fp32, bf16 or fp16 (CUDA) autocast. Default: the run's training precision, else fp32."),
     quiet: bool = QuietOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Score a fine-tuned model on one split with the task's metrics (every component and score)."""
-    config = EvalConfig(target=target, task=task, split=split, data_dir=data_dir, batch_size=batch_size, max_length=max_length)
-    with progress_bar(quiet or as_json) as progress:
+    config = EvalConfig(target=target, task=task, split=split, data_dir=data_dir, batch_size=batch_size, max_length=max_length,
+                        device=device, precision=precision)
+    speaks = is_main_process()  # one process of a launch speaks
+    with progress_bar(quiet or as_json or not speaks) as progress:
         result = evaluate(config, progress=progress)
+    if not speaks:
+        return
     if as_json:
         print_json(result)
         return

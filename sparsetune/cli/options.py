@@ -30,5 +30,15 @@ ScopeOption = typer.Option(
     "global", "--scope", help="global: one top-k over all eligible entries (Theorem 3); per-tensor: ⌊n·p⌋ in each tensor."
 )
 
+DeviceOption = typer.Option(
+    "auto", "--device", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps. Under torchrun each process takes its local GPU."
+)
+PrecisionOption = typer.Option(
+    "fp32", "--precision", help="fp32 (exact), bf16 (autocast; the fast path on recent CPUs and GPUs) or fp16 (CUDA, with loss scaling)."
+)
+OptionalPrecisionOption = typer.Option(
+    None, "--precision", help="fp32, bf16 or fp16 (CUDA) autocast; weights and optimizer state stay fp32. Default: fp32 (a resumed run: its own)."
+)
+
 OptionalPath = Optional[Path]
 OptionalStr = Optional[str]

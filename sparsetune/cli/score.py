@@ -15,10 +15,13 @@ import typer
 
 from ..config import ScoreConfig
 from ..errors import UsageError
+from ..runtime import is_main_process
 from ..scoring.run import ScoreResult, score
 from .app import app, out
 from .options import (
     DataDirOption,
+    DeviceOption,
+    PrecisionOption,
     ForceOption,
     JsonOption,
     ModelArg,
@@ -63,6 +66,8 @@ def score_command(
     data_dir: OptionalStr = DataDirOption,
     output: str = typer.Option("mask.safetensors", "--output", "-o", help="Where to write the mask."),
     save_scores: OptionalStr = typer.Option(None, "--save-scores", help="Also write the raw scores here (for `sparsetune mask`)."),
+    device: str = DeviceOption,
+    precision: str = PrecisionOption,
     force: bool = ForceOption,
     quiet: bool = QuietOption,
     as_json: bool = JsonOption,
@@ -89,9 +94,14 @@ def score_command(
         output=output,
         save_scores=save_scores,
         force=force,
+        device=device,
+        precision=precision,
     )
-    with progress_bar(quiet or as_json) as progress:
+    speaks = is_main_process()  # one process of a launch speaks
+    with progress_bar(quiet or as_json or not speaks) as progress:
         result = score(config, progress=progress)
+    if not speaks:
+        return
     if as_json:
         print_json(result.summary())
     elif not quiet:

@@ -15,9 +15,10 @@ import typer
 from ..config import TrainConfig
 from ..errors import UsageError
 from ..formats.run_record import RunRecord
+from ..runtime import is_main_process
 from ..training import train
 from .app import app, out
-from .options import DataDirOption, JsonOption, ModelArg, OptionalStr, QuietOption, TaskOption
+from .options import DataDirOption, DeviceOption, JsonOption, ModelArg, OptionalPrecisionOption, OptionalStr, QuietOption, TaskOption
 from .render import print_json, progress_bar
 
 OptionalInt = Optional[int]
@@ -83,6 +84,8 @@ def train_command(
     reduction_factor: OptionalFloat = typer.Option(None, "--reduction-factor", help="adapter: hidden size / bottleneck width. Default: 16."),
     mixout_p: OptionalFloat = typer.Option(None, "--mixout-p", help="mixout: probability of swapping a weight for its θ0 value. Default: 0.9."),
     data_dir: OptionalStr = DataDirOption,
+    device: str = DeviceOption,
+    precision: OptionalStr = OptionalPrecisionOption,
     resume: bool = typer.Option(False, "--resume", help="Continue OUT from its checkpoint (after Ctrl-C or a crash)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing OUT."),
     quiet: bool = QuietOption,
@@ -117,9 +120,14 @@ def train_command(
         ),
         resume=resume,
         force=force,
+        device=device,
+        precision=precision,
     )
-    with progress_bar(quiet or as_json) as progress:
+    speaks = is_main_process()  # one process of a launch speaks
+    with progress_bar(quiet or as_json or not speaks) as progress:
         record = train(config, progress=progress)
+    if not speaks:
+        return
     if as_json:
         print_json({"output": output, **record.__dict__})
     elif not quiet:

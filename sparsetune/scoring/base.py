@@ -14,7 +14,10 @@ biases whatever p is), so a scorer has two steps:
   Scorers whose selection ignores p set `fixed_selection = True` (bitfit), and `score`
   notes an explicit -p as ignored.
 
-`gradient_steps` is the one data pass gradient scorers share.
+`gradient_steps` is the one data pass gradient scorers share. Under a multi-process
+launch `batches` is this process's shard of the batches; a scorer sums its accumulators
+over processes with `context.reduce_sum` once, at the end, so that every process
+computes the same scores as one process would (the weights use the global counts).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Callable, ClassVar, Iterable, Iterator, Mapping
 
 import torch
 
+from ..errors import NumericalError
 from ..formats.mask import Mask
 from ..models import LoadedModel
 from ..progress import ProgressCallback, no_progress
@@ -34,11 +38,17 @@ class ScoringContext:
     """What a scorer may look at. `batches` is None when the scorer needs no data."""
 
     loaded: LoadedModel
-    batches: Iterable[dict[str, torch.Tensor]] | None
-    num_batches: int
-    num_examples: int
+    batches: Iterable[dict[str, torch.Tensor]] | None  # this process's shard
+    num_batches: int  # over all processes
+    num_examples: int  # over all processes
     seed: int
     progress: ProgressCallback = no_progress
+    # Placement and processes (`sparsetune.runtime`); the defaults run on the CPU, alone.
+    send: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] = lambda batch: batch
+    reduce_sum: Callable[[torch.Tensor], torch.Tensor] = lambda tensor: tensor
+    # A power of two multiplying every backward (fp16 only): exact to undo, and it keeps
+    # small per-batch gradients out of fp16's subnormal range.
+    loss_scale: float = 1.0
 
 
 class Scorer:
@@ -88,17 +98,27 @@ def gradient_steps(
         if fresh_gradients:
             for parameter in eligible.values():
                 parameter.grad = None
+        batch = context.send(batch)
         size = int(batch["labels"].shape[0])
         loss = model(**batch).loss  # mean over the batch
-        (loss * loss_weight(size)).backward()
+        (loss * (loss_weight(size) * context.loss_scale)).backward()
         examples += size
         context.progress("scoring", done, context.num_batches, examples=examples, loss=float(loss.detach()))
         yield size
 
 
 def eligible_gradients(context: ScoringContext) -> dict[str, torch.Tensor]:
-    """The `.grad` of every eligible tensor (zeros where no gradient reached it)."""
-    return {
-        name: parameter.grad.detach() if parameter.grad is not None else torch.zeros_like(parameter)
-        for name, parameter in context.loaded.eligible().items()
-    }
+    """This process's `.grad` of every eligible tensor, the loss scale undone (zeros
+    where no gradient reached it). Dividing by a power of two is exact; a non-finite
+    entry means fp16 overflowed, which no later step could repair."""
+    gradients = {}
+    for name, parameter in context.loaded.eligible().items():
+        gradient = parameter.grad.detach() if parameter.grad is not None else torch.zeros_like(parameter)
+        if context.loss_scale != 1.0:
+            gradient.div_(context.loss_scale)
+            if not torch.isfinite(gradient).all():
+                raise NumericalError(
+                    f"the gradient of {name} overflowed in fp16; score with --precision bf16 (or fp32) instead"
+                )
+        gradients[name] = gradient
+    return gradients

@@ -11,20 +11,22 @@ scores into a mask at another p without a gradient pass.
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
 from ..config import DEFAULT_SPARSITY, MaskConfig, ScoreConfig
-from ..data import load_task_data, make_loader
+from ..data import global_batches, load_task_data, make_loader
 from ..errors import UsageError
 from ..formats.mask import SCOPES, Mask, check_fraction
 from ..formats.scores import Scores
 from ..io import refuse_to_overwrite
 from ..models import display_name, load_model, load_tokenizer, module_type
 from ..progress import ProgressCallback, no_progress
+from ..runtime import check_device, check_precision, runtime
 from ..tasks import get_task
 from . import SCORERS, get_scorer
 from .base import ScoringContext
@@ -89,6 +91,8 @@ def _check(config: ScoreConfig) -> None:
     """Every flag checked before the model loads, so mistakes cost no time."""
     if config.p is not None:
         check_fraction(config.p)
+    check_device(config.device)
+    check_precision(config.precision)
     if config.scope not in SCOPES:
         raise UsageError(f"--scope must be one of {', '.join(SCOPES)}, got {config.scope!r}")
     if config.examples is not None and config.examples < 1:
@@ -120,30 +124,44 @@ def _scoring_rows(config: ScoreConfig, task, notes: list[str]):
 
 
 def score(config: ScoreConfig, progress: ProgressCallback | None = None) -> ScoreResult:
-    """Score every eligible entry with `config.method`, keep the top ⌊m·p⌋, write the mask."""
+    """Score every eligible entry with `config.method`, keep the top ⌊m·p⌋, write the mask.
+
+    On `config.device` in `config.precision`; under a multi-process launch the batches
+    are sharded, the scorer's sums are reduced over processes, and only the main
+    process writes (every process returns the same result).
+    """
     started = time.perf_counter()
-    progress = progress or no_progress
     _check(config)
+    rt = runtime(config.device, config.precision)
+    rt.agree("score", asdict(config))
+    progress = (progress or no_progress) if rt.is_main else no_progress
     scorer = get_scorer(config.method)
     task = get_task(config.task)
     notes: list[str] = []
     loaded = load_model(config.model, task, seed=config.seed)
-    batches, examples, available = None, 0, 0
+    loaded.model = rt.accelerator.prepare_model(loaded.model, evaluation_mode=True)  # device + autocast, no DDP
+    batches, examples, available, num_batches = None, 0, 0, 0
     if scorer.needs_data:
         rows, available = _scoring_rows(config, task, notes)
         examples = len(rows)
-        batches = make_loader(rows, task, load_tokenizer(config.model), config.batch_size, config.max_length)
+        every = global_batches(range(examples), config.batch_size)
+        num_batches = len(every)
+        batches = make_loader(rows, task, load_tokenizer(config.model), config.batch_size, config.max_length, batches=rt.shard(every))
     context = ScoringContext(
         loaded=loaded,
         batches=batches,
-        num_batches=len(batches) if batches is not None else 0,
+        num_batches=num_batches,
         num_examples=examples,
         seed=config.seed,
         progress=progress,
+        send=rt.send,
+        reduce_sum=rt.sum,
+        loss_scale=_loss_scale(config.precision, examples, config.batch_size),
     )
     pass_started = time.perf_counter()
     scores = scorer.compute(context)
     pass_seconds = time.perf_counter() - pass_started
+    scores = {name: value.cpu() for name, value in scores.items()}
     metadata = {
         "model": display_name(config.model),
         "task": task_reference(config.task),
@@ -153,16 +171,19 @@ def score(config: ScoreConfig, progress: ProgressCallback | None = None) -> Scor
         "dev_fraction": config.dev_fraction,
         "max_length": config.max_length,
         "batch_size": config.batch_size,
+        "precision": config.precision,
     }
     p = DEFAULT_SPARSITY if config.p is None else config.p
     mask = scorer.select(scores, p, config.scope, metadata)
     if scorer.fixed_selection and config.p is not None:
         notes.append(f"--method {scorer.name} selects its own entries: -p {config.p} is ignored (density {mask.density:.6g})")
     mask.validate_against(loaded.eligible())
-    if config.save_scores:
-        Scores.from_mapping(scores, metadata).save(config.save_scores)
-    if config.output:
-        mask.save(config.output)
+    if rt.is_main:
+        if config.save_scores:
+            Scores.from_mapping(scores, metadata).save(config.save_scores)
+        if config.output:
+            mask.save(config.output)
+    rt.barrier()  # no process returns before the files exist
     return ScoreResult(
         mask=mask,
         scores=scores,
@@ -175,6 +196,14 @@ def score(config: ScoreConfig, progress: ProgressCallback | None = None) -> Scor
         scores_output=config.save_scores,
         notes=notes,
     )
+
+
+def _loss_scale(precision: str, examples: int, batch_size: int) -> float:
+    """fp16 only: a power of two lifting each batch's weighted loss (≈ batch/examples)
+    to about 2^8, so that its gradients stay in fp16's normal range."""
+    if precision != "fp16" or examples == 0:
+        return 1.0
+    return float(2 ** (8 + max(0, round(math.log2(max(1.0, examples / batch_size))))))
 
 
 def rethreshold(config: MaskConfig) -> Mask:

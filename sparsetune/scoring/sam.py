@@ -5,7 +5,8 @@
 score = g², g = ∇θ of the *mean* training loss over the scoring examples at θ0.
 Batches are accumulated in place into `.grad`, each weighted by its share of the
 examples, so the result equals one backward over the whole set while memory stays at
-the model plus one gradient buffer. (The paper's code summed clipped batch gradients
+the model plus one gradient buffer. Under N processes each accumulates its shard with
+the same global weights and the buffers are summed once: the same g, within rounding. (The paper's code summed clipped batch gradients
 with dropout on; this is the quantity its Theorem 3 asks for.)
 """
 
@@ -25,7 +26,7 @@ class SamScorer(Scorer):
         total = context.num_examples
         for _ in gradient_steps(context, loss_weight=lambda size: size / total, fresh_gradients=False):
             pass
-        gradients = eligible_gradients(context)
+        gradients = {name: context.reduce_sum(gradient) for name, gradient in eligible_gradients(context).items()}
         # Squared in place: the scores reuse the gradient buffer instead of adding one.
         scores = {name: gradient.float().pow_(2) for name, gradient in gradients.items()}  # each shaped like θ
         for parameter in context.loaded.eligible().values():
