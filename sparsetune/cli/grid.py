@@ -40,6 +40,9 @@ def grid_command(
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Runs at once (each in its own process, cores split between them)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and a time estimate; run nothing."),
     data_dir: OptionalStr = DataDirOption,
+    launcher: OptionalStr = typer.Option(
+        None, "--launcher", help='Run each run as a multi-process launch, e.g. "torchrun --nproc_per_node 2". Default: the config\'s, else one process.'
+    ),
     quiet: bool = QuietOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -70,7 +73,7 @@ def grid_command(
                       f"(measured {rate * 1e6:.2f} µs per example-token here; runs without local data not counted)")
         return
     with progress_bar(quiet) as progress:
-        results, failures = run_grid(specs, output, jobs, progress)
+        results, failures = run_grid(specs, output, jobs, progress, launcher or grid.launcher)
     for failure in failures:
         console.print(f"[red]failed:[/] {failure}")
     if as_json:

@@ -21,6 +21,9 @@ its own flags:
     train = "lora"                       # a training method
     options = { r = 16 }                 # its --method-option KEY=VALUE settings
 
+`launcher = "torchrun --nproc_per_node 2"` (or `--launcher` on the command line) runs
+each run as a multi-process launch; `--jobs` still counts runs.
+
 Each run executes in its own process (so its peak memory is its own and a crash ends
 only that run) and appends one line to the results file when it has trained *and*
 been evaluated; a rerun skips the run ids already there and resumes a killed run
@@ -69,6 +72,7 @@ class GridConfig:
     train_flags: dict[str, Any] = field(default_factory=dict)
     score_flags: dict[str, Any] = field(default_factory=dict)
     table_p: float = 0.005
+    launcher: str | None = None  # e.g. "torchrun --nproc_per_node 2": each run as N processes
 
 
 @dataclass(frozen=True)
@@ -173,7 +177,16 @@ def load_grid(path: str | Path) -> GridConfig:
         train_flags=dict(raw.get("train", {})),
         score_flags=dict(raw.get("score", {})),
         table_p=float(raw.get("table_p", 0.005)),
+        launcher=_launcher(raw.get("launcher"), str(path)),
     )
+
+
+def _launcher(value: Any, path: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise UsageError(f"{path}: 'launcher' must be a command such as \"torchrun --nproc_per_node 2\"")
+    return value
 
 
 def plan(grid: GridConfig, data_dir: str | None = None) -> list[RunSpec]:

@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import resource
+import shlex
 import subprocess
 import sys
 import threading
@@ -113,9 +114,22 @@ def run_one(spec: RunSpec, progress: ProgressCallback = no_progress) -> RunResul
     )
 
 
-def _run_in_worker(spec: RunSpec, threads: int) -> RunResult:
+def _run_in_worker(spec: RunSpec, threads: int, launcher: str | None = None) -> RunResult:
+    """One run in a fresh process: `python -m sparsetune.experiments.worker` with the spec
+    on stdin, or, with a launcher, `LAUNCHER -m sparsetune.experiments.worker SPEC_FILE`
+    (a launcher's processes share no stdin, so the spec travels as a file)."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "SPARSETUNE_WORKER_THREADS": str(threads)}
-    done = subprocess.run(WORKER, input=spec_to_json(spec), capture_output=True, text=True, env=env)
+    if launcher is None:
+        done = subprocess.run(WORKER, input=spec_to_json(spec), capture_output=True, text=True, env=env)
+    else:
+        spec.run_dir.parent.mkdir(parents=True, exist_ok=True)
+        spec_file = spec.run_dir.parent / f"{spec.run_dir.name}.spec.json"
+        spec_file.write_text(spec_to_json(spec), encoding="utf-8")
+        command = [*shlex.split(launcher), *WORKER[1:], str(spec_file)]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, env=env)
+        except OSError as err:
+            raise TrainingError(f"grid run {spec.run_id}: cannot start the launcher {launcher!r} ({err.strerror})") from None
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise TrainingError(f"grid run {spec.run_id} failed: {last}")
@@ -127,6 +141,7 @@ def run_grid(
     results_path: str | os.PathLike,
     jobs: int = 1,
     progress: ProgressCallback = no_progress,
+    launcher: str | None = None,
 ) -> tuple[list[RunResult], list[str]]:
     """Run every spec not yet in `results_path`; return (new results, failure messages)."""
     done_ids = finished_ids(results_path)
@@ -139,7 +154,7 @@ def run_grid(
 
     def one(spec: RunSpec) -> None:
         try:
-            result = _run_in_worker(spec, threads)
+            result = _run_in_worker(spec, threads, launcher)
         except SparsetuneError as err:
             with lock:
                 failures.append(str(err))
@@ -155,15 +170,20 @@ def run_grid(
 
 
 def worker_main() -> int:
-    """Entry point of a worker process: a spec on stdin, the result line on stdout."""
+    """Entry point of a worker process: a spec on stdin (or in the file named by the first
+    argument), the result line on stdout (from the main process of a launch only)."""
     import torch
 
+    from ..runtime import is_main_process
+
     torch.set_num_threads(int(os.environ.get("SPARSETUNE_WORKER_THREADS", torch.get_num_threads())))
-    spec = spec_from_json(sys.stdin.read())
+    text = Path(sys.argv[1]).read_text(encoding="utf-8") if len(sys.argv) > 1 else sys.stdin.read()
+    spec = spec_from_json(text)
     try:
         result = run_one(spec)
     except SparsetuneError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(json.dumps(dataclasses.asdict(result)))
+    if is_main_process():
+        print(json.dumps(dataclasses.asdict(result)))
     return 0

@@ -191,3 +191,36 @@ def test_processes_given_different_flags_are_refused_and_a_failing_rank_ends_the
     # (torchrun itself then prints its ChildFailedError summary: the launcher's, not ours.)
     ended = torchrun(str(script), "die", timeout=120)  # would raise TimeoutExpired if rank 0 hung
     assert ended.returncode != 0
+
+
+def test_grid_runs_each_run_through_a_launcher(tmp_path, tiny_model_dir, tiny_data_dir):
+    """`launcher` makes every grid run a 2-process launch: one results line, one run dir,
+    the same number of log lines as steps."""
+    from sparsetune.experiments.grid import load_grid, plan
+    from sparsetune.experiments.results import read_results
+    from sparsetune.experiments.runner import run_grid
+
+    config = tmp_path / "grid.toml"
+    config.write_text(textwrap.dedent(f"""
+        model = "{tiny_model_dir}"
+        tasks = ["cb"]
+        seeds = [1]
+        runs_dir = "{tmp_path / 'runs'}"
+        data_dir = "{tiny_data_dir}"
+        launcher = "{sys.executable} -m torch.distributed.run --standalone --nproc_per_node 2"
+        [train]
+        max_steps = 3
+        batch_size = 8
+        max_length = 24
+        [[methods]]
+        name = "SAM"
+        score = "sam"
+        p = [0.02]
+        score_flags = {{ examples = 8, max_length = 24, batch_size = 4 }}
+    """))
+    grid = load_grid(config)
+    results, failures = run_grid(plan(grid), tmp_path / "results.jsonl", launcher=grid.launcher)
+    assert not failures and len(results) == 1
+    assert len(read_results(tmp_path / "results.jsonl")) == 1
+    log = (tmp_path / "runs" / "SAM" / "cb" / "p0.02" / "seed1" / "log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in log if '"loss"' in line] == [1, 2, 3]
