@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -62,6 +63,30 @@ def test_sigint_is_deferred_to_the_step_end_and_checkpointed(tmp_path, tiny_data
     assert load_checkpoint(out).step == 2
     run(out, tiny_data_dir, resume=True)
     assert_same_weights(saved_weights(out), saved_weights(reference[0]))
+
+
+def test_sigterm_is_deferred_like_ctrl_c(tmp_path, tiny_data_dir, mask_path, reference):
+    """Launchers (torchrun, accelerate, schedulers) pass a Ctrl-C on as SIGTERM."""
+    def progress(stage, done, total, **info):
+        if done == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    out = tmp_path / "out"
+    with pytest.raises(TrainingInterrupted):
+        run(out, tiny_data_dir, progress=progress, mask=str(mask_path))
+    assert load_checkpoint(out).step == 3
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone after the run
+    run(out, tiny_data_dir, resume=True)
+    assert_same_weights(saved_weights(out), saved_weights(reference[0]))
+
+
+def test_log_records_the_rate_each_step_used(reference):
+    """Linear warm-up from 0: the first step runs at lr 0 and the peak comes after warm-up."""
+    out, record = reference
+    rates = [json.loads(line)["lr"] for line in (out / "log.jsonl").read_text().splitlines() if '"lr"' in line]
+    warmup = math.ceil(record.hyperparameters["warmup_ratio"] * 8)
+    assert rates[0] == 0.0 and rates[warmup] == pytest.approx(record.hyperparameters["lr"])
+    assert rates == sorted(rates[:warmup + 1]) + sorted(rates[warmup + 1:], reverse=True)
 
 
 KILLED_RUN = """
