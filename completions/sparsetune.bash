@@ -15,9 +15,9 @@ _sparsetune() {
         diff) opts="--base --output -o --values --top-p --task -t --force --quiet -q --help -h"
             case "$prev" in --values) COMPREPLY=( $(compgen -W "float32 float16 bfloat16" -- "$cur") ); return ;; esac
             ;;
-        eval) opts="--task -t --split --data-dir --batch-size --max-length --quiet -q --json --help -h"
+        eval) opts="--task -t --split --data-dir --batch-size --max-length --device --precision --quiet -q --json --help -h"
             ;;
-        grid) opts="--output -o --jobs -j --dry-run --data-dir --quiet -q --json --help -h"
+        grid) opts="--output -o --jobs -j --dry-run --data-dir --launcher --quiet -q --json --help -h"
             ;;
         inspect) opts="--plot --force --json --help -h"
             ;;
@@ -25,11 +25,11 @@ _sparsetune() {
             ;;
         report) opts="--output -o -p --sweep-method --json --help -h"
             ;;
-        score) opts="--task -t --sparsity -p --method -m --examples --batch-size --max-length --scope --seed --data-dir --output -o --save-scores --force --quiet -q --json --help -h"
+        score) opts="--task -t --sparsity -p --method -m --examples --batch-size --max-length --scope --seed --data-dir --output -o --save-scores --device --precision --force --quiet -q --json --help -h"
             ;;
         tasks) opts="--task -t --data-dir --json --help -h"
             ;;
-        train) opts="--mask --method -m --task -t --output -o --epochs --max-steps --lr --batch-size --max-length --warmup-ratio --weight-decay --seed --eval-every --method-option -O --sparsity -p --project-every --lora-r --lora-alpha --lora-dropout --lora-targets --adapter-config --adapter-size --reduction-factor --mixout-p --data-dir --resume --force --quiet -q --json --help -h"
+        train) opts="--mask --method -m --task -t --output -o --epochs --max-steps --lr --batch-size --max-length --warmup-ratio --weight-decay --seed --eval-every --method-option -O --sparsity -p --project-every --lora-r --lora-alpha --lora-dropout --lora-targets --adapter-config --adapter-size --reduction-factor --mixout-p --data-dir --device --precision --resume --force --quiet -q --json --help -h"
             ;;
     esac
     if [[ "$cur" == -* ]]; then

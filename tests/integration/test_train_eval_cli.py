@@ -53,3 +53,25 @@ def test_train_from_the_mask_alone_then_eval(shared_data_dir, tmp_path):
 
     refused = CliRunner().invoke(app, ["train", "--mask", str(mask_path), "-o", str(out), *data])
     assert refused.exit_code == 1 and "--force" in refused.stderr
+
+
+def test_bf16_score_train_eval_on_minilm(shared_data_dir, tmp_path):
+    """The fast path end to end on the real model: every stage in bf16 autocast, the
+    precision recorded, the files' tensors still float32, exact sparsity kept."""
+    data = ["--data-dir", str(shared_data_dir)]
+    mask_path, out = tmp_path / "mask.safetensors", tmp_path / "out"
+    invoke("score", "--task", "cb", "--examples", "16", "--max-length", "64", "--precision", "bf16", "-o", str(mask_path), "-q", *data)
+    mask = Mask.load(mask_path)
+    assert mask.metadata["precision"] == "bf16" and mask.selected > 0
+    invoke("train", "--mask", str(mask_path), "-o", str(out), "--max-steps", "2", "--batch-size", "8", "--max-length", "64",
+           "--precision", "bf16", "-q", *data)
+    record = json.loads((out / "run.json").read_text())
+    assert record["hyperparameters"]["precision"] == "bf16" and "device" not in record["hyperparameters"]
+    trained = load_file(str(out / "model.safetensors"))
+    assert {tensor.dtype for tensor in trained.values() if tensor.is_floating_point()} == {torch.float32}
+    base = load_file(str(f"{resolve_model(None)}/model.safetensors"))
+    for name in mask.shapes:
+        before = base[name.removeprefix("bert.")] if name.removeprefix("bert.") in base else base[name]
+        assert torch.equal(trained[name][~mask.bool_tensor(name)], before[~mask.bool_tensor(name)]), name
+    payload = json.loads(invoke("eval", str(out), "--json", *data).stdout)
+    assert payload["precision"] == "bf16" and payload["examples"] == 56
