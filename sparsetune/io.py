@@ -36,11 +36,38 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     staging = tmp / target.name
     try:
         yield staging
+        normal_modes(staging)
         if target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)
         os.replace(staging, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def normal_modes(path: str | os.PathLike) -> None:
+    """Give a staged file (or every file and folder of a staged tree) the mode a plain
+    `open()` would have given it under the user's umask. Temporary files are private
+    (0600, 0700: safetensors' writer and mkdtemp), which must not leak into outputs
+    that others read, e.g. a model dir shared with a team."""
+    mask = _umask()
+    root = Path(path)
+    if not root.exists() or root.is_symlink():
+        return
+    if root.is_file():
+        root.chmod(0o666 & ~mask)
+        return
+    root.chmod(0o777 & ~mask)
+    for folder, dirs, files in os.walk(root):
+        for name in dirs:
+            Path(folder, name).chmod(0o777 & ~mask)
+        for name in files:
+            Path(folder, name).chmod(0o666 & ~mask)
 
 
 def write_json(path: str | os.PathLike, data: object) -> None:

@@ -27,7 +27,7 @@ from .errors import OutputExistsError, UsageError
 from .formats.checkpoint import has_checkpoint, load_checkpoint
 from .formats.mask import Mask
 from .formats.run_record import RunRecord
-from .io import atomic_path
+from .io import atomic_path, normal_modes
 from .methods import get_method
 from .methods.base import TrainingMethod
 from .models import display_name, load_model, load_tokenizer
@@ -180,6 +180,7 @@ def write_outputs(setup: RunSetup, best: dict[str, Any], steps: int, seconds: fl
         model.save_pretrained(staging)
         setup.tokenizer.save_pretrained(staging)
         setup.method.save_files(staging)
+        normal_modes(staging)
         for item in staging.iterdir():
             if (out / item.name).is_dir():
                 shutil.rmtree(out / item.name)

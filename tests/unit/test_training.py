@@ -193,3 +193,14 @@ def test_unset_hyperparameters_come_from_the_defaults(tmp_path, tiny_data_dir, m
     hyper = record.hyperparameters
     assert (hyper["lr"], hyper["batch_size"], hyper["max_length"]) == (GENERIC.lr, GENERIC.batch_size, GENERIC.max_length)
     assert (hyper["task"], hyper["split_seed"], hyper["dev_fraction"]) == ("cb", 42, 0.1)  # from the mask
+
+
+def test_outputs_take_the_umask_modes_not_private_temp_modes(tmp_path, tiny_data_dir, mask_path):
+    """safetensors and mkdtemp write 0600/0700; outputs must read like any other file."""
+    previous = os.umask(0o027)
+    try:
+        run(tmp_path / "out", tiny_data_dir, mask=str(mask_path), max_steps=2)
+    finally:
+        os.umask(previous)
+    modes = {path.relative_to(tmp_path): path.stat().st_mode & 0o777 for path in (tmp_path / "out").rglob("*")}
+    assert modes and all(mode == (0o750 if (tmp_path / path).is_dir() else 0o640) for path, mode in modes.items()), modes
