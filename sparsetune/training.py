@@ -222,8 +222,8 @@ def train(config: TrainConfig, progress: ProgressCallback = no_progress) -> RunR
                     step += 1
                     info = setup.method.after_step(step) or {}
                     in_update = False
-                    shown: dict[str, float] = {"loss": reported.item()}
-                    write_log(step=step, epoch=step / steps_per_epoch, loss=shown["loss"], lr=lr, **info)
+                    shown: dict[str, float] = {"epoch": step / steps_per_epoch, "loss": reported.item(), "lr": lr}
+                    write_log(step=step, epoch=shown["epoch"], loss=shown["loss"], lr=lr, **info)
                     due = hyper["eval_every"] and step % hyper["eval_every"] == 0
                     if due or position == steps_per_epoch or step == total:
                         shown["dev"] = evaluate_dev()

@@ -70,3 +70,24 @@ def test_ctrl_c_exits_130_with_a_resume_hint_and_resume_finishes(tmp_path, tiny_
 def test_eval_of_a_non_run_without_task_is_a_usage_error(tmp_path):
     result = runner.invoke(app, ["eval", str(tmp_path)])
     assert result.exit_code == 2 and "--task" in result.stderr
+
+
+def test_progress_is_plain_lines_while_the_run_goes_when_stderr_is_a_pipe(tmp_path, tiny_model_dir, tiny_data_dir):
+    """A log (nohup, CI) sees the run as it goes: step, epoch, loss, lr, rate and ETA."""
+    import subprocess
+    import sys
+
+    mask = write_mask(tmp_path, tiny_model_dir)
+    env = {**os.environ, "SPARSETUNE_PROGRESS_SECONDS": "0", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "sparsetune", "train", "--mask", str(mask), "--data-dir", str(tiny_data_dir),
+               "-o", str(tmp_path / "out"), "--epochs", "30", "--batch-size", "8", "--max-length", "24"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+    try:
+        first = process.stderr.readline()
+        second = process.stderr.readline()
+        assert process.poll() is None, "the lines came only at the end"
+        assert first.startswith("train 1/150") and "epoch 0.2" in first and "loss" in first and "lr" in first
+        assert second.startswith("train 2/150") and "/s" in second and "ETA" in second
+    finally:
+        process.kill()
+        process.wait()
