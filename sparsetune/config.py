@@ -117,6 +117,7 @@ class TrainConfig:
     force: bool = False
     device: str = "auto"  # never recorded: a run may resume on another device
     precision: str | None = None  # None: fp32, or the interrupted run's
+    report_to: str = "none"  # tensorboard | wandb: accelerate's tracker, logs under OUT/logs
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEFAULT_DEVICE = "auto"
 DEFAULT_PRECISION = "fp32"  # exactness first; bf16 is the fast path (README)
+TRACKERS = ("none", "tensorboard", "wandb")
 _ACCELERATE_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -170,13 +171,37 @@ class Runtime:
             yield
 
 
-def runtime(device: str = DEFAULT_DEVICE, precision: str = DEFAULT_PRECISION) -> Runtime:
-    """The accelerate state for `device` and `precision`, checked, for this process."""
+def check_tracker(report_to: str) -> str:
+    """`--report-to`: a known tracker whose package is installed (checked before training)."""
+    if report_to not in TRACKERS:
+        raise UsageError(f"--report-to must be one of {', '.join(TRACKERS)}, got {report_to!r}")
+    if report_to != "none":
+        from accelerate.utils import is_tensorboard_available, is_wandb_available
+
+        available = is_tensorboard_available() if report_to == "tensorboard" else is_wandb_available()
+        if not available:
+            raise UsageError(f"--report-to {report_to}: the {report_to} package is not installed; pip install {report_to}")
+    return report_to
+
+
+def runtime(
+    device: str = DEFAULT_DEVICE,
+    precision: str = DEFAULT_PRECISION,
+    report_to: str = "none",
+    logging_dir: str | os.PathLike | None = None,
+) -> Runtime:
+    """The accelerate state for `device` and `precision`, checked, for this process;
+    with `report_to`, accelerate's tracker writing under `logging_dir`."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, PartialState
+    from accelerate.utils import ProjectConfiguration
 
     resolved = resolve_device(device)
     check_precision_on(precision, resolved)
+    check_tracker(report_to)
+    trackers = {}
+    if report_to != "none":
+        trackers = {"log_with": report_to, "project_config": ProjectConfiguration(project_dir=str(logging_dir), logging_dir=str(logging_dir))}
     cpu = resolved == "cpu"
     wanted = _ACCELERATE_PRECISION[precision]
     if PartialState._shared_state:
@@ -189,7 +214,7 @@ def runtime(device: str = DEFAULT_DEVICE, precision: str = DEFAULT_PRECISION) ->
         try:
             # The schedule is stepped by the loop once per optimizer step of the global
             # batch; accelerate's default would step it once per process.
-            accelerator = Accelerator(cpu=cpu, mixed_precision=wanted, step_scheduler_with_optimizer=False)
+            accelerator = Accelerator(cpu=cpu, mixed_precision=wanted, step_scheduler_with_optimizer=False, **trackers)
         except ValueError as err:  # accelerate's own refusal, e.g. a precision this device lacks
             raise UsageError(f"--device {device} --precision {precision}: {err}") from None
     if accelerator.device.type == "cuda" and accelerator.device.index is not None:

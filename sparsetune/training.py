@@ -44,7 +44,9 @@ from .formats.run_record import RunRecord
 from .io import atomic_path
 from .progress import ProgressCallback, no_progress
 from .run_setup import LOG_FILE, RunSetup, claim_output, prepare_run, write_outputs
-from .runtime import resolve_device, runtime
+from .runtime import check_tracker, resolve_device, runtime
+
+TRACKER_DIR = "logs"  # OUT/logs/sparsetune/: TensorBoard event files (--report-to tensorboard)
 
 
 def _step_seed(seed: int, step: int, rank: int = 0) -> int:
@@ -102,6 +104,22 @@ def _step_of(line: str) -> int:
         return 0
 
 
+def _groups(numbers: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """{"dev": {...}} stays a group; loose numbers are the "train" group."""
+    groups: dict[str, dict[str, float]] = {}
+    for key, value in numbers.items():
+        if isinstance(value, dict):
+            groups[key] = value
+        else:
+            groups.setdefault("train", {})[key] = value
+    return groups
+
+
+def _scalars(hyper: dict[str, Any]) -> dict[str, Any]:
+    """Hyperparameters as trackers accept them (TensorBoard's hparams: numbers and strings)."""
+    return {key: value if isinstance(value, (int, float, str, bool)) else json.dumps(value) for key, value in hyper.items()}
+
+
 def _optimizer(setup: RunSetup) -> tuple[torch.optim.Optimizer, list[str]]:
     """AdamW over the method's trainable tensors; no decay on biases/LayerNorm."""
     trainable = setup.method.trainable()
@@ -126,10 +144,11 @@ def train(config: TrainConfig, progress: ProgressCallback = no_progress) -> RunR
     from transformers import get_linear_schedule_with_warmup
 
     started = time.time()
-    resolve_device(config.device)  # an unusable device fails before anything loads
+    resolve_device(config.device)  # an unusable device or tracker fails before anything loads
+    check_tracker(config.report_to)
     setup = prepare_run(config)  # every check, then loading; nothing written yet
     hyper, out = setup.hyper, setup.output
-    rt = runtime(config.device, hyper["precision"])
+    rt = runtime(config.device, hyper["precision"], config.report_to, out / TRACKER_DIR)
     rt.agree("train", asdict(config))
     main = rt.is_main
     progress = progress if main else no_progress
@@ -138,6 +157,9 @@ def train(config: TrainConfig, progress: ProgressCallback = no_progress) -> RunR
     rt.barrier()  # OUT exists for every process
     if rt.processes > 1 and hyper["batch_size"] < rt.processes:
         raise UsageError(f"--batch-size {hyper['batch_size']} is smaller than the {rt.processes} processes; each needs at least one example per step")
+    tracking = config.report_to != "none"
+    if tracking:  # accelerate logs from the main process only
+        rt.accelerator.init_trackers("sparsetune", config=_scalars(hyper))
     optimizer, names = _optimizer(setup)
     steps_per_epoch = math.ceil(len(setup.data.train) / hyper["batch_size"])
     total = hyper["max_steps"] or hyper["epochs"] * steps_per_epoch
@@ -160,6 +182,10 @@ def train(config: TrainConfig, progress: ProgressCallback = no_progress) -> RunR
     def write_log(**record: Any) -> None:
         if log is not None:
             log.write(**record)
+        if tracking:
+            numbers = {"dev": record["dev"]} if "dev" in record else {key: record[key] for key in ("loss", "lr", "epoch")}
+            rt.accelerator.log({f"{group}/{key}": value for group, values in _groups(numbers).items() for key, value in values.items()},
+                               step=record["step"])
 
     def checkpoint_now() -> None:
         nonlocal last_saved
@@ -243,6 +269,8 @@ def train(config: TrainConfig, progress: ProgressCallback = no_progress) -> RunR
     finally:
         if log is not None:
             log.close()
+        if tracking:
+            rt.accelerator.end_training()
     setup.method.load_state_dict(best)
     record = write_outputs(setup, best_info, steps=step, seconds=time.time() - started, write=main)
     rt.barrier()  # no process returns before OUT is complete

@@ -86,6 +86,7 @@ def train_command(
     data_dir: OptionalStr = DataDirOption,
     device: str = DeviceOption,
     precision: OptionalStr = OptionalPrecisionOption,
+    report_to: str = typer.Option("none", "--report-to", help="Also log loss, lr and dev metrics to tensorboard (OUT/logs/) or wandb, through accelerate."),
     resume: bool = typer.Option(False, "--resume", help="Continue OUT from its checkpoint (after Ctrl-C or a crash)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing OUT."),
     quiet: bool = QuietOption,
@@ -122,6 +123,7 @@ def train_command(
         force=force,
         device=device,
         precision=precision,
+        report_to=report_to,
     )
     speaks = is_main_process()  # one process of a launch speaks
     with progress_bar(quiet or as_json or not speaks) as progress:

@@ -1,7 +1,8 @@
 """`OUT/run.json`: what a training run was and what it scored.
 
 It is how `eval OUT/` and `diff OUT/` need no repeated flags: the base model, the task
-and the method are read from here. Test metrics are added by `eval`.
+and the method are read from here. Test metrics are added by `eval`. Every save also
+rewrites the model card, `OUT/README.md` (`formats.model_card`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from ..errors import FileFormatError, UsageError
 from ..io import write_json
+from .model_card import write_card
 
 FORMAT = "sparsetune.run"
 VERSION = "1"
@@ -36,7 +38,9 @@ class RunRecord:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def save(self, run_dir: str | os.PathLike) -> None:
+        """run.json, then the model card rendered from it (README.md)."""
         write_json(Path(run_dir) / RUN_FILE, {"format": FORMAT, "version": VERSION, **asdict(self)})
+        write_card(run_dir, self)
 
     @classmethod
     def load(cls, run_dir: str | os.PathLike) -> "RunRecord":

@@ -7,6 +7,7 @@ import os
 import signal
 from contextlib import contextmanager
 
+import pytest
 from typer.testing import CliRunner
 
 from sparsetune.cli import app
@@ -91,3 +92,35 @@ def test_progress_is_plain_lines_while_the_run_goes_when_stderr_is_a_pipe(tmp_pa
     finally:
         process.kill()
         process.wait()
+
+
+def test_report_to_tensorboard_writes_readable_events(tmp_path, tiny_model_dir, tiny_data_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    mask = write_mask(tmp_path, tiny_model_dir)
+    result = CliRunner().invoke(app, ["train", "--mask", str(mask), "--data-dir", str(tiny_data_dir), "-o", str(tmp_path / "out"),
+                                      "--max-steps", "4", "--eval-every", "2", "--batch-size", "8", "--max-length", "24",
+                                      "--report-to", "tensorboard", "-q"])
+    assert result.exit_code == 0, result.output
+    events = EventAccumulator(str(tmp_path / "out" / "logs" / "sparsetune"))
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/lr", "train/epoch", "dev/score"} <= scalars
+    assert [event.step for event in events.Scalars("train/loss")] == [1, 2, 3, 4]
+    logged = [json.loads(line) for line in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
+    assert [event.value for event in events.Scalars("dev/score")] == pytest.approx([line["dev"]["score"] for line in logged if "dev" in line])
+
+
+def test_model_card_describes_the_run_and_follows_eval(tmp_path, tiny_model_dir, tiny_data_dir):
+    mask = write_mask(tmp_path, tiny_model_dir)
+    out = tmp_path / "out"
+    args = ["--data-dir", str(tiny_data_dir)]
+    assert CliRunner().invoke(app, ["train", "--mask", str(mask), "-o", str(out), "--max-steps", "2", "--batch-size", "8",
+                                    "--max-length", "24", "-q", *args]).exit_code == 0
+    card = (out / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: transformers") and "# cb · sparse fine-tune of" in card
+    assert "| lr | " in card and "test: not evaluated yet" in card and "sparsetune diff out > delta.safetensors" in card
+    assert CliRunner().invoke(app, ["eval", str(out), "-q", *args]).exit_code == 0
+    score = json.loads((out / "run.json").read_text())["metrics"]["validation"]["score"]
+    assert "- test (the official validation split): " in (out / "README.md").read_text()
+    assert f"score {score:.4f}" in (out / "README.md").read_text()
