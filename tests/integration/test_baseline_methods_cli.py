@@ -85,3 +85,44 @@ def test_lora_matches_peft_directly_and_merges(tmp_path, shared_data_dir):
     assert not (tmp_path / "merged" / "method").exists()
     merged, _ = predict(load_model(tmp_path / "merged", task).model, task, validation, tokenizer, 32, 64)
     assert (merged == ours).all()
+
+
+def test_peft_auto_class_loads_the_lora_dir_on_the_embedded_base(shared_data_dir, tmp_path):
+    """`OUT/method/adapter_config.json` names the base by its hub id (not a site-packages
+    path) and says SEQ_CLS, so peft's Auto class rebuilds the model wherever the base is
+    reachable: here an offline hub cache holding the embedded files under that id."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from sparsetune.models import DEFAULT_MODEL_HUB_ID
+
+    out, _ = _train(tmp_path, ["--data-dir", str(shared_data_dir)], "lora")
+    config = json.loads((out / "method" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == DEFAULT_MODEL_HUB_ID and config["task_type"] == "SEQ_CLS"
+
+    cache = tmp_path / "hub"
+    repo = cache / f"models--{DEFAULT_MODEL_HUB_ID.replace('/', '--')}"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    for item in Path(resolve_model(None)).iterdir():
+        if item.is_file():
+            (snapshot / item.name).symlink_to(item)
+    check = (
+        "import sys, torch\n"
+        "from peft import AutoPeftModelForSequenceClassification\n"
+        "from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer\n"
+        "labels = AutoConfig.from_pretrained(sys.argv[1]).num_labels  # the head's size, as with any peft SEQ_CLS adapter\n"
+        "peft_model = AutoPeftModelForSequenceClassification.from_pretrained(sys.argv[1] + '/method', num_labels=labels).eval()\n"
+        "merged = AutoModelForSequenceClassification.from_pretrained(sys.argv[1]).eval()\n"
+        "batch = AutoTokenizer.from_pretrained(sys.argv[1])(['the cat sat', 'it rained all day'], return_tensors='pt', padding=True)\n"
+        "with torch.no_grad():\n"
+        "    torch.testing.assert_close(peft_model(**batch).logits, merged(**batch).logits, rtol=1e-4, atol=1e-5)\n"
+        "print('same logits')\n"
+    )
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", check, str(out)], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0 and "same logits" in done.stdout, done.stderr[-2000:]
