@@ -29,7 +29,7 @@ _sparsetune() {
             ;;
         tasks) opts="--task -t --data-dir --json --help -h"
             ;;
-        train) opts="--mask --method -m --task -t --output -o --epochs --max-steps --lr --batch-size --max-length --warmup-ratio --weight-decay --seed --eval-every --method-option -O --sparsity -p --project-every --lora-r --lora-alpha --lora-dropout --lora-targets --adapter-config --adapter-size --reduction-factor --mixout-p --data-dir --device --precision --resume --force --quiet -q --json --help -h"
+        train) opts="--mask --method -m --task -t --output -o --epochs --max-steps --lr --batch-size --max-length --warmup-ratio --weight-decay --seed --eval-every --method-option -O --sparsity -p --project-every --lora-r --lora-alpha --lora-dropout --lora-targets --adapter-config --adapter-size --reduction-factor --mixout-p --data-dir --device --precision --report-to --resume --force --quiet -q --json --help -h"
             ;;
     esac
     if [[ "$cur" == -* ]]; then

@@ -122,6 +122,7 @@ complete -c sparsetune -n '__fish_seen_subcommand_from train' -l mixout-p -r -d 
 complete -c sparsetune -n '__fish_seen_subcommand_from train' -l data-dir -r -d 'Folder with <task>/{train,validation}.jsonl'
 complete -c sparsetune -n '__fish_seen_subcommand_from train' -l device -r -d 'auto (CUDA when present, else CPU), cpu, cuda, cudaN or mps'
 complete -c sparsetune -n '__fish_seen_subcommand_from train' -l precision -r -d 'fp32, bf16 or fp16 (CUDA) autocast; weights and optimizer state stay...'
+complete -c sparsetune -n '__fish_seen_subcommand_from train' -l report-to -r -d 'Also log loss, lr and dev metrics to tensorboard (OUT/logs/) or...'
 complete -c sparsetune -n '__fish_seen_subcommand_from train' -l resume -d 'Continue OUT from its checkpoint (after Ctrl-C or a crash)'
 complete -c sparsetune -n '__fish_seen_subcommand_from train' -l force -d 'Replace an existing OUT'
 complete -c sparsetune -n '__fish_seen_subcommand_from train' -l quiet -s q -d 'No progress bar or summary'

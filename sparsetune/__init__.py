@@ -9,19 +9,39 @@ The package is the library; `sparsetune.cli` is a thin shell over it.
 
 __version__ = "0.1.0"
 
-from .config import EvalConfig, TrainConfig
-from .delta import apply_delta, diff
-from .errors import SparsetuneError
-from .evaluation import evaluate
-from .formats import Mask
-from .models import load_model, load_tokenizer
-from .scoring.run import ScoreResult, rethreshold, score
-from .tasks import TASKS, Task, get_task
-from .training import train
+import importlib
+from typing import Any
+
+# The public API, imported on first use (PEP 562): `import sparsetune` and the CLI's
+# `--help` must not pay for torch, transformers and scipy before a command needs them.
+_API = {
+    "EvalConfig": "config", "ScoreConfig": "config", "TrainConfig": "config",
+    "apply_delta": "delta", "diff": "delta",
+    "SparsetuneError": "errors",
+    "evaluate": "evaluation",
+    "Mask": "formats",
+    "load_model": "models", "load_tokenizer": "models",
+    "ScoreResult": "scoring.run", "rethreshold": "scoring.run", "score": "scoring.run",
+    "TASKS": "tasks", "Task": "tasks", "get_task": "tasks",
+    "train": "training",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        value = getattr(importlib.import_module(f".{_API[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'sparsetune' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_API])
 
 __all__ = [
     "EvalConfig",
     "Mask",
+    "ScoreConfig",
     "ScoreResult",
     "SparsetuneError",
     "TASKS",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEFAULT_SPARSITY = 0.005  # the paper's p: 0.5% of the eligible entries
+DATA_DIR_ENV = "SPARSETUNE_DATA_DIR"  # the offline data folder (`--data-dir`)
 
 
 @dataclass(frozen=True)

@@ -21,14 +21,14 @@ import torch
 from datasets import Dataset
 from torch.utils.data import DataLoader
 
+from .config import DATA_DIR_ENV
 from .errors import DataError, UsageError
 from .tasks import Task
 
-DATA_DIR_ENV = "SPARSETUNE_DATA_DIR"
 SPLITS = ("train", "validation")
 HOW_TO_GET_DATA = (
     f"pass --data-dir DIR or set {DATA_DIR_ENV} to a folder holding <task>/train.jsonl and "
-    "<task>/validation.jsonl, or unset both to download from the Hugging Face hub"
+    "<task>/validation.jsonl"
 )
 
 
@@ -83,10 +83,19 @@ def _load_from_hub(task: Task, split: str) -> Dataset:
         raise DataError(f"task {task.name} has no hub source; {HOW_TO_GET_DATA}")
     from datasets import load_dataset  # only here: importing it is cheap, downloading is not
 
+    from .hub import hub_reachable, offline_requested
+
+    where = "/".join(task.hub)
+    if not offline_requested() and not hub_reachable():  # fail in seconds, not after a minute of retries
+        raise DataError(
+            f"task {task.name}: no local data, and the Hugging Face hub ({where}) is unreachable; {HOW_TO_GET_DATA} "
+            "(or set HF_HUB_OFFLINE=1 to use a copy in the datasets cache)"
+        )
     try:
         dataset = load_dataset(*task.hub, split=split)
     except Exception as err:  # noqa: BLE001 - network, auth and missing-config errors alike
-        raise DataError(f"could not load {'/'.join(task.hub)} [{split}] from the hub ({err}); {HOW_TO_GET_DATA}") from None
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"could not load {where} [{split}] from the hub or its cache ({reason}); {HOW_TO_GET_DATA}") from None
     for number, row in enumerate(dataset):
         problem = task.check_row(row)
         if problem:

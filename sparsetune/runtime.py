@@ -27,11 +27,12 @@ import os
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence, TypeVar
-
-import torch
+from typing import TYPE_CHECKING, Any, Iterator, Sequence, TypeVar
 
 from .errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -67,6 +68,8 @@ def launched_processes() -> int:
 
 def resolve_device(device: str) -> str:
     """`auto` -> cuda, else mps, else cpu; an unavailable device is a one-line error."""
+    import torch
+
     check_device(device)
     if device == "auto":
         if torch.cuda.is_available():
@@ -90,12 +93,16 @@ def resolve_device(device: str) -> str:
 
 
 def _mps_available() -> bool:
+    import torch
+
     backend = getattr(torch.backends, "mps", None)
     return bool(backend and backend.is_available())
 
 
 def check_precision_on(precision: str, device: str) -> None:
     """Refuse a precision the (resolved) device cannot run, naming what it can."""
+    import torch
+
     check_precision(precision)
     kind = device.split(":")[0]
     if precision == "fp16" and kind == "cpu":
@@ -132,12 +139,16 @@ class Runtime:
 
     def sum(self, tensor: torch.Tensor) -> torch.Tensor:
         """Sum over processes, in place on every process (identity for one process)."""
+        import torch
+
         if self.processes > 1:
             torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.SUM)
         return tensor
 
     def any(self, flag: bool) -> bool:
         """True on every process when it is True on any (e.g. a Ctrl-C seen by one rank)."""
+        import torch
+
         if self.processes == 1:
             return flag
         value = torch.tensor([1.0 if flag else 0.0], device=self.device)
@@ -218,6 +229,8 @@ def runtime(
         except ValueError as err:  # accelerate's own refusal, e.g. a precision this device lacks
             raise UsageError(f"--device {device} --precision {precision}: {err}") from None
     if accelerator.device.type == "cuda" and accelerator.device.index is not None:
+        import torch
+
         torch.cuda.set_device(accelerator.device)  # so that a bare "cuda" tensor lands there too
     return Runtime(accelerator=accelerator, precision=precision)
 

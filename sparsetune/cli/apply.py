@@ -11,7 +11,6 @@ from typing import List
 import typer
 
 from ..config import ApplyConfig
-from ..delta import apply
 from .app import app, console
 from .options import OptionalStr, QuietOption
 from .render import progress_bar
@@ -37,6 +36,8 @@ def apply_command(
     indices; an entry only one delta touches gets exactly its value. The head comes from
     the last delta that carries one.
     """
+    from ..delta import apply
+
     config = ApplyConfig(deltas=tuple(str(path) for path in deltas), output=str(output), base=base, force=force, merge=merge)
     with progress_bar(quiet) as progress:
         result = apply(config, progress)

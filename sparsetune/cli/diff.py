@@ -13,14 +13,14 @@ from typing import Optional
 import typer
 
 from ..config import DiffConfig
-from ..delta import delta_summary, diff
 from ..errors import UsageError
-from ..formats.delta import VALUE_DTYPES
 from .app import app, console
 from .options import ForceOption, OptionalPath, OptionalStr, QuietOption, TaskOption
 from .render import progress_bar
 
-ValueDtype = Enum("ValueDtype", {name: name for name in VALUE_DTYPES}, type=str)
+# formats.delta.VALUE_DTYPES' names, written out so that --help imports no torch (a test keeps them equal).
+VALUE_DTYPE_NAMES = ("float32", "float16", "bfloat16")
+ValueDtype = Enum("ValueDtype", {name: name for name in VALUE_DTYPE_NAMES}, type=str)
 
 
 @app.command(
@@ -52,6 +52,8 @@ def diff_command(
     fine-tuned weights back bit for bit. For a plain model dir the head comes from its
     config.json (`architectures`), or from --task.
     """
+    from ..delta import delta_summary, diff
+
     if output is None and sys.stdout.isatty():
         raise UsageError("refusing to write a binary delta to the terminal; pass -o delta.safetensors or redirect: sparsetune diff RUN > delta.safetensors")
     config = DiffConfig(

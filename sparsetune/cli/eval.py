@@ -12,7 +12,6 @@ import typer
 from rich.table import Table
 
 from ..config import EvalConfig
-from ..evaluation import evaluate
 from ..runtime import is_main_process
 from .app import app, out
 from .options import DataDirOption, DeviceOption, JsonOption, OptionalStr, QuietOption
@@ -34,6 +33,8 @@ def eval_command(
     as_json: bool = JsonOption,
 ) -> None:
     """Score a fine-tuned model on one split with the task's metrics (every component and score)."""
+    from ..evaluation import evaluate
+
     config = EvalConfig(target=target, task=task, split=split, data_dir=data_dir, batch_size=batch_size, max_length=max_length,
                         device=device, precision=precision)
     speaks = is_main_process()  # one process of a launch speaks

@@ -14,11 +14,6 @@ import typer
 from rich.table import Table
 
 from ..errors import TrainingError
-from ..experiments.estimate import estimate_run, seconds_per_example_token
-from ..experiments.grid import load_grid, plan
-from ..experiments.publish import write_report
-from ..experiments.results import finished_ids
-from ..experiments.runner import run_grid
 from .app import app, console, out
 from .options import DataDirOption, JsonOption, OptionalStr, QuietOption
 from .render import print_json, progress_bar, say
@@ -51,6 +46,11 @@ def grid_command(
     Resumable: a rerun skips the runs already in the results file and resumes a
     killed run from its checkpoint.
     """
+    from ..experiments.estimate import estimate_run, seconds_per_example_token
+    from ..experiments.grid import load_grid, plan
+    from ..experiments.results import finished_ids
+    from ..experiments.runner import run_grid
+
     grid = load_grid(config)
     specs = plan(grid, data_dir)
     done = finished_ids(output)
@@ -100,6 +100,8 @@ def report_command(
     A sweep's results (method names `Method@key=value`) also get the setting of each
     method chosen on dev.
     """
+    from ..experiments.publish import write_report
+
     report = write_report(results, output, p, sweep_method)
     if as_json:
         chosen = {item.method: item.setting for item in report.choices if item.chosen}

@@ -11,7 +11,6 @@ import typer
 from rich import box
 from rich.table import Table
 
-from ..inspection import inspect_file
 from .app import app, out
 from .options import ForceOption, JsonOption, OptionalStr
 from .render import print_json
@@ -28,6 +27,8 @@ def inspect_command(
 ) -> None:
     """Metadata, totals and a per-layer × module-type table of a mask, scores or delta file;
     steps, losses and mask changes of a run's log.jsonl (--plot: loss with mask changes marked)."""
+    from ..inspection import inspect_file
+
     summary = inspect_file(file, plot=plot, force=force)
     if as_json:
         print_json(summary)

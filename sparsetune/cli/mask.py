@@ -11,7 +11,6 @@ from __future__ import annotations
 import typer
 
 from ..config import MaskConfig
-from ..scoring.run import rethreshold, share_by_module_type
 from .app import app, out
 from .options import ForceOption, JsonOption, OptionalStr, QuietOption, SparsityOption
 from .render import print_json
@@ -30,6 +29,8 @@ def mask_command(
     as_json: bool = JsonOption,
 ) -> None:
     """Build a mask at sparsity p from saved scores (no model, no data, no gradients)."""
+    from ..scoring.run import rethreshold, share_by_module_type
+
     mask = rethreshold(MaskConfig(scores=scores, p=p, output=output, scope=scope, force=force))
     summary = {
         **{key: mask.metadata.get(key) for key in ("model", "task", "method", "p", "scope")},

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ..data import DATA_DIR_ENV
+from ..config import DATA_DIR_ENV
 
 ModelArg = typer.Argument(
     None,

@@ -9,6 +9,7 @@ calls `sparsetune.score`, prints the summary.
 from __future__ import annotations
 
 from functools import partial
+from typing import TYPE_CHECKING
 from typing import Optional
 
 import typer
@@ -16,7 +17,9 @@ import typer
 from ..config import ScoreConfig
 from ..errors import UsageError
 from ..runtime import is_main_process
-from ..scoring.run import ScoreResult, score
+
+if TYPE_CHECKING:
+    from ..scoring.run import ScoreResult
 from .app import app, out
 from .options import (
     DataDirOption,
@@ -78,6 +81,8 @@ def score_command(
     validation/test set are never seen). The task head is new: it is not eligible, not
     counted in p, and always trained.
     """
+    from ..scoring.run import score
+
     if not task:
         raise UsageError("--task is required (a name from `sparsetune tasks` or a task .json file)")
     config = ScoreConfig(
@@ -108,7 +113,7 @@ def score_command(
         print_summary(result)
 
 
-def print_summary(result: ScoreResult) -> None:
+def print_summary(result: "ScoreResult") -> None:
     summary = result.summary()
     say = partial(out.print, soft_wrap=True)  # one line per fact, whatever the terminal width
     for note in summary["notes"]:

@@ -6,9 +6,7 @@ import json
 
 from rich.table import Table
 
-from ..data import resolve_data_dir, split_file
 from ..errors import DataError
-from ..tasks import TASKS, get_task
 from .app import app, out
 from .options import DataDirOption, JsonOption, OptionalStr, TaskOption
 
@@ -35,6 +33,9 @@ def tasks_command(
     [col1, col2], "label", "type": classification|regression, "labels": [...], "metric"};
     pass it as --task my_task.json to any command.
     """
+    from ..data import resolve_data_dir, split_file
+    from ..tasks import TASKS, get_task
+
     try:
         root = resolve_data_dir(data_dir)
     except DataError:

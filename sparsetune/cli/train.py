@@ -14,9 +14,7 @@ import typer
 
 from ..config import TrainConfig
 from ..errors import UsageError
-from ..formats.run_record import RunRecord
 from ..runtime import is_main_process
-from ..training import train
 from .app import app, out
 from .options import DataDirOption, DeviceOption, JsonOption, ModelArg, OptionalPrecisionOption, OptionalStr, QuietOption, TaskOption
 from .render import print_json, progress_bar
@@ -98,6 +96,8 @@ def train_command(
     -o out/` is complete. Every entry outside the mask stays bit-identical to the
     pretrained model. Ctrl-C writes a checkpoint; continue with --resume.
     """
+    from ..training import train
+
     config = TrainConfig(
         output=output,
         model=model,
@@ -136,7 +136,7 @@ def train_command(
         print_summary(record, output)
 
 
-def print_summary(record: RunRecord, output: str) -> None:
+def print_summary(record, output: str) -> None:
     counts = record.trainable_parameters
     added = f"[bold]{counts['added']:,}[/] added parameters + " if counts.get("added") else ""  # LoRA, adapters
     out.print(

@@ -104,3 +104,20 @@ def test_importing_the_library_does_not_load_typer():
         "assert not bad, bad[:3]\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_importing_the_cli_imports_no_heavy_library():
+    """`--help` must be instant: torch, transformers, scipy and datasets load inside commands."""
+    import subprocess
+    import sys
+
+    code = "import sys, sparsetune.cli; print(sorted(m for m in ('torch', 'transformers', 'scipy', 'datasets', 'sklearn', 'accelerate', 'peft', 'matplotlib') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_diff_value_dtypes_written_out_for_help_match_the_format():
+    from sparsetune.cli.diff import VALUE_DTYPE_NAMES
+    from sparsetune.formats.delta import VALUE_DTYPES
+
+    assert VALUE_DTYPE_NAMES == tuple(VALUE_DTYPES)
