@@ -7,27 +7,27 @@ _sparsetune() {
     fi
     local opts=""
     case "${COMP_WORDS[1]}" in
-        apply) opts="--output -o --base --force --merge --quiet -q --help -h"
+        apply) opts="--output -o --base --force --merge --quiet -q --json --help -h"
             ;;
         completions) opts="--write --help -h"
             [[ "$cur" != -* ]] && { COMPREPLY=( $(compgen -W "bash zsh fish" -- "$cur") ); return; }
             ;;
-        diff) opts="--base --output -o --values --top-p --task -t --force --quiet -q --help -h"
+        diff) opts="--base --output -o --values --top-p --task -t --force --quiet -q --json --help -h"
             case "$prev" in --values) COMPREPLY=( $(compgen -W "float32 float16 bfloat16" -- "$cur") ); return ;; esac
             ;;
         eval) opts="--task -t --split --data-dir --batch-size --max-length --device --precision --quiet -q --json --help -h"
             ;;
         grid) opts="--output -o --jobs -j --dry-run --data-dir --launcher --quiet -q --json --help -h"
             ;;
-        inspect) opts="--plot --force --json --help -h"
+        inspect) opts="--plot --force --quiet -q --json --help -h"
             ;;
         mask) opts="--sparsity -p --output -o --scope --force --quiet -q --json --help -h"
             ;;
-        report) opts="--output -o -p --sweep-method --json --help -h"
+        report) opts="--output -o -p --sweep-method --quiet -q --json --help -h"
             ;;
         score) opts="--task -t --sparsity -p --method -m --examples --batch-size --max-length --scope --seed --data-dir --output -o --save-scores --device --precision --force --quiet -q --json --help -h"
             ;;
-        tasks) opts="--task -t --data-dir --json --help -h"
+        tasks) opts="--task -t --data-dir --quiet -q --json --help -h"
             ;;
         train) opts="--mask --method -m --task -t --output -o --epochs --max-steps --lr --batch-size --max-length --warmup-ratio --weight-decay --seed --eval-every --method-option -O --sparsity -p --project-every --lora-r --lora-alpha --lora-dropout --lora-targets --adapter-config --adapter-size --reduction-factor --mixout-p --data-dir --device --precision --report-to --resume --force --quiet -q --json --help -h"
             ;;

@@ -18,6 +18,7 @@ complete -c sparsetune -n '__fish_seen_subcommand_from apply' -l base -r -d 'The
 complete -c sparsetune -n '__fish_seen_subcommand_from apply' -l force -d 'Overwrite DIR, and apply even when the bases fingerprint does not...'
 complete -c sparsetune -n '__fish_seen_subcommand_from apply' -l merge -d 'A LoRA delta write the plain model with LoRA folded in (no method/...'
 complete -c sparsetune -n '__fish_seen_subcommand_from apply' -l quiet -s q -d 'No progress bar or summary'
+complete -c sparsetune -n '__fish_seen_subcommand_from apply' -l json -d 'Print machine-readable JSON on stdout'
 complete -c sparsetune -n '__fish_seen_subcommand_from apply' -l help -s h -d 'Show help and exit'
 complete -c sparsetune -n '__fish_seen_subcommand_from completions' -F
 complete -c sparsetune -n '__fish_seen_subcommand_from completions' -xa 'bash zsh fish'
@@ -31,6 +32,7 @@ complete -c sparsetune -n '__fish_seen_subcommand_from diff' -l top-p -r -d 'Kee
 complete -c sparsetune -n '__fish_seen_subcommand_from diff' -l task -s t -r -d 'Task name (see sparsetune tasks) or a task .json file'
 complete -c sparsetune -n '__fish_seen_subcommand_from diff' -l force -d 'Overwrite an existing output'
 complete -c sparsetune -n '__fish_seen_subcommand_from diff' -l quiet -s q -d 'No progress bar or summary'
+complete -c sparsetune -n '__fish_seen_subcommand_from diff' -l json -d 'Print the summary as JSON (on stderr when the delta goes to stdout)'
 complete -c sparsetune -n '__fish_seen_subcommand_from diff' -l help -s h -d 'Show help and exit'
 complete -c sparsetune -n '__fish_seen_subcommand_from eval' -F
 complete -c sparsetune -n '__fish_seen_subcommand_from eval' -l task -s t -r -d 'Task of a plain model dir (a run dir knows its own)'
@@ -55,6 +57,7 @@ complete -c sparsetune -n '__fish_seen_subcommand_from grid' -l help -s h -d 'Sh
 complete -c sparsetune -n '__fish_seen_subcommand_from inspect' -F
 complete -c sparsetune -n '__fish_seen_subcommand_from inspect' -l plot -r -d 'Write a PNG the per-layer × module-type heatmap, or for a log.jsonl...'
 complete -c sparsetune -n '__fish_seen_subcommand_from inspect' -l force -d 'Overwrite an existing output'
+complete -c sparsetune -n '__fish_seen_subcommand_from inspect' -l quiet -s q -d 'No progress bar or summary'
 complete -c sparsetune -n '__fish_seen_subcommand_from inspect' -l json -d 'Print machine-readable JSON on stdout'
 complete -c sparsetune -n '__fish_seen_subcommand_from inspect' -l help -s h -d 'Show help and exit'
 complete -c sparsetune -n '__fish_seen_subcommand_from mask' -F
@@ -69,6 +72,7 @@ complete -c sparsetune -n '__fish_seen_subcommand_from report' -F
 complete -c sparsetune -n '__fish_seen_subcommand_from report' -l output -s o -r -d 'Folder for report.md and the figure PNGs'
 complete -c sparsetune -n '__fish_seen_subcommand_from report' -s p -r -d 'The p of the sparse methods shown in Table 1'
 complete -c sparsetune -n '__fish_seen_subcommand_from report' -l sweep-method -r -d 'Method label whose p sweep is Figure 3'
+complete -c sparsetune -n '__fish_seen_subcommand_from report' -l quiet -s q -d 'No progress bar or summary'
 complete -c sparsetune -n '__fish_seen_subcommand_from report' -l json -d 'Print machine-readable JSON on stdout'
 complete -c sparsetune -n '__fish_seen_subcommand_from report' -l help -s h -d 'Show help and exit'
 complete -c sparsetune -n '__fish_seen_subcommand_from score' -F
@@ -92,6 +96,7 @@ complete -c sparsetune -n '__fish_seen_subcommand_from score' -l help -s h -d 'S
 complete -c sparsetune -n '__fish_seen_subcommand_from tasks' -F
 complete -c sparsetune -n '__fish_seen_subcommand_from tasks' -l task -s t -r -d 'Task name (see sparsetune tasks) or a task .json file'
 complete -c sparsetune -n '__fish_seen_subcommand_from tasks' -l data-dir -r -d 'Folder with <task>/{train,validation}.jsonl'
+complete -c sparsetune -n '__fish_seen_subcommand_from tasks' -l quiet -s q -d 'No progress bar or summary'
 complete -c sparsetune -n '__fish_seen_subcommand_from tasks' -l json -d 'Print machine-readable JSON on stdout'
 complete -c sparsetune -n '__fish_seen_subcommand_from tasks' -l help -s h -d 'Show help and exit'
 complete -c sparsetune -n '__fish_seen_subcommand_from train' -F

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import List
 
@@ -12,8 +13,8 @@ import typer
 
 from ..config import ApplyConfig
 from .app import app, console
-from .options import OptionalStr, QuietOption
-from .render import progress_bar
+from .options import JsonOption, OptionalStr, QuietOption
+from .render import print_json, progress_bar
 
 
 @app.command(
@@ -29,6 +30,7 @@ def apply_command(
     ),
     merge: bool = typer.Option(False, "--merge", help="A LoRA delta: write the plain model with LoRA folded in (no method/ dir)."),
     quiet: bool = QuietOption,
+    as_json: bool = JsonOption,
 ) -> None:
     """Write base + deltas as a plain transformers model dir that `sparsetune eval` and transformers load.
 
@@ -39,8 +41,11 @@ def apply_command(
     from ..delta import apply
 
     config = ApplyConfig(deltas=tuple(str(path) for path in deltas), output=str(output), base=base, force=force, merge=merge)
-    with progress_bar(quiet) as progress:
+    with progress_bar(quiet or as_json) as progress:
         result = apply(config, progress)
+    if as_json:
+        print_json(dataclasses.asdict(result))
+        return
     head = f"; head from {result.head_from}" if result.head_from else ""
     if not quiet:
         console.print(f"applied {result.deltas} delta(s), {result.changed:,} entries{head} -> {result.output}", soft_wrap=True)

@@ -16,7 +16,7 @@ from ..config import DiffConfig
 from ..errors import UsageError
 from .app import app, console
 from .options import ForceOption, OptionalPath, OptionalStr, QuietOption, TaskOption
-from .render import progress_bar
+from .render import print_json, progress_bar
 
 # formats.delta.VALUE_DTYPES' names, written out so that --help imports no torch (a test keeps them equal).
 VALUE_DTYPE_NAMES = ("float32", "float16", "bfloat16")
@@ -45,6 +45,7 @@ def diff_command(
     task: OptionalStr = TaskOption,
     force: bool = ForceOption,
     quiet: bool = QuietOption,
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (on stderr when the delta goes to stdout)."),
 ) -> None:
     """Export the entries that differ from the base (bitwise), plus the new head, as a delta.
 
@@ -59,13 +60,18 @@ def diff_command(
     config = DiffConfig(
         run=str(run), base=base, output=str(output) if output else None, values=values.value, top_p=top_p, task=task, force=force
     )
-    with progress_bar(quiet) as progress:
+    with progress_bar(quiet or as_json) as progress:
         result = diff(config, progress)
     if output is None:
         sys.stdout.buffer.write(result.data)
         sys.stdout.buffer.flush()
     stats = delta_summary(result.delta, len(result.data))
     share = stats["changed"] / stats["eligible"] if stats["eligible"] else 0.0
+    if as_json:  # stdout may be the delta itself
+        summary = {**stats, "method": result.delta.metadata.get("method") or None, "tensors": len(result.delta.indices),
+                   "head_tensors": len(result.delta.head), "output": str(output) if output else None}
+        print_json(summary, stream=console.file if output is None else None)
+        return
     if quiet:
         return
     if result.delta.metadata.get("method"):  # LoRA, adapters: the method's own tensors (sparsetune.method_delta)

@@ -93,6 +93,7 @@ def report_command(
     output: Path = typer.Option(Path("report"), "--output", "-o", help="Folder for report.md and the figure PNGs."),
     p: Optional[float] = typer.Option(0.005, "-p", help="The p of the sparse methods shown in Table 1."),
     sweep_method: str = typer.Option("SAM", "--sweep-method", help="Method label whose p sweep is Figure 3."),
+    quiet: bool = QuietOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Table 1 (mean ± std, ranks), stability vs performance (Spearman ρ), and figures.
@@ -107,6 +108,8 @@ def report_command(
         chosen = {item.method: item.setting for item in report.choices if item.chosen}
         print_json({"rho": report.stability.rho, "p_value": report.stability.p_value, "chosen_on_dev": chosen,
                     "files": [str(f) for f in report.files]})
+        return
+    if quiet:
         return
     out.print(report.markdown, markup=False)
     for path in report.files:

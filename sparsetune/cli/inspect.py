@@ -12,7 +12,7 @@ from rich import box
 from rich.table import Table
 
 from .app import app, out
-from .options import ForceOption, JsonOption, OptionalStr
+from .options import ForceOption, JsonOption, OptionalStr, QuietOption
 from .render import print_json
 
 
@@ -23,6 +23,7 @@ def inspect_command(
         None, "--plot", help="Write a PNG: the per-layer × module-type heatmap, or for a log.jsonl the loss with mask changes marked."
     ),
     force: bool = ForceOption,
+    quiet: bool = QuietOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Metadata, totals and a per-layer × module-type table of a mask, scores or delta file;
@@ -30,6 +31,8 @@ def inspect_command(
     from ..inspection import inspect_file
 
     summary = inspect_file(file, plot=plot, force=force)
+    if quiet:  # checks the file (and writes --plot) without printing
+        return
     if as_json:
         print_json(summary)
         return

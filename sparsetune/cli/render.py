@@ -104,10 +104,11 @@ def _plain_lines(every: float):
     return update
 
 
-def print_json(data: object) -> None:
-    """JSON on stdout, plain (no colour codes) so that scripts can parse it."""
-    out.file.write(json.dumps(data, indent=2) + "\n")
-    out.file.flush()
+def print_json(data: object, stream=None) -> None:
+    """JSON on stdout (or `stream`), plain (no colour codes) so that scripts can parse it."""
+    stream = stream or out.file
+    stream.write(json.dumps(data, indent=2) + "\n")
+    stream.flush()
 
 
 def say(message: str, quiet: bool = False) -> None:

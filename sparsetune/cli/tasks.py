@@ -8,7 +8,7 @@ from rich.table import Table
 
 from ..errors import DataError
 from .app import app, out
-from .options import DataDirOption, JsonOption, OptionalStr, TaskOption
+from .options import DataDirOption, JsonOption, OptionalStr, QuietOption, TaskOption
 
 
 def _row_count(path) -> int | None:
@@ -25,6 +25,7 @@ def _row_count(path) -> int | None:
 def tasks_command(
     task: OptionalStr = TaskOption,
     data_dir: OptionalStr = DataDirOption,
+    quiet: bool = QuietOption,
     as_json: bool = JsonOption,
 ) -> None:
     """List the tasks: type, labels, metrics, and row counts when the data is on disk.
@@ -57,6 +58,8 @@ def tasks_command(
                 "description": item.description,
             }
         )
+    if quiet:  # a check that the task (and its data dir) resolves, for scripts
+        return
     if as_json:
         out.print_json(json.dumps(rows))
         return

@@ -297,3 +297,23 @@ def test_inspect_summarises_a_delta(delta_file, tmp_path):
     assert (tmp_path / "delta.png").read_bytes()[:4] == b"\x89PNG"
     done = CliRunner().invoke(app, ["inspect", str(delta_file), "--json"])
     assert done.exit_code == 0 and json.loads(done.stdout)["totals"]["head_entries"] == 66
+
+
+def test_cli_json_for_scripts_and_quiet_for_checks(run_a, delta_file, tmp_path):
+    """diff --json: JSON on stdout beside a file, on stderr when the delta is stdout;
+    apply --json; inspect/tasks --quiet print nothing."""
+    proc = subprocess.run([*SPARSETUNE, "diff", str(run_a), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    assert proc.returncode == 0, proc.stderr.decode()
+    summary = json.loads(proc.stderr.decode())
+    assert summary["changed"] == 5 and summary["bytes"] == len(proc.stdout) and summary["output"] is None
+    runner = CliRunner()
+    done = runner.invoke(app, ["diff", str(run_a), "-o", str(tmp_path / "json.safetensors"), "--json"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["output"] == str(tmp_path / "json.safetensors")
+    done = runner.invoke(app, ["apply", str(tmp_path / "json.safetensors"), "-o", str(tmp_path / "applied"), "--json"])
+    assert done.exit_code == 0, done.output
+    applied = json.loads(done.stdout)
+    assert applied["output"] == str(tmp_path / "applied") and applied["deltas"] == 1 and applied["task"] == "rte"
+    for args in (["inspect", str(delta_file), "-q"], ["tasks", "-q"]):
+        quiet = runner.invoke(app, args)
+        assert quiet.exit_code == 0 and quiet.output == "", args

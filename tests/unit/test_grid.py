@@ -124,3 +124,5 @@ def test_killed_grid_resumes_and_skips_finished_runs(grid_config, tmp_path):
     assert report.exit_code == 0, report.output
     assert (tmp_path / "report" / "report.md").stat().st_size > 0
     assert "| SAM |" in (tmp_path / "report" / "report.md").read_text()
+    quiet = runner.invoke(app, ["report", str(results), "-o", str(tmp_path / "quiet"), "-p", "0.01", "-q"])
+    assert quiet.exit_code == 0 and quiet.output == "" and (tmp_path / "quiet" / "report.md").is_file()
