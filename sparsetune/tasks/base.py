@@ -8,12 +8,14 @@ new family is a few lines.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
 
 from .metrics import METRIC_COMPONENTS, METRICS
+
+if TYPE_CHECKING:
+    import torch
 
 Head = Literal["classification", "regression", "multiple_choice"]
 
@@ -105,6 +107,8 @@ class Task:
         batch = dict(features)
         if self.head == "multiple_choice":
             batch = {key: value.view(len(rows), choices, -1) for key, value in batch.items()}
+        import torch  # on first use: the task registry is read by the CLI's --help
+
         dtype = torch.float32 if self.head == "regression" else torch.long
         batch["labels"] = torch.tensor([self.label_id(row[self.label_field]) for row in rows], dtype=dtype)
         return batch

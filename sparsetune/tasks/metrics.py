@@ -11,8 +11,6 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-from scipy.stats import pearsonr, spearmanr
-from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 MetricFn = Callable[[np.ndarray, np.ndarray], dict[str, float]]
 
@@ -31,6 +29,8 @@ def _metric(name: str, components: tuple[str, ...]):
 
 @_metric("matthews", ("mcc",))
 def matthews(predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import matthews_corrcoef  # metrics load their libraries on first use (fast CLI start)
+
     mcc = float(matthews_corrcoef(labels, predictions))
     return {"mcc": mcc, "score": mcc}
 
@@ -42,6 +42,8 @@ def pearson_spearman(predictions: np.ndarray, labels: np.ndarray) -> dict[str, f
     if np.ptp(predictions) == 0 or np.ptp(labels) == 0:
         pearson = spearman = 0.0
     else:
+        from scipy.stats import pearsonr, spearmanr
+
         pearson = float(pearsonr(predictions, labels)[0])
         spearman = float(spearmanr(predictions, labels)[0])
     return {"pearson": pearson, "spearman": spearman, "score": (pearson + spearman) / 2}
@@ -49,6 +51,8 @@ def pearson_spearman(predictions: np.ndarray, labels: np.ndarray) -> dict[str, f
 
 @_metric("accuracy_f1", ("accuracy", "f1"))
 def accuracy_f1(predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import accuracy_score, f1_score
+
     accuracy = float(accuracy_score(labels, predictions))
     f1 = float(f1_score(labels, predictions, zero_division=0))
     return {"accuracy": accuracy, "f1": f1, "score": (accuracy + f1) / 2}
@@ -56,6 +60,8 @@ def accuracy_f1(predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]
 
 @_metric("accuracy_macro_f1", ("accuracy", "macro_f1"))
 def accuracy_macro_f1(predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import accuracy_score, f1_score
+
     accuracy = float(accuracy_score(labels, predictions))
     macro_f1 = float(f1_score(labels, predictions, average="macro", zero_division=0))
     return {"accuracy": accuracy, "macro_f1": macro_f1, "score": (accuracy + macro_f1) / 2}
@@ -63,5 +69,7 @@ def accuracy_macro_f1(predictions: np.ndarray, labels: np.ndarray) -> dict[str, 
 
 @_metric("accuracy", ("accuracy",))
 def accuracy(predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import accuracy_score
+
     value = float(accuracy_score(labels, predictions))
     return {"accuracy": value, "score": value}
