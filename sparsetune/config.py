@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 DEFAULT_SPARSITY = 0.005  # the paper's p: 0.5% of the eligible entries
 DATA_DIR_ENV = "SPARSETUNE_DATA_DIR"  # the offline data folder (`--data-dir`)
+SCOPES = ("global", "per-tensor")  # global top-k (Theorem 3) or ⌊n·p⌋ per tensor
+EVAL_SPLITS = ("validation", "dev", "train")  # validation is the test set (the paper's protocol)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import EvalConfig
+from .config import EVAL_SPLITS, EvalConfig
 from .data import load_split, load_task_data, make_loader
 from .errors import UsageError
 from .formats.run_record import RunRecord, is_run_dir
@@ -25,7 +25,7 @@ from .progress import ProgressCallback, no_progress
 from .runtime import DEFAULT_PRECISION, Runtime, check_device, check_precision, runtime
 from .tasks import Task, get_task
 
-SPLITS = ("validation", "dev", "train")
+SPLITS = EVAL_SPLITS
 DEFAULT_MAX_LENGTH = 128
 
 

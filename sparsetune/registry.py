@@ -6,6 +6,9 @@ decorator that fills it, names the class, and refuses a name taken by another cl
 
 from __future__ import annotations
 
+import importlib.util
+import re
+from pathlib import Path
 from typing import Callable, TypeVar
 
 T = TypeVar("T", bound=type)
@@ -25,3 +28,21 @@ def registrar(table: dict[str, type], kind: str) -> Callable[[str], Callable[[T]
         return register
 
     return register_as
+
+
+def declared_names(package: str, decorator: str) -> tuple[str, ...]:
+    """The names a package's modules register, read from their source, not imported.
+
+    The CLI lists `--method` choices in `--help` and in completions; importing the
+    method modules would import torch and cost seconds on every `--help`. The contract
+    tests check that these names are exactly the registry's.
+    """
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return ()
+    pattern = re.compile(rf'@{decorator}\(\s*"([^"]+)"\s*\)')
+    names: list[str] = []
+    for folder in spec.submodule_search_locations:
+        for path in sorted(Path(folder).glob("[!_]*.py")):  # modules, not the package's docstring
+            names += pattern.findall(path.read_text(encoding="utf-8"))
+    return tuple(sorted(set(names)))

@@ -7,9 +7,11 @@ errors, like click); `SPARSETUNE_DEBUG=1` re-raises it with the traceback.
 from __future__ import annotations
 
 import os
+import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from .. import __version__
@@ -35,8 +37,29 @@ def report_error(error: SparsetuneError) -> None:
 
 
 class SparsetuneGroup(TyperGroup):
-    """Turns library errors into one line and an exit code at the one place every
-    command passes through."""
+    """Turns library errors, and click's own usage errors (an unknown flag, a value not
+    among the choices), into one line and an exit code at the one place every command
+    passes through."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.TyperException as error:  # click's usage errors
+            if os.environ.get("SPARSETUNE_DEBUG") == "1":
+                raise
+            help_shown = type(error).__name__ == "NoArgsIsHelpError"  # `sparsetune` alone: the help was the answer
+            if (os.environ.get("RANK", "0") or "0") == "0" and not help_shown:
+                context = getattr(error, "ctx", None)
+                hint = f" (see: {context.command_path} --help)" if context is not None else ""
+                message = error.format_message() if hasattr(error, "format_message") else str(error)
+                console.print(f"[bold red]error:[/] {escape(message)}{hint}", soft_wrap=True)
+            sys.exit(getattr(error, "exit_code", 2))
+        except typer.Abort:
+            console.print("[bold red]error:[/] aborted", soft_wrap=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx):
         try:

@@ -35,6 +35,7 @@ class OptionSpec:
     help: str
     takes_value: bool
     choices: tuple[str, ...]
+    suggestions: tuple[str, ...] = ()  # offered beside files (a registered name or a path)
 
 
 @dataclass(frozen=True)
@@ -52,12 +53,20 @@ def _summary(text: str | None) -> str:
 
 
 def _choices(param) -> tuple[str, ...]:
-    """Fixed values of an option: an Enum annotation (typer >= 0.26) or a click Choice."""
+    """Fixed values of an option: a Literal or Enum annotation (typer >= 0.26), or a click Choice."""
     annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
     for candidate in (annotation, *typing.get_args(annotation)):
+        if typing.get_origin(candidate) is typing.Literal:
+            return tuple(str(value) for value in typing.get_args(candidate))
         if isinstance(candidate, type) and issubclass(candidate, Enum):
             return tuple(str(member.value) for member in candidate)
     return tuple(str(choice) for choice in getattr(getattr(param, "type", None), "choices", ()) or ())
+
+
+def _suggestions(param) -> tuple[str, ...]:
+    """Names an option offers while still taking a path (`options.suggest`, e.g. --task)."""
+    info = getattr(getattr(param, "type_descriptor", None), "parameter_info", None)
+    return tuple(getattr(getattr(info, "autocompletion", None), "suggestions", ()))
 
 
 def command_specs() -> list[CommandSpec]:
@@ -80,6 +89,7 @@ def command_specs() -> list[CommandSpec]:
                     help=_summary(getattr(param, "help", "")),
                     takes_value=not param.is_flag,
                     choices=choices,
+                    suggestions=_suggestions(param),
                 )
             )
         options.append(OptionSpec(("--help",), ("-h",), "Show help and exit", False, ()))
@@ -106,6 +116,12 @@ def render_bash(specs: list[CommandSpec]) -> str:
                 pattern = "|".join(option.long + option.short)
                 lines.append(
                     f'            case "$prev" in {pattern}) COMPREPLY=( $(compgen -W "{" ".join(option.choices)}" -- "$cur") ); return ;; esac'
+                )
+            elif option.suggestions:
+                pattern = "|".join(option.long + option.short)
+                lines.append(
+                    f'            case "$prev" in {pattern}) COMPREPLY=( $(compgen -W "{" ".join(option.suggestions)}" -- "$cur") '
+                    '$(compgen -f -- "$cur") ); return ;; esac'
                 )
         if spec.argument_choices:
             lines.append(
@@ -144,7 +160,8 @@ def render_zsh(specs: list[CommandSpec]) -> str:
         for option in spec.options:
             value = ""
             if option.takes_value:
-                value = f":value:({' '.join(option.choices)})" if option.choices else ":value:_files"
+                offered = option.choices or option.suggestions  # zsh: the names (a path can still be typed)
+                value = f":value:({' '.join(offered)})" if offered else ":value:_files"
             for name in option.long + option.short:
                 lines.append(f"                '{name}[{option.help}]{value}' \\")
         if spec.argument_choices:
@@ -170,6 +187,8 @@ def render_fish(specs: list[CommandSpec]) -> str:
             value = ""
             if option.choices:
                 value = f" -xa '{' '.join(option.choices)}'"
+            elif option.suggestions:
+                value = f" -ra '{' '.join(option.suggestions)}'"  # the names, and files
             elif option.takes_value:
                 value = " -r"
             lines.append(f"complete -c sparsetune {condition} {names}{value} -d '{option.help}'")

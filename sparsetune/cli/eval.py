@@ -8,13 +8,15 @@ set. For a run dir the task comes from run.json, and the metrics are recorded th
 
 from __future__ import annotations
 
+from typing import Optional
+
 import typer
 from rich.table import Table
 
 from ..config import EvalConfig
 from ..runtime import is_main_process
 from .app import app, out
-from .options import DataDirOption, DeviceOption, JsonOption, OptionalStr, QuietOption
+from .options import DataDirOption, DeviceOption, JsonOption, OptionalStr, Precision, QuietOption, Split, SplitOption
 from .render import print_json, progress_bar
 from .train import OptionalInt
 
@@ -23,12 +25,14 @@ from .train import OptionalInt
 def eval_command(
     target: str = typer.Argument(..., help="A run dir (sparsetune train -o) or a model dir with a trained task head."),
     task: OptionalStr = typer.Option(None, "--task", "-t", help="Task of a plain model dir (a run dir knows its own)."),
-    split: str = typer.Option("validation", "--split", help="validation (the test set), dev (held-out part of train) or train."),
+    split: Split = SplitOption,
     data_dir: OptionalStr = DataDirOption,
     batch_size: int = typer.Option(64, "--batch-size", help="Examples per forward pass."),
     max_length: OptionalInt = typer.Option(None, "--max-length", help="Truncate inputs. Default: the run's, else 128."),
     device: str = DeviceOption,
-    precision: OptionalStr = typer.Option(None, "--precision", help="fp32, bf16 or fp16 (CUDA) autocast. Default: the run's training precision, else fp32."),
+    precision: Optional[Precision] = typer.Option(
+        None, "--precision", rich_help_panel="Runtime", help="fp32, bf16 or fp16 (CUDA) autocast. Default: the run's training precision, else fp32."
+    ),
     quiet: bool = QuietOption,
     as_json: bool = JsonOption,
 ) -> None:

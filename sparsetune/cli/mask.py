@@ -8,11 +8,13 @@ gradient pass in all instead of one per p.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import typer
 
 from ..config import MaskConfig
 from .app import app, out
-from .options import ForceOption, JsonOption, OptionalStr, QuietOption, SparsityOption
+from .options import ForceOption, JsonOption, QuietOption, Scope, SparsityOption
 from .render import print_json
 
 
@@ -21,7 +23,7 @@ def mask_command(
     scores: str = typer.Argument(..., help="A scores file written by `sparsetune score --save-scores`."),
     p: float = SparsityOption,
     output: str = typer.Option("mask.safetensors", "--output", "-o", help="Where to write the mask."),
-    scope: OptionalStr = typer.Option(
+    scope: Optional[Scope] = typer.Option(
         None, "--scope", help="global or per-tensor. Default: the scope recorded in the scores file, else global."
     ),
     force: bool = ForceOption,

@@ -3,18 +3,52 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 
-from ..config import DATA_DIR_ENV
+from ..config import DATA_DIR_ENV, EVAL_SPLITS, SCOPES
+from ..registry import declared_names
+from ..runtime import DEVICES, PRECISIONS, TRACKERS
 
 ModelArg = typer.Argument(
     None,
     help="Hub id or local folder of the pretrained model. Default: the embedded MiniLM-L6-H384.",
     show_default=False,
 )
-TaskOption = typer.Option(None, "--task", "-t", help="Task name (see `sparsetune tasks`) or a task .json file.")
+def task_names() -> tuple[str, ...]:
+    from ..tasks import TASKS  # light: the registry imports no torch
+
+    return tuple(sorted(TASKS))
+
+
+def suggest(names: tuple[str, ...]):
+    """An autocompletion callback offering `names` (a value may still be a path);
+    `.suggestions` lets the static completion scripts list them too."""
+
+    def complete(incomplete: str) -> list[str]:
+        return [name for name in names if name.startswith(incomplete)]
+
+    complete.suggestions = names
+    return complete
+
+
+TASK_NAMES = task_names()
+METHOD_NAMES = declared_names("sparsetune.methods", "register_method")
+SCORER_NAMES = declared_names("sparsetune.scoring", "register_scorer")
+# Fixed choices as Literal types: typer turns them into click Choices (help lists them,
+# completions offer them, a wrong value is a usage error naming them).
+MethodName = Literal[METHOD_NAMES]
+ScorerName = Literal[SCORER_NAMES]
+Scope = Literal[SCOPES]
+Split = Literal[EVAL_SPLITS]
+Precision = Literal[PRECISIONS]
+Tracker = Literal[TRACKERS]
+
+TaskOption = typer.Option(
+    None, "--task", "-t", metavar="[" + "|".join(TASK_NAMES) + "|FILE.json]", autocompletion=suggest(TASK_NAMES),
+    help="Task name (see `sparsetune tasks`) or a task .json file.",
+)
 DataDirOption = typer.Option(
     None,
     "--data-dir",
@@ -31,14 +65,21 @@ ScopeOption = typer.Option(
 )
 
 DeviceOption = typer.Option(
-    "auto", "--device", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps. Under torchrun each process takes its local GPU."
+    "auto", "--device", rich_help_panel="Runtime", metavar="[" + "|".join(DEVICES) + "]", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps. Under torchrun each process takes its local GPU."
 )
 PrecisionOption = typer.Option(
-    "fp32", "--precision", help="fp32 (exact), bf16 (autocast; the fast path on recent CPUs and GPUs) or fp16 (CUDA, with loss scaling)."
+    "fp32", "--precision", rich_help_panel="Runtime", help="fp32 (exact), bf16 (autocast; the fast path on recent CPUs and GPUs) or fp16 (CUDA, with loss scaling)."
 )
 OptionalPrecisionOption = typer.Option(
-    None, "--precision", help="fp32, bf16 or fp16 (CUDA) autocast; weights and optimizer state stay fp32. Default: fp32 (a resumed run: its own)."
+    None, "--precision", rich_help_panel="Runtime", help="fp32, bf16 or fp16 (CUDA) autocast; weights and optimizer state stay fp32. Default: fp32 (a resumed run: its own)."
 )
 
 OptionalPath = Optional[Path]
 OptionalStr = Optional[str]
+SplitOption = typer.Option(
+    "validation", "--split", help="validation (the test set), dev (held-out part of train) or train."
+)
+ReportToOption = typer.Option(
+    "none", "--report-to", rich_help_panel="Runtime",
+    help="Also log loss, lr and dev metrics to tensorboard (OUT/logs/) or wandb, through accelerate.",
+)

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 from .app import app, out
 from .options import (
     DataDirOption,
+    Precision,
+    Scope,
+    ScorerName,
     DeviceOption,
     PrecisionOption,
     ForceOption,
@@ -60,17 +63,17 @@ def score_command(
     p: Optional[float] = typer.Option(
         None, "-p", "--sparsity", help="Fraction p of the eligible entries to select, in (0, 1]. Default: 0.005 (bitfit: all biases; p is reported)."
     ),
-    method: str = typer.Option("sam", "--method", "-m", help="Scoring method: sam (the paper), fisher, random, magnitude or bitfit."),
+    method: ScorerName = typer.Option("sam", "--method", "-m", help="Scoring method: sam (the paper), fisher, random, magnitude or bitfit."),
     examples: str = typer.Option("all", "--examples", help="Training examples to score on: a number (seeded subset) or all."),
     batch_size: int = typer.Option(16, "--batch-size", help="Examples per forward/backward."),
     max_length: int = typer.Option(128, "--max-length", help="Truncate inputs to this many tokens."),
-    scope: str = ScopeOption,
+    scope: Scope = ScopeOption,
     seed: int = SeedOption,
     data_dir: OptionalStr = DataDirOption,
     output: str = typer.Option("mask.safetensors", "--output", "-o", help="Where to write the mask."),
     save_scores: OptionalStr = typer.Option(None, "--save-scores", help="Also write the raw scores here (for `sparsetune mask`)."),
     device: str = DeviceOption,
-    precision: str = PrecisionOption,
+    precision: Precision = PrecisionOption,
     force: bool = ForceOption,
     quiet: bool = QuietOption,
     as_json: bool = JsonOption,

@@ -16,7 +16,20 @@ from ..config import TrainConfig
 from ..errors import UsageError
 from ..runtime import is_main_process
 from .app import app, out
-from .options import DataDirOption, DeviceOption, JsonOption, ModelArg, OptionalPrecisionOption, OptionalStr, QuietOption, TaskOption
+from .options import (
+    DataDirOption,
+    DeviceOption,
+    JsonOption,
+    MethodName,
+    ModelArg,
+    OptionalPrecisionOption,
+    OptionalStr,
+    Precision,
+    QuietOption,
+    ReportToOption,
+    TaskOption,
+    Tracker,
+)
 from .render import print_json, progress_bar
 
 OptionalInt = Optional[int]
@@ -54,7 +67,7 @@ def with_shorthands(pairs: tuple[tuple[str, str], ...], **shorthands) -> tuple[t
 def train_command(
     model: OptionalStr = ModelArg,
     mask: OptionalStr = typer.Option(None, "--mask", help="Mask file from `sparsetune score`: train exactly its entries (method sparse)."),
-    method: OptionalStr = typer.Option(None, "--method", "-m", help="Training method (sparse with --mask; full, ...). Default: sparse."),
+    method: Optional[MethodName] = typer.Option(None, "--method", "-m", help="Training method (sparse with --mask; full, ...). Default: sparse."),
     task: OptionalStr = TaskOption,
     output: str = typer.Option(..., "--output", "-o", help="Run directory to create (model, run.json, log.jsonl, checkpoint/)."),
     epochs: OptionalInt = typer.Option(None, "--epochs", help="Passes over the train part. Default: per task (README)."),
@@ -66,25 +79,25 @@ def train_command(
     weight_decay: OptionalFloat = typer.Option(None, "--weight-decay", help="AdamW weight decay (trainable entries only). Default: 0.01."),
     seed: OptionalInt = typer.Option(None, "--seed", help="Seed for head initialisation, data order and dropout. Default: 42."),
     eval_every: OptionalInt = typer.Option(None, "--eval-every", help="Evaluate on the dev part every N steps (and at each epoch end)."),
-    method_option: List[str] = typer.Option([], "--method-option", "-O", help="A method setting KEY=VALUE (repeatable)."),
+    method_option: List[str] = typer.Option([], "--method-option", "-O", rich_help_panel="Method options: Any method", help="A method setting KEY=VALUE (repeatable)."),
     p: OptionalFloat = typer.Option(
-        None, "-p", "--sparsity", help="diffpruning/childpruning: fraction of eligible entries the result may change. Default: 0.005."
+        None, "-p", "--sparsity", rich_help_panel="Method options: DiffPruning / ChildPruning", help="diffpruning/childpruning: fraction of eligible entries the result may change. Default: 0.005."
     ),
     project_every: OptionalInt = typer.Option(
-        None, "--project-every", help="diffpruning/childpruning: optimizer steps between projections. Default: 100."
+        None, "--project-every", rich_help_panel="Method options: DiffPruning / ChildPruning", help="diffpruning/childpruning: optimizer steps between projections. Default: 100."
     ),
-    lora_r: OptionalInt = typer.Option(None, "--lora-r", help="lora: rank r of each B·A. Default: 16."),
-    lora_alpha: OptionalFloat = typer.Option(None, "--lora-alpha", help="lora: α; the update is scaled by α/r. Default: 16."),
-    lora_dropout: OptionalFloat = typer.Option(None, "--lora-dropout", help="lora: dropout on the LoRA input. Default: 0."),
-    lora_targets: OptionalStr = typer.Option(None, "--lora-targets", help="lora: comma-separated module-name suffixes. Default: Q,K,V,attention out, FFN."),
-    adapter_config: OptionalStr = typer.Option(None, "--adapter-config", help="adapter: houlsby (after attention and FFN) or pfeiffer (FFN). Default: houlsby."),
-    adapter_size: OptionalInt = typer.Option(None, "--adapter-size", help="adapter: bottleneck width (or give --reduction-factor)."),
-    reduction_factor: OptionalFloat = typer.Option(None, "--reduction-factor", help="adapter: hidden size / bottleneck width. Default: 16."),
-    mixout_p: OptionalFloat = typer.Option(None, "--mixout-p", help="mixout: probability of swapping a weight for its θ0 value. Default: 0.9."),
+    lora_r: OptionalInt = typer.Option(None, "--lora-r", rich_help_panel="Method options: LoRA", help="lora: rank r of each B·A. Default: 16."),
+    lora_alpha: OptionalFloat = typer.Option(None, "--lora-alpha", rich_help_panel="Method options: LoRA", help="lora: α; the update is scaled by α/r. Default: 16."),
+    lora_dropout: OptionalFloat = typer.Option(None, "--lora-dropout", rich_help_panel="Method options: LoRA", help="lora: dropout on the LoRA input. Default: 0."),
+    lora_targets: OptionalStr = typer.Option(None, "--lora-targets", rich_help_panel="Method options: LoRA", help="lora: comma-separated module-name suffixes. Default: Q,K,V,attention out, FFN."),
+    adapter_config: OptionalStr = typer.Option(None, "--adapter-config", rich_help_panel="Method options: Adapters", help="adapter: houlsby (after attention and FFN) or pfeiffer (FFN). Default: houlsby."),
+    adapter_size: OptionalInt = typer.Option(None, "--adapter-size", rich_help_panel="Method options: Adapters", help="adapter: bottleneck width (or give --reduction-factor)."),
+    reduction_factor: OptionalFloat = typer.Option(None, "--reduction-factor", rich_help_panel="Method options: Adapters", help="adapter: hidden size / bottleneck width. Default: 16."),
+    mixout_p: OptionalFloat = typer.Option(None, "--mixout-p", rich_help_panel="Method options: Mixout", help="mixout: probability of swapping a weight for its θ0 value. Default: 0.9."),
     data_dir: OptionalStr = DataDirOption,
     device: str = DeviceOption,
-    precision: OptionalStr = OptionalPrecisionOption,
-    report_to: str = typer.Option("none", "--report-to", help="Also log loss, lr and dev metrics to tensorboard (OUT/logs/) or wandb, through accelerate."),
+    precision: Optional[Precision] = OptionalPrecisionOption,
+    report_to: Tracker = ReportToOption,
     resume: bool = typer.Option(False, "--resume", help="Continue OUT from its checkpoint (after Ctrl-C or a crash)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing OUT."),
     quiet: bool = QuietOption,

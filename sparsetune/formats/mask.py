@@ -21,13 +21,13 @@ from typing import Mapping
 
 import torch
 
+from ..config import SCOPES
 from ..errors import FileFormatError, MismatchError, UsageError
 from ..topk import top_k_many
 from .common import expect_kind, json_field, load_tensors, save_tensors
 
 FORMAT = "sparsetune.mask"
 VERSION = "1"
-SCOPES = ("global", "per-tensor")
 # Metadata values stored as JSON (numbers, the shapes table); all others are plain strings.
 TYPED_FIELDS = frozenset(
     {"p", "examples", "seed", "selected", "eligible", "shapes", "max_length", "batch_size", "dev_fraction"}

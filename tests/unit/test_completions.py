@@ -58,3 +58,25 @@ def test_fish_completes_commands(tmp_path: Path):
     script = f"source {FOLDER / FILE_NAMES['fish']}; complete -C 'sparsetune ta'"
     result = subprocess.run([executable, "-c", script], capture_output=True, text=True, check=True)
     assert result.stdout.split()[0] == "tasks"
+
+
+def test_completions_offer_registered_task_method_and_scorer_names():
+    """Names come from the registries (read without importing torch) and the task registry."""
+    from sparsetune.methods import METHODS
+    from sparsetune.scoring import SCORERS
+    from sparsetune.tasks import TASKS
+
+    for shell in ("bash", "zsh", "fish"):
+        script = render(shell)
+        for names in (METHODS, SCORERS, TASKS):
+            assert " ".join(sorted(names)) in script, (shell, sorted(names))
+    assert "--precision) COMPREPLY=( $(compgen -W \"fp32 bf16 fp16\"" in render("bash")
+
+
+def test_cli_choices_are_exactly_the_registries():
+    from sparsetune.cli.options import METHOD_NAMES, SCORER_NAMES, TASK_NAMES
+    from sparsetune.methods import METHODS
+    from sparsetune.scoring import SCORERS
+    from sparsetune.tasks import TASKS
+
+    assert METHOD_NAMES == tuple(sorted(METHODS)) and SCORER_NAMES == tuple(sorted(SCORERS)) and TASK_NAMES == tuple(sorted(TASKS))

@@ -96,7 +96,7 @@ def test_resume_keeps_the_runs_precision(tmp_path, tiny_model_dir, tiny_data_dir
     [
         (["score", "--task", "cb", "--device", "gpu"], "--device must be one of"),
         (["score", "--task", "cb", "--precision", "fp16", "--device", "cpu"], "fp16 needs a GPU"),
-        (["train", "--method", "full", "--task", "cb", "-o", "OUT", "--precision", "half"], "--precision must be one of"),
+        (["train", "--method", "full", "--task", "cb", "-o", "OUT", "--precision", "half"], "'half' is not one of 'fp32', 'bf16', 'fp16'"),
         (["eval", ".", "--device", "tpu"], "--device must be one of"),
     ],
 )
