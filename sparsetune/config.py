@@ -9,6 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEFAULT_SPARSITY = 0.005  # the paper's p: 0.5% of the eligible entries
+# Is a pretrained pooler that the classifier reads (BERT-style models) task head or
+# eligible? "head" by default, as the paper's RoBERTa head is new (sparsetune.models).
+POOLER_POLICIES = ("head", "eligible")
+DEFAULT_POOLER = "head"
 
 
 @dataclass(frozen=True)
@@ -18,7 +22,9 @@ class ScoreConfig:
     `examples=None` means the whole train part (the paper's SAM used all of it); a
     number takes a seeded subset. `output=None` keeps the mask in memory only.
     `p=None` means `DEFAULT_SPARSITY`; methods that fix their own selection (bitfit)
-    ignore p and note it when one was given.
+    ignore p and note it when one was given. `pooler="head"` puts a pretrained pooler
+    that the classifier reads (BERT-style models) in the task head, out of the eligible
+    set, as the paper's RoBERTa head is new; "eligible" scores it like any other tensor.
     """
 
     task: str
@@ -34,6 +40,7 @@ class ScoreConfig:
     data_dir: str | None = None
     output: str | None = "mask.safetensors"
     save_scores: str | None = None
+    pooler: str = DEFAULT_POOLER
     force: bool = False
 
 
@@ -56,6 +63,8 @@ class DiffConfig:
     `task` is only needed for a plain model dir whose config names no architecture.
     `top_p` keeps the fraction P of eligible entries with the largest |θ − θ0|.
     `output=None` keeps the delta in memory (the CLI then writes it to stdout).
+    `pooler=None` takes the run's policy from run.json (runs from before it: "eligible"),
+    else "head": a head pooler travels dense beside the classifier, never as indices.
     """
 
     run: str
@@ -64,6 +73,7 @@ class DiffConfig:
     values: str = "float32"
     top_p: float | None = None
     task: str | None = None
+    pooler: str | None = None
     force: bool = False
 
 
@@ -90,7 +100,9 @@ class TrainConfig:
     batch size and max length from `sparsetune.defaults` for the task, the dev split
     (fraction and seed) from the mask so that model selection never sees data the mask
     was scored on. With `resume`, `None` means "as in the interrupted run", and a value
-    that differs from it is an error.
+    that differs from it is an error. `pooler=None` means the mask's policy (a mask from
+    before the policy existed: "eligible", as it was made), else "head"; a value that
+    contradicts the mask is an error, since the mask's p counts over its eligible set.
     """
 
     output: str
@@ -111,6 +123,7 @@ class TrainConfig:
     dev_fraction: float | None = None
     data_dir: str | None = None
     method_options: tuple[tuple[str, str], ...] = ()
+    pooler: str | None = None  # "head" | "eligible"; None: the mask's, else "head"
     resume: bool = False
     force: bool = False
 
