@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from ..data import DATA_DIR_ENV
+from ..config import POOLER_POLICIES
 
 ModelArg = typer.Argument(
     None,
@@ -30,5 +32,12 @@ ScopeOption = typer.Option(
     "global", "--scope", help="global: one top-k over all eligible entries (Theorem 3); per-tensor: ⌊n·p⌋ in each tensor."
 )
 
+PoolerPolicy = Enum("PoolerPolicy", {name: name for name in POOLER_POLICIES}, type=str)
+POOLER_HELP = (
+    "head: a pretrained pooler that a BERT-style classifier reads belongs to the task head (trained densely, "
+    "not eligible, outside p), as the paper's new RoBERTa head; eligible: it is an ordinary pretrained tensor."
+)
+
 OptionalPath = Optional[Path]
+OptionalPooler = Optional[PoolerPolicy]
 OptionalStr = Optional[str]

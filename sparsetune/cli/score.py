@@ -23,6 +23,8 @@ from .options import (
     JsonOption,
     ModelArg,
     OptionalStr,
+    POOLER_HELP,
+    PoolerPolicy,
     QuietOption,
     ScopeOption,
     SeedOption,
@@ -63,6 +65,7 @@ def score_command(
     data_dir: OptionalStr = DataDirOption,
     output: str = typer.Option("mask.safetensors", "--output", "-o", help="Where to write the mask."),
     save_scores: OptionalStr = typer.Option(None, "--save-scores", help="Also write the raw scores here (for `sparsetune mask`)."),
+    pooler: PoolerPolicy = typer.Option("head", "--pooler", help=POOLER_HELP),
     force: bool = ForceOption,
     quiet: bool = QuietOption,
     as_json: bool = JsonOption,
@@ -70,8 +73,9 @@ def score_command(
     """Score every pretrained entry on the task's training data and keep the top p as a mask.
 
     The scoring data is the train part of the protocol split (the dev part and the
-    validation/test set are never seen). The task head is new: it is not eligible, not
-    counted in p, and always trained.
+    validation/test set are never seen). The task head (new tensors, and by default the
+    pooler a BERT-style classifier reads) is not eligible, not counted in p, and always
+    trained; the mask records it, so `train --mask` uses the same eligible set.
     """
     if not task:
         raise UsageError("--task is required (a name from `sparsetune tasks` or a task .json file)")
@@ -88,6 +92,7 @@ def score_command(
         data_dir=data_dir,
         output=output,
         save_scores=save_scores,
+        pooler=pooler.value,
         force=force,
     )
     with progress_bar(quiet or as_json) as progress:
@@ -113,8 +118,8 @@ def print_summary(result: ScoreResult) -> None:
         f"{summary['seconds']:.1f} s · {rate}"
     )
     say(
-        f"head ({', '.join(summary['head_tensors']) or 'none'}; {summary['head_parameters']:,} entries): "
-        "new, not eligible, not counted in p, always trained"
+        f"head ({', '.join(summary['head_tensors']) or 'none'}; {summary['head_parameters']:,} entries; --pooler {summary['pooler']}): "
+        "not eligible, not counted in p, always trained"
     )
     shares = " · ".join(f"{kind} {100 * share:.1f}%" for kind, share in summary["share_by_module_type"].items())
     say(f"share of the mask by module type: {shares}")

@@ -23,7 +23,7 @@ from ..errors import UsageError
 from ..formats.mask import SCOPES, Mask, check_fraction
 from ..formats.scores import Scores
 from ..io import refuse_to_overwrite
-from ..models import display_name, load_model, load_tokenizer, module_type
+from ..models import check_pooler, display_name, head_metadata, load_model, load_tokenizer, module_type
 from ..progress import ProgressCallback, no_progress
 from ..tasks import get_task
 from . import SCORERS, get_scorer
@@ -36,7 +36,7 @@ class ScoreResult:
 
     mask: Mask
     scores: dict[str, torch.Tensor]
-    head: dict[str, int]  # new (head) tensor -> entries; always trained, never in p
+    head: dict[str, int]  # head tensor (new, + the pooler with pooler="head") -> entries; always trained, never in p
     examples: int
     examples_available: int
     seconds: float  # whole call: loading, data pass, selection, writing
@@ -57,6 +57,7 @@ class ScoreResult:
             "selected": self.mask.selected,
             "eligible": self.mask.eligible,
             "density": self.mask.density,
+            "pooler": meta.get("pooler"),
             "head_parameters": sum(self.head.values()),
             "head_tensors": sorted(self.head),
             "examples": self.examples,
@@ -89,6 +90,7 @@ def _check(config: ScoreConfig) -> None:
     """Every flag checked before the model loads, so mistakes cost no time."""
     if config.p is not None:
         check_fraction(config.p)
+    check_pooler(config.pooler)
     if config.scope not in SCOPES:
         raise UsageError(f"--scope must be one of {', '.join(SCOPES)}, got {config.scope!r}")
     if config.examples is not None and config.examples < 1:
@@ -127,7 +129,7 @@ def score(config: ScoreConfig, progress: ProgressCallback | None = None) -> Scor
     scorer = get_scorer(config.method)
     task = get_task(config.task)
     notes: list[str] = []
-    loaded = load_model(config.model, task, seed=config.seed)
+    loaded = load_model(config.model, task, seed=config.seed, pooler=config.pooler)
     batches, examples, available = None, 0, 0
     if scorer.needs_data:
         rows, available = _scoring_rows(config, task, notes)
@@ -153,6 +155,7 @@ def score(config: ScoreConfig, progress: ProgressCallback | None = None) -> Scor
         "dev_fraction": config.dev_fraction,
         "max_length": config.max_length,
         "batch_size": config.batch_size,
+        **head_metadata(loaded),
     }
     p = DEFAULT_SPARSITY if config.p is None else config.p
     mask = scorer.select(scores, p, config.scope, metadata)
