@@ -17,7 +17,7 @@ from ..delta import delta_summary, diff
 from ..errors import UsageError
 from ..formats.delta import VALUE_DTYPES
 from .app import app, console
-from .options import ForceOption, OptionalPath, OptionalStr, QuietOption, TaskOption
+from .options import ForceOption, OptionalPath, OptionalPooler, OptionalStr, QuietOption, TaskOption
 from .render import progress_bar
 
 ValueDtype = Enum("ValueDtype", {name: name for name in VALUE_DTYPES}, type=str)
@@ -43,10 +43,13 @@ def diff_command(
         None, "--top-p", help="Keep only the fraction P of eligible entries with the largest |θ − θ0|."
     ),
     task: OptionalStr = TaskOption,
+    pooler: OptionalPooler = typer.Option(
+        None, "--pooler", help="head: the BERT pooler travels dense with the head; eligible: as changed entries. Default: the run's, else head."
+    ),
     force: bool = ForceOption,
     quiet: bool = QuietOption,
 ) -> None:
-    """Export the entries that differ from the base (bitwise), plus the new head, as a delta.
+    """Export the entries that differ from the base (bitwise), plus the dense head, as a delta.
 
     Apply it with `sparsetune apply DELTA -o DIR`; with float32 values that gives the
     fine-tuned weights back bit for bit. For a plain model dir the head comes from its
@@ -55,7 +58,8 @@ def diff_command(
     if output is None and sys.stdout.isatty():
         raise UsageError("refusing to write a binary delta to the terminal; pass -o delta.safetensors or redirect: sparsetune diff RUN > delta.safetensors")
     config = DiffConfig(
-        run=str(run), base=base, output=str(output) if output else None, values=values.value, top_p=top_p, task=task, force=force
+        run=str(run), base=base, output=str(output) if output else None, values=values.value, top_p=top_p, task=task,
+        pooler=pooler.value if pooler is not None else None, force=force,
     )
     with progress_bar(quiet) as progress:
         result = diff(config, progress)
