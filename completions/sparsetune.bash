@@ -12,8 +12,9 @@ _sparsetune() {
         completions) opts="--write --help -h"
             [[ "$cur" != -* ]] && { COMPREPLY=( $(compgen -W "bash zsh fish" -- "$cur") ); return; }
             ;;
-        diff) opts="--base --output -o --values --top-p --task -t --force --quiet -q --help -h"
+        diff) opts="--base --output -o --values --top-p --task -t --pooler --force --quiet -q --help -h"
             case "$prev" in --values) COMPREPLY=( $(compgen -W "float32 float16 bfloat16" -- "$cur") ); return ;; esac
+            case "$prev" in --pooler) COMPREPLY=( $(compgen -W "head eligible" -- "$cur") ); return ;; esac
             ;;
         eval) opts="--task -t --split --data-dir --batch-size --max-length --quiet -q --json --help -h"
             ;;
@@ -25,11 +26,13 @@ _sparsetune() {
             ;;
         report) opts="--output -o -p --sweep-method --json --help -h"
             ;;
-        score) opts="--task -t --sparsity -p --method -m --examples --batch-size --max-length --scope --seed --data-dir --output -o --save-scores --force --quiet -q --json --help -h"
+        score) opts="--task -t --sparsity -p --method -m --examples --batch-size --max-length --scope --seed --data-dir --output -o --save-scores --pooler --force --quiet -q --json --help -h"
+            case "$prev" in --pooler) COMPREPLY=( $(compgen -W "head eligible" -- "$cur") ); return ;; esac
             ;;
         tasks) opts="--task -t --data-dir --json --help -h"
             ;;
-        train) opts="--mask --method -m --task -t --output -o --epochs --max-steps --lr --batch-size --max-length --warmup-ratio --weight-decay --seed --eval-every --method-option -O --sparsity -p --project-every --lora-r --lora-alpha --lora-dropout --lora-targets --adapter-config --adapter-size --reduction-factor --mixout-p --data-dir --resume --force --quiet -q --json --help -h"
+        train) opts="--mask --method -m --task -t --output -o --epochs --max-steps --lr --batch-size --max-length --warmup-ratio --weight-decay --seed --eval-every --method-option -O --sparsity -p --project-every --lora-r --lora-alpha --lora-dropout --lora-targets --adapter-config --adapter-size --reduction-factor --mixout-p --pooler --data-dir --resume --force --quiet -q --json --help -h"
+            case "$prev" in --pooler) COMPREPLY=( $(compgen -W "head eligible" -- "$cur") ); return ;; esac
             ;;
     esac
     if [[ "$cur" == -* ]]; then
