@@ -126,6 +126,8 @@ def test_cli_score_and_train_pooler_flags(tmp_path, tiny_model_dir, tiny_data_di
     assert bad.exit_code == 2 and "dense" in bad.output
     shown = runner.invoke(app, ["inspect", str(tmp_path / "m.safetensors"), "--json"])
     assert json.loads(shown.stdout)["metadata"]["head"] == CLASSIFIER
+    table = runner.invoke(app, ["inspect", str(tmp_path / "m.safetensors")], env={"COLUMNS": "200"})
+    assert table.exit_code == 0 and "classifier.bias, classifier.weight" in table.stdout and "eligible" in table.stdout
 
 
 def test_grid_pooler_goes_to_every_score_and_train(tmp_path):
