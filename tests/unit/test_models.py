@@ -71,6 +71,19 @@ def test_a_model_whose_classifier_reads_no_pooler_is_unaffected(tmp_path):
         assert loaded.head_names == loaded.new_parameters and all(n.startswith("classifier.") for n in loaded.head_names)
 
 
+def test_albert_pooler_is_head_too(tmp_path):
+    """ALBERT's classifier reads its pooler, a Linear named `albert.pooler` (no `.dense`)."""
+    from transformers import AlbertConfig, AlbertModel
+
+    config = AlbertConfig(vocab_size=64, embedding_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                          intermediate_size=32, max_position_embeddings=40)
+    torch.manual_seed(0)
+    AlbertModel(config).save_pretrained(tmp_path)
+    loaded = load_model(tmp_path, TASKS["cb"], seed=0)
+    assert loaded.head_names - loaded.new_parameters == {"albert.pooler.weight", "albert.pooler.bias"}
+    assert load_model(tmp_path, TASKS["cb"], seed=0, pooler="eligible").head_names == loaded.new_parameters
+
+
 def test_recorded_pooler_reads_metadata_or_the_tensors_of_older_files():
     assert recorded_pooler({"pooler": "head"}, ["bert.pooler.dense.weight"]) == "head"
     assert recorded_pooler({}, ["bert.encoder.layer.0.output.dense.weight", "bert.pooler.dense.weight"]) == "eligible"
