@@ -239,6 +239,13 @@ def _check(model_params: dict[str, torch.Tensor], named: list[tuple[str, Delta]]
                 raise MismatchError(f"{source}: tensor {name!r} is not in the model; was the delta made for another architecture?")
             if tuple(model_params[name].shape) != tuple(shape):
                 raise MismatchError(f"{source}: tensor {name!r} has shape {list(shape)} but the model's is {list(model_params[name].shape)}")
+        dense = {name: other for other, carrier in named for name in carrier.head}
+        for name in delta.indices:  # a pooler as changed entries here, as head there (another --pooler)
+            if name in dense:
+                raise MismatchError(
+                    f"{source} changes entries of {name!r}, which {dense[name]} carries dense as task head: they were "
+                    "made with different --pooler; diff the runs again with the same --pooler"
+                )
         if force:
             continue
         for name, expected in dict(delta.metadata.get("fingerprint", {})).items():

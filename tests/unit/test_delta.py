@@ -145,6 +145,19 @@ def test_a_head_pooler_travels_dense_and_applies_bit_for_bit(tiny_model_dir, tmp
     assert literal.changed == 1 + 32 * 32 + 1
 
 
+def test_deltas_made_with_different_pooler_policies_do_not_compose(run_b, tiny_model_dir, tmp_path):
+    """run_b (pooler eligible) changed an entry of the pooler's bias; a head-policy delta
+    carries the whole pooler dense: composing them would silently drop run_b's change."""
+    head_run = make_run(tiny_model_dir, tmp_path / "head", {QUERY: [(3, 0.01)]}, pooler="head")
+    diff(DiffConfig(run=str(run_b), output=str(tmp_path / "b.safetensors")))
+    diff(DiffConfig(run=str(head_run), output=str(tmp_path / "h.safetensors")))
+    with pytest.raises(MismatchError, match=r"b\.safetensors changes entries of 'bert\.pooler\.dense\.bias'.*different --pooler"):
+        apply(ApplyConfig(deltas=(str(tmp_path / "b.safetensors"), str(tmp_path / "h.safetensors")), output=str(tmp_path / "x")))
+    assert not (tmp_path / "x").exists()
+    diff(DiffConfig(run=str(head_run), output=str(tmp_path / "h-literal.safetensors"), pooler="eligible"))  # the way out
+    apply(ApplyConfig(deltas=(str(tmp_path / "b.safetensors"), str(tmp_path / "h-literal.safetensors")), output=str(tmp_path / "ok")))
+
+
 def test_a_plain_model_dir_takes_the_default_pooler_policy(tiny_model_dir, tmp_path):
     plain = make_run(tiny_model_dir, tmp_path / "plain", {POOLER[1]: [(0, 0.5)]}, record=False)
     base = str(tiny_model_dir)
