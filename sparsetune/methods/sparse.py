@@ -27,7 +27,7 @@ from .base import TrainingMethod
 
 @register_method("sparse")
 class SparseMethod(TrainingMethod):
-    """Selected entries of pretrained tensors + the new head (dense)."""
+    """Selected entries of eligible tensors + the head (dense: new tensors, and the BERT pooler by default)."""
 
     needs_mask = True
 
