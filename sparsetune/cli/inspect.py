@@ -48,6 +48,8 @@ def _format(value) -> str:
         return f"{value:.4g}"
     if isinstance(value, int):
         return f"{value:,}"
+    if isinstance(value, list):  # e.g. a mask's head tensors
+        return ", ".join(map(str, value))
     return str(value)
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Literal, Optional
 
 import typer
 
-from ..config import DATA_DIR_ENV, EVAL_SPLITS, SCOPES
+from ..config import DATA_DIR_ENV, EVAL_SPLITS, POOLER_POLICIES, SCOPES
 from ..registry import declared_names
 from ..runtime import DEVICES, PRECISIONS, TRACKERS
 
@@ -73,8 +74,14 @@ PrecisionOption = typer.Option(
 OptionalPrecisionOption = typer.Option(
     None, "--precision", rich_help_panel="Runtime", help="fp32, bf16 or fp16 (CUDA) autocast; weights and optimizer state stay fp32. Default: fp32 (a resumed run: its own)."
 )
+PoolerPolicy = Enum("PoolerPolicy", {name: name for name in POOLER_POLICIES}, type=str)
+POOLER_HELP = (
+    "head: a pretrained pooler that a BERT-style classifier reads belongs to the task head (trained densely, "
+    "not eligible, outside p), as the paper's new RoBERTa head; eligible: it is an ordinary pretrained tensor."
+)
 
 OptionalPath = Optional[Path]
+OptionalPooler = Optional[PoolerPolicy]
 OptionalStr = Optional[str]
 SplitOption = typer.Option(
     "validation", "--split", help="validation (the test set), dev (held-out part of train) or train."

@@ -9,35 +9,36 @@ calls `sparsetune.score`, prints the summary.
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from ..config import ScoreConfig
 from ..errors import UsageError
 from ..runtime import is_main_process
-
-if TYPE_CHECKING:
-    from ..scoring.run import ScoreResult
 from .app import app, out
 from .options import (
+    POOLER_HELP,
     DataDirOption,
-    Precision,
-    Scope,
-    ScorerName,
     DeviceOption,
-    PrecisionOption,
     ForceOption,
     JsonOption,
     ModelArg,
     OptionalStr,
+    PoolerPolicy,
+    Precision,
+    PrecisionOption,
     QuietOption,
+    Scope,
     ScopeOption,
+    ScorerName,
     SeedOption,
     TaskOption,
 )
 from .render import print_json, progress_bar
+
+if TYPE_CHECKING:
+    from ..scoring.run import ScoreResult
 
 
 def parse_examples(value: str) -> int | None:
@@ -72,6 +73,7 @@ def score_command(
     data_dir: OptionalStr = DataDirOption,
     output: str = typer.Option("mask.safetensors", "--output", "-o", help="Where to write the mask."),
     save_scores: OptionalStr = typer.Option(None, "--save-scores", help="Also write the raw scores here (for `sparsetune mask`)."),
+    pooler: PoolerPolicy = typer.Option("head", "--pooler", help=POOLER_HELP),
     device: str = DeviceOption,
     precision: Precision = PrecisionOption,
     force: bool = ForceOption,
@@ -81,8 +83,9 @@ def score_command(
     """Score every pretrained entry on the task's training data and keep the top p as a mask.
 
     The scoring data is the train part of the protocol split (the dev part and the
-    validation/test set are never seen). The task head is new: it is not eligible, not
-    counted in p, and always trained.
+    validation/test set are never seen). The task head (new tensors, and by default the
+    pooler a BERT-style classifier reads) is not eligible, not counted in p, and always
+    trained; the mask records it, so `train --mask` uses the same eligible set.
     """
     from ..scoring.run import score
 
@@ -101,6 +104,7 @@ def score_command(
         data_dir=data_dir,
         output=output,
         save_scores=save_scores,
+        pooler=pooler.value,
         force=force,
         device=device,
         precision=precision,
@@ -131,8 +135,8 @@ def print_summary(result: "ScoreResult") -> None:
         f"{summary['seconds']:.1f} s · {rate}"
     )
     say(
-        f"head ({', '.join(summary['head_tensors']) or 'none'}; {summary['head_parameters']:,} entries): "
-        "new, not eligible, not counted in p, always trained"
+        f"head ({', '.join(summary['head_tensors']) or 'none'}; {summary['head_parameters']:,} entries; --pooler {summary['pooler']}): "
+        "not eligible, not counted in p, always trained"
     )
     shares = " · ".join(f"{kind} {100 * share:.1f}%" for kind, share in summary["share_by_module_type"].items())
     say(f"share of the mask by module type: {shares}")

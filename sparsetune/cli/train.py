@@ -17,11 +17,13 @@ from ..errors import UsageError
 from ..runtime import is_main_process
 from .app import app, out
 from .options import (
+    POOLER_HELP,
     DataDirOption,
     DeviceOption,
     JsonOption,
     MethodName,
     ModelArg,
+    OptionalPooler,
     OptionalPrecisionOption,
     OptionalStr,
     Precision,
@@ -94,6 +96,7 @@ def train_command(
     adapter_size: OptionalInt = typer.Option(None, "--adapter-size", rich_help_panel="Method options: Adapters", help="adapter: bottleneck width (or give --reduction-factor)."),
     reduction_factor: OptionalFloat = typer.Option(None, "--reduction-factor", rich_help_panel="Method options: Adapters", help="adapter: hidden size / bottleneck width. Default: 16."),
     mixout_p: OptionalFloat = typer.Option(None, "--mixout-p", rich_help_panel="Method options: Mixout", help="mixout: probability of swapping a weight for its θ0 value. Default: 0.9."),
+    pooler: OptionalPooler = typer.Option(None, "--pooler", help=f"{POOLER_HELP} Default: the mask's, else head."),
     data_dir: OptionalStr = DataDirOption,
     device: str = DeviceOption,
     precision: Optional[Precision] = OptionalPrecisionOption,
@@ -103,11 +106,12 @@ def train_command(
     quiet: bool = QuietOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Fine-tune: exactly the mask's entries (+ the new head), or with --method.
+    """Fine-tune: exactly the mask's entries (+ the dense head), or with --method.
 
-    Model and task default to the mask's metadata, so `train --mask mask.safetensors
-    -o out/` is complete. Every entry outside the mask stays bit-identical to the
-    pretrained model. Ctrl-C writes a checkpoint; continue with --resume.
+    Model, task and pooler policy default to the mask's metadata, so `train --mask
+    mask.safetensors -o out/` is complete. Every entry outside the mask stays
+    bit-identical to the pretrained model. Ctrl-C writes a checkpoint; continue with
+    --resume.
     """
     from ..training import train
 
@@ -132,6 +136,7 @@ def train_command(
             lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, lora_targets=lora_targets, adapter_config=adapter_config,
             adapter_size=adapter_size, reduction_factor=reduction_factor, mixout_p=mixout_p,
         ),
+        pooler=pooler.value if pooler is not None else None,
         resume=resume,
         force=force,
         device=device,
@@ -154,7 +159,8 @@ def print_summary(record, output: str) -> None:
     added = f"[bold]{counts['added']:,}[/] added parameters + " if counts.get("added") else ""  # LoRA, adapters
     out.print(
         f"trained {added}[bold]{counts['pretrained_trainable']:,}[/] pretrained entries "
-        f"({100 * counts['fraction']:.3g}% of {counts['eligible']:,}) + {counts['head']:,} head · "
+        f"({100 * counts['fraction']:.3g}% of {counts['eligible']:,}) + {counts['head']:,} head "
+        f"({', '.join(counts.get('head_tensors', [])) or 'none'}) · "
         f"method {record.method} · {record.extra.get('steps')} steps · {record.seconds:.0f} s"
     )
     dev = record.best.get("dev", {})

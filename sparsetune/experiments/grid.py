@@ -23,6 +23,9 @@ its own flags:
 
 `launcher = "torchrun --nproc_per_node 2"` (or `--launcher` on the command line) runs
 each run as a multi-process launch; `--jobs` still counts runs.
+`pooler = "head" | "eligible"` at the top (optional) is `--pooler` for every score and
+train of the grid at once: a mask is trained with the policy it was scored with, so
+setting it in `[train]` alone would contradict the masks.
 
 Each run executes in its own process (so its peak memory is its own and a crash ends
 only that run) and appends one line to the results file when it has trained *and*
@@ -39,6 +42,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import POOLER_POLICIES
 from ..errors import UsageError
 
 if sys.version_info >= (3, 11):
@@ -73,6 +77,7 @@ class GridConfig:
     score_flags: dict[str, Any] = field(default_factory=dict)
     table_p: float = 0.005
     launcher: str | None = None  # e.g. "torchrun --nproc_per_node 2": each run as N processes
+    pooler: str | None = None  # --pooler for every score and train; None: their default (head)
 
 
 @dataclass(frozen=True)
@@ -162,6 +167,9 @@ def load_grid(path: str | Path) -> GridConfig:
     for key in ("tasks", "seeds", "methods"):
         if key not in raw:
             raise UsageError(f"grid config {path} has no {key!r}")
+    pooler = raw.get("pooler")
+    if pooler is not None and pooler not in POOLER_POLICIES:
+        raise UsageError(f"grid config {path}: pooler must be one of {', '.join(POOLER_POLICIES)}, got {pooler!r}")
     methods = tuple(_method(item, index, str(path)) for index, item in enumerate(raw["methods"]))
     names = [method.name for method in methods]
     if len(set(names)) != len(names):
@@ -178,6 +186,7 @@ def load_grid(path: str | Path) -> GridConfig:
         score_flags=dict(raw.get("score", {})),
         table_p=float(raw.get("table_p", 0.005)),
         launcher=_launcher(raw.get("launcher"), str(path)),
+        pooler=pooler,
     )
 
 
@@ -192,6 +201,7 @@ def _launcher(value: Any, path: str) -> str | None:
 def plan(grid: GridConfig, data_dir: str | None = None) -> list[RunSpec]:
     """Every run, in the order they execute: task-major, so early results cover a task."""
     specs = []
+    pooler = {} if grid.pooler is None else {"pooler": grid.pooler}
     for task in grid.tasks:
         for method in grid.methods:
             merged = MethodSpec(
@@ -199,8 +209,8 @@ def plan(grid: GridConfig, data_dir: str | None = None) -> list[RunSpec]:
                 train=method.train,
                 score=method.score,
                 p=method.p,
-                train_flags={**grid.train_flags, **method.train_flags},
-                score_flags={**grid.score_flags, **method.score_flags},
+                train_flags={**grid.train_flags, **pooler, **method.train_flags},
+                score_flags={**grid.score_flags, **pooler, **method.score_flags},
                 options=method.options,
             )
             for p in method.p:

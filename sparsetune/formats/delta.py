@@ -13,8 +13,10 @@ File layout (`delta.safetensors`, DESIGN.md):
   (`values_kind=absolute`, so applying is a copy and bit-exact); for float16/bfloat16
   the differences θ − θ0 (`values_kind=difference`: rounding a small difference loses
   far less than rounding the weight);
-- the new tensors (the task head) dense under their own names, in their own dtype
-  (they have no base to differ from and are a few thousand entries).
+- the head tensors dense under their own names, in their own dtype: the new tensors
+  (no base to differ from) and, under the pooler policy "head", the BERT pooler the
+  classifier reads (trained densely: every entry changed, so dense is half the bytes
+  of index + value). `head` in the metadata lists them.
 
 String metadata: `format=sparsetune.delta`, `version`, `base_model` (display name),
 `fingerprint` (JSON name -> sha256 prefix of every base tensor the delta touches, so a
@@ -22,7 +24,7 @@ wrong base is named tensor by tensor), `shapes`, `head`, `architecture` and `con
 (the fine-tuned model's transformers config, so `apply` writes the same model),
 `untouched` (shapes of the pretrained tensors with no change, for per-layer densities),
 `values_dtype`, `values_kind`, `task`, `max_length` (the run's), `changed`, `eligible`,
-`head_entries`, `top_p`,
+`head_entries`, `top_p`, `pooler` (the policy the head was drawn with),
 `content_sha256` (of every tensor's bytes: a corrupt payload is caught, not applied),
 `sparsetune_version`.
 """
@@ -79,7 +81,7 @@ class Delta:
     indices: dict[str, torch.Tensor]  # name -> (k,) sorted flat positions
     values: dict[str, torch.Tensor]  # name -> (k,) θ (absolute) or θ − θ0 (difference)
     shapes: dict[str, tuple[int, ...]]  # name -> shape of the pretrained tensor
-    head: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> dense new tensor
+    head: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> dense head tensor
     values_dtype: str = "float32"
     metadata: dict[str, object] = field(default_factory=dict)
 

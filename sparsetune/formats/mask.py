@@ -5,7 +5,11 @@ per eligible tensor that has selected entries (int32, or int64 for tensors past 
 entries), and string metadata holding everything `train` needs to run with no other
 flag: model, task, method, p, scope, examples, seed, versions, plus `shapes`, the
 shape of every eligible tensor (JSON), so that a mask can be checked against a model
-and report densities of tensors it selects nothing from.
+and report densities of tensors it selects nothing from, and `pooler` ("head" or
+"eligible") with `head` (JSON list: the tensors trained densely beside the mask, outside
+p), so that `train --mask` uses the eligible set the mask was scored over. Files from
+before `pooler` existed lack both and were made with the pooler eligible
+(`models.recorded_pooler` reads that from their shapes).
 
 Selection is top-k (`sparsetune.topk`, no copy of the scores) with a deterministic
 tie-break (equal scores: tensors in model order, then lower flat position first), so
@@ -30,7 +34,7 @@ FORMAT = "sparsetune.mask"
 VERSION = "1"
 # Metadata values stored as JSON (numbers, the shapes table); all others are plain strings.
 TYPED_FIELDS = frozenset(
-    {"p", "examples", "seed", "selected", "eligible", "shapes", "max_length", "batch_size", "dev_fraction"}
+    {"p", "examples", "seed", "selected", "eligible", "shapes", "max_length", "batch_size", "dev_fraction", "head"}
 )
 
 

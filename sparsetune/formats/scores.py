@@ -4,7 +4,8 @@
 
 One float32 tensor per eligible parameter, shaped like it, plus string metadata
 (`format=sparsetune.scores`, model, task, method, examples, seed, dev_fraction,
-max_length, batch_size, versions, and `shapes` in model order). Keeping the scores makes a sparsity sweep (Fu et
+max_length, batch_size, pooler and head (as in a mask: `sparsetune mask` passes them on),
+versions, and `shapes` in model order). Keeping the scores makes a sparsity sweep (Fu et
 al. 2023, Figure 3) one gradient pass instead of one per p.
 """
 

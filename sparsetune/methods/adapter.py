@@ -101,7 +101,7 @@ def size_of(options: AdapterOptions, hidden: int) -> int:
 
 @register_method("adapter")
 class AdapterMethod(StructuralMethod):
-    """Frozen backbone + bottleneck adapters (+ LayerNorms for houlsby) + the new head."""
+    """Frozen backbone + bottleneck adapters (+ LayerNorms for houlsby) + the head (dense)."""
 
     Options = AdapterOptions
 

@@ -9,7 +9,9 @@ shared and the comparison is like with like:
     sparsetune train --method full --task cb -o out/
 
 The loop calls, in order:
-  bind(loaded)            records the pretrained (eligible) and head tensors, then calls
+  bind(loaded)            records the eligible and head tensors (`loaded.eligible()`,
+                          `loaded.head()`: the head is new tensors + the BERT pooler under
+                          `--pooler head`; every method trains it densely, outside p), then calls
   prepare(loaded)         change the model (freeze, parametrize, wrap with peft, ...);
   trainable()             {name: parameter} the optimizer updates, in a stable order;
   regulariser()           an extra loss term per step (an L0 penalty), or None;
@@ -142,6 +144,10 @@ class TrainingMethod:
     def final_mask(self) -> Mask | None:
         return self.mask
 
+    def head_tensors(self) -> list[str]:
+        """Names of the head tensors, for run.json: what trained densely, outside p."""
+        return sorted(self.head)
+
     def summary(self) -> dict[str, Any]:
         """Trainable-parameter counts for run.json (the report compares budgets)."""
         head = sum(p.numel() for p in self.head.values())
@@ -150,6 +156,7 @@ class TrainingMethod:
         return {
             "trainable": total,
             "head": head,
+            "head_tensors": self.head_tensors(),
             "pretrained_trainable": total - head,
             "eligible": eligible,
             "fraction": (total - head) / eligible if eligible else 0.0,

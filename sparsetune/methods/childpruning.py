@@ -134,6 +134,7 @@ def projection_summary(method: TrainingMethod) -> dict[str, Any]:
     return {
         "trainable": method.budget + head,
         "head": head,
+        "head_tensors": method.head_tensors(),
         "pretrained_trainable": method.budget,
         "eligible": eligible,
         "fraction": method.budget / eligible if eligible else 0.0,

@@ -4,7 +4,7 @@ one of the baselines of Fu et al. 2023 (arXiv 2211.15583), Table 1.
     sparsetune train --method lora --task cb --lora-r 16 --lora-alpha 16 -o lora/
 
 Every targeted linear layer W gets W + (α/r)·B·A with A: [r, in] (Kaiming) and B: [out, r]
-(zeros), so training starts at θ0; only A, B and the new head train (peft's
+(zeros), so training starts at θ0; only A, B and the head train (peft's
 `modules_to_save`). Defaults: r = 16 on query, key, value, the attention output and both
 FFN projections, α = r (scale 1), no LoRA dropout (the model's own dropout stays).
 
@@ -40,7 +40,8 @@ class LoraOptions:
 
 
 def head_modules(head_names) -> list[str]:
-    """Module paths of the new head (`classifier.weight` -> `classifier`): peft trains them fully."""
+    """Module paths of the head (`classifier.weight` -> `classifier`; `bert.pooler.dense` under --pooler head):
+    peft trains them fully, as `modules_to_save`."""
     return sorted({name.rpartition(".")[0] for name in head_names})
 
 
@@ -64,7 +65,7 @@ def lora_config(options: LoraOptions, head: list[str]):
 
 @register_method("lora")
 class LoraMethod(StructuralMethod):
-    """peft's LoRA on the targeted layers + the new head; the backbone stays θ0."""
+    """peft's LoRA on the targeted layers + the head; the backbone stays θ0."""
 
     Options = LoraOptions
     mergeable = True

@@ -8,12 +8,17 @@ W of every linear layer is replaced by
 
     W̃ = (M ⊙ W + (1 − M) ⊙ u − p·u) / (1 − p),    M ~ Bernoulli(1 − p),
 
-u its value at the start (θ0; the head's own initialisation), so E[W̃] = W and each entry is
-swapped for u with probability p. As in the authors' code (github.com/bloodwass/mixout),
-one draw of M per input unit is shared by all output rows (`--method-option
-mixout-unit=neuron`; `entry` draws every entry), every `nn.Linear` mixes (the head
-included), and the model's dropout is set to 0 (`mixout-keep-dropout=true` keeps it).
-At evaluation W̃ = W. M comes from torch's global generator, which the training loop
+u its value at the start (θ0), so E[W̃] = W and each entry is swapped for u with
+probability p. As in the authors' code (github.com/bloodwass/mixout), one draw of M per
+input unit is shared by all output rows (`--method-option mixout-unit=neuron`; `entry`
+draws every entry), every pretrained `nn.Linear` mixes, and the model's dropout is set to
+0 (`mixout-keep-dropout=true` keeps it). At evaluation W̃ = W.
+
+The task head (the new classifier and, under `--pooler head`, the BERT pooler) is not
+mixed: every method trains the same head the same plain dense way, so the methods differ
+only in what they do to the eligible tensors. The authors' code also mixes the new
+output layer toward its random initialisation; `-O mixout_head=true` does that (for
+every head tensor, the pooler toward its θ0). M comes from torch's global generator, which the training loop
 reseeds per step, so runs and resumed runs are bitwise reproducible.
 
 Built on `torch.nn.utils.parametrize`; `export()` removes the parametrizations, leaving a
@@ -42,6 +47,7 @@ class MixoutOptions:
     mixout_p: float = 0.9  # Lee et al.'s setting for BERT-large on GLUE, and their example's
     mixout_unit: str = "neuron"  # neuron: one draw per input unit (authors' code); entry: per weight
     mixout_keep_dropout: bool = False
+    mixout_head: bool = False  # also mix the head's linear layers toward their start (the authors' code)
 
 
 class MixoutToTarget(nn.Module):
@@ -63,7 +69,7 @@ class MixoutToTarget(nn.Module):
 
 @register_method("mixout")
 class MixoutMethod(TrainingMethod):
-    """Full fine-tuning with every linear weight mixed toward its starting value."""
+    """Full fine-tuning with every pretrained linear weight mixed toward its starting value."""
 
     Options = MixoutOptions
 
@@ -75,8 +81,9 @@ class MixoutMethod(TrainingMethod):
         model = loaded.model
         for parameter in model.parameters():
             parameter.requires_grad_(True)
-        for module in list(model.modules()):
-            if isinstance(module, nn.Linear):
+        for module_name, module in list(model.named_modules()):
+            in_head = f"{module_name}.weight" in self.head
+            if isinstance(module, nn.Linear) and (options.mixout_head or not in_head):
                 mix = MixoutToTarget(module.weight, float(options.mixout_p), options.mixout_unit == "neuron")
                 parametrize.register_parametrization(module, "weight", mix, unsafe=True)
             elif isinstance(module, nn.Dropout) and not options.mixout_keep_dropout:

@@ -4,7 +4,13 @@
 
 The mask comes from any scoring method (SAM, Fisher, random, BitFit, magnitude); the
 mechanism is `sparsetune.sparse`: frozen θ0 plus trainable `values` at the selected
-positions, so optimizer state is k (+ head) entries and everything else stays θ0.
+positions, so optimizer state is k (+ head) entries and everything else stays θ0. The
+head (new tensors, and for BERT-style models the pooler under `--pooler head`) trains
+densely beside `values`.
+
+A mask is only trained over the eligible set it was scored over: `train --mask` takes
+the pooler policy from the mask's metadata, and `check_mask_fits` refuses, in one line,
+a mask that selects from a head tensor or leaves out an eligible pooler.
 """
 
 from __future__ import annotations
@@ -12,19 +18,22 @@ from __future__ import annotations
 from torch import nn
 
 from .. import sparse
-from ..models import LoadedModel
+from ..errors import MismatchError
+from ..formats.mask import Mask
+from ..models import LoadedModel, is_pooler
 from . import register_method
 from .base import TrainingMethod
 
 
 @register_method("sparse")
 class SparseMethod(TrainingMethod):
-    """Selected entries of pretrained tensors + the new head (dense)."""
+    """Selected entries of eligible tensors + the head (dense: new tensors, and the BERT pooler by default)."""
 
     needs_mask = True
 
     def prepare(self, loaded: LoadedModel) -> nn.Module:
         assert self.mask is not None
+        check_mask_fits(self.mask, loaded)
         self.mask.validate_against(self.eligible)
         self.values = sparse.attach(loaded.model, self.mask, self.eligible)
         for parameter in self.head.values():
@@ -38,3 +47,24 @@ class SparseMethod(TrainingMethod):
 
     def export(self) -> nn.Module:
         return sparse.materialise(self.loaded.model)
+
+
+def check_mask_fits(mask: Mask, loaded: LoadedModel) -> None:
+    """The mask covers this model's eligible set as far as the head is concerned: no tensor
+    of the head, and every eligible pooler tensor (else the pooler would silently freeze)."""
+    for name in mask.shapes:
+        if name in loaded.head_names:
+            if is_pooler(name):
+                raise MismatchError(
+                    f"the mask covers {name!r}, which is task head with --pooler head (trained densely, not eligible); "
+                    "it was made with the pooler eligible: train it with --pooler eligible"
+                )
+            raise MismatchError(
+                f"the mask covers {name!r}, a tensor this model does not have pretrained (its task head); was it made for another model?"
+            )
+    for name in loaded.eligible():
+        if is_pooler(name) and name not in mask.shapes:
+            raise MismatchError(
+                f"the mask does not cover {name!r}, which is eligible with --pooler eligible; "
+                "it was made with the pooler as task head: train it with --pooler head"
+            )

@@ -85,6 +85,7 @@ class StructuralMethod(TrainingMethod):
         return {
             "trainable": total,
             "head": head,
+            "head_tensors": self.head_tensors(),
             "added": added,
             "pretrained_trainable": pretrained,
             "eligible": eligible,

@@ -8,10 +8,11 @@ entries), so `-p` is reported, not chosen: the mask's `p` is the density it has,
 `-p` given on the command line is ignored with a note.
 
 Which tensors are biases: every eligible tensor whose name ends in `.bias`. That
-includes the LayerNorm biases (β) and the pooler's bias, as in BitFit, which tunes
-"all the bias terms" of BERT, LayerNorm's among them (Zaken et al. 2021, §2); it
-excludes the LayerNorm gains (γ, `LayerNorm.weight`), which are scales, not biases.
-The new task head trains densely as with every method. No data, no gradient pass.
+includes the LayerNorm biases (β), as in BitFit, which tunes "all the bias terms" of
+BERT, LayerNorm's among them (Zaken et al. 2021, §2); it excludes the LayerNorm gains
+(γ, `LayerNorm.weight`), which are scales, not biases. The task head trains densely as
+with every method; by default that includes the BERT pooler (`--pooler head`), so its
+bias is not in the mask; with `--pooler eligible` it is. No data, no gradient pass.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from ..errors import UsageError
 from ..formats.mask import SCOPES, Mask, check_fraction
 from ..formats.scores import Scores
 from ..io import refuse_to_overwrite
-from ..models import display_name, load_model, load_tokenizer, module_type
+from ..models import check_pooler, display_name, head_metadata, load_model, load_tokenizer, module_type
 from ..progress import ProgressCallback, no_progress
 from ..runtime import check_device, check_precision, runtime
 from ..tasks import get_task
@@ -38,7 +38,7 @@ class ScoreResult:
 
     mask: Mask
     scores: dict[str, torch.Tensor]
-    head: dict[str, int]  # new (head) tensor -> entries; always trained, never in p
+    head: dict[str, int]  # head tensor (new, + the pooler with pooler="head") -> entries; always trained, never in p
     examples: int
     examples_available: int
     seconds: float  # whole call: loading, data pass, selection, writing
@@ -59,6 +59,7 @@ class ScoreResult:
             "selected": self.mask.selected,
             "eligible": self.mask.eligible,
             "density": self.mask.density,
+            "pooler": meta.get("pooler"),
             "head_parameters": sum(self.head.values()),
             "head_tensors": sorted(self.head),
             "examples": self.examples,
@@ -93,6 +94,7 @@ def _check(config: ScoreConfig) -> None:
         check_fraction(config.p)
     check_device(config.device)
     check_precision(config.precision)
+    check_pooler(config.pooler)
     if config.scope not in SCOPES:
         raise UsageError(f"--scope must be one of {', '.join(SCOPES)}, got {config.scope!r}")
     if config.examples is not None and config.examples < 1:
@@ -138,7 +140,7 @@ def score(config: ScoreConfig, progress: ProgressCallback | None = None) -> Scor
     scorer = get_scorer(config.method)
     task = get_task(config.task)
     notes: list[str] = []
-    loaded = load_model(config.model, task, seed=config.seed)
+    loaded = load_model(config.model, task, seed=config.seed, pooler=config.pooler)
     loaded.model = rt.accelerator.prepare_model(loaded.model, evaluation_mode=True)  # device + autocast, no DDP
     batches, examples, available, num_batches = None, 0, 0, 0
     if scorer.needs_data:
@@ -172,6 +174,7 @@ def score(config: ScoreConfig, progress: ProgressCallback | None = None) -> Scor
         "max_length": config.max_length,
         "batch_size": config.batch_size,
         "precision": config.precision,
+        **head_metadata(loaded),
     }
     p = DEFAULT_SPARSITY if config.p is None else config.p
     mask = scorer.select(scores, p, config.scope, metadata)

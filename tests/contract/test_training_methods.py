@@ -17,7 +17,15 @@ from sparsetune.errors import TrainingInterrupted
 from sparsetune.evaluation import evaluate
 from sparsetune.formats.mask import Mask
 from sparsetune.methods import METHODS
-from tests.unit.training_support import assert_same_weights, base_weights, run, saved_weights, write_mask
+from tests.unit.training_support import (
+    POOLER,
+    assert_same_weights,
+    base_weights,
+    eligible_base_weights,
+    run,
+    saved_weights,
+    write_mask,
+)
 
 METHOD_NAMES = sorted(METHODS)
 
@@ -66,7 +74,7 @@ def test_method_trains_resumes_bitwise_and_evaluates(name, tmp_path, tiny_model_
 def test_result_is_sparse_around_theta0_outside_its_final_mask(name, tmp_path, tiny_model_dir, tiny_data_dir):
     args = _method_args(name, tmp_path, tiny_model_dir)
     run(tmp_path / "out", tiny_data_dir, max_steps=4, lr=5e-2, weight_decay=0.5, **args)
-    trained, theta0 = saved_weights(tmp_path / "out"), base_weights(tiny_model_dir)
+    trained, theta0 = saved_weights(tmp_path / "out"), eligible_base_weights(tiny_model_dir)
     mask_file = tmp_path / "out" / "mask.safetensors"
     if not mask_file.exists():  # a dense method: every pretrained tensor may move
         assert any(not torch.equal(trained[n], theta0[n]) for n in theta0)
@@ -97,6 +105,63 @@ def test_p_sparse_result_and_diff_has_exactly_the_final_mask(name, tmp_path, tin
         assert found == mask.selected and set(delta.indices) == set(mask.indices)
     else:
         assert found >= 0.95 * mask.selected
+
+
+HEAD = {"classifier.weight", "classifier.bias", *POOLER}  # the new classifier + BERT's pooler (head by default)
+
+
+def _bound(name, tmp_path, tiny_model_dir, pooler="head"):
+    from sparsetune.models import load_model
+    from sparsetune.tasks import get_task
+
+    args = _method_args(name, tmp_path, tiny_model_dir)
+    mask = None
+    if "mask" in args:
+        mask = Mask.load(args["mask"])
+        if pooler == "eligible":  # a mask over the literal eligible set, pooler included
+            from tests.unit.training_support import random_mask
+
+            mask = random_mask(tiny_model_dir, "cb", pooler="eligible")
+    method = METHODS[name](mask, dict(args.get("method_options", ())))
+    method.bind(load_model(tiny_model_dir, get_task("cb"), seed=0, pooler=pooler))
+    return method
+
+
+@pytest.mark.parametrize("name", METHOD_NAMES)
+def test_every_method_sees_the_same_eligible_set_and_trains_the_whole_head(name, tmp_path, tiny_model_dir):
+    """The pooler is task head by default: not eligible for any method, and trained (every
+    entry, by the optimizer) by every method; with pooler="eligible" it is eligible again."""
+    method = _bound(name, tmp_path, tiny_model_dir)
+    assert set(method.head) == HEAD and not HEAD & set(method.eligible)
+    for tensor in HEAD:
+        # LoRA trains peft's copy of a head module (modules_to_save), the others the tensor itself.
+        module, _, leaf = tensor.rpartition(".")
+        trained = [p for n, p in method.trainable().items() if n.endswith((tensor, f"{module}.modules_to_save.default.{leaf}"))]
+        assert len(trained) == 1, f"{name} does not train head tensor {tensor} (whole)"
+        assert trained[0].requires_grad and trained[0].shape == method.head[tensor].shape, tensor
+    summary = method.summary()
+    assert summary["head"] == sum(method.head[t].numel() for t in HEAD) and summary["head_tensors"] == sorted(HEAD)
+    assert summary["eligible"] == sum(p.numel() for p in method.eligible.values())
+    literal = _bound(name, tmp_path / "literal", tiny_model_dir, pooler="eligible")
+    assert set(literal.head) == {"classifier.weight", "classifier.bias"} and set(POOLER) <= set(literal.eligible)
+    assert literal.summary()["eligible"] == summary["eligible"] + 32 * 32 + 32
+
+
+@pytest.mark.parametrize("name", METHOD_NAMES)
+def test_the_head_pooler_trains_and_run_json_names_the_head(name, tmp_path, tiny_model_dir, tiny_data_dir):
+    run(tmp_path / "out", tiny_data_dir, max_steps=3, lr=5e-2, **_method_args(name, tmp_path, tiny_model_dir))
+    trained, theta0 = saved_weights(tmp_path / "out"), base_weights(tiny_model_dir)
+    for tensor in POOLER:
+        assert not torch.equal(trained[tensor], theta0[tensor]), f"{name} left head tensor {tensor} at θ0"
+    record = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert record["hyperparameters"]["pooler"] == "head"
+    assert record["trainable_parameters"]["head_tensors"] == sorted(HEAD)
+    final = tmp_path / "out" / "mask.safetensors"
+    if final.exists():  # a mask beside the run says which tensors were head
+        mask = Mask.load(final)
+        assert not set(POOLER) & set(mask.shapes) and mask.metadata["pooler"] == "head"
+        if not METHODS[name].needs_mask:  # projection methods write their own final mask
+            assert mask.metadata["head"] == sorted(HEAD)
 
 
 def _validation_logits(folder, tiny_data_dir) -> torch.Tensor:

@@ -46,7 +46,8 @@ def test_baseline_trains_and_evaluates_on_minilm(method, flags, tmp_path, shared
     data = ["--data-dir", str(shared_data_dir)]
     out, record = _train(tmp_path, data, method, *flags)
     counts = record["trainable_parameters"]
-    assert counts["eligible"] == 22_713_216 and counts["head"] == 384 * 3 + 3  # MiniLM-L6-H384, cb's 3 labels
+    # MiniLM-L6-H384 less its pooler; the head is cb's 3-label classifier + the pooler (head by default)
+    assert counts["eligible"] == 22_565_376 and counts["head"] == 384 * 3 + 3 + 384 * 384 + 384
     if method == "adapter":  # 6 layers x one FFN adapter of width 384/32 = 12
         assert counts["added"] == 6 * (2 * 384 * 12 + 12 + 384) and counts["pretrained_trainable"] == 0
         assert record["hyperparameters"]["method_options"] == {"adapter_config": "pfeiffer", "reduction_factor": "32.0"}

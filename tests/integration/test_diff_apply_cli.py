@@ -39,7 +39,11 @@ def test_diff_apply_round_trip_on_a_real_sparse_run(shared_data_dir, tmp_path):
     selected = json.loads((run / "run.json").read_text())["trainable_parameters"]["pretrained_trainable"]
     assert 0 < delta.changed <= selected  # only mask entries can have changed
     assert delta.metadata["base_model"] == "embedded:all-MiniLM-L6-v2" and delta.metadata["task"] == "rte"
-    assert len(proc.stdout) / delta.changed < 8.5
+    # The head travels dense: the classifier and, head by default, the whole pooler (never index + value).
+    assert set(delta.head) == {"bert.pooler.dense.weight", "bert.pooler.dense.bias", "classifier.weight", "classifier.bias"}
+    assert delta.metadata["pooler"] == "head" and not any("pooler" in name for name in delta.indices)
+    head_bytes = sum(tensor.numel() * tensor.element_size() for tensor in delta.head.values())
+    assert (len(proc.stdout) - head_bytes) / delta.changed < 8.5
 
     applied = tmp_path / "applied"
     invoke("apply", str(delta_path), "-o", str(applied), "-q")

@@ -61,7 +61,8 @@ def test_grid_report_and_check_on_minilm(shared_data_dir, tmp_path):
     runs = {result.run_id: result for result in read_results(results)}
     assert set(runs) == {"SAM@lr=0.0001/cb/p0.005/seed1", "SAM@lr=0.001/cb/p0.005/seed1", "FullTuning/cb/dense/seed1"}
     sam = runs["SAM@lr=0.001/cb/p0.005/seed1"]
-    assert sam.trainable_parameters["trainable"] == 113_566 + 384 * 3 + 3  # floor(0.005 x 22,713,216) + cb head
+    # floor(0.005 x 22,565,376 eligible) + cb's head: classifier and pooler
+    assert sam.trainable_parameters["trainable"] == 112_826 + 384 * 3 + 3 + 384 * 384 + 384
     record = json.loads((Path(sam.run_dir) / "run.json").read_text())
     assert record["hyperparameters"]["lr"] == 0.001 and record["base_model"] == "embedded:all-MiniLM-L6-v2"
 

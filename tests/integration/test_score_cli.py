@@ -13,7 +13,8 @@ from sparsetune.models import DEFAULT_MODEL_NAME
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
-MINILM_ELIGIBLE = 22_713_216  # every tensor of the checkpoint (all-MiniLM-L6-v2 with its pooler)
+MINILM_ELIGIBLE = 22_565_376  # every tensor of the checkpoint (all-MiniLM-L6-v2) but its pooler, head by default
+MINILM_POOLER = 384 * 384 + 384  # bert.pooler.dense: 0.65% of the checkpoint
 
 
 def invoke(*args):
@@ -29,11 +30,24 @@ def test_score_cb_json_summary_and_train_ready_metadata(shared_data_dir, tmp_pat
     summary = json.loads(result.stdout)
     assert summary["examples"] == 64 and summary["examples_available"] == 225  # 90% of 250
     assert summary["eligible"] == MINILM_ELIGIBLE and summary["selected"] == math.floor(MINILM_ELIGIBLE * 0.005)
-    assert summary["head_tensors"] == ["classifier.bias", "classifier.weight"] and summary["head_parameters"] == 3 * 384 + 3
+    assert summary["head_tensors"] == ["bert.pooler.dense.bias", "bert.pooler.dense.weight", "classifier.bias", "classifier.weight"]
+    assert summary["head_parameters"] == 3 * 384 + 3 + MINILM_POOLER and summary["pooler"] == "head"
+    assert "pooler" not in summary["share_by_module_type"]  # SAM's mask holds no pooler entry
     mask = Mask.load(mask_path)
     assert mask.metadata["model"] == DEFAULT_MODEL_NAME and mask.metadata["task"] == "cb"
     assert (mask.metadata["method"], mask.metadata["p"], mask.metadata["scope"]) == ("sam", 0.005, "global")
     assert (mask.metadata["examples"], mask.metadata["seed"], mask.metadata["dev_fraction"]) == (64, 42, 0.1)
+    assert mask.metadata["pooler"] == "head" and mask.metadata["head"] == summary["head_tensors"]
+
+
+def test_the_literal_pooler_takes_a_large_share_of_sams_budget(shared_data_dir, tmp_path):
+    """Issue 14: with the pooler eligible, SAM's global top-k spends much of p on it (63% on
+    cb with every example, README); the default makes it task head, so none."""
+    result = invoke("score", "--task", "cb", "--data-dir", shared_data_dir, "--examples", 64, "--max-length", 64,
+                    "--pooler", "eligible", "-o", tmp_path / "literal.safetensors", "--json")
+    summary = json.loads(result.stdout)
+    assert summary["eligible"] == MINILM_ELIGIBLE + MINILM_POOLER and summary["pooler"] == "eligible"
+    assert summary["share_by_module_type"]["pooler"] > 0.3
 
 
 def test_score_rte_then_mask_then_inspect_plot(shared_data_dir, tmp_path):

@@ -51,7 +51,7 @@ def test_lora_run_predicts_like_the_same_peft_model_built_directly(tmp_path, tin
     ours = load_method_model(tmp_path / "lora", CB)
     # The same model written with peft's own API: same base and seed, the run's tensors.
     base = load_model(tiny_model_dir, CB, seed=42).model
-    config = LoraConfig(r=16, lora_alpha=16, lora_dropout=0.0, modules_to_save=["classifier"],
+    config = LoraConfig(r=16, lora_alpha=16, lora_dropout=0.0, modules_to_save=["bert.pooler.dense", "classifier"],
                         target_modules=["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"])
     direct = get_peft_model(base, config)
     set_peft_model_state_dict(direct, load_tensors(tmp_path / "lora" / "method" / "adapter_model.safetensors"))
@@ -62,7 +62,8 @@ def test_lora_run_predicts_like_the_same_peft_model_built_directly(tmp_path, tin
     # Parameter budget: peft's count of LoRA entries; no pretrained entry trains.
     lora_entries = sum(p.numel() for n, p in direct.named_parameters() if "lora_" in n)
     counts = record.trainable_parameters
-    assert counts["added"] == lora_entries and counts["pretrained_trainable"] == 0 and counts["head"] == 3 * 32 + 3
+    head = 3 * 32 + 3 + 32 * 32 + 32  # classifier + pooler (the pooler is head by default)
+    assert counts["added"] == lora_entries and counts["pretrained_trainable"] == 0 and counts["head"] == head
     assert counts["fraction"] == pytest.approx(lora_entries / counts["eligible"])
 
 
@@ -72,7 +73,8 @@ def test_lora_merge_gives_a_plain_model_with_the_same_predictions(tmp_path, tiny
     diff(DiffConfig(run=str(tmp_path / "lora"), output=str(tmp_path / "lora.delta")))
     delta = Delta.load(tmp_path / "lora.delta")
     assert delta.metadata["method"] == "lora" and json.loads(delta.metadata["method_options"])["lora_r"] == 4
-    assert not delta.indices and all("lora_" in n or "classifier" in n for n in delta.head)
+    assert not delta.indices and all("lora_" in n or "classifier" in n or "pooler" in n for n in delta.head)
+    assert any("pooler" in n for n in delta.head) and delta.metadata["pooler"] == "head"
     apply(ApplyConfig(deltas=(str(tmp_path / "lora.delta"),), output=str(tmp_path / "merged"), merge=True))
     assert not has_method_dir(tmp_path / "merged")
     plain = load_model(tmp_path / "merged", CB)
@@ -165,6 +167,25 @@ def test_mixout_trains_every_parameter_turns_dropout_off_and_exports_plain_weigh
     assert "bert.encoder.layer.0.attention.self.query.weight" in dict(exported.named_parameters())
     with pytest.raises(UsageError, match="--mixout-p"):
         _bound("mixout", tiny_model_dir, mixout_p=1.0)
+
+
+def _mixed(method) -> set[str]:
+    """Linear layers whose weight mixout parametrized."""
+    from torch.nn.utils import parametrize
+
+    return {name for name, module in method.loaded.model.named_modules() if parametrize.is_parametrized(module, "weight")}
+
+
+def test_mixout_leaves_the_head_unmixed_unless_asked(tiny_model_dir):
+    """Every method trains the same head the same plain dense way: mixout mixes the pretrained
+    linear layers only; `mixout_head=true` also mixes the head, as the authors' code does."""
+    default = _mixed(_bound("mixout", tiny_model_dir))
+    assert "bert.encoder.layer.0.attention.self.query" in default
+    assert "classifier" not in default and "bert.pooler.dense" not in default
+    literal = get_method("mixout")(None, {})
+    literal.bind(load_model(tiny_model_dir, CB, seed=0, pooler="eligible"))
+    assert "bert.pooler.dense" in _mixed(literal) and "classifier" not in _mixed(literal)  # eligible: mixed like any encoder layer
+    assert {"classifier", "bert.pooler.dense"} <= _mixed(_bound("mixout", tiny_model_dir, mixout_head=True))
 
 
 # -- CLI aliases ----------------------------------------------------------------------

@@ -48,8 +48,11 @@ def test_bitfit_takes_every_bias_including_layernorm_beta_not_gamma(tiny_model_d
     result = _score(tiny_model_dir, method="bitfit", p=None)
     selected = set(result.mask.indices)
     assert "bert.encoder.layer.0.attention.output.LayerNorm.bias" in selected
-    assert "bert.embeddings.LayerNorm.bias" in selected and "bert.pooler.dense.bias" in selected
+    assert "bert.embeddings.LayerNorm.bias" in selected
+    assert "bert.pooler.dense.bias" not in selected and "bert.pooler.dense.bias" in result.head  # head: trains anyway
     assert not any(name.endswith(".weight") for name in selected)
+    literal = _score(tiny_model_dir, method="bitfit", p=None, pooler="eligible")  # the pooler's bias is a bias like any other
+    assert set(literal.mask.indices) == selected | {"bert.pooler.dense.bias"}
     assert result.notes == []  # no -p given: nothing to warn about
     explicit = _score(tiny_model_dir, method="bitfit", p=0.3)
     assert explicit.mask.selected == result.mask.selected

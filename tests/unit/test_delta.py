@@ -27,8 +27,12 @@ from sparsetune.tasks import get_task
 SPARSETUNE = [sys.executable, "-c", "from sparsetune.cli import main; main()"]
 
 
-def make_run(base: Path, folder: Path, changes: dict[str, list[tuple[int, float]]], task="rte", seed=1, record=True) -> Path:
-    """A fine-tuned dir: base + task head (seeded), with `changes` {name: [(flat index, added)]}."""
+def make_run(base: Path, folder: Path, changes: dict[str, list[tuple[int, float]]], task="rte", seed=1, record=True,
+             pooler=None) -> Path:
+    """A fine-tuned dir: base + task head (seeded), with `changes` {name: [(flat index, added)]}.
+
+    Its run.json records `pooler` when given; without it, it is a run from before the pooler
+    policy existed, whose pooler was eligible (changed entries, not head)."""
     loaded = load_model(base, get_task(task), seed=seed)
     params = dict(loaded.model.named_parameters())
     with torch.no_grad():
@@ -38,7 +42,8 @@ def make_run(base: Path, folder: Path, changes: dict[str, list[tuple[int, float]
     loaded.model.save_pretrained(folder)
     load_tokenizer(base).save_pretrained(folder)
     if record:
-        RunRecord(base_model=str(base), task=task, method="sparse", hyperparameters={"max_length": 64}).save(folder)
+        hyper = {"max_length": 64, **({"pooler": pooler} if pooler else {})}
+        RunRecord(base_model=str(base), task=task, method="sparse", hyperparameters=hyper).save(folder)
     return folder
 
 
@@ -90,7 +95,9 @@ def test_metadata_names_base_fingerprint_and_counts(run_a, tiny_model_dir, tmp_p
     assert meta["base_model"] == str(tiny_model_dir) and meta["task"] == "rte" and meta["max_length"] == 64
     assert set(meta["fingerprint"]) == {QUERY, NORM, WORDS}
     assert meta["changed"] == 5 and meta["head_entries"] == 2 * 32 + 2
-    assert meta["eligible"] == sum(p.numel() for p in load_model(tiny_model_dir, get_task("rte")).eligible().values())
+    # run_a's run.json predates the pooler policy: its pooler was eligible, so it counts here.
+    assert meta["eligible"] == sum(p.numel() for p in load_model(tiny_model_dir, get_task("rte"), pooler="eligible").eligible().values())
+    assert meta["pooler"] == "eligible"
     assert meta["architecture"] == "BertForSequenceClassification"
     assert delta.values_dtype == "float32" and delta.values_kind == "absolute"
 
@@ -109,11 +116,62 @@ def test_half_precision_values_hold_rounded_differences(run_a, tmp_path):
     assert (tmp_path / "float16.safetensors").stat().st_size < (tmp_path / "bfloat16.safetensors").stat().st_size + 1
 
 
+POOLER = ("bert.pooler.dense.weight", "bert.pooler.dense.bias")
+
+
+def test_a_head_pooler_travels_dense_and_applies_bit_for_bit(tiny_model_dir, tmp_path):
+    """A run trained with the pooler as head changed all of it: it goes with the classifier as
+    dense tensors (never as index + value), is not counted as eligible, and apply gives the
+    model back bit for bit."""
+    pooled = torch.randn(32 * 32, generator=torch.Generator().manual_seed(3)) * 1e-2
+    changes = {QUERY: [(3, 0.01)], POOLER[0]: list(enumerate(pooled.tolist())), POOLER[1]: [(1, 0.2)]}
+    run = make_run(tiny_model_dir, tmp_path / "run", changes, pooler="head")
+    path = tmp_path / "d.safetensors"
+    diff(DiffConfig(run=str(run), output=str(path)))
+    delta = Delta.load(path)
+    assert set(delta.head) == {"classifier.weight", "classifier.bias", *POOLER} and set(delta.indices) == {QUERY}
+    assert delta.metadata["pooler"] == "head" and delta.changed == 1
+    head_policy = load_model(tiny_model_dir, get_task("rte"))
+    assert delta.metadata["eligible"] == sum(p.numel() for p in head_policy.eligible().values())
+    assert delta.metadata["eligible"] + 32 * 32 + 32 == sum(p.numel() for p in load_model(tiny_model_dir, get_task("rte"), pooler="eligible").eligible().values())
+    assert not set(POOLER) & set(delta.metadata["untouched"]) and not set(POOLER) & set(delta.metadata["fingerprint"])
+    apply(ApplyConfig(deltas=(str(path),), output=str(tmp_path / "applied")))
+    assert_bitwise_equal(weights(run), weights(tmp_path / "applied"))
+    apply_delta(head_policy, path)  # in memory too
+    assert_bitwise_equal({n: p.detach() for n, p in head_policy.model.named_parameters()}, weights(run))
+    # The literal policy, asked for explicitly, lists the same pooler as changed entries.
+    literal = diff(DiffConfig(run=str(run), pooler="eligible")).delta
+    assert set(literal.indices) == {QUERY, *POOLER} and set(literal.head) == {"classifier.weight", "classifier.bias"}
+    assert literal.changed == 1 + 32 * 32 + 1
+
+
+def test_deltas_made_with_different_pooler_policies_do_not_compose(run_b, tiny_model_dir, tmp_path):
+    """run_b (pooler eligible) changed an entry of the pooler's bias; a head-policy delta
+    carries the whole pooler dense: composing them would silently drop run_b's change."""
+    head_run = make_run(tiny_model_dir, tmp_path / "head", {QUERY: [(3, 0.01)]}, pooler="head")
+    diff(DiffConfig(run=str(run_b), output=str(tmp_path / "b.safetensors")))
+    diff(DiffConfig(run=str(head_run), output=str(tmp_path / "h.safetensors")))
+    with pytest.raises(MismatchError, match=r"b\.safetensors changes entries of 'bert\.pooler\.dense\.bias'.*different --pooler"):
+        apply(ApplyConfig(deltas=(str(tmp_path / "b.safetensors"), str(tmp_path / "h.safetensors")), output=str(tmp_path / "x")))
+    assert not (tmp_path / "x").exists()
+    diff(DiffConfig(run=str(head_run), output=str(tmp_path / "h-literal.safetensors"), pooler="eligible"))  # the way out
+    apply(ApplyConfig(deltas=(str(tmp_path / "b.safetensors"), str(tmp_path / "h-literal.safetensors")), output=str(tmp_path / "ok")))
+
+
+def test_a_plain_model_dir_takes_the_default_pooler_policy(tiny_model_dir, tmp_path):
+    plain = make_run(tiny_model_dir, tmp_path / "plain", {POOLER[1]: [(0, 0.5)]}, record=False)
+    base = str(tiny_model_dir)
+    assert set(diff(DiffConfig(run=str(plain), base=base)).delta.head) >= set(POOLER)
+    assert set(diff(DiffConfig(run=str(plain), base=base, pooler="eligible")).delta.indices) == {POOLER[1]}
+    with pytest.raises(UsageError, match="--pooler"):
+        diff(DiffConfig(run=str(plain), base=base, pooler="dense"))
+
+
 def test_top_p_keeps_the_largest_changes(tiny_model_dir, tmp_path):
     torch.manual_seed(0)
     eligible = load_model(tiny_model_dir, get_task("rte")).eligible()
     changes = {name: [(i, float(x)) for i, x in enumerate(torch.randn(p.numel()) * 1e-2)] for name, p in eligible.items() if "bias" in name}
-    run = make_run(tiny_model_dir, tmp_path / "dense", changes)
+    run = make_run(tiny_model_dir, tmp_path / "dense", changes, pooler="head")
     m = sum(p.numel() for p in eligible.values())
     result = diff(DiffConfig(run=str(run), top_p=0.002))
     assert result.delta.changed == int(m * 0.002)

@@ -3,17 +3,21 @@
 import pytest
 import torch
 
-from sparsetune.errors import UsageError
+from sparsetune.errors import FileFormatError, UsageError
 from sparsetune.models import (
     DEFAULT_MODEL_NAME,
     display_name,
     embedded_model_path,
+    is_pooler,
     layer_index,
     load_model,
     module_type,
+    recorded_pooler,
     resolve_model,
 )
 from sparsetune.tasks import TASKS
+
+POOLER = ("bert.pooler.dense.weight", "bert.pooler.dense.bias")
 
 
 @pytest.mark.parametrize(
@@ -32,9 +36,62 @@ def test_head_per_task(tiny_model_dir, name, head_class, out_features):
     assert loaded.model.classifier.out_features == out_features
     assert loaded.new_parameters == {"classifier.weight", "classifier.bias"}
     assert "classifier.weight" not in loaded.eligible()
-    assert set(loaded.head()) == {"classifier.weight", "classifier.bias"}
+    assert set(loaded.head()) == {"classifier.weight", "classifier.bias", *POOLER}  # BERT reads its pooler
+    assert not set(POOLER) & set(loaded.eligible()) and loaded.pooler == "head"
     if name == "stsb":
         assert loaded.model.config.problem_type == "regression"
+
+
+@pytest.mark.parametrize("task", ["cb", "copa"])  # BertForSequenceClassification, BertForMultipleChoice
+def test_the_pooler_is_head_by_default_and_eligible_with_the_option(tiny_model_dir, task):
+    default = load_model(tiny_model_dir, TASKS[task], seed=0)
+    literal = load_model(tiny_model_dir, TASKS[task], seed=0, pooler="eligible")
+    assert default.head_names == {"classifier.weight", "classifier.bias", *POOLER}
+    assert literal.head_names == literal.new_parameters == {"classifier.weight", "classifier.bias"}
+    assert set(POOLER) <= set(literal.eligible()) and not set(POOLER) & set(default.eligible())
+    assert default.new_parameters == literal.new_parameters  # "new" keeps its meaning: missing from the checkpoint
+    assert set(default.eligible()) | set(default.head()) == {name for name, _ in default.model.named_parameters()}
+    assert sum(p.numel() for p in literal.eligible().values()) - sum(p.numel() for p in default.eligible().values()) == 32 * 32 + 32
+    with pytest.raises(UsageError, match="--pooler must be one of head, eligible"):
+        load_model(tiny_model_dir, TASKS[task], pooler="dense")
+
+
+def test_a_model_whose_classifier_reads_no_pooler_is_unaffected(tmp_path):
+    """RoBERTa's checkpoint has a pooler, but its classification model builds a new head of
+    its own instead (transformers passes add_pooling_layer=False): head = new tensors only."""
+    from transformers import RobertaConfig, RobertaModel
+
+    config = RobertaConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                           max_position_embeddings=40)
+    torch.manual_seed(0)
+    RobertaModel(config).save_pretrained(tmp_path)  # pooler included in the checkpoint
+    for policy in ("head", "eligible"):
+        loaded = load_model(tmp_path, TASKS["cb"], seed=0, pooler=policy)
+        assert not any(is_pooler(name) for name, _ in loaded.model.named_parameters())
+        assert loaded.head_names == loaded.new_parameters and all(n.startswith("classifier.") for n in loaded.head_names)
+
+
+def test_albert_pooler_is_head_too(tmp_path):
+    """ALBERT's classifier reads its pooler, a Linear named `albert.pooler` (no `.dense`)."""
+    from transformers import AlbertConfig, AlbertModel
+
+    config = AlbertConfig(vocab_size=64, embedding_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                          intermediate_size=32, max_position_embeddings=40)
+    torch.manual_seed(0)
+    AlbertModel(config).save_pretrained(tmp_path)
+    loaded = load_model(tmp_path, TASKS["cb"], seed=0)
+    assert loaded.head_names - loaded.new_parameters == {"albert.pooler.weight", "albert.pooler.bias"}
+    assert load_model(tmp_path, TASKS["cb"], seed=0, pooler="eligible").head_names == loaded.new_parameters
+
+
+def test_recorded_pooler_reads_metadata_or_the_tensors_of_older_files():
+    assert recorded_pooler({"pooler": "head"}, ["bert.pooler.dense.weight"]) == "head"
+    assert recorded_pooler({}, ["bert.encoder.layer.0.output.dense.weight", "bert.pooler.dense.weight"]) == "eligible"
+    assert recorded_pooler({}, ["bert.encoder.layer.0.output.dense.weight"]) == "head"
+    with pytest.raises(FileFormatError, match="pooler='dense'"):
+        recorded_pooler({"pooler": "dense"}, [], "m.safetensors")
+    assert is_pooler("bert.pooler.dense.weight") and is_pooler("albert.pooler.weight")
+    assert not is_pooler("bert.encoder.layer.0.output.dense.weight") and not is_pooler("pooler")
 
 
 def test_head_init_is_seeded(tiny_model_dir):

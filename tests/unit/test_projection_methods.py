@@ -19,7 +19,7 @@ from sparsetune.methods import get_method
 from sparsetune.models import load_model
 from sparsetune.tasks import get_task
 
-from .training_support import base_weights, run, saved_weights
+from .training_support import eligible_base_weights, run, saved_weights
 
 runner = CliRunner()
 
@@ -167,7 +167,7 @@ def test_cli_flags_log_and_inspect_plot(tmp_path, tiny_model_dir, tiny_data_dir)
     record = json.loads((out / "run.json").read_text())
     assert record["hyperparameters"]["method_options"] == {"p": "0.02", "project_every": "2"}
     assert record["trainable_parameters"]["p"] == 0.02
-    trained, theta0 = saved_weights(out), base_weights(tiny_model_dir)
+    trained, theta0 = saved_weights(out), eligible_base_weights(tiny_model_dir)
     moved = sum(int((trained[n] != theta0[n]).sum()) for n in theta0)
     assert 0 < moved <= math.floor(sum(t.numel() for t in theta0.values()) * 0.02)
 

@@ -33,14 +33,19 @@ def config(tiny_model_dir, tiny_data_dir, tmp_path):
     return make
 
 
-def reference_gradients(tiny_model_dir, tiny_data_dir, seed, per_example=False):
+POOLER = ["bert.pooler.dense.bias", "bert.pooler.dense.weight"]
+HEAD = sorted(["classifier.bias", "classifier.weight", *POOLER])
+
+
+def reference_gradients(tiny_model_dir, tiny_data_dir, seed, per_example=False, pooler="head"):
     """Independent of sparsetune's scoring: plain transformers, the whole train part in one
-    batch (or one example at a time), autograd, in float64 for a precise reference."""
+    batch (or one example at a time), autograd, in float64 for a precise reference. The head
+    (classifier, and the pooler unless pooler="eligible") gets no score."""
     rows = load_task_data(__import__("sparsetune").get_task("rte"), tiny_data_dir, 0.1, seed).train
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     torch.manual_seed(seed)
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2).double().eval()
-    head = {"classifier.weight", "classifier.bias"}
+    head = {"classifier.weight", "classifier.bias", *(POOLER if pooler == "head" else [])}
 
     def grads(chunk):
         model.zero_grad()
@@ -65,9 +70,10 @@ def relative_error(got: dict, expected: dict) -> float:
     return (diff / norm) ** 0.5
 
 
-def test_sam_equals_one_backward_over_the_whole_train_part(config, tiny_model_dir, tiny_data_dir):
-    result = score(config(output=None))  # batches of 7 over 36 rows: unequal last batch
-    expected, rows = reference_gradients(tiny_model_dir, tiny_data_dir, seed=3)
+@pytest.mark.parametrize("pooler", ["head", "eligible"])
+def test_sam_equals_one_backward_over_the_whole_train_part(config, tiny_model_dir, tiny_data_dir, pooler):
+    result = score(config(output=None, pooler=pooler))  # batches of 7 over 36 rows: unequal last batch
+    expected, rows = reference_gradients(tiny_model_dir, tiny_data_dir, seed=3, pooler=pooler)
     assert result.examples == rows == 36
     assert relative_error(result.scores, expected) <= 1e-5
     for name in ("bert.embeddings.word_embeddings.weight", "bert.encoder.layer.1.output.dense.weight"):
@@ -86,7 +92,7 @@ def test_fisher_with_batch_size_one_is_the_empirical_fisher(config, tiny_model_d
 def test_mask_is_the_top_k_of_the_scores_and_excludes_the_head(config, tmp_path):
     result = score(config(save_scores=str(tmp_path / "scores.safetensors")))
     mask = Mask.load(tmp_path / "mask.safetensors")
-    assert "classifier.weight" not in mask.shapes and set(result.head) == {"classifier.weight", "classifier.bias"}
+    assert "classifier.weight" not in mask.shapes and sorted(result.head) == HEAD
     assert mask.selected == int(mask.eligible * 0.05)
     flat = torch.cat([s.reshape(-1) for s in result.scores.values()])
     chosen = torch.cat([result.scores[n].reshape(-1)[mask.bool_tensor(n).reshape(-1)] for n in mask.shapes])
@@ -212,12 +218,33 @@ def test_registry_seam_and_no_data_scorers(config, monkeypatch):
         register_scorer("sam")(AllOnes)
 
 
+def test_sams_mask_holds_no_pooler_entries_by_default_and_records_the_head(config, tmp_path):
+    """The pooler is task head by default: not scored, not in the mask, named in its metadata
+    (and in the scores file, which `sparsetune mask` passes on); --pooler eligible gives the
+    literal behaviour, where SAM spends part of its budget on the pooler (as on MiniLM)."""
+    default = score(config(save_scores=str(tmp_path / "scores.safetensors")))
+    mask = Mask.load(tmp_path / "mask.safetensors")
+    assert not set(POOLER) & (set(mask.shapes) | set(mask.indices) | set(default.scores))
+    assert mask.metadata["pooler"] == "head" and mask.metadata["head"] == HEAD
+    again = rethreshold(MaskConfig(scores=str(tmp_path / "scores.safetensors"), p=0.1, output=str(tmp_path / "m10.safetensors")))
+    assert again.metadata["pooler"] == "head" and Mask.load(tmp_path / "m10.safetensors").metadata["head"] == HEAD
+    literal = score(config(pooler="eligible", output=str(tmp_path / "literal.safetensors")))
+    saved = Mask.load(tmp_path / "literal.safetensors")
+    assert saved.metadata["pooler"] == "eligible" and saved.metadata["head"] == ["classifier.bias", "classifier.weight"]
+    assert set(POOLER) <= set(saved.shapes) and saved.eligible == mask.eligible + 32 * 32 + 32
+    assert sum(saved.per_tensor()[n][0] for n in POOLER) > 0  # the literal SAM selects pooler entries here
+    assert literal.summary()["pooler"] == "eligible" and default.summary()["pooler"] == "head"
+    with pytest.raises(UsageError, match="--pooler must be one of"):
+        score(config(pooler="dense", output=None))
+
+
 def test_inspect_mask_and_scores(config, tmp_path):
     score(config(save_scores=str(tmp_path / "s.safetensors")))
     summary = inspect_file(tmp_path / "mask.safetensors", plot=tmp_path / "m.png")
     assert summary["kind"] == "mask" and summary["totals"]["selected"] == Mask.load(tmp_path / "mask.safetensors").selected
     table = summary["table"]
-    assert table["rows"] == ["embeddings", "layer 0", "layer 1", "pooler"]
+    assert table["rows"] == ["embeddings", "layer 0", "layer 1"]  # the pooler is head by default
+    assert summary["metadata"]["pooler"] == "head" and summary["metadata"]["head"] == HEAD
     assert {"query", "key", "value", "attention-out", "ffn-in", "ffn-out", "layernorm", "bias"} <= set(table["columns"])
     selected = sum(c * n for row, ns in zip(table["cells"], table["entries"]) for c, n in zip(row, ns) if c is not None)
     assert round(selected) == summary["totals"]["selected"]
@@ -255,7 +282,7 @@ def test_cli_score_json_and_existing_output(tiny_model_dir, tiny_data_dir, tmp_p
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    assert summary["examples"] == 36 and summary["notes"] and summary["head_tensors"] == ["classifier.bias", "classifier.weight"]
+    assert summary["examples"] == 36 and summary["notes"] and summary["head_tensors"] == HEAD and summary["pooler"] == "head"
     assert abs(sum(summary["share_by_module_type"].values()) - 1) < 1e-9
     again = runner.invoke(app, args)
     assert again.exit_code == 1 and "already exists; pass --force" in again.stderr

@@ -12,7 +12,7 @@ from sparsetune.formats.mask import Mask
 from sparsetune.models import load_model
 from sparsetune.tasks import get_task
 
-from .training_support import base_weights, random_mask, run, saved_weights, write_mask
+from .training_support import POOLER, base_weights, random_mask, run, saved_weights, write_mask
 
 
 def test_attach_keeps_the_forward_and_trains_only_values(tiny_model_dir):
@@ -26,7 +26,7 @@ def test_attach_keeps_the_forward_and_trains_only_values(tiny_model_dir):
     assert torch.equal(reference(**inputs).logits, loaded.model(**inputs).logits)
     trainable = {name for name, p in loaded.model.named_parameters() if p.requires_grad}
     assert {p for p in loaded.model.parameters() if p.requires_grad} == set(values.values()) | set(loaded.head().values())
-    assert all(name.endswith(".values") or name.startswith("classifier") for name in trainable)
+    assert all(name.endswith(".values") or name in loaded.head() for name in trainable)  # classifier + pooler
     assert sum(v.numel() for v in values.values()) == mask.selected
 
 
@@ -89,7 +89,8 @@ def test_entries_outside_the_mask_stay_theta0_exactly(sparse_run, tiny_model_dir
     trained, theta0 = saved_weights(out), base_weights(tiny_model_dir)
     changed = 0
     for name, before in theta0.items():
-        if name not in mask.shapes:  # tensors the task model does not use (none for BERT)
+        if name not in mask.shapes:  # the pooler: task head by default, trained densely beside the mask
+            assert name in POOLER and not torch.equal(trained[name], before), name
             continue
         inside = mask.bool_tensor(name)
         assert torch.equal(trained[name][~inside], before[~inside]), name

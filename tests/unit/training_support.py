@@ -10,17 +10,18 @@ from safetensors.torch import load_file
 
 from sparsetune.config import TrainConfig
 from sparsetune.formats.mask import Mask
-from sparsetune.models import load_model
+from sparsetune.models import head_metadata, load_model
 from sparsetune.tasks import get_task
 from sparsetune.training import train
 
 
-def random_mask(model_dir: Path, task: str, p: float = 0.05, seed: int = 0) -> Mask:
-    """A mask over the tiny BERT's eligible tensors, scored by seeded noise."""
-    loaded = load_model(model_dir, get_task(task), seed=0)
+def random_mask(model_dir: Path, task: str, p: float = 0.05, seed: int = 0, pooler: str = "head") -> Mask:
+    """A mask over the tiny BERT's eligible tensors (per `pooler`), scored by seeded noise."""
+    loaded = load_model(model_dir, get_task(task), seed=0, pooler=pooler)
     generator = torch.Generator().manual_seed(seed)
     scores = {name: torch.rand(value.shape, generator=generator) for name, value in loaded.eligible().items()}
-    return Mask.from_scores(scores, p, metadata={"model": str(model_dir), "task": task, "seed": 42, "dev_fraction": 0.1})
+    metadata = {"model": str(model_dir), "task": task, "seed": 42, "dev_fraction": 0.1, **head_metadata(loaded)}
+    return Mask.from_scores(scores, p, metadata=metadata)
 
 
 def write_mask(tmp_path: Path, model_dir: Path, task: str = "cb", p: float = 0.05) -> Path:
@@ -45,9 +46,18 @@ def saved_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(str(Path(run_dir) / "model.safetensors"))
 
 
+POOLER = ("bert.pooler.dense.weight", "bert.pooler.dense.bias")  # the tiny BERT's pooler: task head by default
+
+
 def base_weights(model_dir: Path) -> dict[str, torch.Tensor]:
     """θ0 under the task model's parameter names (BertModel keys gain a `bert.` prefix)."""
     return {f"bert.{key}": value for key, value in load_file(str(Path(model_dir) / "model.safetensors")).items()}
+
+
+def eligible_base_weights(model_dir: Path, pooler: str = "head") -> dict[str, torch.Tensor]:
+    """θ0 of the eligible tensors: the checkpoint less the pooler, which is task head by default."""
+    weights = base_weights(model_dir)
+    return weights if pooler == "eligible" else {name: value for name, value in weights.items() if name not in POOLER}
 
 
 def assert_same_weights(left: dict[str, torch.Tensor], right: dict[str, torch.Tensor]) -> None:
