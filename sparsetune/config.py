@@ -47,6 +47,7 @@ class ScoreConfig:
     force: bool = False
     device: str = "auto"  # auto: CUDA when present (`sparsetune.runtime`)
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; the gradient stays fp32)
+    revision: str | None = None  # a hub id's branch, tag or commit (the mask records the commit)
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,7 @@ class TrainConfig:
     device: str = "auto"  # never recorded: a run may resume on another device
     precision: str | None = None  # None: fp32, or the interrupted run's
     report_to: str = "none"  # tensorboard | wandb: accelerate's tracker, logs under OUT/logs
+    revision: str | None = None  # None: the mask's, else the hub's default branch
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,11 @@ class OutputExistsError(SparsetuneError):
     """Refusing to overwrite; the message names the flag that allows it."""
 
 
+class HubUnreachableError(SparsetuneError):
+    """A hub id or hub data set was asked for, the hub cannot be reached, and the local
+    cache does not hold it: an environment problem, not a usage error."""
+
+
 class NumericalError(SparsetuneError):
     """A computation lost its numbers (fp16 overflow while scoring): a setting to change."""
 

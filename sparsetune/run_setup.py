@@ -48,7 +48,8 @@ LOG_FILE = "log.jsonl"
 MASK_FILE = "mask.safetensors"
 # Hyperparameters a resumed run must share with the interrupted one.
 RESUMABLE = ("method", "model", "task", "epochs", "max_steps", "lr", "batch_size", "max_length", "warmup_ratio",
-             "weight_decay", "max_grad_norm", "seed", "eval_every", "dev_fraction", "method_options", "precision", "pooler")
+             "weight_decay", "max_grad_norm", "seed", "eval_every", "dev_fraction", "method_options", "precision", "pooler",
+             "revision")
 
 
 @dataclass
@@ -84,7 +85,8 @@ def _requested(config: TrainConfig, mask: Mask | None) -> dict[str, Any]:
         "task": str(task),
         "dev_fraction": config.dev_fraction or meta.get("dev_fraction") or None,
         "split_seed": meta.get("seed"),
-        **{key: getattr(config, key) for key in RESUMABLE if key not in ("method", "model", "task", "dev_fraction", "pooler")},
+        **{key: getattr(config, key) for key in RESUMABLE if key not in ("method", "model", "task", "dev_fraction", "pooler", "revision")},
+        "revision": config.revision or meta.get("revision") or None,
         "method_options": dict(config.method_options),
         "pooler": _pooler(config, mask),
     }
@@ -167,8 +169,8 @@ def prepare_run(config: TrainConfig) -> RunSetup:
         raise UsageError(f"--mask is used by --method sparse only; method {hyper['method']!r} does not take one")
     task = get_task(hyper["task"])
     data = load_task_data(task, config.data_dir, dev_fraction=hyper["dev_fraction"], seed=hyper["split_seed"])
-    tokenizer = load_tokenizer(hyper["model"])
-    loaded = load_model(hyper["model"], task, seed=hyper["seed"], pooler=hyper["pooler"])
+    tokenizer = load_tokenizer(hyper["model"], hyper.get("revision"))
+    loaded = load_model(hyper["model"], task, seed=hyper["seed"], pooler=hyper["pooler"], revision=hyper.get("revision"))
     method = method_cls(mask, hyper["method_options"])
     model = method.bind(loaded)
     digest = _sha256(mask_path) if mask_path is not None else None  # the bytes OUT's copy will hold
@@ -239,5 +241,5 @@ def _record(setup: RunSetup, best: dict[str, Any], steps: int, seconds: float, d
         metrics={"dev": best.get("dev", {})},
         seconds=round(seconds, 2),
         sparsetune_version=__version__,
-        extra={"steps": steps},
+        extra={"steps": steps, **({"model_commit": setup.method.loaded.commit} if setup.method.loaded.commit else {})},
     )

@@ -31,9 +31,9 @@ def report_error(error: SparsetuneError) -> None:
     if rank != "0":
         if isinstance(error, UsageError):
             return
-        console.print(f"[bold red]error (rank {rank}):[/] {error}", soft_wrap=True, markup=True)
+        console.print(f"[bold red]error (rank {rank}):[/] {escape(str(error))}", soft_wrap=True, markup=True)
         return
-    console.print(f"[bold red]error:[/] {error}", soft_wrap=True, markup=True)
+    console.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True, markup=True)
 
 
 class SparsetuneGroup(TyperGroup):

@@ -80,6 +80,10 @@ POOLER_HELP = (
     "not eligible, outside p), as the paper's new RoBERTa head; eligible: it is an ordinary pretrained tensor."
 )
 
+RevisionOption = typer.Option(
+    None, "--revision", help="A hub id's branch, tag or commit hash (files record the commit it resolved to). Default: the main branch."
+)
+
 OptionalPath = Optional[Path]
 OptionalPooler = Optional[PoolerPolicy]
 OptionalStr = Optional[str]

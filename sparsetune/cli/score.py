@@ -29,6 +29,7 @@ from .options import (
     Precision,
     PrecisionOption,
     QuietOption,
+    RevisionOption,
     Scope,
     ScopeOption,
     ScorerName,
@@ -74,6 +75,7 @@ def score_command(
     output: str = typer.Option("mask.safetensors", "--output", "-o", help="Where to write the mask."),
     save_scores: OptionalStr = typer.Option(None, "--save-scores", help="Also write the raw scores here (for `sparsetune mask`)."),
     pooler: PoolerPolicy = typer.Option("head", "--pooler", help=POOLER_HELP),
+    revision: OptionalStr = RevisionOption,
     device: str = DeviceOption,
     precision: Precision = PrecisionOption,
     force: bool = ForceOption,
@@ -108,6 +110,7 @@ def score_command(
         force=force,
         device=device,
         precision=precision,
+        revision=revision,
     )
     speaks = is_main_process()  # one process of a launch speaks
     with progress_bar(quiet or as_json or not speaks) as progress:

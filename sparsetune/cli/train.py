@@ -29,6 +29,7 @@ from .options import (
     Precision,
     QuietOption,
     ReportToOption,
+    RevisionOption,
     TaskOption,
     Tracker,
 )
@@ -98,6 +99,7 @@ def train_command(
     mixout_p: OptionalFloat = typer.Option(None, "--mixout-p", rich_help_panel="Method options: Mixout", help="mixout: probability of swapping a weight for its θ0 value. Default: 0.9."),
     pooler: OptionalPooler = typer.Option(None, "--pooler", help=f"{POOLER_HELP} Default: the mask's, else head."),
     data_dir: OptionalStr = DataDirOption,
+    revision: OptionalStr = RevisionOption,
     device: str = DeviceOption,
     precision: Optional[Precision] = OptionalPrecisionOption,
     report_to: Tracker = ReportToOption,
@@ -141,6 +143,7 @@ def train_command(
         force=force,
         device=device,
         precision=precision,
+        revision=revision,
         report_to=report_to,
     )
     speaks = is_main_process()  # one process of a launch speaks

@@ -140,7 +140,7 @@ def score(config: ScoreConfig, progress: ProgressCallback | None = None) -> Scor
     scorer = get_scorer(config.method)
     task = get_task(config.task)
     notes: list[str] = []
-    loaded = load_model(config.model, task, seed=config.seed, pooler=config.pooler)
+    loaded = load_model(config.model, task, seed=config.seed, pooler=config.pooler, revision=config.revision)
     loaded.model = rt.accelerator.prepare_model(loaded.model, evaluation_mode=True)  # device + autocast, no DDP
     batches, examples, available, num_batches = None, 0, 0, 0
     if scorer.needs_data:
@@ -148,7 +148,7 @@ def score(config: ScoreConfig, progress: ProgressCallback | None = None) -> Scor
         examples = len(rows)
         every = global_batches(range(examples), config.batch_size)
         num_batches = len(every)
-        batches = make_loader(rows, task, load_tokenizer(config.model), config.batch_size, config.max_length, batches=rt.shard(every))
+        batches = make_loader(rows, task, load_tokenizer(config.model, config.revision), config.batch_size, config.max_length, batches=rt.shard(every))
     context = ScoringContext(
         loaded=loaded,
         batches=batches,
@@ -175,6 +175,8 @@ def score(config: ScoreConfig, progress: ProgressCallback | None = None) -> Scor
         "batch_size": config.batch_size,
         "precision": config.precision,
         **head_metadata(loaded),
+        **({"revision": config.revision} if config.revision else {}),
+        **({"model_commit": loaded.commit} if loaded.commit else {}),
     }
     p = DEFAULT_SPARSITY if config.p is None else config.p
     mask = scorer.select(scores, p, config.scope, metadata)
