@@ -41,10 +41,9 @@ def eval_command(
 
     config = EvalConfig(target=target, task=task, split=split, data_dir=data_dir, batch_size=batch_size, max_length=max_length,
                         device=device, precision=precision)
-    speaks = is_main_process()  # one process of a launch speaks
-    with progress_bar(quiet or as_json or not speaks) as progress:
+    with progress_bar(quiet or as_json) as progress:
         result = evaluate(config, progress=progress)
-    if not speaks:
+    if not is_main_process():  # one process of a launch speaks
         return
     if as_json:
         print_json(result)

@@ -11,6 +11,7 @@ from typing import Iterator
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from ..runtime import is_main_process
 from .app import console, out
 
 
@@ -50,10 +51,11 @@ def progress_bar(quiet: bool = False) -> Iterator:
     In a terminal it draws one rich bar per stage (with the rate); when stderr is a file
     or a pipe (CI, `nohup`, a log), it prints a plain line every
     `$SPARSETUNE_PROGRESS_SECONDS` seconds (default 10) and at the end of each stage, so
-    that a log shows a long run as it goes. With `quiet` the callback does nothing, so
-    library code never checks a flag.
+    that a log shows a long run as it goes. With `quiet`, and in every process of a
+    multi-process launch but the main one, the callback does nothing, so library code
+    never checks a flag.
     """
-    if quiet:
+    if quiet or not is_main_process():
         yield lambda *args, **kwargs: None
         return
     if not console.is_terminal:

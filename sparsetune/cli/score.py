@@ -112,10 +112,9 @@ def score_command(
         precision=precision,
         revision=revision,
     )
-    speaks = is_main_process()  # one process of a launch speaks
-    with progress_bar(quiet or as_json or not speaks) as progress:
+    with progress_bar(quiet or as_json) as progress:
         result = score(config, progress=progress)
-    if not speaks:
+    if not is_main_process():  # one process of a launch speaks
         return
     if as_json:
         print_json(result.summary())

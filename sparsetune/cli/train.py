@@ -146,10 +146,9 @@ def train_command(
         revision=revision,
         report_to=report_to,
     )
-    speaks = is_main_process()  # one process of a launch speaks
-    with progress_bar(quiet or as_json or not speaks) as progress:
+    with progress_bar(quiet or as_json) as progress:
         record = train(config, progress=progress)
-    if not speaks:
+    if not is_main_process():  # one process of a launch speaks
         return
     if as_json:
         print_json({"output": output, **record.__dict__})
