@@ -64,11 +64,14 @@ from torch import nn
 #   gemm_row + gemm_mac·C'  per output row of a [R', N] x [N, C'] GEMM (narrow GEMMs are
 #                           less efficient per multiply-add: the fixed row term);
 #   gather                  per element of x[:, C] or g[:, R] (index_select on dim 1);
-#   tgather / transpose     per element of a transposed gather / a full transpose;
+#   tgather / transpose     per element of a transposed gather / a full transpose (bf16:
+#                           then cast to fp32, sampled_addmm has no bf16 kernel);
 #   dot                     per selected entry in sampled_addmm (two contiguous rows).
+# Re-measure with benchmarks/sparse_plans.py: it prints each plan's measured time beside
+# the model's estimate for random and SAM masks on MiniLM's shapes.
 CPU_COSTS = {
-    torch.float32: dict(gemm_row=0.3, gemm_mac=0.021, gather=2.0, tgather=5.0, transpose=1.3, dot=0.15),
-    torch.bfloat16: dict(gemm_row=0.2, gemm_mac=0.011, gather=2.0, tgather=4.0, transpose=1.5, dot=0.17),
+    torch.float32: dict(gemm_row=0.8, gemm_mac=0.021, gather=2.0, tgather=5.0, transpose=1.0, dot=0.25),
+    torch.bfloat16: dict(gemm_row=0.2, gemm_mac=0.011, gather=2.0, tgather=4.0, transpose=1.2, dot=0.2),
 }
 # Accelerators: GEMMs are cheap, gathers bandwidth-bound; no sddmm (sampled_addmm on CUDA
 # wants cuSPARSE-supported dtypes and layouts). Rough, but only the ranking matters.
@@ -181,8 +184,8 @@ class _SparseLinear(torch.autograd.Function):
             if ctx.needs_input_grad[3]:
                 x2 = xc.reshape(-1, xc.shape[-1])  # [N, in]
                 if plan.kind == "sddmm":
-                    # [C', N], contiguous rows of tokens: the dot products read them whole.
-                    saved = (x2.t() if plan.cols is None else x2.t().index_select(0, plan.cols)).contiguous()
+                    # [C', N] fp32, contiguous rows of tokens: the dot products read them whole.
+                    saved = _transposed_f32(x2, plan.cols)
                 elif plan.cols is not None:
                     saved = x2.index_select(1, plan.cols)  # [N, |C|]: only what the entries read
                 else:
@@ -210,12 +213,18 @@ class _SparseLinear(torch.autograd.Function):
         return grad_x, None, grad_bias, grad_values, None, None
 
 
+def _transposed_f32(matrix: torch.Tensor, select: torch.Tensor | None) -> torch.Tensor:
+    """[N, d] -> [|select| or d, N] float32 contiguous: sampled_addmm on CPU has no bf16
+    kernel (and so accumulates in fp32). Transposing in the narrow dtype first, then
+    casting contiguously, measured ~1.8x faster than one casting transpose."""
+    source = matrix.t() if select is None else matrix.t().index_select(0, select)
+    return source.contiguous().to(torch.float32)
+
+
 def _linear_values_grad(plan: LinearPlan, g2: torch.Tensor, saved: torch.Tensor) -> torch.Tensor:
     if plan.kind == "sddmm":
-        g_rows = g2.t() if plan.rows is None else g2.t().index_select(0, plan.rows)  # [R', N]
-        g_rows = g_rows.to(torch.float32).contiguous()
-        x_cols = saved.to(torch.float32)  # [C', N]; sampled_addmm on CPU has no bf16 kernel
-        result = torch.sparse.sampled_addmm(plan.csr, g_rows, x_cols.t(), beta=0.0)
+        g_rows = _transposed_f32(g2, plan.rows)  # [R', N]
+        result = torch.sparse.sampled_addmm(plan.csr, g_rows, saved.t(), beta=0.0)
         return result.values()[plan.order]
     g_part = g2 if plan.rows is None else g2.index_select(1, plan.rows)  # [N, R']
     x_part = saved.reshape(-1, saved.shape[-1])  # [N, C']
@@ -237,13 +246,18 @@ class _SparseEmbedding(torch.autograd.Function):
         plan = ctx.plan
         grad_values = None
         if ctx.needs_input_grad[2]:
-            slots = plan.slot[ids.reshape(-1)]  # [N]: row's place in R, -1 if unselected/padding
+            slots = plan.slot[ids.reshape(-1)]  # [N]: the token's row's place in R; -1 unselected/padding
             hit = (slots >= 0).nonzero().squeeze(1)
+            # Only rows this batch looked up get a sum: [≤ N, |C|], never [|R|, |C|] (a random
+            # mask selects from nearly every row of the vocabulary).
+            looked_up, inverse = torch.unique(slots.index_select(0, hit), return_inverse=True)
             g2 = grad_out.reshape(-1, grad_out.shape[-1])
             part = g2.index_select(0, hit).index_select(1, plan.cols).to(torch.float32)  # [hits, |C|]
-            sums = torch.zeros(plan.rows.numel(), plan.cols.numel(), dtype=torch.float32, device=g2.device)
-            sums.index_add_(0, slots.index_select(0, hit), part)
-            grad_values = sums.reshape(-1)[plan.take]
+            sums = torch.zeros(looked_up.numel() + 1, plan.cols.numel(), dtype=torch.float32, device=g2.device)
+            sums.index_add_(0, inverse, part)  # the last row stays 0: entries of rows not looked up
+            place = torch.full((plan.rows.numel(),), looked_up.numel(), dtype=torch.long, device=g2.device)
+            place[looked_up] = torch.arange(looked_up.numel(), device=g2.device)
+            grad_values = sums[place.index_select(0, plan.entry_row), plan.entry_col]
         return None, None, grad_values, None, None
 
 
@@ -252,7 +266,8 @@ class EmbeddingPlan:
     rows: torch.Tensor  # distinct selected rows R
     cols: torch.Tensor  # distinct selected columns C
     slot: torch.Tensor  # [vocab]: place of each row in R, -1 for rows without entries (and padding)
-    take: torch.Tensor  # positions of the k entries in the [|R|, |C|] sums
+    entry_row: torch.Tensor  # [k]: each entry's row, as a place in R
+    entry_col: torch.Tensor  # [k]: each entry's column, as a place in C
 
 
 def build_embedding_plan(index: torch.Tensor, shape: tuple[int, int], padding_idx: int | None) -> EmbeddingPlan:
@@ -263,8 +278,7 @@ def build_embedding_plan(index: torch.Tensor, shape: tuple[int, int], padding_id
     slot[distinct_rows] = torch.arange(distinct_rows.numel())
     if padding_idx is not None:
         slot[padding_idx] = -1  # F.embedding gives the padding row no gradient
-    take = torch.searchsorted(distinct_rows, rows) * distinct_cols.numel() + torch.searchsorted(distinct_cols, cols)
-    return EmbeddingPlan(distinct_rows, distinct_cols, slot, take)
+    return EmbeddingPlan(distinct_rows, distinct_cols, slot, torch.searchsorted(distinct_rows, rows), torch.searchsorted(distinct_cols, cols))
 
 
 class SparseDelta(nn.Module):
@@ -330,7 +344,7 @@ class SparseDelta(nn.Module):
         key = ("embedding", device)
         if key not in self._plans:
             plan = build_embedding_plan(self.index.cpu(), shape, padding_idx)
-            self._plans[key] = EmbeddingPlan(*(t.to(device) for t in (plan.rows, plan.cols, plan.slot, plan.take)))
+            self._plans[key] = EmbeddingPlan(*(t.to(device) for t in (plan.rows, plan.cols, plan.slot, plan.entry_row, plan.entry_col)))
         return self._plans[key]
 
 
