@@ -65,8 +65,8 @@ def main() -> None:
                 plan = sd.build_linear_plan(index, shape, "cpu", dtype, kind)
 
                 def run():
-                    if plan.kind == "sddmm":
-                        saved = sd._transposed_f32(x, plan.cols)
+                    if plan.kind == "sddmm" and plan.cols is not None:
+                        saved = x.t().index_select(0, plan.cols)
                     else:
                         saved = x if plan.cols is None else x.index_select(1, plan.cols)
                     return sd._linear_values_grad(plan, g, saved)

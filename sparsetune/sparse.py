@@ -19,9 +19,8 @@ so that
   construction (W is never touched; no decay, no drift);
 - the optimizer (torch AdamW) sees `values` and the head only: its moments hold k
   (+ head) entries, and weight decay can only touch selected entries;
-- autograd gives `values.grad` ([k_t]) by gathering the weight's gradient at `index`;
-  the dense gradient of W exists transiently inside backward and is never stored
-  (W has no `.grad`);
+- `values.grad` ([k_t]) is computed at the selected positions only (the fast path,
+  below); W never has a `.grad`;
 - accelerate, DDP and `torch.compile` see ordinary `nn.Parameter`s.
 Tensors with no selected entry are simply frozen. `materialise` removes the
 parametrizations, leaving W_eff in place: a plain transformers model for

@@ -30,7 +30,8 @@ Linear weights (`_SparseLinear`).
   dtype (never of a timing taken at run time), so a resumed run takes the same path
   and stays bitwise.
   Saved for backward: W (the parameter itself, no copy; re-cast under autocast), and
-  x only where the plan reads all of it; otherwise only x[:, C] (or its transpose).
+  x itself (shared with every other user, no copy) where the plan reads all of its
+  columns; otherwise only x[:, C] (or its transpose), in the compute dtype.
   A frozen Linear under plain autograd saves no x at all; the cols plan brings a
   touched Linear close to that.
 
@@ -183,9 +184,8 @@ class _SparseLinear(torch.autograd.Function):
             saved = None
             if ctx.needs_input_grad[3]:
                 x2 = xc.reshape(-1, xc.shape[-1])  # [N, in]
-                if plan.kind == "sddmm":
-                    # [C', N] fp32, contiguous rows of tokens: the dot products read them whole.
-                    saved = _transposed_f32(x2, plan.cols)
+                if plan.kind == "sddmm" and plan.cols is not None:
+                    saved = x2.t().index_select(0, plan.cols)  # [|C|, N]: transposed in backward's layout
                 elif plan.cols is not None:
                     saved = x2.index_select(1, plan.cols)  # [N, |C|]: only what the entries read
                 else:
@@ -224,7 +224,11 @@ def _transposed_f32(matrix: torch.Tensor, select: torch.Tensor | None) -> torch.
 def _linear_values_grad(plan: LinearPlan, g2: torch.Tensor, saved: torch.Tensor) -> torch.Tensor:
     if plan.kind == "sddmm":
         g_rows = _transposed_f32(g2, plan.rows)  # [R', N]
-        result = torch.sparse.sampled_addmm(plan.csr, g_rows, saved.t(), beta=0.0)
+        if plan.cols is None:  # x itself was saved (shared, no copy): transpose it now
+            x_cols = _transposed_f32(saved.reshape(-1, saved.shape[-1]), None)
+        else:
+            x_cols = saved.to(torch.float32)  # [|C|, N], already transposed
+        result = torch.sparse.sampled_addmm(plan.csr, g_rows, x_cols.t(), beta=0.0)
         return result.values()[plan.order]
     g_part = g2 if plan.rows is None else g2.index_select(1, plan.rows)  # [N, R']
     x_part = saved.reshape(-1, saved.shape[-1])  # [N, C']
