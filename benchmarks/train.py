@@ -1,11 +1,14 @@
 """Cost of exactly-sparse training (Fu et al. 2023, arXiv 2211.15583) against full fine-tuning and the floor.
 
-    python benchmarks/train.py --data-dir ../shared/data          # everything below, ~15 min
+    python benchmarks/train.py --data-dir ../shared/data --rounds 1   # everything below, ~15 min
     python benchmarks/train.py --precision fp32 --masks random -p 0.005 --no-scaling --no-memory
 
 Sides, each one full training step (forward, backward, clipping, AdamW step) at a time
 in its own child process with one thread (so peak RSS is per side and OpenMP does not
-fight other jobs), in an order that alternates per round; the best round is reported:
+fight other jobs), in an order that alternates per round. Times then come from one more
+process per precision that holds every MiniLM side and runs one step of each in turn,
+order reversed every round (`--interleave`, best step per side): on a shared machine,
+processes minutes apart see different loads, steps seconds apart see the same. Sides:
   full       `--method full`: every weight trains;
   sparse     `--mask`, the default fast path (`sparsetune.sparse_delta`);
   reference  `--mask --method-option backward=reference`: the parametrization
@@ -64,14 +67,15 @@ def _mask(args):
     return Mask.load(random_mask_path(args, args.model, args.p))
 
 
-def child(args) -> dict:
+def _side(args, side: str, mask_kind: str | None, p: float | None):
+    """(model, trainable tensors, AdamW) for one side; frozen tensors as the side wants them."""
+    import argparse as _argparse
+
     import torch
 
     from sparsetune.methods import get_method
 
-    torch.set_num_threads(1)  # one thread: no OpenMP thrashing on a shared machine
     loaded = _load(args.model)
-    side = args.side
     if side == "floor":
         for parameter in loaded.eligible().values():
             parameter.requires_grad_(False)
@@ -81,28 +85,51 @@ def child(args) -> dict:
         embeddings.register_forward_hook(lambda module, inputs, output: output.requires_grad_(True))
         model, trainable = loaded.model, list(loaded.head().values())
     else:
-        mask = _mask(args) if side in ("sparse", "reference") else None
+        mask = None
+        if side in ("sparse", "reference"):
+            mask = _mask(_argparse.Namespace(**{**vars(args), "mask": mask_kind, "p": p}))
         options = {"backward": side} if mask is not None else {}
         method = get_method("full" if mask is None else "sparse")(mask, options)
         model = method.bind(loaded)
         trainable = list(method.trainable().values())
     model.train()
-    loaded_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # imports + model + mask: before any step
-    optimizer = torch.optim.AdamW(trainable, lr=1e-4, weight_decay=0.01)
+    return model, trainable, torch.optim.AdamW(trainable, lr=1e-4, weight_decay=0.01)
+
+
+def _batch(args):
+    import torch
+
     generator = torch.Generator().manual_seed(1)
-    batch = {
+    return {
         "input_ids": torch.randint(1000, 30000, (args.batch_size, args.length), generator=generator),
         "attention_mask": torch.ones(args.batch_size, args.length, dtype=torch.long),
         "labels": torch.randint(0, 3, (args.batch_size,), generator=generator),
     }
+
+
+def _step(model, trainable, optimizer, batch, precision: str) -> tuple[float, float]:
+    """One training step; (wall seconds, CPU seconds of this process)."""
+    import torch
+
+    started, cpu_started = time.perf_counter(), time.process_time()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        loss = model(**batch).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+    optimizer.step()
+    return time.perf_counter() - started, time.process_time() - cpu_started
+
+
+def child(args) -> dict:
+    import torch
+
+    torch.set_num_threads(1)  # one thread: no OpenMP thrashing on a shared machine
+    model, trainable, optimizer = _side(args, args.side, args.mask, args.p)
+    loaded_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # imports + model + mask: before any step
+    batch = _batch(args)
     times, cpu_times, state = [], [], {}
     for step in range(args.warmup + args.steps):
-        started, cpu_started = time.perf_counter(), time.process_time()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
-            loss = model(**batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-        optimizer.step()
+        wall, cpu = _step(model, trainable, optimizer, batch, args.precision)
         if step == 0:
             moments = [t for per in optimizer.state.values() for t in per.values() if torch.is_tensor(t)]
             state = {
@@ -112,8 +139,8 @@ def child(args) -> dict:
             }
         optimizer.zero_grad(set_to_none=True)
         if step >= args.warmup:
-            times.append(time.perf_counter() - started)
-            cpu_times.append(time.process_time() - cpu_started)
+            times.append(wall)
+            cpu_times.append(cpu)
     return {
         "seconds_per_step": min(times),
         "cpu_seconds_per_step": min(cpu_times),  # CPU time: less sensitive to other jobs' load
@@ -122,6 +149,28 @@ def child(args) -> dict:
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
         "loaded_rss_mib": loaded_rss,
     }
+
+
+def interleaved(args, sides: list[tuple]) -> dict[tuple, dict]:
+    """All `sides` of one precision in this process, one step each in turn, order reversed
+    every round: load from other jobs hits every side alike, which separate processes
+    minutes apart cannot promise on a shared machine. Best step per side (wall and CPU)."""
+    import torch
+
+    torch.set_num_threads(1)
+    built = {key: _side(args, key[1], *(key[2:] or (None, None))) for key in sides}
+    batch = _batch(args)
+    walls: dict[tuple, list] = {key: [] for key in sides}
+    cpus: dict[tuple, list] = {key: [] for key in sides}
+    for round_ in range(args.warmup + args.steps):
+        for key in sides if round_ % 2 == 0 else sides[::-1]:
+            model, trainable, optimizer = built[key]
+            wall, cpu = _step(model, trainable, optimizer, batch, key[0])
+            optimizer.zero_grad(set_to_none=True)
+            if round_ >= args.warmup:
+                walls[key].append(wall)
+                cpus[key].append(cpu)
+    return {key: {"seconds_per_step": min(walls[key]), "cpu_seconds_per_step": min(cpus[key])} for key in sides}
 
 
 def sam_mask_path(args, p: float) -> Path:
@@ -175,7 +224,10 @@ def main() -> None:
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the BERT-base 8 x 64 memory regime")
     parser.add_argument("--data-dir", default=os.environ.get("SPARSETUNE_DATA_DIR"))
     parser.add_argument("--cache", default=str(Path(__file__).parent / ".cache"), help="where SAM masks are kept")
+    parser.add_argument("--interleave", type=int, default=6, metavar="ROUNDS",
+                        help="time the MiniLM sides in one process per precision, one step each in turn (0: per-side processes only)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--interleave-precision", help=argparse.SUPPRESS)
     # child-only
     parser.add_argument("--side", choices=["full", "sparse", "reference", "floor"], help=argparse.SUPPRESS)
     parser.add_argument("--model", default="minilm", help=argparse.SUPPRESS)
@@ -186,19 +238,17 @@ def main() -> None:
         args.precision, args.p = args.precision[0], args.p_one
         print(json.dumps(child(args)))
         return
+    if args.interleave_precision:
+        sides = _speed_sides(args, args.interleave_precision)
+        print(json.dumps({_key_text(key): value for key, value in interleaved(args, sides).items()}))
+        return
 
     common = {"steps": args.steps, "warmup": args.warmup, "cache": args.cache, **({"data_dir": args.data_dir} if args.data_dir else {})}
     speed = {"model": "minilm", "batch_size": args.batch_size, "length": args.length}
     jobs: dict[tuple, dict] = {}
     for precision in args.precision:
-        for side in ("full", "floor"):
-            jobs[(precision, side)] = {**speed, "side": side, "precision": precision}
-        for kind in args.masks:
-            for p in args.p:
-                for side in ("sparse", "reference") if args.reference else ("sparse",):
-                    jobs[(precision, side, kind, p)] = {**speed, "side": side, "precision": precision, "mask": kind, "p": p}
-    for p in args.scaling:
-        jobs.setdefault(("fp32", "sparse", "sam", p), {**speed, "side": "sparse", "precision": "fp32", "mask": "sam", "p": p})
+        for key in _speed_sides(args, precision):
+            jobs[key] = {**speed, "side": key[1], "precision": precision, **({"mask": key[2], "p": key[3]} if len(key) == 4 else {})}
     if args.memory:
         regime = {"model": "bert-base", "batch_size": 8, "length": 64, "precision": "fp32"}
         for side in ("full", "sparse", "floor"):
@@ -228,14 +278,46 @@ def main() -> None:
             else:
                 old["peak_rss_mib"] = max(old["peak_rss_mib"], result["peak_rss_mib"])
             best[key]["cpu_seconds_per_step"] = min(best[key]["cpu_seconds_per_step"], result["cpu_seconds_per_step"])
+    if args.interleave:
+        passthrough = [a for a in sys.argv[1:] if a != "--json"]
+        for precision in args.precision:
+            command = [sys.executable, __file__, *passthrough, "--interleave-precision", precision, "--steps", str(args.interleave)]
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode:
+                sys.exit(f"{' '.join(command)} failed:\n{done.stderr}")
+            for text, timed in json.loads(done.stdout.strip().splitlines()[-1]).items():
+                key = _key_from_text(text)
+                best[key] = {**best[key], "process_seconds_per_step": best[key]["seconds_per_step"], **timed}
+                print(f"interleaved: {key} {timed['seconds_per_step']:.3f} s, CPU {timed['cpu_seconds_per_step']:.3f} s", file=sys.stderr)
     if args.json:
-        print(json.dumps({" ".join(map(str, key)): value for key, value in best.items()}, indent=2))
+        print(json.dumps({_key_text(key): value for key, value in best.items()}, indent=2))
         return
     report(args, best)
 
 
+def _speed_sides(args, precision: str) -> list[tuple]:
+    """The MiniLM sides timed for one precision (the scaling row's p are fp32 SAM)."""
+    sides = [(precision, "full"), (precision, "floor")]
+    for kind in args.masks:
+        for p in args.p:
+            sides += [(precision, side, kind, p) for side in (("sparse", "reference") if args.reference else ("sparse",))]
+    if precision == "fp32":
+        sides += [("fp32", "sparse", "sam", p) for p in args.scaling if ("fp32", "sparse", "sam", p) not in sides]
+    return sides
+
+
+def _key_text(key: tuple) -> str:
+    return "|".join(map(str, key))
+
+
+def _key_from_text(text: str) -> tuple:
+    parts = text.split("|")
+    return tuple(parts[:3]) + (float(parts[3]),) if len(parts) == 4 else tuple(parts)
+
+
 def report(args, best: dict[tuple, dict]) -> None:
-    print(f"MiniLM, batch {args.batch_size} x {args.length}, best of {args.rounds} rounds x {args.steps} steps, 1 thread")
+    how = f"interleaved in one process per precision, best of {args.interleave} steps per side" if args.interleave else f"best of {args.rounds} rounds x {args.steps} steps"
+    print(f"MiniLM, batch {args.batch_size} x {args.length}, 1 thread; times: {how}; peak RSS: one process per side")
     print("| precision | mask | p | full s | floor s | sparse s | sparse / full | floor / full | sparse / floor | same, CPU time: sparse / full, floor / full | peak RSS sparse / full |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for precision in args.precision:

@@ -104,9 +104,6 @@ class LinearPlan:
     csr: torch.Tensor | None = None  # sddmm: sparse CSR [R', C'] pattern, entries in sorted order
     order: torch.Tensor | None = None  # sddmm: result position of each entry (index may be unsorted)
 
-    def saves_transposed(self) -> bool:
-        return self.kind == "sddmm"
-
 
 def linear_costs(rows: torch.Tensor, cols: torch.Tensor, shape: tuple[int, int], costs: dict[str, float]) -> dict[str, float]:
     """Estimated ns per token of each plan for entries at (rows, cols) of an [out, in] weight."""
@@ -310,11 +307,11 @@ class SparseDelta(nn.Module):
         """Route `module`'s forward through the fast path; False where there is none."""
         if attribute != "weight" or self.values.numel() == 0:
             return False
-        if type(module).forward is _parametrized_forward(nn.Linear, module) and module.parametrizations.weight.original.dim() == 2:
+        if _plain(module, nn.Linear) and module.parametrizations.weight.original.dim() == 2:
             module.forward = MethodType(_linear_forward, module)
             return True
         if (
-            type(module).forward is _parametrized_forward(nn.Embedding, module)
+            _plain(module, nn.Embedding)
             and module.max_norm is None
             and not module.scale_grad_by_freq
             and not module.sparse
@@ -352,9 +349,10 @@ class SparseDelta(nn.Module):
         return self._plans[key]
 
 
-def _parametrized_forward(base: type, module: nn.Module):
-    """`base.forward` if `module` is a parametrized `base` with an unchanged forward, else a sentinel."""
-    return base.forward if isinstance(module, base) else object()
+def _plain(module: nn.Module, base: type) -> bool:
+    """A `base` (parametrized or not) whose forward is `base.forward`: subclasses with a
+    forward of their own (peft layers, quantized Linears) keep the reference path."""
+    return isinstance(module, base) and type(module).forward is base.forward
 
 
 def _linear_forward(module: nn.Module, input: torch.Tensor) -> torch.Tensor:
