@@ -19,19 +19,23 @@ so that
   construction (W is never touched; no decay, no drift);
 - the optimizer (torch AdamW) sees `values` and the head only: its moments hold k
   (+ head) entries, and weight decay can only touch selected entries;
-- autograd gives `values.grad` ([k_t]) by gathering the weight's gradient at `index`;
-  the dense gradient of W exists transiently inside backward and is never stored
-  (W has no `.grad`);
+- `values.grad` ([k_t]) is computed at the selected positions only (the fast path,
+  below); W never has a `.grad`;
 - accelerate, DDP and `torch.compile` see ordinary `nn.Parameter`s.
 Tensors with no selected entry are simply frozen. `materialise` removes the
 parametrizations, leaving W_eff in place: a plain transformers model for
 `save_pretrained`.
 
-Seam for a faster backward (a later issue). The optimizer, checkpoints and export only
-ever see `values` ([k_t]) and its `.grad`. A cheaper backward computes ∂L/∂values
-directly (for a Linear, SDDMM: grad_out[:, i] · x[:, j] at each selected (i, j)) instead
-of gathering a dense ∂L/∂W: pass a `factory` to `attach` that builds such a module (it
-must expose `index` and `values` and return the effective tensor); nothing else changes.
+The fast path (the default). The parametrization alone costs a full step: autograd
+builds each touched weight's dense gradient and gathers k entries. `attach` therefore
+uses `sparse_delta.SparseDelta` by default: the same parametrization (so `module.weight`,
+`materialise`, eval, checkpoints and `values` are unchanged), plus a forward/backward of
+its own for Linear and Embedding weights that computes ∂L/∂values only at the selected
+positions (see `sparsetune.sparse_delta`). `factory=SelectedValues` selects the plain
+parametrization: the reference the fast path is tested against
+(`--method-option backward=reference` on the CLI). Any factory works that builds a
+module exposing `index` and `values` and returning the effective tensor; one with an
+`install(module, attribute)` method may also replace the owning module's forward.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .formats.mask import Mask
+from .sparse_delta import SparseDelta, uninstall
 
 
 class SelectedValues(nn.Module):
@@ -71,12 +76,14 @@ def attach(
     model: nn.Module,
     mask: Mask,
     eligible: Mapping[str, nn.Parameter],
-    factory: Factory = SelectedValues,
+    factory: Factory = SparseDelta,
 ) -> dict[str, nn.Parameter]:
     """Freeze every eligible tensor; parametrize those the mask selects from.
 
     Returns `{tensor name: values}` in model order: the sparse trainable state. Call
-    `mask.validate_against(eligible)` first (names and shapes).
+    `mask.validate_against(eligible)` first (names and shapes). A tensor with no
+    selected entry is only frozen: autograd then stops below the lowest tensor that has
+    one. `factory=SelectedValues` is the reference (dense gradient, then gather).
     """
     values: dict[str, nn.Parameter] = {}
     for name, parameter in eligible.items():
@@ -85,7 +92,12 @@ def attach(
             continue
         module, attribute = _owner(model, name)
         parametrization = factory(parameter, mask.indices[name].to(parameter.device))
-        parametrize.register_parametrization(module, attribute, parametrization)
+        # unsafe=True skips parametrize's check, which evaluates the parametrization once: a
+        # full copy of every touched tensor at attach time (+166 MiB resident on BERT-base).
+        # The effective tensor is θ0's shape and dtype by construction (index_put).
+        parametrize.register_parametrization(module, attribute, parametrization, unsafe=True)
+        if hasattr(parametrization, "install"):
+            parametrization.install(module, attribute)
         values[name] = parametrization.values
     return values
 
@@ -107,6 +119,7 @@ def materialise(model: nn.Module) -> nn.Module:
     """Remove the parametrizations, leaving θ0 with the trained values in: a plain model."""
     for name in attached(model):
         module, attribute = _owner(model, name)
+        uninstall(module)
         parametrize.remove_parametrizations(module, attribute, leave_parametrized=True)
     return model
 

@@ -11,18 +11,30 @@ densely beside `values`.
 A mask is only trained over the eligible set it was scored over: `train --mask` takes
 the pooler policy from the mask's metadata, and `check_mask_fits` refuses, in one line,
 a mask that selects from a head tensor or leaves out an eligible pooler.
+
+The step computes ∂L/∂values without a dense weight gradient (`sparsetune.sparse_delta`).
+`--method-option backward=reference` trains through the plain parametrization instead
+(dense gradient, then gather): the same numbers to ~1e-7, at the cost of a full step;
+kept to check the fast path against.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import nn
 
-from .. import sparse
-from ..errors import MismatchError
+from .. import sparse, sparse_delta
+from ..errors import MismatchError, UsageError
 from ..formats.mask import Mask
 from ..models import LoadedModel, is_pooler
 from . import register_method
 from .base import TrainingMethod
+
+
+@dataclass(frozen=True)
+class SparseOptions:
+    backward: str = "sparse"  # sparse: ∂L/∂values only (sparse_delta); reference: the parametrization
 
 
 @register_method("sparse")
@@ -30,12 +42,16 @@ class SparseMethod(TrainingMethod):
     """Selected entries of eligible tensors + the head (dense: new tensors, and the BERT pooler by default)."""
 
     needs_mask = True
+    Options = SparseOptions
 
     def prepare(self, loaded: LoadedModel) -> nn.Module:
         assert self.mask is not None
         check_mask_fits(self.mask, loaded)
         self.mask.validate_against(self.eligible)
-        self.values = sparse.attach(loaded.model, self.mask, self.eligible)
+        factories = {"sparse": sparse_delta.SparseDelta, "reference": sparse.SelectedValues}
+        if self.options.backward not in factories:
+            raise UsageError(f"--method-option backward must be one of {', '.join(factories)}, got {self.options.backward!r}")
+        self.values = sparse.attach(loaded.model, self.mask, self.eligible, factory=factories[self.options.backward])
         for parameter in self.head.values():
             parameter.requires_grad_(True)
         return loaded.model
