@@ -24,6 +24,8 @@ import time
 
 def bare(args) -> dict:
     """Forward + backward of the mean loss per batch, nothing else."""
+    import torch
+
     from sparsetune.config import ScoreConfig
     from sparsetune.data import make_loader
     from sparsetune.models import load_model, load_tokenizer
@@ -36,9 +38,12 @@ def bare(args) -> dict:
     rows, _ = _scoring_rows(config, task, [])
     loader = make_loader(rows, task, load_tokenizer(None), config.batch_size, config.max_length)
     model = loaded.model.eval()
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16")
     started = time.perf_counter()
     for batch in loader:
-        model(**batch).loss.backward()
+        with autocast:
+            loss = model(**batch).loss
+        loss.backward()
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "examples": len(rows)}
 
@@ -48,7 +53,7 @@ def score_side(args) -> dict:
     from sparsetune.config import ScoreConfig
 
     config = ScoreConfig(task=args.task, data_dir=args.data_dir, examples=args.examples, batch_size=args.batch_size,
-                         max_length=args.max_length, method=args.method, output=None)
+                         max_length=args.max_length, method=args.method, output=None, device="cpu", precision=args.precision)
     result = score(config)
     return {"seconds": result.pass_seconds, "whole_call_seconds": result.seconds, "examples": result.examples}
 
@@ -68,6 +73,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="bf16: both sides under CPU bf16 autocast (bf16 against fp32 for the pass: benchmarks/device.py)")
     parser.add_argument("--child", choices=["bare", "score"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -89,6 +96,7 @@ def main() -> None:
     report = {
         "task": args.task,
         "method": args.method,
+        "precision": args.precision,
         "examples": best["score"]["examples"],
         "batch_size": args.batch_size,
         "max_length": args.max_length,
