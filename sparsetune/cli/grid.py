@@ -93,6 +93,7 @@ def report_command(
     output: Path = typer.Option(Path("report"), "--output", "-o", help="Folder for report.md and the figure PNGs."),
     p: Optional[float] = typer.Option(0.005, "-p", help="The p of the sparse methods shown in Table 1."),
     sweep_method: str = typer.Option("SAM", "--sweep-method", help="Method label whose p sweep is Figure 3."),
+    data_dir: OptionalStr = DataDirOption,
     quiet: bool = QuietOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -103,7 +104,7 @@ def report_command(
     """
     from ..experiments.publish import write_report
 
-    report = write_report(results, output, p, sweep_method)
+    report = write_report(results, output, p, sweep_method, data_dir)
     if as_json:
         chosen = {item.method: item.setting for item in report.choices if item.chosen}
         print_json({"rho": report.stability.rho, "p_value": report.stability.p_value, "chosen_on_dev": chosen,

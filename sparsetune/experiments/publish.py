@@ -12,7 +12,8 @@ from pathlib import Path
 from ..formats.run_record import RunRecord, is_run_dir
 from ..io import atomic_path
 from . import figures
-from .report import Stability, TableOne, sparsity_sweep, stability_vs_performance, table_one
+from .floors import majority_floor
+from .report import FLOOR_ROW, Stability, TableOne, sparsity_sweep, stability_vs_performance, table_one
 from .results import RunResult, read_results
 from .selection import Setting, choices_markdown, choose_on_dev
 
@@ -58,6 +59,9 @@ def _markdown(source: str, table: TableOne, stability: Stability, sweep, choices
         f"## Table 1 (sparse methods at p = {p:g})" if p is not None else "## Table 1",
         "",
         table.to_markdown(),
+        *([f"The last row, {FLOOR_ROW}, is what always answering the train part's most frequent label "
+           "scores on the test set (0 for STS-B's correlations): a method below it learned nothing.", ""]
+          if table.floors else []),
         "## Stability vs performance (Figure 2)",
         "",
         f"Spearman ρ between per-task stability ranks (by std) and performance ranks (by mean), "
@@ -82,11 +86,15 @@ def _markdown(source: str, table: TableOne, stability: Stability, sweep, choices
 
 
 def write_report(results_path: str | os.PathLike, output_dir: str | os.PathLike, p: float | None = 0.005,
-                 sweep_method: str = "SAM") -> Report:
-    """Compute everything from the results file and write report.md and figure PNGs."""
+                 sweep_method: str = "SAM", data_dir: str | os.PathLike | None = None) -> Report:
+    """Compute everything from the results file and write report.md and figure PNGs.
+
+    With the tasks' data (`data_dir`, or $SPARSETUNE_DATA_DIR), Table 1 gains the row of
+    each task's trivial floor (`experiments.floors`)."""
     results = read_results(results_path)
     output = Path(output_dir)
     table = table_one(results, p)
+    table.floors = {task: floor for task in table.tasks if (floor := majority_floor(task, data_dir)) is not None}
     stability = stability_vs_performance(table)
     sweep = sparsity_sweep(results, sweep_method)
     choices = choose_on_dev(results)

@@ -18,7 +18,7 @@ mean, ties share the average rank. Stability: on each task, methods are ranked b
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.stats import rankdata, spearmanr
@@ -47,11 +47,15 @@ def in_table(result: RunResult, p: float | None) -> bool:
     return result.p is None or p is None or math.isclose(result.p, p, rel_tol=1e-9)
 
 
+FLOOR_ROW = "majority class (floor)"
+
+
 @dataclass
 class TableOne:
     methods: list[str]
     tasks: list[str]
     cells: dict[tuple[str, str], Cell]
+    floors: dict[str, float] = field(default_factory=dict)  # task -> the trivial floor ×100 (experiments.floors)
 
     @property
     def columns(self) -> list[str]:
@@ -66,6 +70,11 @@ class TableOne:
                 cell = self.cells.get((method, column))
                 row.append("–" if cell is None else f"{cell.mean:.1f} ± {cell.std:.1f} ({cell.rank:g})")
             lines.append(f"| {method} | " + " | ".join(row) + " |")
+        if self.floors:
+            known = [self.floors[task] for task in self.tasks if task in self.floors]
+            floors = {**self.floors, AVERAGE: float(np.mean(known))} if len(known) == len(self.tasks) else self.floors
+            lines.append(f"| {FLOOR_ROW} | " + " | ".join("–" if column not in floors else f"{floors[column]:.1f}"
+                                                           for column in self.columns) + " |")
         return "\n".join(lines) + "\n"
 
 

@@ -130,3 +130,34 @@ def test_figure1_uses_the_projection_run_with_most_mask_changes(tmp_path):
         results.append(RunResult(f"dp{seed}", "DiffPruning", "cb", seed, 0.005, {"score": 0.5}, run_dir=str(run_dir)))
     title, log = projection_log(results)
     assert log == tmp_path / "runs" / "dp2" / "log.jsonl" and title == "DiffPruning (cb, seed 2)"
+
+
+def test_majority_floor_is_the_constant_prediction_score(tiny_data_dir):
+    """Computed by hand from the files: the train part's most frequent label, scored on the test set."""
+    from sparsetune.data import load_task_data
+    from sparsetune.experiments.floors import majority_floor
+    from sparsetune.tasks import get_task
+
+    assert majority_floor("stsb", tiny_data_dir) == 0.0  # a constant has no correlation
+    data = load_task_data(get_task("rte"), tiny_data_dir)
+    train = [row["label"] for row in data.train]
+    majority = max(sorted(set(train)), key=train.count)
+    test = [row["label"] for row in data.test]
+    assert majority_floor("rte", tiny_data_dir) == pytest.approx(100 * test.count(majority) / len(test))
+    assert majority_floor("cb", tiny_data_dir / "nowhere") is None  # no data: no floor row, no error
+
+
+def test_table_one_shows_each_tasks_floor_as_its_last_row(tmp_path, tiny_data_dir):
+    from sparsetune.experiments.floors import majority_floor
+    from sparsetune.experiments.publish import write_report
+
+    path = tmp_path / "results.jsonl"
+    for result in _results():
+        append_result(path, result)
+    report = write_report(path, tmp_path / "report", p=0.005, data_dir=tiny_data_dir)
+    floors = {task: majority_floor(task, tiny_data_dir) for task in ("cb", "rte")}
+    row = [line for line in report.markdown.splitlines() if line.startswith("| majority class (floor) |")]
+    assert report.table.tasks == ["rte", "cb"]  # the paper's column order
+    assert row == [f"| majority class (floor) | {floors['rte']:.1f} | {floors['cb']:.1f} | {statistics.fmean(floors.values()):.1f} |"]
+    without = write_report(path, tmp_path / "bare", p=0.005, data_dir=tmp_path / "no-data")
+    assert "majority class" not in without.markdown

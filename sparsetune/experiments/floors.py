@@ -1,0 +1,35 @@
+"""The trivial floor of each task: what always answering the majority class scores.
+
+A score means little without it: on MRPC, always answering "equivalent" scores 74.8
+(mean of accuracy and F1), which a model that learned nothing matches. The floor is
+the task's own `score` ×100 of a constant prediction on the test set (the official
+validation split): the most frequent label of the *train part* (the protocol split,
+seed 42, 10% dev; ties to the smaller label id), or 0 for a regression task, whose
+correlations are 0 for a constant.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from ..errors import SparsetuneError
+from ..tasks import get_task
+
+
+def majority_floor(task_name: str, data_dir=None) -> float | None:
+    """The floor of `task_name` ×100, or None when its data cannot be read."""
+    from ..data import load_task_data
+
+    task = get_task(task_name)
+    if task.head == "regression":
+        return 0.0
+    try:
+        data = load_task_data(task, data_dir)
+    except SparsetuneError:
+        return None
+    counts = Counter(int(row[task.label_field]) for row in data.train)
+    majority = min(label for label, count in counts.items() if count == max(counts.values()))
+    labels = np.asarray([int(row[task.label_field]) for row in data.test])
+    return 100 * float(task.compute_metrics(np.full_like(labels, majority), labels)["score"])
