@@ -176,11 +176,6 @@ class Runtime:
             ranks = ", ".join(f"rank {rank}: {value}" for rank, value in enumerate(digests))
             raise UsageError(f"the {self.processes} processes of this launch were given different {what} flags ({ranks}); launch every process with the same command")
 
-    @contextmanager
-    def autocast(self) -> Iterator[None]:
-        with self.accelerator.autocast():
-            yield
-
 
 def check_tracker(report_to: str) -> str:
     """`--report-to`: a known tracker whose package is installed (checked before training)."""
