@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import math
+
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,7 +105,7 @@ def write_report(results_path: str | os.PathLike, output_dir: str | os.PathLike,
     with atomic_path(output / "report.md") as tmp:
         tmp.write_text(markdown, encoding="utf-8")
     report.files.append(output / "report.md")
-    if len(stability.points) >= 3:
+    if len(stability.points) >= 3 and not math.isnan(stability.rho):  # no figure of an undefined ρ (one seed)
         report.files.append(figures.stability_figure(stability, output / "figure2_stability.png"))
     if len(sweep) >= 2:
         report.files.append(figures.sweep_figure(sweep, output / "figure3_sparsity.png", sweep_method))

@@ -161,3 +161,15 @@ def test_table_one_shows_each_tasks_floor_as_its_last_row(tmp_path, tiny_data_di
     assert row == [f"| majority class (floor) | {floors['rte']:.1f} | {floors['cb']:.1f} | {statistics.fmean(floors.values()):.1f} |"]
     without = write_report(path, tmp_path / "bare", p=0.005, data_dir=tmp_path / "no-data")
     assert "majority class" not in without.markdown
+
+
+def test_no_stability_figure_when_rho_is_undefined(tmp_path):
+    """One seed per cell: every std is 0, the stability ranks tie, ρ is undefined."""
+    from sparsetune.experiments.publish import write_report
+
+    path = tmp_path / "results.jsonl"
+    for result in _results():
+        if result.seed == 0:
+            append_result(path, result)
+    report = write_report(path, tmp_path / "report", p=0.005)
+    assert math.isnan(report.stability.rho) and not (tmp_path / "report" / "figure2_stability.png").exists()
