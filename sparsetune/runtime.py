@@ -21,6 +21,7 @@ accumulated gradient stay float32; fp16 adds a loss scale. Files record the prec
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
@@ -227,7 +228,32 @@ def runtime(
         import torch
 
         torch.cuda.set_device(accelerator.device)  # so that a bare "cuda" tensor lands there too
+    if accelerator.num_processes > 1:
+        _destroy_group_at_exit()
     return Runtime(accelerator=accelerator, precision=precision)
+
+
+_teardown_registered = False
+
+
+def _destroy_group_at_exit() -> None:
+    """Destroy the process group before the interpreter exits. Left to static
+    destruction, gloo's worker threads are destroyed while joinable and the process
+    aborts ("terminate called without an active exception", exit -6) after its work is
+    done, which the launcher reports as a failed run. No barrier: destroying is local,
+    and a barrier would hang the survivors of a rank that exited on an error."""
+    global _teardown_registered
+    if _teardown_registered:
+        return
+    _teardown_registered = True
+
+    def destroy() -> None:
+        import torch
+
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+    atexit.register(destroy)
 
 
 def is_main_process() -> bool:

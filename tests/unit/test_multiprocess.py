@@ -224,3 +224,25 @@ def test_grid_runs_each_run_through_a_launcher(tmp_path, tiny_model_dir, tiny_da
     assert len(read_results(tmp_path / "results.jsonl")) == 1
     log = (tmp_path / "runs" / "SAM" / "cb" / "p0.02" / "seed1" / "log.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in log if '"loss"' in line] == [1, 2, 3]
+
+
+def test_the_process_group_is_destroyed_before_exit(tmp_path):
+    """Left to the interpreter's teardown, gloo's threads abort the process now and then
+    ("terminate called without an active exception", exit -6) after its work is done;
+    `runtime` destroys the group at exit. An atexit hook registered first runs last, so it
+    sees what every later hook left behind."""
+    script = tmp_path / "exits.py"
+    script.write_text(textwrap.dedent(f"""
+        import atexit, os, torch
+        from pathlib import Path
+        from sparsetune.runtime import runtime
+        def report():
+            Path({str(tmp_path)!r}, "rank" + os.environ["RANK"]).write_text(str(torch.distributed.is_initialized()))
+        atexit.register(report)
+        rt = runtime("cpu")
+        assert rt.processes == 2 and torch.distributed.is_initialized()
+        rt.sum(torch.ones(3))
+    """))
+    ran = torchrun(str(script), timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert [(tmp_path / f"rank{rank}").read_text() for rank in (0, 1)] == ["False", "False"]
