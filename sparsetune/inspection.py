@@ -211,7 +211,12 @@ def plot_heatmap(summary: dict, path: Path) -> None:
     title = f"{Path(summary['file']).name}: {table['value']}"
     details = ", ".join(f"{key} {meta[key]}" for key in ("method", "task", "p", "scope") if key in meta)
     axes.set_title(f"{title}\n{details}" if details else title, fontsize=9)
-    figure.colorbar(image, ax=axes, label=table["value"])
+    if fraction:  # the cells read in %, so does the colourbar
+        from matplotlib.ticker import PercentFormatter
+
+        figure.colorbar(image, ax=axes, label=table["value"].replace(" fraction", " (%)"), format=PercentFormatter(xmax=1.0))
+    else:
+        figure.colorbar(image, ax=axes, label=table["value"])
     figure.tight_layout()
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=120)

@@ -133,6 +133,7 @@ class SweepPoint:
     mean: float  # mean over tasks of the per-task mean score ×100
     std: float  # mean over tasks of the per-task std over seeds
     tasks: int
+    per_task: tuple[tuple[str, float, float, int], ...] = ()  # (task, mean ×100, std over seeds, seeds)
 
 
 def sparsity_sweep(results: list[RunResult], method: str = "sam") -> list[SweepPoint]:
@@ -143,8 +144,9 @@ def sparsity_sweep(results: list[RunResult], method: str = "sam") -> list[SweepP
             by_p.setdefault(result.p, {}).setdefault(result.task, []).append(100 * result.score)
     points = []
     for p in sorted(by_p):
-        per_task = [_mean_std(scores) for scores in by_p[p].values()]
+        per_task = tuple((task, *_mean_std(scores), len(scores)) for task, scores in sorted(by_p[p].items()))
         points.append(
-            SweepPoint(p, float(np.mean([m for m, _ in per_task])), float(np.mean([s for _, s in per_task])), len(per_task))
+            SweepPoint(p, float(np.mean([m for _, m, _, _ in per_task])), float(np.mean([s for _, _, s, _ in per_task])),
+                       len(per_task), per_task)
         )
     return points

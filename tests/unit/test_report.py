@@ -81,6 +81,24 @@ def test_sparsity_sweep_averages_tasks_per_p():
     assert points[1].mean == pytest.approx((60 + 60) / 2)
     assert points[1].std == pytest.approx((100 * statistics.stdev([0.5, 0.7]) + 0) / 2)
     assert math.isclose(points[0].mean, 40)
+    # Figure 3's error bars and markers come from the per-task rows: (task, mean, std, seeds).
+    (cb, cb_mean, cb_std, cb_seeds), (rte, rte_mean, rte_std, rte_seeds) = points[1].per_task
+    assert (cb, cb_seeds, rte, rte_seeds) == ("cb", 2, "rte", 1)
+    assert (cb_mean, cb_std, rte_mean, rte_std) == pytest.approx((60.0, 100 * statistics.stdev([0.5, 0.7]), 60.0, 0.0))
+
+
+def test_figure_helpers_read_dev_evaluations_and_name_what_happened(tmp_path):
+    from sparsetune.experiments.figures import loss_title, read_dev_log, read_loss_log, running_mean
+
+    log = tmp_path / "log.jsonl"
+    lines = [{"step": 1, "loss": 0.7}, {"step": 2, "loss": 0.5, "mask_changed": True}, {"step": 2, "dev": {"score": 0.61}},
+             {"step": 3, "loss": 0.3}, {"step": 3, "dev": {"score": 0.65, "accuracy": 0.7}}]
+    log.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert read_loss_log(log) == ([1, 2, 3], [0.7, 0.5, 0.3], [2])
+    assert read_dev_log(log) == ([2, 3], [pytest.approx(61.0), pytest.approx(65.0)])
+    assert running_mean([1.0, 2.0, 3.0, 5.0], 2) == [1.5, 2.5, 4.0]
+    assert loss_title(0) == "training loss (no mask change)"  # not "across mask changes" for a run with none
+    assert loss_title(1) == "loss across 1 mask change" and loss_title(3) == "loss across 3 mask changes"
 
 
 def test_results_file_round_trip_and_torn_last_line(tmp_path):
