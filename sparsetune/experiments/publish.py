@@ -14,6 +14,7 @@ from pathlib import Path
 from ..formats.run_record import RunRecord, is_run_dir
 from ..io import atomic_path
 from . import figures
+from .claims import claims_markdown, paper_claims
 from .floors import majority_floor
 from .report import FLOOR_ROW, Stability, TableOne, sparsity_sweep, stability_vs_performance, table_one
 from .results import RunResult, read_results
@@ -75,6 +76,15 @@ def _markdown(source: str, table: TableOne, stability: Stability, sweep, choices
         lines += ["## Sparsity sweep (Figure 3)", "", "| p | mean score | mean std | tasks |", "|---:|---:|---:|---:|"]
         lines += [f"| {point.p:g} | {point.mean:.1f} | {point.std:.1f} | {point.tasks} |" for point in sweep]
         lines.append("")
+    if len(table.methods) >= 2 and not choices:  # a sweep's table compares settings, not the paper's methods
+        lines += [
+            "## The paper's claims, measured",
+            "",
+            "Each verdict is computed from the table above (`sparsetune.experiments.claims`): *holds* or *does not "
+            "hold* when the difference is beyond the noise of this many seeds (one-sided, 5%), else *cannot tell*.",
+            "",
+            claims_markdown(paper_claims(table, stability, sweep)),
+        ]
     if choices:
         lines += [
             "## Hyperparameters chosen on dev",
