@@ -9,7 +9,6 @@ rank, with Spearman's ρ. Figure 3: SAM's score and spread against p (log x axis
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -31,9 +30,10 @@ def _save(figure, path: str | os.PathLike) -> Path:
 
 def read_loss_log(path: str | os.PathLike) -> tuple[list[int], list[float], list[int]]:
     """(steps, losses, steps where the mask changed) from a run's log.jsonl."""
+    from ..formats.schema import LOG_RECORD, read_json_lines
+
     steps, losses, changes = [], [], []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        record = json.loads(line) if line.strip() else {}
+    for record in read_json_lines(path, LOG_RECORD, "sparsetune log.jsonl", allow_torn_tail=True):
         if "loss" in record:
             steps.append(int(record["step"]))
             losses.append(float(record["loss"]))
