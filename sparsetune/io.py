@@ -93,6 +93,8 @@ def output_error(target: Path, err: OSError) -> OutputError:
     blocker = _blocking_ancestor(target)
     if blocker is not None and err.errno in (errno.EEXIST, errno.ENOTDIR):
         reason = f"{blocker} is a file, not a folder"
+    elif err.errno == errno.EEXIST and target.exists() and not target.is_dir():
+        reason = "it is a file or a device, not a folder"
     else:
         reason = os_error_reason(err)
     error = OutputError(f"cannot write {target}: {reason}")
@@ -145,9 +147,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
                 shutil.rmtree(target)
             os.replace(staging, target)
         except OSError as err:  # a write's error names no file, or the temporary, or the target
-            name = None if err.filename is None else str(err.filename)
-            if name is not None and not name.startswith(str(tmp)) and name != str(target):
-                raise
+            names = [str(name) for name in (err.filename, err.filename2) if name is not None]
+            if names and not any(name.startswith(str(tmp)) or name == str(target) for name in names):
+                raise  # about something else (a file read on the way): as it is
             raise output_error(target, err) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -204,7 +206,8 @@ def append_line(path: str | os.PathLike, line: str) -> None:
                 written += os.write(fd, data[written:])
             os.fsync(fd)
         except OSError as err:
-            os.ftruncate(fd, size)
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                os.ftruncate(fd, size)
             raise output_error(target, err) from None
     finally:
         os.close(fd)

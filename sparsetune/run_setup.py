@@ -25,11 +25,11 @@ from . import __version__
 from .config import TrainConfig
 from .data import TaskData, load_task_data
 from .defaults import defaults_for
-from .errors import OutputExistsError, SparsetuneError, UsageError
+from .errors import FileFormatError, OutputError, OutputExistsError, SparsetuneError, UsageError
 from .formats.checkpoint import has_checkpoint, load_checkpoint
 from .formats.mask import Mask
 from .formats.run_record import RunRecord, is_run_dir
-from .io import atomic_path, check_writable, normal_modes, output_error, writing
+from .io import atomic_path, check_writable, is_special, normal_modes, output_error, writing
 from .methods import get_method
 from .methods.base import TrainingMethod
 from .models import (
@@ -82,6 +82,11 @@ def _requested(config: TrainConfig, mask: Mask | None) -> dict[str, Any]:
     task = config.task or meta.get("task")
     if task is None:
         raise UsageError("--task is required when no mask names the task")
+    if not config.task:  # the mask's task: a name or path that no longer resolves is the file's problem
+        try:
+            get_task(str(task))
+        except SparsetuneError as err:
+            raise FileFormatError(f"{config.mask}: its task {task!r} cannot be used here ({err}); pass --task") from None
     return {
         "method": method,
         "model": display_name(config.model or meta.get("model") or None),
@@ -160,6 +165,8 @@ def prepare_run(config: TrainConfig) -> RunSetup:
         raise UsageError("--resume and --force contradict each other: --resume continues OUT, --force replaces it")
     if config.precision is not None:
         check_precision(config.precision)
+    if is_special(out):
+        raise OutputError(f"-o {out} is a device or a pipe, not a folder for a run")
     check_free(out)  # a live process trains OUT: neither resume, replace nor take it over
     if config.resume:
         if not has_checkpoint(out):
@@ -224,7 +231,8 @@ def claim_output(setup: RunSetup) -> RunLock:
         if setup.mask_path is not None:
             with atomic_path(out / MASK_FILE) as tmp:
                 shutil.copyfile(setup.mask_path, tmp)
-    except BaseException:
+    except BaseException:  # a full disk, Ctrl-C: leave no half-claimed folder (its old content went with --force)
+        shutil.rmtree(out, ignore_errors=True)
         lock.release()
         raise
     return lock
