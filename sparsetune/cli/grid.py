@@ -80,14 +80,16 @@ def grid_command(
             results, failures = run_grid(specs, output, jobs, progress, launcher or grid.launcher)
     except KeyboardInterrupt:  # the workers got the Ctrl-C too: each running one checkpointed
         raise TrainingInterrupted(f"grid interrupted; finished runs are in {output}: rerun the same command to resume") from None
-    for failure in failures:
-        console.print(f"[red]failed:[/] {failure}")
+    if not quiet and len(failures) > 1:  # the error line below quotes the first
+        for failure in failures:
+            console.print(f"[red]failed:[/] {failure}", soft_wrap=True)
     if as_json:
         print_json({"finished": [r.run_id for r in results], "failed": failures, "results": str(output)})
     else:
         say(f"{len(results)} runs finished, {len(failures)} failed, {len(done)} already done -> {output}", quiet)
     if failures:
-        raise TrainingError(f"{len(failures)} of {len(specs) - len(done)} runs failed; rerun the same command to retry them")
+        first = failures[0] if len(failures) == 1 else f"first: {failures[0]}"
+        raise TrainingError(f"{len(failures)} of {len(specs) - len(done)} runs failed ({first}); rerun the same command to retry them")
 
 
 @app.command(
