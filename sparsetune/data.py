@@ -12,6 +12,7 @@ shape error three stages later.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,8 +58,13 @@ def read_jsonl(path: Path, task: Task) -> list[dict[str, Any]]:
     if not path.is_file():
         raise DataError(f"{path} does not exist; {HOW_TO_GET_DATA}")
     rows = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DataError(f"{path}:{number}: not UTF-8 text (byte 0x{raw[err.start]:02x} at column {err.start + 1}); "
+                                "save the file as UTF-8") from None
             if not line.strip():
                 continue
             try:
@@ -107,6 +113,9 @@ def load_split(task: Task, split: str, data_dir: str | os.PathLike | None = None
     """One official split (`train` or `validation`) of a task, validated."""
     if split not in SPLITS:
         raise UsageError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    if split in task.files and not Path(task.files[split]).is_file():  # a custom task's own file: no --data-dir involved
+        raise DataError(f"task {task.name}: its {split} file {task.files[split]} does not exist; fix {split!r} in the "
+                        "task's .json file (paths are relative to it)")
     path = split_file(task, split, resolve_data_dir(data_dir))
     if path is None:
         return _load_from_hub(task, split)
@@ -124,8 +133,14 @@ class TaskData:
 
 def split_train_dev(train: Dataset, dev_fraction: float, seed: int) -> tuple[Dataset, Dataset]:
     """Hold out a seeded `dev_fraction` of train for model selection."""
-    if not 0 < dev_fraction < 1:
-        raise UsageError(f"--dev-fraction must be in (0, 1), got {dev_fraction}")
+    if not 0 < dev_fraction < 1:  # no flag named: train takes it from the mask, a Python caller from TrainConfig
+        raise UsageError(f"the dev fraction must be in (0, 1), got {dev_fraction}")
+    held_out = math.ceil(dev_fraction * len(train))  # as datasets rounds a float test_size
+    if len(train) - held_out < 1:
+        raise DataError(
+            f"the train split has {len(train)} row(s): holding out {dev_fraction:g} of it for the dev part leaves none to "
+            "train on; the protocol needs a train file with at least two rows"
+        )
     parts = train.train_test_split(test_size=dev_fraction, seed=seed, shuffle=True)
     return parts["train"], parts["test"]
 

@@ -28,11 +28,11 @@ import torch
 from torch import nn
 
 from .config import ApplyConfig, DiffConfig
-from .errors import MismatchError, UsageError
+from .errors import FileFormatError, MismatchError, UsageError
 from .formats.delta import VALUE_DTYPES, Delta, tensor_digest
 from .formats.mask import Mask, check_fraction
 from .formats.run_record import RunRecord, is_run_dir
-from .io import atomic_path, refuse_to_overwrite
+from .io import atomic_path, check_writable, refuse_to_overwrite, writing
 from .method_delta import apply_method, diff_method, is_structural_delta
 from .method_dir import has_method_dir
 from .models import (
@@ -121,11 +121,14 @@ def diff(config: DiffConfig, progress: ProgressCallback = no_progress) -> DiffRe
         check_fraction(config.top_p, "--top-p")
     if config.output:
         refuse_to_overwrite(config.output, config.force)
+        check_writable(config.output, "-o")
     run = Path(config.run)
+    if not run.is_dir():
+        raise FileFormatError(f"{run} is not a folder; pass a run dir (sparsetune train -o) or a saved model dir")
     if has_method_dir(run):  # LoRA, adapters: the method's own tensors (sparsetune.method_delta)
         return diff_method(config, progress)
     if not (run / "config.json").is_file():
-        raise UsageError(f"{run} is not a model dir (no config.json); pass a run dir (sparsetune train -o) or a saved model")
+        raise FileFormatError(f"{run} is not a model dir (no config.json); pass a run dir (sparsetune train -o) or a saved model")
     base, task, max_length, pooler = config.base, config.task, None, DEFAULT_POOLER
     if is_run_dir(run):
         record = RunRecord.load(run)
@@ -139,7 +142,7 @@ def diff(config: DiffConfig, progress: ProgressCallback = no_progress) -> DiffRe
     try:
         architecture = (AutoConfig.from_pretrained(run).architectures or [None])[0]
     except (OSError, ValueError) as err:
-        raise UsageError(f"{run}/config.json is not a transformers config ({_first_line(err)})") from None
+        raise FileFormatError(f"{run}/config.json is not a transformers config ({_first_line(err)})") from None
     auto = _auto_class(architecture, task)
     progress("load", 0, 2)
     tuned, _ = _from_pretrained(auto, str(run), "fine-tuned model")
@@ -170,7 +173,7 @@ def diff(config: DiffConfig, progress: ProgressCallback = no_progress) -> DiffRe
         positions = _largest_changes(theta, theta0, changed, config.top_p)
 
     dtype = VALUE_DTYPES[config.values]
-    indices, values, shapes, fingerprint = {}, {}, {}, {}
+    indices, values, shapes = {}, {}, {}
     for name, index in positions.items():
         if not index.numel():
             continue
@@ -178,13 +181,15 @@ def diff(config: DiffConfig, progress: ProgressCallback = no_progress) -> DiffRe
         indices[name], shapes[name] = index, tuple(theta[name].shape)
         # float32: the values themselves (bit-exact); half types: the rounded difference.
         values[name] = after.to(dtype) if config.values == "float32" else (after.double() - before.double()).to(dtype)
-        fingerprint[name] = tensor_digest(theta0[name])
+    # Every pretrained tensor the model takes from the base, touched or not: `apply` checks
+    # the whole base, not only what the delta changes.
+    fingerprint = {name: tensor_digest(theta0[name]) for name in changed}
     head = {name: theta[name].detach().clone() for name in theta0 if name in head_set}
     metadata = {
         "base_model": display_name(base),
         "task": str(task or ""),
         "architecture": architecture or type(tuned).__name__,
-        "config": json.loads(tuned.config.to_json_string(use_diff=False)),
+        "config": portable_config(tuned.config),
         "fingerprint": fingerprint,
         "untouched": {name: list(theta0[name].shape) for name in changed if name not in indices},
         "eligible": sum(tensor.numel() for name, tensor in theta0.items() if name not in head_set),
@@ -200,6 +205,15 @@ def diff(config: DiffConfig, progress: ProgressCallback = no_progress) -> DiffRe
         with atomic_path(config.output) as tmp:
             tmp.write_bytes(data)
     return DiffResult(delta, data, config.output)
+
+
+def portable_config(hf_config) -> dict:
+    """The model's transformers config as a delta records it: without `_name_or_path`,
+    the folder it was loaded from as typed (`out` or `./out/`), which would make the same
+    run give different bytes and leak a local path into a file meant to be shared."""
+    data = json.loads(hf_config.to_json_string(use_diff=False))
+    data.pop("_name_or_path", None)
+    return data
 
 
 def _largest_changes(theta, theta0, changed, p: float) -> dict[str, torch.Tensor]:
@@ -311,9 +325,13 @@ def apply(config: ApplyConfig, progress: ProgressCallback = no_progress) -> Appl
     if not config.deltas:
         raise UsageError("give at least one DELTA file")
     refuse_to_overwrite(config.output, config.force)
+    check_writable(config.output, "-o")
     named = _as_deltas(list(config.deltas))
     if any(is_structural_delta(delta) for _, delta in named):  # rebuilt through the method registry
         return apply_method(config, named, progress)
+    if config.merge:
+        raise UsageError(f"--merge folds a LoRA delta into a plain model; {named[0][0]} is a delta of changed entries, "
+                         "which apply writes as a plain model anyway: drop --merge")
     bases = {str(delta.metadata.get("base_model", "")) for _, delta in named}
     if config.base is None and len(bases) > 1:
         raise UsageError(f"the deltas name different bases ({', '.join(sorted(bases))}); pass --base")
@@ -339,7 +357,7 @@ def apply(config: ApplyConfig, progress: ProgressCallback = no_progress) -> Appl
         raise MismatchError(f"the base {display_name(base)} lacks {missing[0]!r} and no delta carries it; is it the right --base?")
     apply_delta(model, named, force=config.force, progress=progress)
     tokenizer = load_tokenizer(base)
-    with atomic_path(config.output) as tmp:
+    with atomic_path(config.output) as tmp, writing(config.output):
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     head = _head_source(named)

@@ -3,6 +3,11 @@
 The CLI turns every `SparsetuneError` into one red line and a non-zero exit; anything
 else is a bug and keeps its traceback. Messages name the flag or file, say what was
 expected, and how to fix it, because that line is all the user sees.
+
+Exit codes: 2 when the command line itself is wrong (`UsageError`: a flag's value, a
+missing flag, flags that contradict each other or the run being resumed), 1 when what it
+points at is wrong or unusable (every other class: a file, the data, a model, an output
+in the way, the disk, the hub, the numbers), 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -34,6 +39,19 @@ class MismatchError(SparsetuneError):
 
 class OutputExistsError(SparsetuneError):
     """Refusing to overwrite; the message names the flag that allows it."""
+
+
+class OutputError(SparsetuneError):
+    """An output cannot be written: a read-only folder, a path under a regular file, a
+    full disk. Nothing half-written is left behind (`io.atomic_path`)."""
+
+
+class RunInUseError(SparsetuneError):
+    """A run dir is held by another live sparsetune process (its lock file names the pid)."""
+
+
+class ModelLoadError(SparsetuneError):
+    """A model or tokenizer cannot be loaded from what MODEL (or a file) names."""
 
 
 class HubUnreachableError(SparsetuneError):

@@ -18,8 +18,9 @@ from torch import nn
 
 from .config import EVAL_SPLITS, EvalConfig
 from .data import load_split, load_task_data, make_loader
-from .errors import UsageError
-from .formats.run_record import RunRecord, is_run_dir
+from .errors import FileFormatError, MismatchError, UsageError
+from .formats.run_record import RUN_FILE, RunRecord, is_run_dir
+from .io import check_writable
 from .method_dir import has_method_dir, load_method_model
 from .progress import ProgressCallback, no_progress
 from .runtime import DEFAULT_PRECISION, Runtime, check_device, check_precision, runtime
@@ -95,7 +96,7 @@ def _check_head(target: Path, task: Task) -> None:
     try:
         model_config = AutoConfig.from_pretrained(target)
     except (OSError, ValueError) as err:
-        raise UsageError(f"{target} is not a model dir transformers can read ({err})") from None
+        raise FileFormatError(f"{target} is not a model dir transformers can read ({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__})") from None
     wanted = "ForMultipleChoice" if task.head == "multiple_choice" else "ForSequenceClassification"
     architectures = model_config.architectures or []
     has_head = any(name.endswith(wanted) for name in architectures)
@@ -104,7 +105,7 @@ def _check_head(target: Path, task: Task) -> None:
     if not has_head:
         found = ", ".join(architectures) or "no head"
         labels = "" if task.head == "multiple_choice" else f" with {task.num_labels} output(s)"
-        raise UsageError(
+        raise MismatchError(
             f"{target} has no trained {task.name} head (found {found}; expected *{wanted}{labels}); "
             "train it first with `sparsetune train`"
         )
@@ -116,7 +117,7 @@ def evaluate(config: EvalConfig, progress: ProgressCallback = no_progress) -> di
     Returns {"task", "split", "examples", "metrics"}; for a run dir with `record`, the
     metrics are also stored in run.json under the split's name.
     """
-    from .models import load_model, load_tokenizer
+    from .models import check_max_length, load_model, load_tokenizer
 
     target = Path(config.target)
     check_device(config.device)
@@ -124,14 +125,18 @@ def evaluate(config: EvalConfig, progress: ProgressCallback = no_progress) -> di
         check_precision(config.precision)
     if config.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {config.batch_size}")
+    if config.max_length is not None and config.max_length < 1:
+        raise UsageError(f"--max-length must be at least 1, got {config.max_length}")
     if not target.is_dir():
-        raise UsageError(f"{target} is not a directory; pass a run dir (train -o OUT) or a fine-tuned model dir")
+        raise FileFormatError(f"{target} is not a directory; pass a run dir (train -o OUT) or a fine-tuned model dir")
     record = RunRecord.load(target) if is_run_dir(target) else None
     if record is None and config.task is None:
         raise UsageError(f"{target} has no run.json; pass --task to say which task its head was trained for")
     task = get_task(config.task or record.task)
     if record is not None and config.task and task.name != get_task(record.task).name:
         raise UsageError(f"--task {config.task}: {target} was trained for {record.task}; drop --task")
+    if record is not None and config.record:
+        check_writable(target / RUN_FILE)  # the metrics are recorded there: fail now, not after the pass
     hyper = record.hyperparameters if record else {}
     max_length = config.max_length or hyper.get("max_length") or DEFAULT_MAX_LENGTH
     precision = config.precision or hyper.get("precision") or DEFAULT_PRECISION  # evaluate as trained
@@ -144,8 +149,9 @@ def evaluate(config: EvalConfig, progress: ProgressCallback = no_progress) -> di
         loaded = load_model(target, task)
         if loaded.new_parameters:
             first = sorted(loaded.new_parameters)[0]
-            raise UsageError(f"{target} has no trained {task.name} head ({first} is missing or has another shape); train it first with `sparsetune train`")
+            raise MismatchError(f"{target} has no trained {task.name} head ({first} is missing or has another shape); train it first with `sparsetune train`")
         model = loaded.model
+    check_max_length(model, max_length)
     model = rt.accelerator.prepare_model(model, evaluation_mode=True)  # device + autocast, no DDP
     metrics = metrics_on(model, task, dataset, load_tokenizer(target), config.batch_size, max_length, progress, rt=rt)
     if record is not None and config.record and rt.is_main:

@@ -20,7 +20,7 @@ from .errors import FileFormatError
 from .formats.common import file_kind
 from .formats.mask import Mask
 from .formats.scores import Scores
-from .io import atomic_path, refuse_to_overwrite
+from .io import atomic_path, check_writable, refuse_to_overwrite
 from .models import layer_index, module_type
 from .training_log import detect_log, plot_log, summarise_log
 
@@ -64,6 +64,7 @@ def inspect_file(path: str | os.PathLike, plot: str | os.PathLike | None = None,
         raise FileFormatError(f"{path} is a sparsetune {kind} file, which inspect cannot summarise yet")
     if plot is not None:
         refuse_to_overwrite(plot, force)
+        check_writable(plot, "--plot")
     summary = {"file": str(path), "kind": kind, **SUMMARISERS[kind](Path(path))}
     if plot is not None:
         PLOTTERS.get(kind, plot_heatmap)(summary, Path(plot))

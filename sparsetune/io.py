@@ -2,25 +2,122 @@
 
 Every output goes to a temporary sibling first and is renamed into place: a rename on
 the same filesystem is atomic, so a reader sees the old file, the new file, or nothing.
+An OS error on the way (a read-only folder, a path under a regular file, a full disk)
+becomes an `OutputError` naming the output, not the temporary, and removes the
+temporary. A device or pipe (`-o /dev/null`) is written through, never replaced.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .errors import OutputExistsError
+from .errors import OutputError, OutputExistsError
+
+_REASONS = {
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file too large for the file system or the process's file size limit (is the disk full?)",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "it is a folder",
+    errno.ENAMETOOLONG: "the name is too long",
+}
+
+
+def os_error_reason(error: OSError) -> str:
+    """A short lower-case reason for an OS error, without the path."""
+    if error.errno in _REASONS:
+        return _REASONS[error.errno]
+    return (error.strerror or type(error).__name__).lower()
+
+
+def is_special(path: str | os.PathLike) -> bool:
+    """A device, pipe or socket (`/dev/null`, `/dev/full`, a FIFO): written through, never replaced."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 def refuse_to_overwrite(path: str | os.PathLike, force: bool, flag: str = "--force") -> None:
-    """Raise unless `path` is free or the user said `flag`."""
-    if Path(path).exists() and not force:
+    """Raise unless `path` is free or the user said `flag`. Writing to a device or a
+    pipe (`-o /dev/null`) overwrites nothing."""
+    if Path(path).exists() and not force and not is_special(path):
         raise OutputExistsError(f"{path} already exists; pass {flag} to overwrite it")
+
+
+def _blocking_ancestor(target: Path) -> Path | None:
+    """The first existing ancestor of `target` that is not a folder (so nothing can be
+    created under it), or None."""
+    for parent in target.parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
+def check_writable(path: str | os.PathLike, what: str = "") -> None:
+    """Fail in a second, before any long work, when `path` cannot be created: a part of
+    it is a regular file, or the nearest existing folder refuses a new file (read-only,
+    permissions). An existing folder `path` (a run dir, a report dir) is probed inside.
+    Creates nothing that stays. `what` names the flag (e.g. "-o")."""
+    target = Path(path)
+    label = f"{what} {target}".strip()
+    if is_special(target):
+        return
+    blocker = _blocking_ancestor(target)
+    if blocker is not None:
+        raise OutputError(f"cannot write {label}: {blocker} is a file, not a folder")
+    candidates = [target] if target.is_dir() else []
+    folder = next((parent for parent in [*candidates, *target.parents] if parent.exists()), Path("."))
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".sparsetune-probe.", dir=folder)
+    except OSError as err:
+        raise OutputError(f"cannot write {label}: {os_error_reason(err)} ({folder})") from None
+    os.close(handle)
+    os.unlink(probe)
+
+
+def output_error(target: Path, err: OSError) -> OutputError:
+    """The one line for an OS error met while writing `target` (`.reason` without the path)."""
+    blocker = _blocking_ancestor(target)
+    if blocker is not None and err.errno in (errno.EEXIST, errno.ENOTDIR):
+        reason = f"{blocker} is a file, not a folder"
+    elif err.errno == errno.EEXIST and target.exists() and not target.is_dir():
+        reason = "it is a file or a device, not a folder"
+    else:
+        reason = os_error_reason(err)
+    error = OutputError(f"cannot write {target}: {reason}")
+    error.reason = reason
+    return error
+
+
+@contextmanager
+def writing(target: str | os.PathLike) -> Iterator[None]:
+    """Turn the OS errors of a writer we do not control (transformers' save_pretrained,
+    safetensors' Rust writer) into one `OutputError` naming `target`."""
+    try:
+        yield
+    except OSError as err:
+        raise output_error(Path(target), err) from None
+    except Exception as err:  # noqa: BLE001 - safetensors' SafetensorError wraps the OS error in text
+        if type(err).__name__ != "SafetensorError" or "IoError" not in str(err):
+            raise
+        text = str(err)
+        reason = text.split('message: "', 1)[1].split('"', 1)[0].lower() if 'message: "' in text else text
+        error = OutputError(f"cannot write {target}: {reason}")
+        error.reason = reason
+        raise error from None
 
 
 @contextmanager
@@ -28,18 +125,32 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success rename it onto `path`.
 
     Works for files and directories. On any exception the temporary is removed and
-    `path` is left as it was.
+    `path` is left as it was; an OS error becomes an `OutputError` naming `path`. An
+    existing device or pipe is yielded itself: written through, never replaced.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    if is_special(target):
+        with writing(target):
+            yield target
+        return
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    except OSError as err:
+        raise output_error(target, err) from None
     staging = tmp / target.name
     try:
-        yield staging
-        normal_modes(staging)
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        os.replace(staging, target)
+        try:
+            yield staging
+            normal_modes(staging)
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            os.replace(staging, target)
+        except OSError as err:  # a write's error names no file, or the temporary, or the target
+            names = [str(name) for name in (err.filename, err.filename2) if name is not None]
+            if names and not any(name.startswith(str(tmp)) or name == str(target) for name in names):
+                raise  # about something else (a file read on the way): as it is
+            raise output_error(target, err) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -74,3 +185,29 @@ def write_json(path: str | os.PathLike, data: object) -> None:
     """Atomically write `data` as indented JSON."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def append_line(path: str | os.PathLike, line: str) -> None:
+    """Append one line with a single write + fsync. A failed write (a full disk) is cut
+    back to the file's previous size, so the file holds whole lines only and the next
+    append does not follow half a line."""
+    target = Path(path)
+    data = line.encode("utf-8")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    except OSError as err:
+        raise output_error(target, err) from None
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            written = 0
+            while written < len(data):
+                written += os.write(fd, data[written:])
+            os.fsync(fd)
+        except OSError as err:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                os.ftruncate(fd, size)
+            raise output_error(target, err) from None
+    finally:
+        os.close(fd)

@@ -25,7 +25,7 @@ from .errors import MismatchError, UsageError
 from .formats.common import load_tensors
 from .formats.delta import Delta
 from .formats.run_record import RunRecord, is_run_dir
-from .io import atomic_path
+from .io import atomic_path, writing
 from .method_dir import METHOD_DIR, build, is_structural, read_description
 from .models import LEGACY_POOLER, display_name, load_tokenizer
 from .progress import ProgressCallback, no_progress
@@ -37,7 +37,7 @@ def is_structural_delta(delta: Delta) -> bool:
 
 def diff_method(config: DiffConfig, progress: ProgressCallback = no_progress):
     """The delta of a folder with `method/`: the method's own tensors + how to rebuild."""
-    from .delta import DiffResult
+    from .delta import DiffResult, portable_config
     from .methods.structural import WEIGHTS_FILE
 
     run = Path(config.run)
@@ -64,7 +64,7 @@ def diff_method(config: DiffConfig, progress: ProgressCallback = no_progress):
         "base_model": display_name(base),
         "task": str(task),
         "architecture": (hf_config.architectures or [type(method.loaded.model).__name__])[0],
-        "config": json.loads(hf_config.to_json_string(use_diff=False)),
+        "config": portable_config(hf_config),
         "fingerprint": fingerprint,
         "untouched": {},
         "eligible": sum(tensor.numel() for tensor in method.eligible.values()),
@@ -98,6 +98,15 @@ def apply_method(config: ApplyConfig, named: list[tuple[str, Delta]], progress: 
         options = json.loads(str(delta.metadata.get("method_options", "{}")))
     except json.JSONDecodeError:
         raise MismatchError(f"{source}: metadata method_options is not valid JSON; re-create it with sparsetune diff") from None
+    if not isinstance(options, dict):
+        raise MismatchError(f"{source}: metadata method_options must be a JSON object, got {str(options)[:40]}; re-create it with sparsetune diff")
+    from .methods import get_method
+    from .methods.base import parse_options
+
+    try:
+        parse_options(get_method(name).Options, options, name)
+    except UsageError as err:
+        raise MismatchError(f"{source}: {err}; re-create it with sparsetune diff") from None
     base = config.base or str(delta.metadata.get("base_model", "")) or None
     progress("load", 0, 1)
     pooler = str(delta.metadata.get("pooler", LEGACY_POOLER))  # deltas from before the policy: the pooler was eligible
@@ -111,7 +120,7 @@ def apply_method(config: ApplyConfig, named: list[tuple[str, Delta]], progress: 
                     "differs from it; pass the right --base (or --force to apply anyway)"
                 )
     model = method.merged() if config.merge else method.export()
-    with atomic_path(config.output) as tmp:
+    with atomic_path(config.output) as tmp, writing(config.output):
         model.save_pretrained(tmp)
         load_tokenizer(base).save_pretrained(tmp)
         if not config.merge:

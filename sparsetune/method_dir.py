@@ -29,6 +29,7 @@ from torch import nn
 
 from .errors import FileFormatError, UsageError
 from .formats.common import load_tensors, save_tensors
+from .formats.schema import METHOD_DESCRIPTION, validate
 from .io import atomic_path
 from .models import LEGACY_POOLER, display_name, head_metadata, load_model
 
@@ -66,8 +67,18 @@ def read_description(path: str | os.PathLike) -> dict[str, Any]:
         description = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
         raise FileFormatError(f"{file} is not readable JSON ({err})") from None
-    if description.get("format") != FORMAT or "method" not in description:
+    if not isinstance(description, dict) or description.get("format") != FORMAT or "method" not in description:
         raise FileFormatError(f"{file} is not a sparsetune method description")
+    validate(description, METHOD_DESCRIPTION, str(file))
+    if not is_structural(description["method"]):
+        raise FileFormatError(f"{file}: method {description['method']!r} is not a method with weights of its own (lora, adapter)")
+    from .methods import get_method
+    from .methods.base import parse_options
+
+    try:
+        parse_options(get_method(description["method"]).Options, description.get("options") or {}, description["method"])
+    except UsageError as err:
+        raise FileFormatError(f"{file}: {err}") from None
     return description
 
 

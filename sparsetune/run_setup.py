@@ -13,6 +13,7 @@ value is an error), and output safety (refuse an existing OUT unless --force or
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import shutil
 import tempfile
@@ -24,11 +25,11 @@ from . import __version__
 from .config import TrainConfig
 from .data import TaskData, load_task_data
 from .defaults import defaults_for
-from .errors import OutputExistsError, UsageError
+from .errors import FileFormatError, OutputError, OutputExistsError, SparsetuneError, UsageError
 from .formats.checkpoint import has_checkpoint, load_checkpoint
 from .formats.mask import Mask
-from .formats.run_record import RunRecord
-from .io import atomic_path, normal_modes
+from .formats.run_record import RunRecord, is_run_dir
+from .io import atomic_path, check_writable, is_special, normal_modes, output_error, writing
 from .methods import get_method
 from .methods.base import TrainingMethod
 from .models import (
@@ -38,9 +39,11 @@ from .models import (
     display_name,
     head_metadata,
     load_model,
+    check_max_length,
     load_tokenizer,
     recorded_pooler,
 )
+from .run_lock import LOCK_FILE, RunLock, check_free, has_stale_lock
 from .runtime import DEFAULT_PRECISION, check_precision
 from .tasks import Task, get_task
 
@@ -79,6 +82,11 @@ def _requested(config: TrainConfig, mask: Mask | None) -> dict[str, Any]:
     task = config.task or meta.get("task")
     if task is None:
         raise UsageError("--task is required when no mask names the task")
+    if not config.task:  # the mask's task: a name or path that no longer resolves is the file's problem
+        try:
+            get_task(str(task))
+        except SparsetuneError as err:
+            raise FileFormatError(f"{config.mask}: its task {task!r} cannot be used here ({err}); pass --task") from None
     return {
         "method": method,
         "model": display_name(config.model or meta.get("model") or None),
@@ -134,12 +142,19 @@ def _resolve(requested: dict[str, Any]) -> dict[str, Any]:
     for key in ("epochs", "batch_size", "max_length"):
         if int(hyper[key]) < 1:
             raise UsageError(f"--{key.replace('_', '-')} must be at least 1, got {hyper[key]}")
-    if hyper["max_steps"] is not None and hyper["max_steps"] < 1:
-        raise UsageError(f"--max-steps must be at least 1, got {hyper['max_steps']}")
-    if not hyper["lr"] > 0:
-        raise UsageError(f"--lr must be positive, got {hyper['lr']}")
+    for key in ("max_steps", "eval_every"):
+        if hyper[key] is not None and hyper[key] < 1:
+            raise UsageError(f"--{key.replace('_', '-')} must be at least 1, got {hyper[key]}")
+    if not 0 < hyper["lr"] < math.inf:
+        raise UsageError(f"--lr must be a positive number, got {hyper['lr']}")
     if not 0 <= hyper["warmup_ratio"] < 1:
         raise UsageError(f"--warmup-ratio must be in [0, 1), got {hyper['warmup_ratio']}")
+    if not 0 <= hyper["weight_decay"] < math.inf:
+        raise UsageError(f"--weight-decay must be 0 or a positive number, got {hyper['weight_decay']}")
+    if not 0 < hyper["max_grad_norm"] < math.inf:
+        raise UsageError(f"max_grad_norm must be a positive number, got {hyper['max_grad_norm']}")
+    if hyper["seed"] < 0:
+        raise UsageError(f"--seed must be 0 or more, got {hyper['seed']}")
     return hyper
 
 
@@ -150,13 +165,22 @@ def prepare_run(config: TrainConfig) -> RunSetup:
         raise UsageError("--resume and --force contradict each other: --resume continues OUT, --force replaces it")
     if config.precision is not None:
         check_precision(config.precision)
+    if is_special(out):
+        raise OutputError(f"-o {out} is a device or a pipe, not a folder for a run")
+    check_free(out)  # a live process trains OUT: neither resume, replace nor take it over
     if config.resume:
         if not has_checkpoint(out):
+            if abandoned(out):
+                raise UsageError(f"--resume: {out} stopped before its first checkpoint, so there is nothing to resume; "
+                                 "run the same command without --resume to start it over")
             raise UsageError(f"--resume: no checkpoint in {out}/checkpoint; start without --resume")
         stored = load_checkpoint(out).info["hyperparameters"]
     else:
-        if out.exists() and not config.force:
+        if out.exists() and not config.force and not abandoned(out):
+            if out.is_dir() and not has_checkpoint(out) and not is_run_dir(out):
+                raise OutputExistsError(f"{out} already exists and holds no checkpoint to resume; pass --force to replace it")
             raise OutputExistsError(f"{out} already exists; pass --force to replace it, or --resume to continue its run")
+    check_writable(out, "-o")  # a read-only folder fails now, before anything loads
     mask_path = Path(config.mask) if config.mask else None
     if config.resume and mask_path is None and get_method(stored["method"]).needs_mask:
         mask_path = out / MASK_FILE  # the copy written when the run started
@@ -171,24 +195,54 @@ def prepare_run(config: TrainConfig) -> RunSetup:
     data = load_task_data(task, config.data_dir, dev_fraction=hyper["dev_fraction"], seed=hyper["split_seed"])
     tokenizer = load_tokenizer(hyper["model"], hyper.get("revision"))
     loaded = load_model(hyper["model"], task, seed=hyper["seed"], pooler=hyper["pooler"], revision=hyper.get("revision"))
+    check_max_length(loaded.model, hyper["max_length"])
     method = method_cls(mask, hyper["method_options"])
     model = method.bind(loaded)
     digest = _sha256(mask_path) if mask_path is not None else None  # the bytes OUT's copy will hold
     return RunSetup(out, hyper, task, data, tokenizer, model, method, digest, mask_path, config.resume)
 
 
-def claim_output(setup: RunSetup) -> None:
-    """Create OUT (replacing it under --force) with a copy of the mask; nothing for a
-    resumed run. Called once, by the main process, after every check has passed."""
+def abandoned(out: Path) -> bool:
+    """OUT is what a run killed before its first checkpoint left: its lock file (stale),
+    no checkpoint and no finished run. Rerunning the same command takes it over."""
+    return out.is_dir() and has_stale_lock(out) and not has_checkpoint(out) and not is_run_dir(out)
+
+
+def claim_output(setup: RunSetup) -> RunLock:
+    """Lock OUT (`run_lock`) and, for a new run, empty it (replacing it under --force, or
+    taking over what a run killed before its first checkpoint left) and copy the mask in.
+    Called once, by the main process, after every check has passed; returns the lock,
+    held until the run ends."""
     out = setup.output
+    if not setup.resume:
+        if out.exists() and not out.is_dir():
+            out.unlink()
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise output_error(out, err) from None
+    lock = RunLock(out).acquire()
     if setup.resume:
-        return
-    if out.exists():
-        shutil.rmtree(out) if out.is_dir() else out.unlink()
-    out.mkdir(parents=True)
-    if setup.mask_path is not None:
-        with atomic_path(out / MASK_FILE) as tmp:
-            shutil.copyfile(setup.mask_path, tmp)
+        return lock
+    try:
+        for item in out.iterdir():
+            if item.name != LOCK_FILE:
+                shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
+        if setup.mask_path is not None:
+            with atomic_path(out / MASK_FILE) as tmp:
+                shutil.copyfile(setup.mask_path, tmp)
+    except BaseException:  # a full disk, Ctrl-C: leave no half-claimed folder (its old content went with --force)
+        shutil.rmtree(out, ignore_errors=True)
+        lock.release()
+        raise
+    return lock
+
+
+def discard_output(setup: RunSetup) -> None:
+    """Remove OUT after a new run failed before its first checkpoint: it holds nothing to
+    resume, and a rerun must find the path free, not a folder it refuses."""
+    if not setup.resume and not has_checkpoint(setup.output):
+        shutil.rmtree(setup.output, ignore_errors=True)
 
 
 def write_outputs(setup: RunSetup, best: dict[str, Any], steps: int, seconds: float, write: bool = True) -> RunRecord:
@@ -203,9 +257,10 @@ def write_outputs(setup: RunSetup, best: dict[str, Any], steps: int, seconds: fl
     # interrupted save leaves only the staging folder, never a half-written model.
     staging = Path(tempfile.mkdtemp(prefix=".model.", dir=out))
     try:
-        model.save_pretrained(staging)
-        setup.tokenizer.save_pretrained(staging)
-        setup.method.save_files(staging)
+        with writing(out):  # a full disk: one line naming OUT, the checkpoint kept for --resume
+            model.save_pretrained(staging)
+            setup.tokenizer.save_pretrained(staging)
+            setup.method.save_files(staging)
         normal_modes(staging)
         for item in staging.iterdir():
             if (out / item.name).is_dir():
@@ -223,6 +278,13 @@ def write_outputs(setup: RunSetup, best: dict[str, Any], steps: int, seconds: fl
         final.save(out / MASK_FILE)
         digest = _sha256(out / MASK_FILE)
     record = _record(setup, best, steps, seconds, digest)
+    if setup.resume and is_run_dir(out):  # a finished run resumed again: same best state, same test metrics
+        try:
+            previous = RunRecord.load(out)
+        except SparsetuneError:
+            previous = None
+        if previous is not None and previous.best.get("step") == record.best.get("step"):
+            record.metrics = {**{split: values for split, values in previous.metrics.items() if split != "dev"}, **record.metrics}
     record.save(out)
     return record
 

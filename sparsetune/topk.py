@@ -17,7 +17,7 @@ from typing import Sequence
 
 import torch
 
-from .errors import UsageError
+from .errors import NumericalError
 
 SAMPLE = 1 << 20  # entries in the strided sample that estimates the bound
 
@@ -28,7 +28,7 @@ def top_k_many(tensors: Sequence[torch.Tensor], k: int) -> list[torch.Tensor]:
     total = sum(f.numel() for f in flats)
     for flat in flats:
         if bool(flat.sum().isnan()) and bool(torch.isnan(flat).any()):  # a cheap reduction first
-            raise UsageError("scores contain NaN; the gradient pass diverged (try a smaller --max-length or batch)")
+            raise NumericalError("scores contain NaN; the gradient pass diverged (try a smaller --max-length or batch)")
     if k <= 0:
         return [torch.empty(0, dtype=torch.long) for _ in flats]
     if k >= total:

@@ -37,13 +37,13 @@ import torch
 
 from .config import TrainConfig
 from .data import epoch_order, global_batches, local_part, make_loader
-from .errors import TrainingError, TrainingInterrupted, UsageError
+from .errors import FileFormatError, TrainingError, TrainingInterrupted, UsageError
 from .evaluation import metrics_on
-from .formats.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .formats.checkpoint import Checkpoint, has_checkpoint, load_checkpoint, save_checkpoint
 from .formats.run_record import RunRecord
 from .io import atomic_path
 from .progress import ProgressCallback, no_progress
-from .run_setup import LOG_FILE, RunSetup, claim_output, prepare_run, write_outputs
+from .run_setup import LOG_FILE, RunSetup, claim_output, discard_output, prepare_run, write_outputs
 from .runtime import check_tracker, resolve_device, runtime
 
 TRACKER_DIR = "logs"  # OUT/logs/sparsetune/: TensorBoard event files (--report-to tensorboard)
@@ -140,9 +140,9 @@ def train(config: TrainConfig, progress: ProgressCallback = no_progress) -> RunR
     share of every global batch (`--batch-size` stays the examples per optimizer step),
     DDP averages the gradients, the schedule counts optimizer steps, dev evaluation is
     sharded and gathered, and only the main process writes files or reports progress.
+    A run dir is locked while it trains (`run_lock`); a new run that fails before its
+    first checkpoint leaves no folder behind.
     """
-    from transformers import get_linear_schedule_with_warmup
-
     started = time.time()
     resolve_device(config.device)  # an unusable device or tracker fails before anything loads
     check_tracker(config.report_to)
@@ -152,8 +152,23 @@ def train(config: TrainConfig, progress: ProgressCallback = no_progress) -> RunR
     rt.agree("train", asdict(config))
     main = rt.is_main
     progress = progress if main else no_progress
-    if main:
-        claim_output(setup)
+    lock = claim_output(setup) if main else None  # OUT is this process's until the run ends
+    try:
+        return _train(config, setup, rt, progress, started)
+    except BaseException:
+        if main:  # before the first checkpoint OUT holds nothing to resume: leave no folder that blocks a rerun
+            discard_output(setup)
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(config: TrainConfig, setup: RunSetup, rt, progress: ProgressCallback, started: float) -> RunRecord:
+    """The loop of `train`, once OUT is claimed."""
+    from transformers import get_linear_schedule_with_warmup
+
+    hyper, out, main = setup.hyper, setup.output, rt.is_main
     rt.barrier()  # OUT exists for every process
     if rt.processes > 1 and hyper["batch_size"] < rt.processes:
         raise UsageError(f"--batch-size {hyper['batch_size']} is smaller than the {rt.processes} processes; each needs at least one example per step")
@@ -168,10 +183,18 @@ def train(config: TrainConfig, progress: ProgressCallback = no_progress) -> RunR
     step, best, best_info = 0, setup.method.state_dict(), {"score": -math.inf, "step": 0}
     if config.resume:
         checkpoint = load_checkpoint(out)
-        setup.method.load_state_dict(checkpoint.model)
-        optimizer.load_state_dict(checkpoint.optimizer)
-        scheduler.load_state_dict(checkpoint.scheduler)
+        try:
+            setup.method.load_state_dict(checkpoint.model)
+            optimizer.load_state_dict(checkpoint.optimizer)
+            scheduler.load_state_dict(checkpoint.scheduler)
+        except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise FileFormatError(f"{out}/checkpoint does not fit this run ({reason}); it was edited, or written by "
+                                  "another version: start over with --force") from None
         step, best, best_info = checkpoint.step, checkpoint.best, checkpoint.info["best"]
+        if step > total:
+            raise FileFormatError(f"{out}/checkpoint is at step {step}, past the run's {total} steps; it was edited: "
+                                  "start over with --force")
     rt.barrier()  # every process has read the checkpoint before the main one replaces it
     # The scheduler is not prepared: accelerate would step it once per process.
     model, optimizer = rt.accelerator.prepare(setup.model, optimizer)
@@ -260,8 +283,14 @@ def train(config: TrainConfig, progress: ProgressCallback = no_progress) -> RunR
                     if step >= total:
                         break
     except KeyboardInterrupt:
+        saved = config.resume or has_checkpoint(out)
+        if in_update and not saved:  # mid-step with nothing saved yet: OUT is removed (train), nothing to resume
+            raise TrainingInterrupted(f"interrupted during step {step + 1}, before the first checkpoint; nothing was kept: "
+                                      "rerun the same command to start over") from None
         if in_update:  # mid-step: the state is half-updated, keep the last checkpoint
             raise TrainingInterrupted(f"interrupted during step {step + 1}; resume from step {last_saved} with --resume -o {out}") from None
+        if step == 0 and not saved:
+            raise TrainingInterrupted("interrupted before the first step; nothing was kept: rerun the same command") from None
         if last_saved != step:
             checkpoint_now()
         rt.barrier()

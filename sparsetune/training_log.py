@@ -16,42 +16,32 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .errors import FileFormatError
+from .formats.schema import LOG_RECORD, read_json_lines
 
 
 def detect_log(path: Path) -> str | None:
-    """'log' for a JSON-lines file whose first record has a `step`; else None."""
-    if path.suffix != ".jsonl":
-        return None
-    with path.open("r", encoding="utf-8", errors="replace") as handle:
-        first = handle.readline().strip()
-    try:
-        record = json.loads(first) if first else None
-    except json.JSONDecodeError:
-        return None
-    return "log" if isinstance(record, dict) and "step" in record else None
+    """'log' for a JSON-lines file (a `.jsonl` file is nothing else `inspect` reads: its
+    lines are then checked as a run's log, with errors naming the line); else None."""
+    return "log" if path.suffix == ".jsonl" else None
 
 
 def _records(path: Path) -> list[dict]:
-    records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            raise FileFormatError(f"{path}:{number} is not JSON; is this a sparsetune log.jsonl?") from None
-    return records
+    """The log's records, each checked (`formats.schema.LOG_RECORD`); a line cut short by
+    a kill of the run that writes it is left out."""
+    return read_json_lines(path, LOG_RECORD, "sparsetune log.jsonl", allow_torn_tail=True)
 
 
 def _run_metadata(path: Path) -> dict:
-    """Method and task from the run.json beside the log, when there is one."""
+    """Method and task from the run.json beside the log, when there is one (and it is one:
+    anything else beside a log is not its run's record and is left out)."""
     record_path = path.parent / "run.json"
     try:
         record = json.loads(record_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):
         return {}
-    return {key: record[key] for key in ("method", "task", "base_model") if key in record}
+    if not isinstance(record, dict):
+        return {}
+    return {key: record[key] for key in ("method", "task", "base_model") if isinstance(record.get(key), str)}
 
 
 def summarise_log(path: Path) -> dict:

@@ -1,11 +1,14 @@
 """The Typer app every command module registers on, and the error policy.
 
 A `SparsetuneError` becomes one red line on stderr and its exit code (2 for usage
-errors, like click); `SPARSETUNE_DEBUG=1` re-raises it with the traceback.
+errors, like click); an OS error on the way (a read-only folder, a full disk) one line
+naming the path (exit 1); Ctrl-C one line and exit 130. `SPARSETUNE_DEBUG=1` re-raises
+them with the traceback.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -59,6 +62,9 @@ class SparsetuneGroup(TyperGroup):
         except typer.Abort:
             console.print("[bold red]error:[/] aborted", soft_wrap=True)
             sys.exit(1)
+        except KeyboardInterrupt:  # Ctrl-C while click parses (rare): as in a command
+            console.print("[bold red]error:[/] interrupted", soft_wrap=True)
+            sys.exit(130)
         sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx):
@@ -69,6 +75,24 @@ class SparsetuneGroup(TyperGroup):
                 raise
             report_error(error)
             raise typer.Exit(error.exit_code) from None
+        except KeyboardInterrupt:  # Ctrl-C while a model loads, a score pass or a grid runs
+            if os.environ.get("SPARSETUNE_DEBUG") == "1":
+                raise
+            report_error(SparsetuneError("interrupted (Ctrl-C)"))
+            raise typer.Exit(130) from None
+        except OSError as error:  # a path we read or write: one line naming it
+            if os.environ.get("SPARSETUNE_DEBUG") == "1" or error.errno == errno.EPIPE:
+                raise
+            report_error(SparsetuneError(describe_os_error(error)))
+            raise typer.Exit(1) from None
+
+
+def describe_os_error(error: OSError) -> str:
+    from ..io import os_error_reason
+
+    paths = [str(name) for name in (error.filename, error.filename2) if name is not None]
+    where = f"{' -> '.join(paths)}: " if paths else ""
+    return f"{where}{os_error_reason(error)}"
 
 
 app = typer.Typer(

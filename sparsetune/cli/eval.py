@@ -48,6 +48,8 @@ def eval_command(
     if as_json:
         print_json(result)
         return
+    if quiet:  # the metrics are recorded in a run dir's run.json
+        return
     table = Table(title=f"{result['task']} · {result['split']} · {result['examples']} examples")
     table.add_column("metric")
     table.add_column("value", justify="right")

@@ -13,9 +13,9 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from ..errors import TrainingError
+from ..errors import TrainingError, TrainingInterrupted
 from .app import app, console, out
-from .options import DataDirOption, JsonOption, OptionalStr, QuietOption
+from .options import DataDirOption, ForceOption, JsonOption, OptionalStr, QuietOption
 from .render import print_json, progress_bar, say
 
 
@@ -72,16 +72,24 @@ def grid_command(
         console.print(f"estimate: {_duration(remaining / jobs)} with --jobs {jobs} "
                       f"(measured {rate * 1e6:.2f} µs per example-token here; runs without local data not counted)")
         return
-    with progress_bar(quiet) as progress:
-        results, failures = run_grid(specs, output, jobs, progress, launcher or grid.launcher)
-    for failure in failures:
-        console.print(f"[red]failed:[/] {failure}")
+    from ..io import check_writable
+
+    check_writable(output, "-o")  # a read-only results folder fails now, not after the first run
+    try:
+        with progress_bar(quiet) as progress:
+            results, failures = run_grid(specs, output, jobs, progress, launcher or grid.launcher)
+    except KeyboardInterrupt:  # the workers got the Ctrl-C too: each running one checkpointed
+        raise TrainingInterrupted(f"grid interrupted; finished runs are in {output}: rerun the same command to resume") from None
+    if not quiet and len(failures) > 1:  # the error line below quotes the first
+        for failure in failures:
+            console.print(f"[red]failed:[/] {failure}", soft_wrap=True)
     if as_json:
         print_json({"finished": [r.run_id for r in results], "failed": failures, "results": str(output)})
     else:
         say(f"{len(results)} runs finished, {len(failures)} failed, {len(done)} already done -> {output}", quiet)
     if failures:
-        raise TrainingError(f"{len(failures)} of {len(specs) - len(done)} runs failed; rerun the same command to retry them")
+        first = failures[0] if len(failures) == 1 else f"first: {failures[0]}"
+        raise TrainingError(f"{len(failures)} of {len(specs) - len(done)} runs failed ({first}); rerun the same command to retry them")
 
 
 @app.command(
@@ -94,6 +102,7 @@ def report_command(
     p: Optional[float] = typer.Option(0.005, "-p", help="The p of the sparse methods shown in Table 1."),
     sweep_method: str = typer.Option("SAM", "--sweep-method", help="Method label whose p sweep is Figure 3."),
     data_dir: OptionalStr = DataDirOption,
+    force: bool = ForceOption,
     quiet: bool = QuietOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -104,7 +113,7 @@ def report_command(
     """
     from ..experiments.publish import write_report
 
-    report = write_report(results, output, p, sweep_method, data_dir)
+    report = write_report(results, output, p, sweep_method, data_dir, force=force)
     if as_json:
         chosen = {item.method: item.setting for item in report.choices if item.chosen}
         print_json({"rho": report.stability.rho, "p_value": report.stability.p_value, "chosen_on_dev": chosen,

@@ -14,7 +14,7 @@ from .options import DataDirOption, JsonOption, OptionalStr, QuietOption, TaskOp
 def _row_count(path) -> int | None:
     if path is None or not path.is_file():
         return None
-    with path.open(encoding="utf-8") as lines:
+    with path.open("rb") as lines:  # counting needs no decoding (a non-UTF-8 file is reported where it is read)
         return sum(1 for line in lines if line.strip())
 
 

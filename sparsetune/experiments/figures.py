@@ -9,7 +9,6 @@ rank, with Spearman's ρ. Figure 3: SAM's score and spread against p (log x axis
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -56,8 +55,10 @@ def read_dev_log(path: str | os.PathLike) -> tuple[list[int], list[float]]:
 
 
 def _log_records(path: str | os.PathLike) -> list[dict]:
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    return [record for line in lines if line.strip() and isinstance(record := json.loads(line), dict)]
+    """The records of a log.jsonl, each checked (a torn last line, from a kill mid-write, is dropped)."""
+    from ..formats.schema import LOG_RECORD, read_json_lines
+
+    return list(read_json_lines(path, LOG_RECORD, "sparsetune log.jsonl", allow_torn_tail=True))
 
 
 def running_mean(values: list[float], window: int) -> list[float]:

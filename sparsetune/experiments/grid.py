@@ -42,8 +42,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import POOLER_POLICIES
-from ..errors import UsageError
+from ..config import POOLER_POLICIES, ScoreConfig, TrainConfig
+from ..errors import FileFormatError, SparsetuneError, UsageError
+from ..formats import schema
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -112,19 +113,19 @@ def _tuple(value: Any, key: str, path: str) -> tuple:
         return tuple(value)
     if isinstance(value, (int, float, str)):
         return (value,)
-    raise UsageError(f"{path}: {key!r} must be a list")
+    raise FileFormatError(f"{path}: {key!r} must be a list")
 
 
 def _method(raw: dict[str, Any], index: int, path: str) -> MethodSpec:
     if not isinstance(raw, dict) or "name" not in raw:
-        raise UsageError(f"{path}: [[methods]] entry {index + 1} needs a name")
+        raise FileFormatError(f"{path}: [[methods]] entry {index + 1} needs a name")
     known = {"name", "train", "score", "p", "flags", "score_flags", "options"}
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise UsageError(f"{path}: method {raw['name']!r} has unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+        raise FileFormatError(f"{path}: method {raw['name']!r} has unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
     p = _tuple(raw.get("p", [None]), "p", path)
     if raw.get("score") and p == (None,):
-        raise UsageError(f"{path}: method {raw['name']!r} scores a mask, so it needs p = [...]")
+        raise FileFormatError(f"{path}: method {raw['name']!r} scores a mask, so it needs p = [...]")
     return MethodSpec(
         name=str(raw["name"]),
         train=str(raw.get("train", "sparse")),
@@ -148,11 +149,11 @@ def _parse(text: str, path: Path) -> Any:
             mark = getattr(err, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
             problem = getattr(err, "problem", None) or " ".join(str(err).split())
-            raise UsageError(f"grid config {path} is not valid YAML: {problem}{where}") from None
+            raise FileFormatError(f"grid config {path} is not valid YAML: {problem}{where}") from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise UsageError(f"grid config {path} is not valid TOML: {err}") from None
+        raise FileFormatError(f"grid config {path} is not valid TOML: {err}") from None
 
 
 def load_grid(path: str | Path) -> GridConfig:
@@ -161,19 +162,22 @@ def load_grid(path: str | Path) -> GridConfig:
     try:
         raw = _parse(path.read_text(encoding="utf-8"), path)
     except OSError as err:
-        raise UsageError(f"cannot read grid config {path}: {err.strerror}") from None
+        raise FileFormatError(f"cannot read grid config {path}: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise FileFormatError(f"grid config {path} is not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start})") from None
     if not isinstance(raw, dict):
-        raise UsageError(f"grid config {path} is not a table of keys (model, tasks, seeds, methods)")
+        raise FileFormatError(f"grid config {path} is not a table of keys (model, tasks, seeds, methods)")
     for key in ("tasks", "seeds", "methods"):
         if key not in raw:
-            raise UsageError(f"grid config {path} has no {key!r}")
+            raise FileFormatError(f"grid config {path} has no {key!r}")
+    _check(raw, path)
     pooler = raw.get("pooler")
     if pooler is not None and pooler not in POOLER_POLICIES:
-        raise UsageError(f"grid config {path}: pooler must be one of {', '.join(POOLER_POLICIES)}, got {pooler!r}")
+        raise FileFormatError(f"grid config {path}: pooler must be one of {', '.join(POOLER_POLICIES)}, got {pooler!r}")
     methods = tuple(_method(item, index, str(path)) for index, item in enumerate(raw["methods"]))
     names = [method.name for method in methods]
     if len(set(names)) != len(names):
-        raise UsageError(f"grid config {path}: method names must be unique")
+        raise FileFormatError(f"grid config {path}: method names must be unique")
     return GridConfig(
         path=str(path),
         model=raw.get("model"),
@@ -190,11 +194,105 @@ def load_grid(path: str | Path) -> GridConfig:
     )
 
 
+# Flags a grid sets for every run itself: a config cannot set them.
+_SET_BY_GRID = {"output", "task", "model", "seed", "data_dir", "mask", "method", "method_options", "resume", "force", "p",
+                "save_scores"}
+# Bounds of the values `score` takes, where they differ from the run hyperparameters'.
+_SCORE_BOUNDS = {"examples": schema.nullable(schema.integer(1)), "max_length": schema.integer(8),
+                 "scope": schema.string(schema.SCOPES)}
+
+
+def _flags_spec(config_class: type, bounds: dict[str, schema.Expect]) -> schema.table:
+    """The keys of a `[train]`/`flags` (or `[score]`/`score_flags`) table: the fields of
+    the stage's config that a grid does not set itself, each with its type and range."""
+    import dataclasses
+
+    fields = {}
+    for item in dataclasses.fields(config_class):
+        if item.name in _SET_BY_GRID:
+            continue
+        annotation = str(item.type)
+        if item.name in bounds:
+            expect = bounds[item.name]
+        elif annotation.startswith("bool"):
+            expect = schema.boolean()
+        elif annotation.startswith("int"):
+            expect = schema.integer()
+        elif annotation.startswith("float"):
+            expect = schema.number()
+        elif annotation.startswith("str"):
+            expect = schema.string()
+        else:
+            expect = schema.ANY
+        fields[item.name] = schema.nullable(expect) if "None" in annotation and item.name not in bounds else expect
+    return schema.table(fields, closed=True)
+
+
+def _grid_spec() -> schema.table:
+    from ..registry import declared_names
+
+    methods = declared_names("sparsetune.methods", "register_method")
+    scorers = declared_names("sparsetune.scoring", "register_scorer")
+    train = _flags_spec(TrainConfig, dict(schema.HYPERPARAMETERS.fields))
+    score = _flags_spec(ScoreConfig, {**dict(schema.HYPERPARAMETERS.fields), **_SCORE_BOUNDS})
+    option = schema.any_of((schema.string(empty=True), schema.number(), schema.boolean()))
+    method = schema.table(
+        {"name": schema.string(), "train": schema.string(methods), "score": schema.string(scorers),
+         "p": schema.any_of((schema.FRACTION, schema.list_of(schema.FRACTION, min_items=1, unique=True))),
+         "flags": train, "score_flags": score, "options": schema.dict_of(option)},
+        required=("name",), closed=True,
+    )
+    return schema.table(
+        {
+            "model": schema.string(),
+            "tasks": schema.any_of((schema.string(), schema.list_of(schema.string(), min_items=1, unique=True))),
+            "seeds": schema.any_of((schema.integer(0), schema.list_of(schema.integer(0), min_items=1, unique=True))),
+            "methods": schema.list_of(method, min_items=1),
+            "runs_dir": schema.string(),
+            "data_dir": schema.string(),
+            "train": train,
+            "score": score,
+            "table_p": schema.FRACTION,
+            "launcher": schema.string(empty=True),
+            "pooler": schema.string(POOLER_POLICIES),
+        },
+        required=("tasks", "seeds", "methods"),
+        closed=True,
+    )
+
+
+def _check(raw: dict[str, Any], path: Path) -> None:
+    """Every key and value of a grid config, before anything runs: types, ranges, known
+    tasks, methods and method options (a typo would otherwise fail every run, one by one)."""
+    from ..methods.base import parse_options
+    from ..tasks import get_task
+
+    schema.validate(raw, _grid_spec(), f"grid config {path}")
+    tasks = raw["tasks"] if isinstance(raw["tasks"], list) else [raw["tasks"]]
+    for index, task in enumerate(tasks):
+        try:
+            get_task(task)
+        except SparsetuneError as err:
+            raise FileFormatError(f"grid config {path}: tasks[{index}]: {err}") from None
+    for index, method in enumerate(raw["methods"]):
+        name = method.get("train", "sparse")
+        if name == "sparse" and not method.get("score"):
+            raise FileFormatError(f"grid config {path}: methods[{index}] ({method['name']}) trains sparsely but names no "
+                                  "score method (score = \"sam\") to make its mask, nor another train method")
+        if method.get("options"):
+            from ..methods import get_method
+
+            try:
+                parse_options(get_method(name).Options, method["options"], name)
+            except UsageError as err:
+                raise FileFormatError(f"grid config {path}: methods[{index}] ({method['name']}): {err}") from None
+
+
 def _launcher(value: Any, path: str) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise UsageError(f"{path}: 'launcher' must be a command such as \"torchrun --nproc_per_node 2\"")
+        raise FileFormatError(f"{path}: 'launcher' must be a command such as \"torchrun --nproc_per_node 2\"")
     return value
 
 

@@ -6,13 +6,16 @@
 from __future__ import annotations
 
 import math
-
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import FileFormatError, OutputError
+from ..formats.mask import check_fraction
 from ..formats.run_record import RunRecord, is_run_dir
-from ..io import atomic_path
+from ..io import check_writable, output_error, refuse_to_overwrite
 from . import figures
 from .claims import claims_markdown, paper_claims
 from .floors import majority_floor
@@ -97,14 +100,56 @@ def _markdown(source: str, table: TableOne, stability: Stability, sweep, choices
     return "\n".join(lines)
 
 
+REPORT_FILES = ("report.md", "figure1_projection.png", "figure2_stability.png", "figure3_sparsity.png")
+
+
 def write_report(results_path: str | os.PathLike, output_dir: str | os.PathLike, p: float | None = 0.005,
-                 sweep_method: str = "SAM", data_dir: str | os.PathLike | None = None) -> Report:
+                 sweep_method: str = "SAM", data_dir: str | os.PathLike | None = None, force: bool = False) -> Report:
     """Compute everything from the results file and write report.md and figure PNGs.
 
     With the tasks' data (`data_dir`, or $SPARSETUNE_DATA_DIR), Table 1 gains the row of
-    each task's trivial floor (`experiments.floors`)."""
-    results = read_results(results_path)
+    each task's trivial floor (`experiments.floors`). An existing report is replaced only
+    with `force`. The files are written to a staging folder and moved into place
+    together: a failure (a full disk) leaves the previous report, or no new file."""
+    if p is not None:
+        check_fraction(p, "-p")
     output = Path(output_dir)
+    for name in REPORT_FILES:
+        refuse_to_overwrite(output / name, force)
+    check_writable(output, "-o")
+    results = read_results(results_path)
+    if not results:
+        raise FileFormatError(f"results file {results_path} holds no finished run; `sparsetune grid CONFIG -o {results_path}` writes them")
+    existed = output.exists()
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".report.", dir=output))
+    except OSError as err:
+        raise output_error(output, err) from None
+    try:
+        report = _write_report(results, results_path, staging, p, sweep_method, data_dir)
+        for path in report.files:
+            os.replace(path, output / path.name)
+    except OSError as err:
+        if not existed:
+            shutil.rmtree(output, ignore_errors=True)
+        raise output_error(output, err) from None
+    except OutputError as err:
+        if not existed:
+            shutil.rmtree(output, ignore_errors=True)
+        raise OutputError(f"cannot write the report in {output}: {getattr(err, 'reason', err)}") from None
+    except BaseException:
+        if not existed:
+            shutil.rmtree(output, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    report.files = [output / path.name for path in report.files]
+    return report
+
+
+def _write_report(results: list[RunResult], results_path, output: Path, p, sweep_method, data_dir) -> Report:
+    """Everything `write_report` computes, its files written to `output` (the staging folder)."""
     table = table_one(results, p)
     table.floors = {task: floor for task in table.tasks if (floor := majority_floor(task, data_dir)) is not None}
     stability = stability_vs_performance(table)
@@ -112,8 +157,7 @@ def write_report(results_path: str | os.PathLike, output_dir: str | os.PathLike,
     choices = choose_on_dev(results)
     markdown = _markdown(str(results_path), table, stability, sweep, choices, p, len(results))
     report = Report(table, stability, sweep, choices, markdown)
-    with atomic_path(output / "report.md") as tmp:
-        tmp.write_text(markdown, encoding="utf-8")
+    (output / "report.md").write_text(markdown, encoding="utf-8")
     report.files.append(output / "report.md")
     if len(stability.points) >= 3 and not math.isnan(stability.rho):  # no figure of an undefined ρ (one seed)
         report.files.append(figures.stability_figure(stability, output / "figure2_stability.png"))

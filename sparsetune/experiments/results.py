@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import FileFormatError
+from ..formats.schema import RESULT_LINE, read_json_lines
+from ..io import append_line
 
 
 @dataclass
@@ -44,35 +46,21 @@ class RunResult:
 
 
 def append_result(path: str | os.PathLike, result: RunResult) -> None:
-    """Append one line with a single write + fsync: whole lines only, even when killed."""
-    line = json.dumps(asdict(result), sort_keys=True) + "\n"
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(line)
-        handle.flush()
-        os.fsync(handle.fileno())
+    """Append one line with a single write + fsync: whole lines only, even when killed
+    or when the disk fills (a failed write is cut back, `io.append_line`)."""
+    append_line(path, json.dumps(asdict(result), sort_keys=True) + "\n")
 
 
 def read_results(path: str | os.PathLike) -> list[RunResult]:
     """Every complete line of a results file; a torn last line (a kill mid-write on a
-    filesystem without atomic appends) is ignored, any other bad line is an error."""
+    filesystem without atomic appends) is ignored, any other bad line is an error naming
+    its line, key and what was expected."""
     path = Path(path)
     if not path.is_file():
         raise FileFormatError(f"results file {path} does not exist; `sparsetune grid CONFIG -o {path}` writes it")
-    lines = path.read_text(encoding="utf-8").splitlines()
-    results = []
     known = set(RunResult.__dataclass_fields__)
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-            results.append(RunResult(**{key: value for key, value in data.items() if key in known}))
-        except (json.JSONDecodeError, TypeError) as err:
-            if number == len(lines) and not line.endswith("}"):
-                break
-            raise FileFormatError(f"{path}:{number}: not a grid result line ({err})") from None
-    return results
+    records = read_json_lines(path, RESULT_LINE, "results file written by sparsetune grid", allow_torn_tail=True)
+    return [RunResult(**{key: value for key, value in data.items() if key in known}) for data in records]
 
 
 def finished_ids(path: str | os.PathLike) -> set[str]:

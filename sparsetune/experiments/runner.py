@@ -16,6 +16,7 @@ import os
 import platform
 import resource
 import shlex
+import shutil
 import subprocess
 import sys
 import threading
@@ -27,6 +28,7 @@ from typing import Any
 from ..errors import SparsetuneError, TrainingError
 from ..progress import ProgressCallback, no_progress
 from .grid import RunSpec, spec_from_json, spec_to_json
+from .lifeline import PARENT_ENV, die_with_parent, parent_from_env
 from .results import RunResult, append_result, finished_ids
 
 WORKER = [sys.executable, "-m", "sparsetune.experiments.worker"]
@@ -117,23 +119,29 @@ def run_one(spec: RunSpec, progress: ProgressCallback = no_progress) -> RunResul
 def _run_in_worker(spec: RunSpec, threads: int, launcher: str | None = None) -> RunResult:
     """One run in a fresh process: `python -m sparsetune.experiments.worker` with the spec
     on stdin, or, with a launcher, `LAUNCHER -m sparsetune.experiments.worker SPEC_FILE`
-    (a launcher's processes share no stdin, so the spec travels as a file)."""
+    (a launcher's processes share no stdin, so the spec travels as a file). Either dies
+    with this process (`lifeline`): a killed grid leaves no orphan training."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "SPARSETUNE_WORKER_THREADS": str(threads)}
+    env.pop(PARENT_ENV, None)  # a launcher's workers have the launcher for parent: the lifeline covers them
     if launcher is None:
-        done = subprocess.run(WORKER, input=spec_to_json(spec), capture_output=True, text=True, env=env)
+        done = subprocess.run(WORKER, input=spec_to_json(spec), capture_output=True, text=True,
+                              env={**env, PARENT_ENV: str(os.getpid())})
     else:
         spec.run_dir.parent.mkdir(parents=True, exist_ok=True)
         spec_file = spec.run_dir.parent / f"{spec.run_dir.name}.spec.json"
         spec_file.write_text(spec_to_json(spec), encoding="utf-8")
         command = [*shlex.split(launcher), *WORKER[1:], str(spec_file)]
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, env=env)
-        except OSError as err:
-            raise TrainingError(f"grid run {spec.run_id}: cannot start the launcher {launcher!r} ({err.strerror})") from None
+        if shutil.which(command[0]) is None:
+            raise TrainingError(f"grid run {spec.run_id}: cannot start the launcher {launcher!r} (no such command)")
+        command = [sys.executable, "-m", "sparsetune.experiments.lifeline", str(os.getpid()), *command]
+        done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise TrainingError(f"grid run {spec.run_id} failed: {last}")
-    return RunResult(**json.loads(done.stdout.strip().splitlines()[-1]))
+    try:
+        return RunResult(**json.loads(done.stdout.strip().splitlines()[-1]))
+    except (IndexError, ValueError, TypeError):
+        raise TrainingError(f"grid run {spec.run_id}: its worker ended without a result line") from None
 
 
 def run_grid(
@@ -172,6 +180,7 @@ def run_grid(
 def worker_main() -> int:
     """Entry point of a worker process: a spec on stdin (or in the file named by the first
     argument), the result line on stdout (from the main process of a launch only)."""
+    die_with_parent(parent_from_env())  # before anything heavy: the grid may already be gone
     import torch
 
     from ..runtime import is_main_process
@@ -183,6 +192,10 @@ def worker_main() -> int:
         result = run_one(spec)
     except SparsetuneError as err:
         print(f"error: {err}", file=sys.stderr)
+        return getattr(err, "exit_code", 1)
+    except OSError as err:  # a path the run reads or writes: one line, as the CLI says it
+        paths = [str(name) for name in (err.filename, err.filename2) if name is not None]
+        print(f"error: {' -> '.join(paths) + ': ' if paths else ''}{err.strerror or err}", file=sys.stderr)
         return 1
     if is_main_process():
         print(json.dumps(dataclasses.asdict(result)))

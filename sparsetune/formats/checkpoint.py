@@ -10,6 +10,9 @@ someone sends you cannot run code.
     checkpoint/state.json            step, epoch, position, scheduler, param groups, best, config
 
 The directory is replaced atomically: a kill -9 while saving leaves the previous one.
+Since version 2, state.json holds the sha256 of tensors.safetensors' bytes and a checksum
+of its own content, so a flipped bit in either file is an error, never a silently
+different resumed model; checkpoints from before (no version) still resume.
 """
 
 from __future__ import annotations
@@ -24,12 +27,14 @@ import torch
 
 from ..errors import FileFormatError, TrainingError
 from ..io import atomic_path
-from .common import load_tensors
+from .integrity import CHECKSUM, bytes_digest, json_digest
+from .schema import CHECKPOINT_STATE, validate
 
 CHECKPOINT_DIR = "checkpoint"
 TENSORS = "tensors.safetensors"
 STATE = "state.json"
 FORMAT = "sparsetune.checkpoint"
+VERSION = "2"  # 2: checksums of both files; checkpoints without a version still resume
 
 
 @dataclass
@@ -56,7 +61,7 @@ def _optimizer_tensors(state: dict[str, Any], names: list[str]) -> tuple[dict[st
 
 def save_checkpoint(run_dir: str | os.PathLike, checkpoint: Checkpoint, names: list[str]) -> None:
     """Write `run_dir/checkpoint/` atomically; `names` maps optimizer indices to tensors."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     optim, groups = _optimizer_tensors(checkpoint.optimizer, names)
     tensors = {f"model/{k}": v for k, v in checkpoint.model.items()}
@@ -64,17 +69,21 @@ def save_checkpoint(run_dir: str | os.PathLike, checkpoint: Checkpoint, names: l
     tensors |= optim
     if checkpoint.rng is not None:
         tensors["rng/torch"] = checkpoint.rng
+    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata={"format": FORMAT})
     state = {
         "format": FORMAT,
+        "version": VERSION,
         "step": checkpoint.step,
         "parameter_names": names,
         "param_groups": groups,
         "scheduler": checkpoint.scheduler,
         **checkpoint.info,
+        "tensors_sha256": bytes_digest(data),
     }
+    state[CHECKSUM] = json_digest(json.loads(json.dumps(state)))  # as it will read back
     with atomic_path(Path(run_dir) / CHECKPOINT_DIR) as tmp:
         tmp.mkdir()
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / TENSORS), metadata={"format": FORMAT})
+        (tmp / TENSORS).write_bytes(data)
         (tmp / STATE).write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
 
 
@@ -83,22 +92,47 @@ def has_checkpoint(run_dir: str | os.PathLike) -> bool:
 
 
 def load_checkpoint(run_dir: str | os.PathLike) -> Checkpoint:
+    from safetensors.torch import load
+
     folder = Path(run_dir) / CHECKPOINT_DIR
     if not has_checkpoint(run_dir):
         raise TrainingError(f"--resume: {folder} does not exist; start without --resume (add --force to replace {run_dir})")
+    where = folder / STATE
     try:
-        state = json.loads((folder / STATE).read_text(encoding="utf-8"))
+        state = json.loads(where.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise FileFormatError(f"{folder / STATE} is not valid JSON ({err})") from None
-    if state.pop("format", None) != FORMAT:
-        raise FileFormatError(f"{folder / STATE} is not a sparsetune checkpoint")
-    tensors = load_tensors(folder / TENSORS)
+        raise FileFormatError(f"{where} is not valid JSON ({err})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise FileFormatError(f"{where} is not a sparsetune checkpoint")
+    try:
+        data = (folder / TENSORS).read_bytes()
+    except OSError as err:
+        raise FileFormatError(f"{folder / TENSORS} cannot be read ({err.strerror})") from None
+    version = state.get("version")
+    if version is not None:  # checkpoints from before version 2 carry no checksums
+        if version != VERSION:
+            raise FileFormatError(f"{where} is version {version!r} of the checkpoint format; this sparsetune reads version {VERSION}")
+        if state.get(CHECKSUM) != json_digest(state):
+            raise FileFormatError(f"{where} is corrupt: it does not match the checksum it was written with")
+        if state.get("tensors_sha256") != bytes_digest(data):
+            raise FileFormatError(f"{folder / TENSORS} is corrupt: it does not match the checksum recorded in {STATE}")
+    validate(state, CHECKPOINT_STATE, str(where), hint="; the checkpoint cannot be resumed (start over with --force)")
+    try:
+        tensors = load(data)
+    except Exception as err:  # noqa: BLE001 - safetensors raises several types for bad files
+        raise FileFormatError(f"{folder / TENSORS} is corrupt or truncated ({err})") from None
+    for key in ("format", "version", CHECKSUM, "tensors_sha256"):
+        state.pop(key, None)
     names = state.pop("parameter_names")
     per_param: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         if key.startswith("optim/"):
             name, _, slot = key[len("optim/"):].rpartition("/")
+            if name not in names:
+                raise FileFormatError(f"{folder / TENSORS}: optimizer state for {name!r}, which {STATE} does not list")
             per_param.setdefault(names.index(name), {})[slot] = value
+        elif not key.startswith(("model/", "best/", "rng/")):
+            raise FileFormatError(f"{folder / TENSORS}: unexpected tensor {key!r}")
     groups = state.pop("param_groups")
     for group in groups:
         group.update({k: tuple(v) for k, v in group.items() if k == "betas"})

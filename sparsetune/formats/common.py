@@ -24,7 +24,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The `__metadata__` of a safetensors file; a clear error for anything else."""
     path = Path(path)
     if not path.is_file():
-        raise FileFormatError(f"{path} does not exist")
+        raise FileFormatError(f"{path} does not exist" if not path.exists() else f"{path} is not a file")
     try:
         with safe_open(str(path), framework="pt") as handle:
             return dict(handle.metadata() or {})
@@ -61,15 +61,23 @@ def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise FileFormatError(f"{path} is corrupt or truncated ({err})") from None
 
 
-def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, object]) -> None:
+def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, object],
+                 checksum: bool = False) -> None:
     """Atomically write tensors with metadata (non-string values stored as JSON).
 
     Byte-identical for identical inputs: safetensors writes `__metadata__` from a hash
     map whose order changes between processes, so the header is re-serialised with
-    sorted keys (same offsets, same data; still a plain safetensors file).
+    sorted keys (same offsets, same data; still a plain safetensors file). With
+    `checksum`, the metadata gains the checksum of itself and the tensors
+    (`formats.integrity`).
     """
     as_strings = {key: value if isinstance(value, str) else json.dumps(value) for key, value in metadata.items()}
-    raw = save({key: value.contiguous() for key, value in tensors.items()}, metadata=as_strings)
+    tensors = {key: value.contiguous() for key, value in tensors.items()}
+    if checksum:
+        from .integrity import with_checksum
+
+        as_strings = with_checksum(tensors, as_strings)
+    raw = save(tensors, metadata=as_strings)
     with atomic_path(path) as tmp:
         tmp.write_bytes(_canonical_header(raw))
 

@@ -25,8 +25,11 @@ wrong base is named tensor by tensor), `shapes`, `head`, `architecture` and `con
 `untouched` (shapes of the pretrained tensors with no change, for per-layer densities),
 `values_dtype`, `values_kind`, `task`, `max_length` (the run's), `changed`, `eligible`,
 `head_entries`, `top_p`, `pooler` (the policy the head was drawn with),
-`content_sha256` (of every tensor's bytes: a corrupt payload is caught, not applied),
-`sparsetune_version`.
+`checksum` (version 2: of the metadata and every tensor, `formats.integrity`, so a
+flipped bit anywhere is caught, not applied; version 1 files carry `content_sha256`, of
+the tensors' bytes only, and still load), `sparsetune_version`. Since version 2 the
+`fingerprint` covers every pretrained tensor of the base, touched or not, so `apply`
+checks the whole base.
 """
 
 from __future__ import annotations
@@ -43,15 +46,18 @@ from safetensors.torch import save as safetensors_bytes
 from ..errors import FileFormatError
 from ..io import atomic_path, refuse_to_overwrite
 from .common import _canonical_header, expect_kind, json_field, load_tensors
+from .integrity import CHECKSUM, verify, with_checksum
+from .schema import DELTA_METADATA, dict_of, integer, list_of, string, table, validate
 
 FORMAT = "sparsetune.delta"
-VERSION = "1"
+VERSION = "2"  # 2: a checksum of metadata and tensors; a fingerprint of every base tensor. 1 still loads.
+VERSIONS = ("1", "2")
 VALUE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # Metadata values stored as JSON; all others are plain strings.
 TYPED_FIELDS = frozenset(
     {"fingerprint", "shapes", "untouched", "head", "config", "changed", "eligible", "head_entries", "top_p", "max_length"}
 )
-INTERNAL_FIELDS = ("format", "version", "shapes", "head", "values_dtype", "values_kind", "content_sha256")
+INTERNAL_FIELDS = ("format", "version", "shapes", "head", "values_dtype", "values_kind", "content_sha256", CHECKSUM)
 
 
 def tensor_digest(tensor: torch.Tensor) -> str:
@@ -119,7 +125,7 @@ class Delta:
 
         tensors = self.tensors()
         metadata = {
-            **self.metadata,
+            **{key: value for key, value in self.metadata.items() if key not in INTERNAL_FIELDS},
             "format": FORMAT,
             "version": VERSION,
             "shapes": {name: list(shape) for name, shape in self.shapes.items()},
@@ -128,10 +134,10 @@ class Delta:
             "values_kind": self.values_kind,
             "changed": self.changed,
             "head_entries": self.head_entries,
-            "content_sha256": content_digest(tensors),
             "sparsetune_version": __version__,
         }
         as_strings = {key: value if isinstance(value, str) else json.dumps(value) for key, value in metadata.items()}
+        as_strings = with_checksum(tensors, as_strings)
         return _canonical_header(safetensors_bytes(tensors, metadata=as_strings))  # same delta, same bytes
 
     def save(self, path: str | os.PathLike, force: bool = False) -> int:
@@ -146,16 +152,25 @@ class Delta:
     def load(cls, path: str | os.PathLike) -> "Delta":
         """Read and validate: kind, version, checksum, pairing, index ranges, dtypes."""
         raw = expect_kind(path, "delta")
-        if raw.get("version") != VERSION:
-            raise FileFormatError(f"{path} is a delta of version {raw.get('version')!r}; this sparsetune reads version {VERSION}")
+        tensors = load_tensors(path)
+        if raw.get("version") == "1":  # a checksum of the tensors only
+            if content_digest(tensors) != raw.get("content_sha256"):
+                raise FileFormatError(f"{path} is corrupt: its tensors do not match the checksum it was written with")
+        else:
+            verify(path, tensors, raw, VERSIONS)
         values_dtype = raw.get("values_dtype", "")
         if values_dtype not in VALUE_DTYPES:
             raise FileFormatError(f"{path}: unknown values_dtype {values_dtype!r}")
-        shapes = {name: tuple(shape) for name, shape in json_field(raw, "shapes", path).items()}
-        head_names = json_field(raw, "head", path)
-        tensors = load_tensors(path)
-        if content_digest(tensors) != raw.get("content_sha256"):
-            raise FileFormatError(f"{path} is corrupt: its tensors do not match the checksum it was written with")
+        kind = "absolute" if values_dtype == "float32" else "difference"
+        if raw.get("values_kind", kind) != kind:
+            raise FileFormatError(f"{path}: values_kind {raw.get('values_kind')!r} does not go with values_dtype {values_dtype} (expected {kind!r})")
+        layout = {key: json_field(raw, key, path) for key in ("shapes", "head")}
+        problem = table({"shapes": dict_of(list_of(integer(0))), "head": list_of(string())},
+                        required=("shapes", "head")).problem(layout, "")
+        if problem:
+            raise FileFormatError(f"{path}: {problem}")
+        shapes = {name: tuple(shape) for name, shape in layout["shapes"].items()}
+        head_names = layout["head"]
         expected = {f"{name}.{part}" for name in shapes for part in ("indices", "values")} | set(head_names)
         if set(tensors) != expected:
             odd = sorted(set(tensors) ^ expected)[0]
@@ -178,4 +193,5 @@ class Delta:
             for key, value in raw.items()
             if key not in INTERNAL_FIELDS
         }
+        validate(metadata, DELTA_METADATA, str(path), hint="; re-create it with sparsetune diff")
         return cls(indices, values, shapes, {name: tensors[name] for name in head_names}, values_dtype, metadata)

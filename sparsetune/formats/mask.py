@@ -29,9 +29,12 @@ from ..config import SCOPES
 from ..errors import FileFormatError, MismatchError, UsageError
 from ..topk import top_k_many
 from .common import expect_kind, json_field, load_tensors, save_tensors
+from .integrity import CHECKSUM, verify
+from .schema import MASK_METADATA, validate
 
 FORMAT = "sparsetune.mask"
-VERSION = "1"
+VERSION = "2"  # 2: a checksum of metadata and tensors (formats.integrity); 1 still loads
+VERSIONS = ("1", "2")
 # Metadata values stored as JSON (numbers, the shapes table); all others are plain strings.
 TYPED_FIELDS = frozenset(
     {"p", "examples", "seed", "selected", "eligible", "shapes", "max_length", "batch_size", "dev_fraction", "head"}
@@ -162,7 +165,7 @@ class Mask:
             for name, value in self.indices.items()
         }
         metadata = {
-            **{k: v for k, v in self.metadata.items() if k not in ("shapes",)},
+            **{k: v for k, v in self.metadata.items() if k not in ("shapes", CHECKSUM)},
             "format": FORMAT,
             "version": VERSION,
             "selected": self.selected,
@@ -170,13 +173,17 @@ class Mask:
             "shapes": {name: list(shape) for name, shape in self.shapes.items()},
             "sparsetune_version": __version__,
         }
-        save_tensors(path, tensors, metadata)
+        save_tensors(path, tensors, metadata, checksum=True)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Mask":
         raw = expect_kind(path, "mask")
-        shapes = {name: tuple(shape) for name, shape in json_field(raw, "shapes", path).items()}
         tensors = load_tensors(path)
+        verify(path, tensors, raw, VERSIONS)
+        decoded = {key: json_field(raw, key, path) if key in TYPED_FIELDS else value for key, value in raw.items()
+                   if key not in ("format", "version", CHECKSUM)}
+        validate(decoded, MASK_METADATA, str(path), hint="; re-create the mask with sparsetune score")
+        shapes = {name: tuple(shape) for name, shape in decoded["shapes"].items()}
         for name, index in tensors.items():
             if index.dtype not in (torch.int32, torch.int64):
                 raise FileFormatError(f"{path}: tensor {name!r} is {index.dtype}, expected int32/int64 indices")
@@ -184,12 +191,13 @@ class Mask:
         order = [name for name in shapes if name in tensors] + [name for name in tensors if name not in shapes]
         indices = {name: tensors[name].to(torch.long) for name in order}
         metadata: dict[str, object] = {
-            key: json_field(raw, key, path) if key in TYPED_FIELDS else value
-            for key, value in raw.items()
-            if key not in ("format", "version", "shapes", "selected", "eligible")
+            key: value for key, value in decoded.items() if key not in ("shapes", "selected", "eligible")
         }
         mask = cls(indices, shapes, metadata)
         problem = mask._index_problem()
         if problem:
             raise FileFormatError(f"{path}: {problem}")
+        for key, actual in (("selected", mask.selected), ("eligible", mask.eligible)):
+            if key in decoded and decoded[key] != actual:
+                raise FileFormatError(f"{path}: metadata {key}={decoded[key]} but the file holds {actual}; it was edited or is corrupt")
         return mask

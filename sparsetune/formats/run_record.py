@@ -16,6 +16,7 @@ from typing import Any
 from ..errors import FileFormatError, UsageError
 from ..io import write_json
 from .model_card import write_card
+from .schema import RUN_RECORD, validate
 
 FORMAT = "sparsetune.run"
 VERSION = "1"
@@ -51,9 +52,10 @@ class RunRecord:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise FileFormatError(f"{path} is not valid JSON ({err})") from None
-        if data.pop("format", None) != FORMAT:
+        if not isinstance(data, dict) or data.pop("format", None) != FORMAT:
             raise FileFormatError(f"{path} is not a sparsetune run record")
         data.pop("version", None)
+        validate(data, RUN_RECORD, str(path), hint="; restore it, or retrain the run")
         known = set(cls.__dataclass_fields__)
         try:
             return cls(**{key: value for key, value in data.items() if key in known})

@@ -19,10 +19,13 @@ import torch
 
 from ..errors import FileFormatError
 from .common import expect_kind, json_field, load_tensors, save_tensors
+from .integrity import CHECKSUM, verify
 from .mask import TYPED_FIELDS
+from .schema import SCORES_METADATA, validate
 
 FORMAT = "sparsetune.scores"
-VERSION = "1"
+VERSION = "2"  # 2: a checksum of metadata and tensors (formats.integrity); 1 still loads
+VERSIONS = ("1", "2")
 
 
 @dataclass
@@ -45,7 +48,7 @@ class Scores:
         from .. import __version__
 
         metadata = {
-            **self.metadata,
+            **{key: value for key, value in self.metadata.items() if key != CHECKSUM},
             "format": FORMAT,
             "version": VERSION,
             "eligible": self.eligible,
@@ -54,24 +57,26 @@ class Scores:
             "shapes": {name: list(shape) for name, shape in self.shapes.items()},
             "sparsetune_version": __version__,
         }
-        save_tensors(path, {name: tensor.float() for name, tensor in self.tensors.items()}, metadata)
+        save_tensors(path, {name: tensor.float() for name, tensor in self.tensors.items()}, metadata, checksum=True)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Scores":
         raw = expect_kind(path, "scores")
         stored = load_tensors(path)
-        shapes = json_field(raw, "shapes", path)
+        verify(path, stored, raw, VERSIONS)
+        decoded = {key: json_field(raw, key, path) if key in TYPED_FIELDS else value for key, value in raw.items()
+                   if key not in ("format", "version", CHECKSUM)}
+        validate(decoded, SCORES_METADATA, str(path), hint="; re-create it with sparsetune score --save-scores")
+        shapes = decoded["shapes"]
         if set(shapes) != set(stored) or any(list(stored[n].shape) != shapes[n] for n in shapes):
             raise FileFormatError(f"{path}: the tensors do not match the recorded shapes (truncated or edited?)")
         tensors = {name: stored[name] for name in shapes}  # model order
         for name, tensor in tensors.items():
             if not tensor.is_floating_point():
                 raise FileFormatError(f"{path}: scores of {name!r} are {tensor.dtype}, expected float32")
-        metadata: dict[str, object] = {
-            key: json_field(raw, key, path) if key in TYPED_FIELDS else value
-            for key, value in raw.items()
-            if key not in ("format", "version", "eligible", "shapes")
-        }
+            if not bool(torch.isfinite(tensor).all()):
+                raise FileFormatError(f"{path}: scores of {name!r} hold NaN or infinite values; re-score with sparsetune score")
+        metadata: dict[str, object] = {key: value for key, value in decoded.items() if key not in ("eligible", "shapes")}
         return cls(tensors, metadata)
 
     @classmethod

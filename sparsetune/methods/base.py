@@ -37,7 +37,7 @@ from typing import Any, ClassVar, Mapping
 import torch
 from torch import nn
 
-from ..errors import UsageError
+from ..errors import FileFormatError, UsageError
 from ..formats.mask import Mask
 from ..models import LoadedModel
 
@@ -62,8 +62,16 @@ def parse_options(options_type: type, given: Mapping[str, Any], method: str):
     return options_type(**values)
 
 
+_KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
 def _convert(raw: Any, kind: type, key: str) -> Any:
-    if not isinstance(raw, str) or kind is str:
+    if not isinstance(raw, str) or kind is str:  # a value from a file (method.json, a grid config): its own type
+        fits = {int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+                float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+                bool: lambda v: isinstance(v, bool), str: lambda v: isinstance(v, str)}.get(kind)
+        if fits is not None and not fits(raw):
+            raise UsageError(f"method option {key}={raw!r}: expected {_KINDS[kind]}")
         return raw
     try:
         if kind is bool:
@@ -72,7 +80,7 @@ def _convert(raw: Any, kind: type, key: str) -> Any:
             return raw.lower() in ("true", "1", "yes")
         return kind(raw)
     except ValueError:
-        raise UsageError(f"--method-option {key}={raw}: expected a {kind.__name__}") from None
+        raise UsageError(f"method option {key}={raw}: expected {_KINDS.get(kind, 'a ' + kind.__name__)}") from None
 
 
 class TrainingMethod:
@@ -125,11 +133,11 @@ class TrainingMethod:
         trainable = self.trainable()
         missing = sorted(set(trainable) - set(state))
         if missing:
-            raise UsageError(f"checkpoint lacks trainable tensor {missing[0]!r}; it was written by another method or mask")
+            raise FileFormatError(f"checkpoint lacks trainable tensor {missing[0]!r}; it was written by another method or mask")
         with torch.no_grad():
             for name, parameter in trainable.items():
                 if tuple(state[name].shape) != tuple(parameter.shape):
-                    raise UsageError(f"checkpoint tensor {name!r} has shape {list(state[name].shape)}, expected {list(parameter.shape)}")
+                    raise FileFormatError(f"checkpoint tensor {name!r} has shape {list(state[name].shape)}, expected {list(parameter.shape)}")
                 parameter.copy_(state[name])
 
     # -- results --------------------------------------------------------------

@@ -21,7 +21,7 @@ from typing import Mapping
 
 import torch
 
-from ..errors import UsageError
+from ..errors import MismatchError
 from ..formats.mask import Mask
 from . import register_scorer
 from .base import Scorer, ScoringContext
@@ -56,6 +56,6 @@ class BitFitScorer(Scorer):
         selected = {name: torch.full(value.shape, is_bias(name), dtype=torch.bool) for name, value in scores.items()}
         mask = Mask.from_bool(selected, metadata)
         if not mask.indices:
-            raise UsageError("--method bitfit: the model has no bias tensors (no eligible name ends in '.bias')")
+            raise MismatchError("--method bitfit: the model has no bias tensors (no eligible name ends in '.bias')")
         mask.metadata.update({"p": mask.density, "scope": "global"})
         return mask

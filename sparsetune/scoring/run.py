@@ -20,11 +20,11 @@ import torch
 
 from ..config import DEFAULT_SPARSITY, MaskConfig, ScoreConfig
 from ..data import global_batches, load_task_data, make_loader
-from ..errors import UsageError
+from ..errors import NumericalError, UsageError
 from ..formats.mask import SCOPES, Mask, check_fraction
 from ..formats.scores import Scores
-from ..io import refuse_to_overwrite
-from ..models import check_pooler, display_name, head_metadata, load_model, load_tokenizer, module_type
+from ..io import check_writable, refuse_to_overwrite
+from ..models import check_max_length, check_pooler, display_name, head_metadata, load_model, load_tokenizer, module_type
 from ..progress import ProgressCallback, no_progress
 from ..runtime import check_device, check_precision, runtime
 from ..tasks import get_task
@@ -103,6 +103,8 @@ def _check(config: ScoreConfig) -> None:
         raise UsageError(f"--batch-size must be at least 1, got {config.batch_size}")
     if config.max_length < 8:
         raise UsageError(f"--max-length must be at least 8 tokens, got {config.max_length}")
+    if config.seed < 0:
+        raise UsageError(f"--seed must be 0 or more, got {config.seed}")
     if config.output and config.save_scores and Path(config.output).resolve() == Path(config.save_scores).resolve():
         raise UsageError("-o and --save-scores name the same file; give the scores another name")
     for path, flag in ((config.output, "-o"), (config.save_scores, "--save-scores")):
@@ -110,6 +112,7 @@ def _check(config: ScoreConfig) -> None:
             if Path(path).is_dir():
                 raise UsageError(f"{flag} {path} is a directory; give a file name such as mask.safetensors")
             refuse_to_overwrite(path, config.force)
+            check_writable(path, flag)  # fail now, not after the data pass
 
 
 def _scoring_rows(config: ScoreConfig, task, notes: list[str]):
@@ -144,6 +147,7 @@ def score(config: ScoreConfig, progress: ProgressCallback | None = None) -> Scor
     loaded.model = rt.accelerator.prepare_model(loaded.model, evaluation_mode=True)  # device + autocast, no DDP
     batches, examples, available, num_batches = None, 0, 0, 0
     if scorer.needs_data:
+        check_max_length(loaded.model, config.max_length)
         rows, available = _scoring_rows(config, task, notes)
         examples = len(rows)
         every = global_batches(range(examples), config.batch_size)
@@ -164,6 +168,7 @@ def score(config: ScoreConfig, progress: ProgressCallback | None = None) -> Scor
     scores = scorer.compute(context)
     pass_seconds = time.perf_counter() - pass_started
     scores = {name: value.cpu() for name, value in scores.items()}
+    _check_scores(scores, f"--method {scorer.name}")
     metadata = {
         "model": display_name(config.model),
         "task": task_reference(config.task),
@@ -203,6 +208,18 @@ def score(config: ScoreConfig, progress: ProgressCallback | None = None) -> Scor
     )
 
 
+def _check_scores(scores: dict[str, torch.Tensor], source: str) -> None:
+    """Refuse scores that rank nothing: NaN or infinite values (a diverged pass), or all
+    zero (a loss with no gradient here), which would select entries by position alone."""
+    for name, value in scores.items():
+        if not bool(torch.isfinite(value).all()):
+            raise NumericalError(f"{source}: the scores of {name} hold NaN or infinite values; the gradient pass diverged "
+                                 "(use --precision fp32, a smaller --max-length or --batch-size)")
+    if not any(bool(value.any()) for value in scores.values()):
+        raise NumericalError(f"{source}: every score is 0, so the scores rank no entry above another (the loss has no "
+                             "gradient on these examples?); a mask from them would be chosen by position alone")
+
+
 def _loss_scale(precision: str, examples: int, batch_size: int) -> float:
     """fp16 only: a power of two lifting each batch's weighted loss (≈ batch/examples)
     to about 2^8, so that its gradients stay in fp16's normal range."""
@@ -218,7 +235,9 @@ def rethreshold(config: MaskConfig) -> Mask:
         raise UsageError(f"--scope must be one of {', '.join(SCOPES)}, got {config.scope!r}")
     if config.output:
         refuse_to_overwrite(config.output, config.force)
+        check_writable(config.output, "-o")
     saved = Scores.load(config.scores)
+    _check_scores(saved.tensors, str(config.scores))
     metadata = {key: value for key, value in saved.metadata.items() if key != "sparsetune_version"}
     scope = config.scope or str(metadata.get("scope", "global"))
     method = str(metadata.get("method", ""))

@@ -76,6 +76,9 @@ class Task:
         missing = [name for name in self.fields if name not in row or row[name] is None]
         if missing:
             return f"missing field(s) {', '.join(missing)}"
+        for name in self.text_fields:
+            if not isinstance(row[name], str):
+                return f"field {name} must be text (a string), got {type(row[name]).__name__} {str(row[name])[:40]!r}"
         try:
             self.label_id(row[self.label_field])
         except ValueError as err:

@@ -20,11 +20,31 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import FileFormatError
+from ..formats.schema import any_of, list_of, string, table, validate
 from .base import Task
 from .metrics import METRICS
 
 DEFAULT_METRIC = {"classification": "accuracy", "regression": "pearson_spearman"}
+# Which metrics fit which head: a correlation of class ids, or an accuracy of real
+# numbers, would be computed without complaint and mean nothing.
+METRIC_HEADS = {"accuracy": "classification", "accuracy_f1": "classification", "accuracy_macro_f1": "classification",
+                "matthews": "classification", "pearson_spearman": "regression"}
+SPEC = table(
+    {
+        "name": string(),
+        "train": string(),
+        "validation": string(),
+        "text": any_of((string(), list_of(string(), min_items=1, unique=True))),
+        "label": string(),
+        "type": string(tuple(DEFAULT_METRIC)),
+        "labels": list_of(string(), min_items=2, unique=True),
+        "metric": string(tuple(sorted(METRICS))),
+        "description": string(empty=True),
+    },
+    required=("train", "validation", "text"),
+    closed=True,
+)
 
 
 def load_custom_task(path: str | Path) -> Task:
@@ -33,39 +53,39 @@ def load_custom_task(path: str | Path) -> Task:
     try:
         spec: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as err:
-        raise UsageError(f"cannot read task file {path}: {err}") from None
+        raise FileFormatError(f"cannot read task file {path}: {err}") from None
     except json.JSONDecodeError as err:
-        raise UsageError(f"task file {path} is not valid JSON: {err}") from None
-    if not isinstance(spec, dict):
-        raise UsageError(f"task file {path} must hold a JSON object")
-
-    def need(key: str) -> Any:
-        if key not in spec:
-            raise UsageError(f"task file {path} has no {key!r}; see `sparsetune tasks --help` for the format")
-        return spec[key]
-
+        raise FileFormatError(f"task file {path} is not valid JSON: {err}") from None
+    where = f"task file {path}"
+    validate(spec, SPEC, where, hint="; see `sparsetune tasks --help` for the format")
     head = spec.get("type", "classification")
-    if head not in DEFAULT_METRIC:
-        raise UsageError(f"task file {path}: type must be 'classification' or 'regression', not {head!r}")
-    text = need("text")
+    text = spec["text"]
     text_fields = (text,) if isinstance(text, str) else tuple(text)
-    if not 1 <= len(text_fields) <= 2 or not all(isinstance(name, str) for name in text_fields):
-        raise UsageError(f"task file {path}: 'text' must name one column or two (a sentence pair)")
+    if len(text_fields) > 2:
+        raise FileFormatError(f"{where}: text must name one column or two (a sentence pair), got {len(text_fields)}")
     labels = None
     if head == "classification":
-        labels = tuple(str(name) for name in need("labels"))
-        if len(labels) < 2:
-            raise UsageError(f"task file {path}: 'labels' must list at least two classes")
+        if "labels" not in spec:
+            raise FileFormatError(f"{where}: labels is missing (a classification task names its classes, e.g. [\"negative\", \"positive\"])")
+        labels = tuple(spec["labels"])
+    elif "labels" in spec:
+        raise FileFormatError(f"{where}: labels is given but type is {head!r}; a regression task has no classes (drop labels, or set type to classification)")
     metric = spec.get("metric", DEFAULT_METRIC[head])
-    if metric not in METRICS:
-        raise UsageError(f"task file {path}: unknown metric {metric!r}; known: {', '.join(sorted(METRICS))}")
-    files = {split: str((path.parent / need(split)).resolve()) for split in ("train", "validation")}
+    if METRIC_HEADS.get(metric, head) != head:
+        fits = ", ".join(name for name, kind in METRIC_HEADS.items() if kind == head)
+        raise FileFormatError(f"{where}: metric {metric!r} is for {METRIC_HEADS[metric]} tasks, but type is {head!r} (use one of {fits})")
+    if metric == "accuracy_f1" and labels is not None and len(labels) != 2:
+        raise FileFormatError(f"{where}: metric 'accuracy_f1' is binary F1, but labels has {len(labels)} classes (use accuracy_macro_f1)")
+    label_field = spec.get("label", "label")
+    if label_field in text_fields:
+        raise FileFormatError(f"{where}: label {label_field!r} is also a text column")
+    files = {split: str((path.parent / spec[split]).resolve()) for split in ("train", "validation")}
     return Task(
         name=str(spec.get("name", path.stem)),
         head=head,
         text_fields=text_fields,
         labels=labels,
-        label_field=str(spec.get("label", "label")),
+        label_field=label_field,
         metric=metric,
         files=files,
         description=str(spec.get("description", f"custom task from {path.name}")),

@@ -69,6 +69,9 @@ class SpanTask(Task):
         problem = super().check_row(row)
         if problem is not None:
             return problem
+        for name in ("span1_index", "span2_index"):
+            if not isinstance(row[name], int) or isinstance(row[name], bool):
+                return f"field {name} must be a word index (an integer), got {row[name]!r}"
         words = str(row["text"]).split(" ")
         for start, length, _, _ in self._spans(row):
             if start < 0 or start + length > len(words):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import UsageError
+from ..errors import DataError, UsageError
 from .base import Task
 from .custom import load_custom_task
 from .paper import PAPER_TASKS
@@ -27,6 +27,6 @@ def get_task(name_or_path: str | Task) -> Task:
         return TASKS[key.lower()]
     if key.endswith(".json"):
         if not Path(key).is_file():
-            raise UsageError(f"task file {key} does not exist")
+            raise DataError(f"task file {key} does not exist")
         return load_custom_task(key)
     raise UsageError(f"unknown task {key!r}; known tasks: {', '.join(TASKS)} (or a task .json file)")

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from sparsetune.data import Collator, epoch_order, load_split, load_task_data, make_loader, resolve_data_dir
-from sparsetune.errors import DataError, UsageError
+from sparsetune.errors import DataError, FileFormatError, UsageError
 from sparsetune.models import load_tokenizer
 from sparsetune.tasks import TASKS, get_task
 
@@ -76,7 +76,7 @@ def test_protocol_split_is_seeded_and_disjoint(tiny_data_dir):
 
 
 def test_dev_fraction_must_be_a_fraction(tiny_data_dir):
-    with pytest.raises(UsageError, match="--dev-fraction"):
+    with pytest.raises(UsageError, match="dev fraction must be in"):
         load_task_data(TASKS["rte"], tiny_data_dir, dev_fraction=1.5)
 
 
@@ -114,14 +114,14 @@ def test_custom_task_from_json(tmp_path, tiny_model_dir):
     "spec, message",
     [
         ({"train": "a", "validation": "b", "text": "t", "type": "ranking"}, "type must be"),
-        ({"train": "a", "validation": "b", "type": "classification", "labels": ["x", "y"]}, "has no 'text'"),
-        ({"train": "a", "validation": "b", "text": "t", "labels": ["x"]}, "at least two"),
-        ({"train": "a", "validation": "b", "text": "t", "type": "regression", "metric": "bleu"}, "unknown metric"),
+        ({"train": "a", "validation": "b", "type": "classification", "labels": ["x", "y"]}, "text is missing"),
+        ({"train": "a", "validation": "b", "text": "t", "labels": ["x"]}, "at least 2"),
+        ({"train": "a", "validation": "b", "text": "t", "type": "regression", "metric": "bleu"}, "metric must be one of"),
     ],
 )
 def test_custom_task_errors(tmp_path, spec, message):
     (tmp_path / "t.json").write_text(json.dumps(spec))
-    with pytest.raises(UsageError, match=message):
+    with pytest.raises(FileFormatError, match=message):  # a file's content: exit 1
         get_task(str(tmp_path / "t.json"))
 
 

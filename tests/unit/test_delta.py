@@ -93,7 +93,8 @@ def test_metadata_names_base_fingerprint_and_counts(run_a, tiny_model_dir, tmp_p
     delta = Delta.load(path)
     meta = delta.metadata
     assert meta["base_model"] == str(tiny_model_dir) and meta["task"] == "rte" and meta["max_length"] == 64
-    assert set(meta["fingerprint"]) == {QUERY, NORM, WORDS}
+    eligible = load_model(tiny_model_dir, get_task("rte"), pooler="eligible").eligible()
+    assert set(meta["fingerprint"]) == set(eligible)  # the whole base, not only the touched tensors
     assert meta["changed"] == 5 and meta["head_entries"] == 2 * 32 + 2
     # run_a's run.json predates the pooler policy: its pooler was eligible, so it counts here.
     assert meta["eligible"] == sum(p.numel() for p in load_model(tiny_model_dir, get_task("rte"), pooler="eligible").eligible().values())
@@ -289,14 +290,14 @@ def test_diff_refuses_to_overwrite_and_bad_flags(run_a, delta_file):
         diff(DiffConfig(run=str(run_a), top_p=1.5))
     with pytest.raises(UsageError, match="--values"):
         diff(DiffConfig(run=str(run_a), values="int8"))
-    with pytest.raises(UsageError, match="config.json"):
+    with pytest.raises(FileFormatError, match="not a folder"):
         diff(DiffConfig(run=str(delta_file.parent / "nowhere")))
     with pytest.raises(UsageError, match="keeps no entry"):
         diff(DiffConfig(run=str(run_a), top_p=1e-9))
     broken = delta_file.parent / "broken-config"
     broken.mkdir()
     (broken / "config.json").write_text("{not json")
-    with pytest.raises(UsageError, match="not a transformers config"):
+    with pytest.raises(FileFormatError, match="not a transformers config"):
         diff(DiffConfig(run=str(broken)))
 
 

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sparsetune.cli import app
-from sparsetune.errors import UsageError
+from sparsetune.errors import FileFormatError
 from sparsetune.experiments.grid import load_grid, plan, spec_from_json, spec_to_json
 from sparsetune.experiments.results import read_results
 
@@ -67,7 +67,7 @@ def test_plan_expands_methods_p_and_seeds(grid_config):
 def test_bad_configs(tmp_path, text, message):
     path = tmp_path / "bad.toml"
     path.write_text(text)
-    with pytest.raises(UsageError, match=message):
+    with pytest.raises(FileFormatError, match=message):  # a file's content: exit 1
         load_grid(path)
 
 
@@ -89,7 +89,7 @@ def test_yaml_config_plans_like_its_toml_twin(tmp_path):
 def test_bad_yaml_configs(tmp_path, text, message):
     path = tmp_path / "bad.yml"
     path.write_text(text)
-    with pytest.raises(UsageError, match=message):
+    with pytest.raises(FileFormatError, match=message):  # a file's content: exit 1
         load_grid(path)
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from sparsetune.errors import FileFormatError, MismatchError, UsageError
+from sparsetune.errors import FileFormatError, MismatchError, NumericalError, UsageError
 from sparsetune.formats.common import save_tensors
 from sparsetune.formats.mask import Mask, check_fraction, top_k_positions
 
@@ -75,7 +75,7 @@ def test_top_k_positions_edge_cases():
     assert top_k_positions(values, 1).tolist() == [1]
     assert top_k_positions(values, 2).tolist() == [1, 2]
     assert top_k_positions(values, 9).tolist() == [0, 1, 2, 3]
-    with pytest.raises(UsageError, match="NaN"):
+    with pytest.raises(NumericalError, match="NaN"):  # the numbers, not the command line: exit 1
         top_k_positions(torch.tensor([1.0, float("nan")]), 1)
 
 

@@ -1,0 +1,146 @@
+"""Outputs that cannot be written: a read-only folder, a path under a regular file, a full
+disk, a device. Every command that writes, each fault: one line naming the path, exit 1,
+nothing new or half-written anywhere, the inputs untouched, and a device never replaced."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from .support import assert_unchanged, copy_run, devices_untouchable, full_disk, invoke, read_only, run, snapshot
+
+DATA = lambda p: ("--data-dir", p.data)  # noqa: E731
+
+# command -> (args for an output at TARGET, whether the output is a folder)
+WRITERS = {
+    "score": (lambda p, target: ("score", p.model, "--task", "cb", "-p", "0.05", "--examples", "8", "--batch-size", "8",
+                                 "--max-length", "24", "-o", target, *DATA(p)), False),
+    "score --save-scores": (lambda p, target: ("score", p.model, "--task", "cb", "-p", "0.05", "--examples", "8",
+                                               "--batch-size", "8", "--max-length", "24", "--save-scores", target,
+                                               "-o", p.scratch / "never-written.safetensors", *DATA(p)), False),
+    "mask": (lambda p, target: ("mask", p.scores, "-p", "0.1", "-o", target), False),
+    "inspect --plot": (lambda p, target: ("inspect", p.mask, "--plot", target), False),
+    "train": (lambda p, target: ("train", "--mask", p.mask, "-o", target, "--max-steps", "1", "--batch-size", "8",
+                                 "--max-length", "24", *DATA(p)), True),
+    "diff": (lambda p, target: ("diff", p.run, "-o", target), False),
+    "apply": (lambda p, target: ("apply", p.delta, "-o", target), True),
+    "report": (lambda p, target: ("report", p.results, "-o", target, *DATA(p)), True),
+}
+SUFFIX = {"inspect --plot": ".png"}
+
+
+def _target(writer: str, base: Path) -> Path:
+    folder = WRITERS[writer][1]
+    return base / ("out" if folder else f"out{SUFFIX.get(writer, '.safetensors')}")
+
+
+@pytest.fixture()
+def pipeline(pipeline, tmp_path):
+    """The session pipeline, with a scratch folder for outputs a failing command never reaches."""
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class WithScratch(type(pipeline)):
+        scratch: Path = tmp_path / "scratch"
+
+    (tmp_path / "scratch").mkdir()
+    return WithScratch(**pipeline.__dict__)
+
+
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+def test_read_only_folder(writer, pipeline, tmp_path):
+    with read_only(tmp_path / "ro") as folder:
+        target = _target(writer, folder)
+        before = snapshot(tmp_path, pipeline.root)
+        line = run(*WRITERS[writer][0](pipeline, target), mentions=(str(target),))
+        assert_unchanged(before, snapshot(tmp_path, pipeline.root))
+    assert "permission denied" in line or "read-only" in line
+
+
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+def test_path_under_a_regular_file(writer, pipeline, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    target = _target(writer, blocker / "deeper")
+    before = snapshot(tmp_path, pipeline.root)
+    run(*WRITERS[writer][0](pipeline, target), mentions=(str(target), f"{blocker} is a file"))
+    assert_unchanged(before, snapshot(tmp_path, pipeline.root))
+
+
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+def test_full_disk(writer, pipeline, tmp_path):
+    """Every write past 200 bytes fails (EFBIG) as on a full disk: the command stops with
+    one line and leaves no partial output: not a temporary, not an empty run dir."""
+    target = _target(writer, tmp_path)
+    before = snapshot(tmp_path, pipeline.root)
+    with full_disk(200):
+        result = invoke(*WRITERS[writer][0](pipeline, target))
+    from .support import assert_one_error
+
+    assert_one_error(result, 1, command=WRITERS[writer][0](pipeline, target)[0], mentions=(str(target),))
+    assert_unchanged(before, snapshot(tmp_path, pipeline.root))
+
+
+@pytest.mark.parametrize("force", [False, True])
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+def test_a_device_is_written_through_never_replaced(writer, force, pipeline, tmp_path, monkeypatch):
+    """`-o /dev/full`: a file output is written to the device (which refuses: one line,
+    no space left); a folder output is refused. With --force too, and /dev/full is still
+    the device afterwards (a rename onto it as root would have replaced it)."""
+    if not Path("/dev/full").exists():
+        pytest.fail("/dev/full is missing on this machine")
+    args = [*WRITERS[writer][0](pipeline, Path("/dev/full"))]
+    if force:
+        args.append("--force")
+    before = snapshot(tmp_path, pipeline.root)
+    with devices_untouchable(monkeypatch):
+        line = run(*args, mentions=("/dev/full",))
+    assert_unchanged(before, snapshot(tmp_path, pipeline.root))
+    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+    if not WRITERS[writer][1]:
+        assert "no space left on device" in line
+
+
+@pytest.mark.parametrize("fault", ["read-only", "full disk"])
+def test_eval_cannot_record_its_metrics(fault, pipeline, tmp_path):
+    """eval records the test metrics in run.json: a run dir that cannot take them fails
+    with one line, and run.json is left as it was."""
+    run_dir = copy_run(pipeline.run, tmp_path / "run")
+    before = snapshot(tmp_path, pipeline.root)
+    args = ("eval", run_dir, "--data-dir", pipeline.data)
+    if fault == "read-only":
+        with read_only(run_dir):
+            run(*args, mentions=(str(run_dir / "run.json"),))
+    else:
+        with full_disk(200):
+            run(*args, mentions=(str(run_dir / "run.json"),))
+    assert_unchanged(before, snapshot(tmp_path, pipeline.root))
+
+
+@pytest.mark.parametrize("fault", ["read-only", "under a file"])
+def test_grid_checks_its_results_file_before_running(fault, pipeline, tmp_path):
+    config = pipeline.grid_config(tmp_path)
+    if fault == "read-only":
+        with read_only(tmp_path / "ro") as folder:
+            before = snapshot(tmp_path, pipeline.root)
+            run("grid", config, "-o", folder / "results.jsonl", mentions=(str(folder / "results.jsonl"),))
+            assert_unchanged(before, snapshot(tmp_path, pipeline.root))
+    else:
+        (tmp_path / "a-file").write_text("x")
+        before = snapshot(tmp_path, pipeline.root)
+        run("grid", config, "-o", tmp_path / "a-file" / "results.jsonl", mentions=("a-file is a file",))
+        assert_unchanged(before, snapshot(tmp_path, pipeline.root))
+    assert not (tmp_path / "runs").exists()  # nothing ran
+
+
+def test_grid_results_on_a_full_device(pipeline, tmp_path, monkeypatch):
+    """The run trains, the results line cannot be appended: one line, exit 1; the run dir
+    is complete, so the rerun only evaluates and appends."""
+    config = pipeline.grid_config(tmp_path)
+    with devices_untouchable(monkeypatch):
+        run("grid", config, "-o", "/dev/full", mentions=("/dev/full", "no space left on device"))
+    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+    assert (tmp_path / "runs" / "Full" / "cb" / "dense" / "seed1" / "run.json").is_file()
