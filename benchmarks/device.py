@@ -33,7 +33,7 @@ def _sync(device) -> None:
 
 def score_rate(args, precision: str):
     from sparsetune.config import ScoreConfig
-    from sparsetune.scoring.run import score
+    from sparsetune.stages.score import score
 
     result = score(ScoreConfig(task=args.task, data_dir=args.data_dir, examples=args.examples, batch_size=16,
                                max_length=args.max_length, output=None, device=args.device, precision=precision))

@@ -1,4 +1,4 @@
-"""Each sparse-gradient plan of `sparsetune.sparse_delta` measured beside the cost model's estimate.
+"""Each sparse-gradient plan of `sparsetune.core.sparse_delta` measured beside the cost model's estimate.
 
     python benchmarks/sparse_plans.py [--sam benchmarks/.cache/sam-cb-0.005.safetensors]
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from sparsetune import sparse_delta as sd
+from sparsetune.core import sparse_delta as sd
 from sparsetune.formats.mask import Mask
 
 SAM_TENSORS = [

@@ -10,7 +10,7 @@ process per precision that holds every MiniLM side and runs one step of each in 
 order reversed every round (`--interleave`, best step per side): on a shared machine,
 processes minutes apart see different loads, steps seconds apart see the same. Sides:
   full       `--method full`: every weight trains;
-  sparse     `--mask`, the default fast path (`sparsetune.sparse_delta`);
+  sparse     `--mask`, the default fast path (`sparsetune.core.sparse_delta`);
   reference  `--mask --method-option backward=reference`: the parametrization
              (dense gradient, then gather), the cost before issue 13;
   floor      every pretrained tensor frozen, but the input gradient computed down to the

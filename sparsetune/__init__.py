@@ -7,23 +7,23 @@
 The package is the library; `sparsetune.cli` is a thin shell over it.
 """
 
-__version__ = "0.1.0"
-
 import importlib
 from typing import Any
+
+from ._version import __version__
 
 # The public API, imported on first use (PEP 562): `import sparsetune` and the CLI's
 # `--help` must not pay for torch, transformers and scipy before a command needs them.
 _API = {
     "EvalConfig": "config", "ScoreConfig": "config", "TrainConfig": "config",
-    "apply_delta": "delta", "diff": "delta",
+    "apply_delta": "stages.diff", "diff": "stages.diff",
     "SparsetuneError": "errors",
-    "evaluate": "evaluation",
-    "Mask": "formats",
+    "evaluate": "stages.evaluate",
+    "Mask": "formats.mask",
     "load_model": "models", "load_tokenizer": "models",
-    "ScoreResult": "scoring.run", "rethreshold": "scoring.run", "score": "scoring.run",
+    "ScoreResult": "stages.score", "rethreshold": "stages.score", "score": "stages.score",
     "TASKS": "tasks", "Task": "tasks", "get_task": "tasks",
-    "train": "training",
+    "train": "stages.train",
 }
 
 

@@ -56,7 +56,7 @@ def diff_command(
     fine-tuned weights back bit for bit. For a plain model dir the head comes from its
     config.json (`architectures`), or from --task.
     """
-    from ..delta import delta_summary, diff
+    from ..stages.diff import delta_summary, diff
 
     if output is None and sys.stdout.isatty():
         raise UsageError("refusing to write a binary delta to the terminal; pass -o delta.safetensors or redirect: sparsetune diff RUN > delta.safetensors")

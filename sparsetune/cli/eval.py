@@ -37,7 +37,7 @@ def eval_command(
     as_json: bool = JsonOption,
 ) -> None:
     """Score a fine-tuned model on one split with the task's metrics (every component and score)."""
-    from ..evaluation import evaluate
+    from ..stages.evaluate import evaluate
 
     config = EvalConfig(target=target, task=task, split=split, data_dir=data_dir, batch_size=batch_size, max_length=max_length,
                         device=device, precision=precision)

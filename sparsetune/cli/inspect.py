@@ -28,7 +28,7 @@ def inspect_command(
 ) -> None:
     """Metadata, totals and a per-layer × module-type table of a mask, scores or delta file;
     steps, losses and mask changes of a run's log.jsonl (--plot: loss with mask changes marked)."""
-    from ..inspection import inspect_file
+    from ..stages.inspect import inspect_file
 
     summary = inspect_file(file, plot=plot, force=force)
     if quiet:  # checks the file (and writes --plot) without printing

@@ -31,7 +31,7 @@ def mask_command(
     as_json: bool = JsonOption,
 ) -> None:
     """Build a mask at sparsity p from saved scores (no model, no data, no gradients)."""
-    from ..scoring.run import rethreshold, share_by_module_type
+    from ..stages.score import rethreshold, share_by_module_type
 
     mask = rethreshold(MaskConfig(scores=scores, p=p, output=output, scope=scope, force=force))
     summary = {

@@ -39,7 +39,7 @@ from .options import (
 from .render import print_json, progress_bar
 
 if TYPE_CHECKING:
-    from ..scoring.run import ScoreResult
+    from ..stages.score import ScoreResult
 
 
 def parse_examples(value: str) -> int | None:
@@ -89,7 +89,7 @@ def score_command(
     pooler a BERT-style classifier reads) is not eligible, not counted in p, and always
     trained; the mask records it, so `train --mask` uses the same eligible set.
     """
-    from ..scoring.run import score
+    from ..stages.score import score
 
     if not task:
         raise UsageError("--task is required (a name from `sparsetune tasks` or a task .json file)")

@@ -115,7 +115,7 @@ def train_command(
     bit-identical to the pretrained model. Ctrl-C writes a checkpoint; continue with
     --resume.
     """
-    from ..training import train
+    from ..stages.train.loop import train
 
     config = TrainConfig(
         output=output,

@@ -29,8 +29,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .errors import UsageError
-from .formats.mask import SCOPES, Mask, check_fraction
+from ..errors import UsageError
+from ..formats.mask import SCOPES, Mask, check_fraction
 
 
 def check_projection_options(p: float, project_every: int, scope: str, eligible: int) -> int:

@@ -46,7 +46,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .formats.mask import Mask
+from ..formats.mask import Mask
 from .sparse_delta import SparseDelta, uninstall
 
 

@@ -17,7 +17,7 @@ from typing import Sequence
 
 import torch
 
-from .errors import UsageError
+from ..errors import UsageError
 
 SAMPLE = 1 << 20  # entries in the strided sample that estimates the bound
 

@@ -115,7 +115,7 @@ class Delta:
 
     def to_bytes(self) -> bytes:
         """The file's bytes (what `diff` writes to stdout)."""
-        from .. import __version__
+        from .._version import __version__
 
         tensors = self.tensors()
         metadata = {

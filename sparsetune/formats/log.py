@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .errors import FileFormatError
+from ..errors import FileFormatError
 
 
 def detect_log(path: Path) -> str | None:
@@ -73,7 +73,7 @@ def summarise_log(path: Path) -> dict:
 
 
 def plot_log(summary: dict, path: Path) -> None:
-    from .experiments.figures import projection_figure
+    from ..experiments.figures import projection_figure
 
     method = summary.get("metadata", {}).get("method", "training")
     projection_figure(summary["file"], path, title=str(method))

@@ -27,7 +27,7 @@ import torch
 
 from ..config import SCOPES
 from ..errors import FileFormatError, MismatchError, UsageError
-from ..topk import top_k_many
+from ..core.topk import top_k_many
 from .common import expect_kind, json_field, load_tensors, save_tensors
 
 FORMAT = "sparsetune.mask"
@@ -155,7 +155,7 @@ class Mask:
     # -- files ----------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
         """Write atomically; byte-identical for identical masks."""
-        from .. import __version__
+        from .._version import __version__
 
         tensors = {
             name: value.to(torch.int32 if math.prod(self.shapes[name]) < 2**31 else torch.int64)

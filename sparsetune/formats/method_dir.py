@@ -27,10 +27,10 @@ from typing import Any
 
 from torch import nn
 
-from .errors import FileFormatError, UsageError
-from .formats.common import load_tensors, save_tensors
-from .io import atomic_path
-from .models import LEGACY_POOLER, display_name, head_metadata, load_model
+from ..errors import FileFormatError, UsageError
+from .common import load_tensors, save_tensors
+from ..io import atomic_path
+from ..models import LEGACY_POOLER, display_name, head_metadata, load_model
 
 METHOD_DIR = "method"
 METHOD_FILE = "method.json"
@@ -40,7 +40,7 @@ VERSION = "1"
 
 def save_method_dir(method, folder: Path) -> None:
     """Write `folder` (= OUT/method) for a bound structural method."""
-    from .methods.structural import WEIGHTS_FILE
+    from ..methods.structural import WEIGHTS_FILE
 
     folder.mkdir(parents=True, exist_ok=True)
     save_tensors(folder / WEIGHTS_FILE, method.own_tensors(), {"format": "pt"})  # "pt": what peft expects
@@ -72,7 +72,7 @@ def read_description(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def is_structural(method_name: str) -> bool:
-    from .methods import METHODS
+    from ..methods import METHODS
 
     return bool(getattr(METHODS.get(method_name), "structural", False))
 
@@ -84,8 +84,8 @@ def build(
 
     Returns the bound method (its `model()` is eval-ready) and, with `fingerprint`, the
     digests of the base's pretrained tensors taken before anything was loaded into them."""
-    from .formats.delta import tensor_digest
-    from .methods import get_method
+    from .delta import tensor_digest
+    from ..methods import get_method
 
     method_cls = get_method(method_name)
     if not is_structural(method_name):
@@ -101,7 +101,7 @@ def build(
 
 def load_method_model(path: str | os.PathLike, task, base: str | None = None) -> nn.Module:
     """The model a folder with `method/` defines, in eval mode (what `eval` scores)."""
-    from .methods.structural import WEIGHTS_FILE
+    from ..methods.structural import WEIGHTS_FILE
 
     description = read_description(path)
     tensors = load_tensors(Path(path) / METHOD_DIR / WEIGHTS_FILE)

@@ -42,7 +42,7 @@ class Scores:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write atomically; byte-identical for identical scores and metadata."""
-        from .. import __version__
+        from .._version import __version__
 
         metadata = {
             **self.metadata,

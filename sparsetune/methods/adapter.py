@@ -29,7 +29,7 @@ from torch.nn import functional as F
 
 from ..errors import UsageError
 from ..models import LoadedModel
-from . import register_method
+from .registry import register_method
 from .structural import StructuralMethod, check_range
 
 CONFIGS = {  # name -> (attention adapter too?, activation, LayerNorms train?)

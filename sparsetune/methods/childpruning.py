@@ -26,11 +26,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import projection
+from ..core import projection
 from ..config import DEFAULT_SPARSITY
 from ..formats.mask import Mask
 from ..models import LoadedModel
-from . import register_method
+from .registry import register_method
 from .base import TrainingMethod
 from .projecting import ProjectingMethod
 

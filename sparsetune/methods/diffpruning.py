@@ -37,12 +37,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import hard_concrete, projection
+from ..core import hard_concrete, projection
 from ..config import DEFAULT_SPARSITY
 from ..errors import UsageError
 from ..formats.mask import Mask
 from ..models import LoadedModel, display_name
-from . import register_method
+from .registry import register_method
 from .childpruning import projection_summary
 from .projecting import ProjectingMethod
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..models import LoadedModel
-from . import register_method
+from .registry import register_method
 from .base import TrainingMethod
 
 

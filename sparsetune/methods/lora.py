@@ -25,7 +25,7 @@ from torch import nn
 
 from ..errors import UsageError
 from ..models import LoadedModel, portable_name
-from . import register_method
+from .registry import register_method
 from .structural import StructuralMethod, check_range
 
 DEFAULT_TARGETS = "query,key,value,attention.output.dense,intermediate.dense,output.dense"
@@ -109,7 +109,7 @@ class LoraMethod(StructuralMethod):
         return self.merged()
 
     def save_files(self, folder) -> None:
-        from ..method_dir import METHOD_DIR
+        from ..formats.method_dir import METHOD_DIR
 
         super().save_files(folder)  # method/: method.json + adapter_model.safetensors
         config = copy.copy(self.peft_model.peft_config["default"])

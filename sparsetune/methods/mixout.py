@@ -35,7 +35,7 @@ from torch.nn.utils import parametrize
 
 from ..errors import UsageError
 from ..models import LoadedModel
-from . import register_method
+from .registry import register_method
 from .base import TrainingMethod
 from .structural import check_range
 

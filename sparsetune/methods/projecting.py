@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import torch
 
-from .. import projection
+from ..core import projection
 from ..formats.mask import Mask
 from ..models import display_name
 from .base import TrainingMethod

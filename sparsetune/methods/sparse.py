@@ -24,11 +24,11 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from .. import sparse, sparse_delta
+from ..core import sparse, sparse_delta
 from ..errors import MismatchError, UsageError
 from ..formats.mask import Mask
 from ..models import LoadedModel, is_pooler
-from . import register_method
+from .registry import register_method
 from .base import TrainingMethod
 
 

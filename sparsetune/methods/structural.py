@@ -67,7 +67,7 @@ class StructuralMethod(TrainingMethod):
 
     def save_files(self, folder: Path) -> None:
         """`folder/method/`: method.json and the method's own tensors (`sparsetune.method_dir`)."""
-        from ..method_dir import METHOD_DIR, save_method_dir
+        from ..formats.method_dir import METHOD_DIR, save_method_dir
 
         save_method_dir(self, Path(folder) / METHOD_DIR)
 

@@ -23,7 +23,7 @@ import torch
 
 from ..errors import UsageError
 from ..formats.mask import Mask
-from . import register_scorer
+from .registry import register_scorer
 from .base import Scorer, ScoringContext
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from . import register_scorer
+from .registry import register_scorer
 from .base import Scorer, ScoringContext
 
 

@@ -1,17 +1,10 @@
-"""Scoring methods: who decides which entries of θ0 may change (Fu et al. 2023, arXiv 2211.15583).
-
-    sparsetune score --task rte -p 0.005 --method sam
-
-One file per method registers a `Scorer` subclass with `@register_scorer("name")`;
-`score` (in `run.py`) runs whichever the config names. Adding a method is one new
-file imported below, and the contract tests pick it up from `SCORERS`.
-"""
+"""The scoring-method registry: name -> `Scorer` subclass."""
 
 from __future__ import annotations
 
 from ..errors import UsageError
 from ..registry import registrar
-from .base import Scorer, ScoringContext
+from .base import Scorer
 
 SCORERS: dict[str, type[Scorer]] = {}
 
@@ -27,7 +20,4 @@ def get_scorer(name: str) -> Scorer:
     return SCORERS[name]()
 
 
-# Importing a method module registers it.
-from . import bitfit, fisher, magnitude, random, sam  # noqa: E402,F401
-
-__all__ = ["SCORERS", "Scorer", "ScoringContext", "get_scorer", "register_scorer"]
+__all__ = ["SCORERS", "get_scorer", "register_scorer"]

@@ -27,15 +27,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import ApplyConfig, DiffConfig
-from .errors import MismatchError, UsageError
-from .formats.delta import VALUE_DTYPES, Delta, tensor_digest
-from .formats.mask import Mask, check_fraction
-from .formats.run_record import RunRecord, is_run_dir
-from .io import atomic_path, refuse_to_overwrite
+from ..config import ApplyConfig, DiffConfig
+from ..errors import MismatchError, UsageError
+from ..formats.delta import VALUE_DTYPES, Delta, tensor_digest
+from ..formats.mask import Mask, check_fraction
+from ..formats.run_record import RunRecord, is_run_dir
+from ..io import atomic_path, refuse_to_overwrite
 from .method_delta import apply_method, diff_method, is_structural_delta
-from .method_dir import has_method_dir
-from .models import (
+from ..formats.method_dir import has_method_dir
+from ..models import (
     DEFAULT_POOLER,
     LEGACY_POOLER,
     _first_line,
@@ -46,7 +46,7 @@ from .models import (
     quiet_transformers,
     resolve_model,
 )
-from .progress import ProgressCallback, no_progress
+from ..progress import ProgressCallback, no_progress
 
 HEAD_SUFFIXES = ("ForSequenceClassification", "ForMultipleChoice")
 
@@ -78,7 +78,7 @@ def _auto_class(architecture: str | None, task: str | None):
     if architecture and architecture.endswith("ForSequenceClassification"):
         return AutoModelForSequenceClassification
     if task:
-        from .tasks import get_task
+        from ..tasks import get_task
 
         multiple = get_task(task).head == "multiple_choice"
         return AutoModelForMultipleChoice if multiple else AutoModelForSequenceClassification

@@ -16,14 +16,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import EVAL_SPLITS, EvalConfig
-from .data import load_split, load_task_data, make_loader
-from .errors import UsageError
-from .formats.run_record import RunRecord, is_run_dir
-from .method_dir import has_method_dir, load_method_model
-from .progress import ProgressCallback, no_progress
-from .runtime import DEFAULT_PRECISION, Runtime, check_device, check_precision, runtime
-from .tasks import Task, get_task
+from ..config import EVAL_SPLITS, EvalConfig
+from ..data import load_split, load_task_data, make_loader
+from ..errors import UsageError
+from ..formats.run_record import RunRecord, is_run_dir
+from ..formats.method_dir import has_method_dir, load_method_model
+from ..progress import ProgressCallback, no_progress
+from ..runtime import DEFAULT_PRECISION, Runtime, check_device, check_precision, runtime
+from ..tasks import Task, get_task
 
 SPLITS = EVAL_SPLITS
 DEFAULT_MAX_LENGTH = 128
@@ -116,7 +116,7 @@ def evaluate(config: EvalConfig, progress: ProgressCallback = no_progress) -> di
     Returns {"task", "split", "examples", "metrics"}; for a run dir with `record`, the
     metrics are also stored in run.json under the split's name.
     """
-    from .models import load_model, load_tokenizer
+    from ..models import load_model, load_tokenizer
 
     target = Path(config.target)
     check_device(config.device)

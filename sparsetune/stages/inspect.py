@@ -16,13 +16,13 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from .errors import FileFormatError
-from .formats.common import file_kind
-from .formats.mask import Mask
-from .formats.scores import Scores
-from .io import atomic_path, refuse_to_overwrite
-from .models import layer_index, module_type
-from .training_log import detect_log, plot_log, summarise_log
+from ..errors import FileFormatError
+from ..formats.common import file_kind
+from ..formats.mask import Mask
+from ..formats.scores import Scores
+from ..io import atomic_path, refuse_to_overwrite
+from ..models import layer_index, module_type
+from ..formats.log import detect_log, plot_log, summarise_log
 
 Summariser = Callable[[Path], dict]
 Plotter = Callable[[dict, Path], None]
@@ -148,7 +148,7 @@ def summarise_scores(path: Path) -> dict:
 
 def summarise_delta(path: Path) -> dict:
     """Where a fine-tune changed the base: changed fraction per layer × module type, and the head."""
-    from .formats.delta import Delta
+    from ..formats.delta import Delta
 
     delta = Delta.load(path)
     per_tensor = delta.per_tensor()

@@ -20,15 +20,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .config import ApplyConfig, DiffConfig
-from .errors import MismatchError, UsageError
-from .formats.common import load_tensors
-from .formats.delta import Delta
-from .formats.run_record import RunRecord, is_run_dir
-from .io import atomic_path
-from .method_dir import METHOD_DIR, build, is_structural, read_description
-from .models import LEGACY_POOLER, display_name, load_tokenizer
-from .progress import ProgressCallback, no_progress
+from ..config import ApplyConfig, DiffConfig
+from ..errors import MismatchError, UsageError
+from ..formats.common import load_tensors
+from ..formats.delta import Delta
+from ..formats.run_record import RunRecord, is_run_dir
+from ..io import atomic_path
+from ..formats.method_dir import METHOD_DIR, build, is_structural, read_description
+from ..models import LEGACY_POOLER, display_name, load_tokenizer
+from ..progress import ProgressCallback, no_progress
 
 
 def is_structural_delta(delta: Delta) -> bool:
@@ -37,8 +37,8 @@ def is_structural_delta(delta: Delta) -> bool:
 
 def diff_method(config: DiffConfig, progress: ProgressCallback = no_progress):
     """The delta of a folder with `method/`: the method's own tensors + how to rebuild."""
-    from .delta import DiffResult
-    from .methods.structural import WEIGHTS_FILE
+    from .diff import DiffResult
+    from ..methods.structural import WEIGHTS_FILE
 
     run = Path(config.run)
     description = read_description(run)
@@ -50,7 +50,7 @@ def diff_method(config: DiffConfig, progress: ProgressCallback = no_progress):
     if task is None:
         raise UsageError(f"{run} has no run.json; pass --task to say which task its head was trained for")
     base = config.base or description.get("base_model")
-    from .tasks import get_task
+    from ..tasks import get_task
 
     progress("load", 0, 1)
     tensors = load_tensors(run / METHOD_DIR / WEIGHTS_FILE)
@@ -85,8 +85,8 @@ def diff_method(config: DiffConfig, progress: ProgressCallback = no_progress):
 def apply_method(config: ApplyConfig, named: list[tuple[str, Delta]], progress: ProgressCallback = no_progress):
     """A structural delta on its base -> a model dir `eval` scores like the run (or, with
     `config.merge`, the plain merged model)."""
-    from .delta import ApplyResult
-    from .tasks import get_task
+    from .diff import ApplyResult
+    from ..tasks import get_task
 
     if len(named) != 1:
         raise UsageError("a LoRA/adapter delta does not compose with other deltas; apply it alone")

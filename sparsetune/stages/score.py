@@ -28,8 +28,8 @@ from ..models import check_pooler, display_name, head_metadata, load_model, load
 from ..progress import ProgressCallback, no_progress
 from ..runtime import check_device, check_precision, runtime
 from ..tasks import get_task
-from . import SCORERS, get_scorer
-from .base import ScoringContext
+from ..scoring import SCORERS, get_scorer
+from ..scoring.base import ScoringContext
 
 
 @dataclass

@@ -12,9 +12,9 @@ import torch
 from safetensors.torch import load_file
 
 from sparsetune.config import DiffConfig, EvalConfig
-from sparsetune.delta import diff
+from sparsetune.stages.diff import diff
 from sparsetune.errors import TrainingInterrupted
-from sparsetune.evaluation import evaluate
+from sparsetune.stages.evaluate import evaluate
 from sparsetune.formats.mask import Mask
 from sparsetune.methods import METHODS
 from tests.unit.training_support import (
@@ -167,7 +167,7 @@ def test_the_head_pooler_trains_and_run_json_names_the_head(name, tmp_path, tiny
 def _validation_logits(folder, tiny_data_dir) -> torch.Tensor:
     """Logits of the model a run or applied dir defines (rebuilt from method/ if it has one)."""
     from sparsetune.data import load_split, make_loader
-    from sparsetune.method_dir import has_method_dir, load_method_model
+    from sparsetune.formats.method_dir import has_method_dir, load_method_model
     from sparsetune.models import load_model, load_tokenizer
     from sparsetune.tasks import get_task
 
@@ -184,7 +184,7 @@ def test_diff_then_apply_rebuilds_a_model_with_identical_predictions(name, tmp_p
     """`diff` exports what the method trained (changed entries, or a structural method's own
     tensors) and `apply` rebuilds a dir whose logits equal the run's bit for bit."""
     from sparsetune.config import ApplyConfig
-    from sparsetune.delta import apply
+    from sparsetune.stages.diff import apply
 
     run(tmp_path / "out", tiny_data_dir, max_steps=3, lr=5e-2, **_method_args(name, tmp_path, tiny_model_dir))
     diff(DiffConfig(run=str(tmp_path / "out"), output=str(tmp_path / "delta.safetensors")))

@@ -98,7 +98,7 @@ def test_sharded_evaluation_gathers_every_prediction(tmp_path, tiny_model_dir, t
     script.write_text(textwrap.dedent(f"""
         import json, os, sys
         from sparsetune.data import load_split
-        from sparsetune.evaluation import predict
+        from sparsetune.stages.evaluate import predict
         from sparsetune.models import load_model, load_tokenizer
         from sparsetune.runtime import runtime
         from sparsetune.tasks import get_task

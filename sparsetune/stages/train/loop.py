@@ -35,16 +35,16 @@ from typing import Any
 
 import torch
 
-from .config import TrainConfig
-from .data import epoch_order, global_batches, local_part, make_loader
-from .errors import TrainingError, TrainingInterrupted, UsageError
-from .evaluation import metrics_on
-from .formats.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .formats.run_record import RunRecord
-from .io import atomic_path
-from .progress import ProgressCallback, no_progress
-from .run_setup import LOG_FILE, RunSetup, claim_output, prepare_run, write_outputs
-from .runtime import check_tracker, resolve_device, runtime
+from ...config import TrainConfig
+from ...data import epoch_order, global_batches, local_part, make_loader
+from ...errors import TrainingError, TrainingInterrupted, UsageError
+from ..evaluate import metrics_on
+from ...formats.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from ...formats.run_record import RunRecord
+from ...io import atomic_path
+from ...progress import ProgressCallback, no_progress
+from .setup import LOG_FILE, RunSetup, claim_output, prepare_run, write_outputs
+from ...runtime import check_tracker, resolve_device, runtime
 
 TRACKER_DIR = "logs"  # OUT/logs/sparsetune/: TensorBoard event files (--report-to tensorboard)
 

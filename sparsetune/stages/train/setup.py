@@ -20,18 +20,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .config import TrainConfig
-from .data import TaskData, load_task_data
-from .defaults import defaults_for
-from .errors import OutputExistsError, UsageError
-from .formats.checkpoint import has_checkpoint, load_checkpoint
-from .formats.mask import Mask
-from .formats.run_record import RunRecord
-from .io import atomic_path, normal_modes
-from .methods import get_method
-from .methods.base import TrainingMethod
-from .models import (
+from ..._version import __version__
+from ...config import TrainConfig
+from ...data import TaskData, load_task_data
+from ...defaults import defaults_for
+from ...errors import OutputExistsError, UsageError
+from ...formats.checkpoint import has_checkpoint, load_checkpoint
+from ...formats.mask import Mask
+from ...formats.run_record import RunRecord
+from ...io import atomic_path, normal_modes
+from ...methods import get_method
+from ...methods.base import TrainingMethod
+from ...models import (
     DEFAULT_POOLER,
     LEGACY_POOLER,
     check_pooler,
@@ -41,8 +41,8 @@ from .models import (
     load_tokenizer,
     recorded_pooler,
 )
-from .runtime import DEFAULT_PRECISION, check_precision
-from .tasks import Task, get_task
+from ...runtime import DEFAULT_PRECISION, check_precision
+from ...tasks import Task, get_task
 
 LOG_FILE = "log.jsonl"
 MASK_FILE = "mask.safetensors"

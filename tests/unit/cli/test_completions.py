@@ -9,7 +9,7 @@ import pytest
 
 from sparsetune.cli.completions import FILE_NAMES, SHELLS, render
 
-from ..conftest import REPO
+from ...conftest import REPO
 
 FOLDER = REPO / "completions"
 

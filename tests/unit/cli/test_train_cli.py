@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from sparsetune.cli import app
 
-from .training_support import write_mask
+from ..training_support import write_mask
 
 runner = CliRunner()
 

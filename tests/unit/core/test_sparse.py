@@ -6,13 +6,13 @@ import pytest
 import torch
 from torch.nn.utils import parametrize
 
-from sparsetune import sparse
+from sparsetune.core import sparse
 from sparsetune.formats.checkpoint import load_checkpoint
 from sparsetune.formats.mask import Mask
 from sparsetune.models import load_model
 from sparsetune.tasks import get_task
 
-from .training_support import POOLER, base_weights, random_mask, run, saved_weights, write_mask
+from ..training_support import POOLER, base_weights, random_mask, run, saved_weights, write_mask
 
 
 def test_attach_keeps_the_forward_and_trains_only_values(tiny_model_dir):
@@ -110,7 +110,7 @@ def test_optimizer_state_holds_k_plus_head_entries(sparse_run):
 
 # -- the fast path (sparse_delta) against the reference parametrization -------------
 
-from sparsetune import sparse_delta  # noqa: E402
+from sparsetune.core import sparse_delta  # noqa: E402
 
 
 def _structured_mask(loaded) -> Mask:

@@ -10,7 +10,9 @@ from sparsetune.experiments.publish import write_report
 from sparsetune.experiments.results import RunResult, append_result
 from sparsetune.formats.run_record import RunRecord
 
-SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "check_report.py"
+from ...conftest import REPO
+
+SCRIPT = REPO / "experiments" / "check_report.py"
 SCORES = {("FullTuning", "dense"): [0.70, 0.60], ("SAM", "p0.005"): [0.80, 0.78], ("SAM", "p0.1"): [0.1, 0.2],
           ("BitFit", "p0.005"): [0.50, 0.70]}
 

@@ -7,7 +7,9 @@ import pytest
 from sparsetune.experiments.grid import load_grid, plan
 from sparsetune.experiments.selection import split_variant
 
-EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
+from ...conftest import REPO
+
+EXPERIMENTS = REPO / "experiments"
 TABLE_ONE = ["FullTuning", "Random", "MixOut", "BitFit", "MagPruning", "Adapter", "LoRA", "DiffPruning",
              "ChildPruning", "SAM"]
 CHOSEN_LR = {"FullTuning": 1e-4, "Random": 1e-3, "MixOut": 1e-4, "BitFit": 1e-3, "MagPruning": 1e-3,

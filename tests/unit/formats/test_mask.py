@@ -200,7 +200,7 @@ def test_loading_files_that_are_not_masks(tmp_path):
 def test_top_k_many_is_exact_whatever_the_sample(monkeypatch, sample, seed):
     """The strided sample only estimates a bound; the result must be exact even when the
     sample is tiny and misses the largest entries (forcing the widening retry)."""
-    import sparsetune.topk as topk
+    import sparsetune.core.topk as topk
 
     monkeypatch.setattr(topk, "SAMPLE", sample)
     generator = torch.Generator().manual_seed(seed)
@@ -218,7 +218,7 @@ def test_top_k_many_is_exact_whatever_the_sample(monkeypatch, sample, seed):
 
 
 def test_top_k_many_widens_when_the_sample_overestimates(monkeypatch):
-    import sparsetune.topk as topk
+    import sparsetune.core.topk as topk
 
     monkeypatch.setattr(topk, "SAMPLE", 64)
     tensors = [torch.rand(4096, generator=torch.Generator().manual_seed(0)), torch.rand(100)]

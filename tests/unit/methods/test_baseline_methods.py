@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 from sparsetune.cli import app
 from sparsetune.config import ApplyConfig, DiffConfig
 from sparsetune.data import load_split, make_loader
-from sparsetune.delta import apply, diff
+from sparsetune.stages.diff import apply, diff
 from sparsetune.errors import MismatchError, UsageError
 from sparsetune.formats.common import load_tensors
 from sparsetune.formats.delta import Delta
-from sparsetune.method_dir import has_method_dir, load_method_model
+from sparsetune.formats.method_dir import has_method_dir, load_method_model
 from sparsetune.methods import get_method
 from sparsetune.methods.mixout import MixoutToTarget
 from sparsetune.models import load_model, load_tokenizer

@@ -11,15 +11,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from sparsetune import hard_concrete, projection
+from sparsetune.core import hard_concrete, projection
 from sparsetune.cli import app
 from sparsetune.formats.mask import Mask
-from sparsetune.inspection import inspect_file
+from sparsetune.stages.inspect import inspect_file
 from sparsetune.methods import get_method
 from sparsetune.models import load_model
 from sparsetune.tasks import get_task
 
-from .training_support import eligible_base_weights, run, saved_weights
+from ..training_support import eligible_base_weights, run, saved_weights
 
 runner = CliRunner()
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from sparsetune.cli import app
 from sparsetune.config import ScoreConfig
 from sparsetune.models import load_model
-from sparsetune.scoring.run import score
+from sparsetune.stages.score import score
 from sparsetune.tasks import get_task
 
 runner = CliRunner()

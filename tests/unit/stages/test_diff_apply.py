@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from sparsetune import apply_delta, diff
 from sparsetune.cli import app
 from sparsetune.config import ApplyConfig, DiffConfig
-from sparsetune.delta import apply
+from sparsetune.stages.diff import apply
 from sparsetune.errors import FileFormatError, MismatchError, OutputExistsError, UsageError
 from sparsetune.formats.delta import Delta
 from sparsetune.formats.run_record import RunRecord
@@ -343,7 +343,7 @@ def test_cli_diff_and_apply_files(run_a, tmp_path):
 
 
 def test_inspect_summarises_a_delta(delta_file, tmp_path):
-    from sparsetune.inspection import inspect_file
+    from sparsetune.stages.inspect import inspect_file
 
     summary = inspect_file(delta_file, plot=tmp_path / "delta.png")
     assert summary["kind"] == "delta" and summary["totals"]["changed"] == 5

@@ -16,9 +16,9 @@ from sparsetune.data import load_task_data
 from sparsetune.errors import FileFormatError, MismatchError, OutputExistsError, UsageError
 from sparsetune.formats.mask import Mask
 from sparsetune.formats.scores import Scores
-from sparsetune.inspection import inspect_file
+from sparsetune.stages.inspect import inspect_file
 from sparsetune.scoring import SCORERS, Scorer, get_scorer, register_scorer
-from sparsetune.scoring.run import rethreshold
+from sparsetune.stages.score import rethreshold
 
 runner = CliRunner()
 

@@ -18,7 +18,7 @@ from sparsetune.formats.checkpoint import has_checkpoint, load_checkpoint
 from sparsetune.formats.mask import Mask
 from sparsetune.formats.run_record import RunRecord
 
-from .training_support import assert_same_weights, run, saved_weights, write_mask
+from ..training_support import assert_same_weights, run, saved_weights, write_mask
 
 
 def _interrupt_at(step: int):
@@ -80,7 +80,7 @@ def test_log_records_the_rate_each_step_used(reference):
 KILLED_RUN = """
 import os, signal, sys
 from sparsetune.config import TrainConfig
-from sparsetune.training import train
+from sparsetune.stages.train import train
 def progress(stage, done, total, **info):
     if done == 4:
         os.kill(os.getpid(), signal.SIGKILL)
@@ -175,7 +175,7 @@ def test_method_or_mask_is_required(tmp_path, tiny_data_dir):
 def test_unset_hyperparameters_come_from_the_defaults(tmp_path, tiny_data_dir, mask_path):
     from sparsetune.config import TrainConfig
     from sparsetune.defaults import GENERIC
-    from sparsetune.training import train
+    from sparsetune.stages.train import train
 
     record = train(TrainConfig(output=str(tmp_path / "out"), mask=str(mask_path), data_dir=str(tiny_data_dir), max_steps=1))
     hyper = record.hyperparameters

@@ -10,7 +10,7 @@ from sparsetune.models import load_tokenizer
 from sparsetune.tasks import TASKS, get_task
 from sparsetune.tasks.families import mark_spans
 
-from ..conftest import PAPER_TASK_NAMES, synthetic_row
+from ...conftest import PAPER_TASK_NAMES, synthetic_row
 
 
 def test_the_seven_paper_tasks_are_registered():
