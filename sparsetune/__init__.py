@@ -16,7 +16,7 @@ from ._version import __version__
 # `--help` must not pay for torch, transformers and scipy before a command needs them.
 _API = {
     "EvalConfig": "config", "ScoreConfig": "config", "TrainConfig": "config",
-    "apply_delta": "stages.diff", "diff": "stages.diff",
+    "apply_delta": "stages.apply", "diff": "stages.diff",
     "SparsetuneError": "errors",
     "evaluate": "stages.evaluate",
     "Mask": "formats.mask",

@@ -38,7 +38,7 @@ def apply_command(
     indices; an entry only one delta touches gets exactly its value. The head comes from
     the last delta that carries one.
     """
-    from ..stages.diff import apply
+    from ..stages.apply import apply
 
     config = ApplyConfig(deltas=tuple(str(path) for path in deltas), output=str(output), base=base, force=force, merge=merge)
     with progress_bar(quiet or as_json) as progress:

@@ -35,9 +35,8 @@ def is_structural_delta(delta: Delta) -> bool:
     return is_structural(str(delta.metadata.get("method", "")))
 
 
-def diff_method(config: DiffConfig, progress: ProgressCallback = no_progress):
+def diff_method(config: DiffConfig, progress: ProgressCallback = no_progress) -> Delta:
     """The delta of a folder with `method/`: the method's own tensors + how to rebuild."""
-    from .diff import DiffResult
     from ..methods.structural import WEIGHTS_FILE
 
     run = Path(config.run)
@@ -74,18 +73,14 @@ def diff_method(config: DiffConfig, progress: ProgressCallback = no_progress):
     }
     if record and record.hyperparameters.get("max_length"):
         metadata["max_length"] = int(record.hyperparameters["max_length"])
-    delta = Delta({}, {}, {}, dict(sorted(tensors.items())), "float32", metadata)
-    data = delta.to_bytes()
-    if config.output:
-        with atomic_path(config.output) as tmp:
-            tmp.write_bytes(data)
-    return DiffResult(delta, data, config.output)
+    return Delta({}, {}, {}, dict(sorted(tensors.items())), "float32", metadata)
 
 
-def apply_method(config: ApplyConfig, named: list[tuple[str, Delta]], progress: ProgressCallback = no_progress):
+def apply_method(
+    config: ApplyConfig, named: list[tuple[str, Delta]], progress: ProgressCallback = no_progress
+) -> tuple[str, int | None]:
     """A structural delta on its base -> a model dir `eval` scores like the run (or, with
-    `config.merge`, the plain merged model)."""
-    from .diff import ApplyResult
+    `config.merge`, the plain merged model). Returns the task and max length it records."""
     from ..tasks import get_task
 
     if len(named) != 1:
@@ -117,4 +112,4 @@ def apply_method(config: ApplyConfig, named: list[tuple[str, Delta]], progress: 
         if not config.merge:
             method.save_files(tmp)
     max_length = delta.metadata.get("max_length")
-    return ApplyResult(str(config.output), 1, 0, source, task, int(max_length) if max_length else None)
+    return task, int(max_length) if max_length else None

@@ -184,7 +184,7 @@ def test_diff_then_apply_rebuilds_a_model_with_identical_predictions(name, tmp_p
     """`diff` exports what the method trained (changed entries, or a structural method's own
     tensors) and `apply` rebuilds a dir whose logits equal the run's bit for bit."""
     from sparsetune.config import ApplyConfig
-    from sparsetune.stages.diff import apply
+    from sparsetune.stages.apply import apply
 
     run(tmp_path / "out", tiny_data_dir, max_steps=3, lr=5e-2, **_method_args(name, tmp_path, tiny_model_dir))
     diff(DiffConfig(run=str(tmp_path / "out"), output=str(tmp_path / "delta.safetensors")))

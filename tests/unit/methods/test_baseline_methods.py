@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from sparsetune.cli import app
 from sparsetune.config import ApplyConfig, DiffConfig
 from sparsetune.data import load_split, make_loader
-from sparsetune.stages.diff import apply, diff
+from sparsetune.stages.apply import apply
+from sparsetune.stages.diff import diff
 from sparsetune.errors import MismatchError, UsageError
 from sparsetune.formats.common import load_tensors
 from sparsetune.formats.delta import Delta

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from sparsetune import apply_delta, diff
 from sparsetune.cli import app
 from sparsetune.config import ApplyConfig, DiffConfig
-from sparsetune.stages.diff import apply
+from sparsetune.stages.apply import apply
 from sparsetune.errors import FileFormatError, MismatchError, OutputExistsError, UsageError
 from sparsetune.formats.delta import Delta
 from sparsetune.formats.run_record import RunRecord
