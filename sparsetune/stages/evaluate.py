@@ -20,7 +20,8 @@ from ..config import EVAL_SPLITS, EvalConfig
 from ..data import load_split, load_task_data, make_loader
 from ..errors import UsageError
 from ..formats.run_record import RunRecord, is_run_dir
-from ..formats.method_dir import has_method_dir, load_method_model
+from ..formats.method_dir import has_method_dir
+from ..methods.structural import load_method_model
 from ..progress import ProgressCallback, no_progress
 from ..runtime import DEFAULT_PRECISION, Runtime, check_device, check_precision, runtime
 from ..tasks import Task, get_task

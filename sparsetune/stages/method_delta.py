@@ -26,7 +26,8 @@ from ..formats.common import load_tensors
 from ..formats.delta import Delta
 from ..formats.run_record import RunRecord, is_run_dir
 from ..io import atomic_path
-from ..formats.method_dir import METHOD_DIR, build, is_structural, read_description
+from ..formats.method_dir import METHOD_DIR, WEIGHTS_FILE, read_description
+from ..methods.structural import build, is_structural
 from ..models import LEGACY_POOLER, display_name, load_tokenizer
 from ..progress import ProgressCallback, no_progress
 
@@ -37,8 +38,6 @@ def is_structural_delta(delta: Delta) -> bool:
 
 def diff_method(config: DiffConfig, progress: ProgressCallback = no_progress) -> Delta:
     """The delta of a folder with `method/`: the method's own tensors + how to rebuild."""
-    from ..methods.structural import WEIGHTS_FILE
-
     run = Path(config.run)
     description = read_description(run)
     name = description["method"]

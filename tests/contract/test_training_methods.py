@@ -167,7 +167,8 @@ def test_the_head_pooler_trains_and_run_json_names_the_head(name, tmp_path, tiny
 def _validation_logits(folder, tiny_data_dir) -> torch.Tensor:
     """Logits of the model a run or applied dir defines (rebuilt from method/ if it has one)."""
     from sparsetune.data import load_split, make_loader
-    from sparsetune.formats.method_dir import has_method_dir, load_method_model
+    from sparsetune.formats.method_dir import has_method_dir
+    from sparsetune.methods.structural import load_method_model
     from sparsetune.models import load_model, load_tokenizer
     from sparsetune.tasks import get_task
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from sparsetune.cli import app
 from sparsetune.data import load_split
 from sparsetune.stages.evaluate import predict
-from sparsetune.formats.method_dir import load_method_model
+from sparsetune.methods.structural import load_method_model
 from sparsetune.models import load_model, load_tokenizer, resolve_model
 from sparsetune.tasks import get_task
 

@@ -18,7 +18,8 @@ from sparsetune.stages.diff import diff
 from sparsetune.errors import MismatchError, UsageError
 from sparsetune.formats.common import load_tensors
 from sparsetune.formats.delta import Delta
-from sparsetune.formats.method_dir import has_method_dir, load_method_model
+from sparsetune.formats.method_dir import has_method_dir
+from sparsetune.methods.structural import load_method_model
 from sparsetune.methods import get_method
 from sparsetune.methods.mixout import MixoutToTarget
 from sparsetune.models import load_model, load_tokenizer
