@@ -15,8 +15,38 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from ..errors import FileFormatError
+from ..io import atomic_path
+
+LOG_FILE = "log.jsonl"
+
+
+class LogWriter:
+    """log.jsonl: one JSON object per line, flushed so a kill -9 loses at most a line."""
+
+    def __init__(self, path: Path, keep_until: int | None):
+        if keep_until is not None and path.is_file():  # drop steps the checkpoint does not cover
+            lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            kept = [line for line in lines if _step_of(line) <= keep_until]
+            with atomic_path(path) as tmp:
+                tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        self.handle = path.open("a", encoding="utf-8")
+
+    def write(self, **record: Any) -> None:
+        self.handle.write(json.dumps(record) + "\n")
+        self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def _step_of(line: str) -> int:
+    try:
+        return int(json.loads(line).get("step", 0))
+    except (json.JSONDecodeError, ValueError, AttributeError):
+        return 0
 
 
 def detect_log(path: Path) -> str | None:

@@ -32,6 +32,7 @@ from .common import expect_kind, json_field, load_tensors, save_tensors
 
 FORMAT = "sparsetune.mask"
 VERSION = "1"
+MASK_FILE = "mask.safetensors"  # the default name, and a run's copy in OUT/
 # Metadata values stored as JSON (numbers, the shapes table); all others are plain strings.
 TYPED_FIELDS = frozenset(
     {"p", "examples", "seed", "selected", "eligible", "shapes", "max_length", "batch_size", "dev_fraction", "head"}

@@ -30,7 +30,6 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -40,10 +39,11 @@ from ...data import epoch_order, global_batches, local_part, make_loader
 from ...errors import TrainingError, TrainingInterrupted, UsageError
 from ..evaluate import metrics_on
 from ...formats.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from ...formats.log import LOG_FILE, LogWriter
 from ...formats.run_record import RunRecord
-from ...io import atomic_path
 from ...progress import ProgressCallback, no_progress
-from .setup import LOG_FILE, RunSetup, claim_output, prepare_run, write_outputs
+from .outputs import claim_output, write_outputs
+from .setup import RunSetup, prepare_run
 from ...runtime import check_tracker, resolve_device, runtime
 
 TRACKER_DIR = "logs"  # OUT/logs/sparsetune/: TensorBoard event files (--report-to tensorboard)
@@ -76,32 +76,6 @@ def _deferred_sigint():
     finally:
         for number, old in previous.items():
             signal.signal(number, old)
-
-
-class _Log:
-    """log.jsonl: one JSON object per line, flushed so a kill -9 loses at most a line."""
-
-    def __init__(self, path: Path, keep_until: int | None):
-        if keep_until is not None and path.is_file():  # drop steps the checkpoint does not cover
-            lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-            kept = [line for line in lines if _step_of(line) <= keep_until]
-            with atomic_path(path) as tmp:
-                tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-        self.handle = path.open("a", encoding="utf-8")
-
-    def write(self, **record: Any) -> None:
-        self.handle.write(json.dumps(record) + "\n")
-        self.handle.flush()
-
-    def close(self) -> None:
-        self.handle.close()
-
-
-def _step_of(line: str) -> int:
-    try:
-        return int(json.loads(line).get("step", 0))
-    except (json.JSONDecodeError, ValueError, AttributeError):
-        return 0
 
 
 def _groups(numbers: dict[str, Any]) -> dict[str, dict[str, float]]:
@@ -175,7 +149,7 @@ def train(config: TrainConfig, progress: ProgressCallback = no_progress) -> RunR
     rt.barrier()  # every process has read the checkpoint before the main one replaces it
     # The scheduler is not prepared: accelerate would step it once per process.
     model, optimizer = rt.accelerator.prepare(setup.model, optimizer)
-    log = _Log(out / LOG_FILE, keep_until=step if config.resume else None) if main else None
+    log = LogWriter(out / LOG_FILE, keep_until=step if config.resume else None) if main else None
     last_saved = step
     task, tokenizer = setup.task, setup.tokenizer
 

@@ -1,4 +1,4 @@
-"""Turning a `TrainConfig` into a ready run, and a finished run into `OUT/`.
+"""Turning a `TrainConfig` into a ready run (what `OUT/` becomes is `outputs.py`).
 
     sparsetune train --mask mask.safetensors -o out/
 
@@ -13,22 +13,16 @@ value is an error), and output safety (refuse an existing OUT unless --force or
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..._version import __version__
 from ...config import TrainConfig
 from ...data import TaskData, load_task_data
 from ...defaults import defaults_for
 from ...errors import OutputExistsError, UsageError
 from ...formats.checkpoint import has_checkpoint, load_checkpoint
-from ...formats.mask import Mask
-from ...formats.run_record import RunRecord
-from ...io import atomic_path, normal_modes
+from ...formats.mask import MASK_FILE, Mask
 from ...methods import get_method
 from ...methods.base import TrainingMethod
 from ...models import (
@@ -36,7 +30,6 @@ from ...models import (
     LEGACY_POOLER,
     check_pooler,
     display_name,
-    head_metadata,
     load_model,
     load_tokenizer,
     recorded_pooler,
@@ -44,8 +37,6 @@ from ...models import (
 from ...runtime import DEFAULT_PRECISION, check_precision
 from ...tasks import Task, get_task
 
-LOG_FILE = "log.jsonl"
-MASK_FILE = "mask.safetensors"
 # Hyperparameters a resumed run must share with the interrupted one.
 RESUMABLE = ("method", "model", "task", "epochs", "max_steps", "lr", "batch_size", "max_length", "warmup_ratio",
              "weight_decay", "max_grad_norm", "seed", "eval_every", "dev_fraction", "method_options", "precision", "pooler",
@@ -175,71 +166,3 @@ def prepare_run(config: TrainConfig) -> RunSetup:
     model = method.bind(loaded)
     digest = _sha256(mask_path) if mask_path is not None else None  # the bytes OUT's copy will hold
     return RunSetup(out, hyper, task, data, tokenizer, model, method, digest, mask_path, config.resume)
-
-
-def claim_output(setup: RunSetup) -> None:
-    """Create OUT (replacing it under --force) with a copy of the mask; nothing for a
-    resumed run. Called once, by the main process, after every check has passed."""
-    out = setup.output
-    if setup.resume:
-        return
-    if out.exists():
-        shutil.rmtree(out) if out.is_dir() else out.unlink()
-    out.mkdir(parents=True)
-    if setup.mask_path is not None:
-        with atomic_path(out / MASK_FILE) as tmp:
-            shutil.copyfile(setup.mask_path, tmp)
-
-
-def write_outputs(setup: RunSetup, best: dict[str, Any], steps: int, seconds: float, write: bool = True) -> RunRecord:
-    """Plain HF model + tokenizer, the final mask, run.json (written last: it marks a complete run).
-
-    `write=False` (the other processes of a launch) only builds the record."""
-    out, hyper = setup.output, setup.hyper
-    if not write:
-        return _record(setup, best, steps, seconds, setup.mask_sha256)
-    model = setup.method.export()
-    # Stage the whole model beside OUT's files, then move each into place: an
-    # interrupted save leaves only the staging folder, never a half-written model.
-    staging = Path(tempfile.mkdtemp(prefix=".model.", dir=out))
-    try:
-        model.save_pretrained(staging)
-        setup.tokenizer.save_pretrained(staging)
-        setup.method.save_files(staging)
-        normal_modes(staging)
-        for item in staging.iterdir():
-            if (out / item.name).is_dir():
-                shutil.rmtree(out / item.name)
-            os.replace(item, out / item.name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    final = setup.method.final_mask()
-    digest = setup.mask_sha256
-    if final is not None and setup.mask_sha256 is None:
-        # Enough metadata that `train --mask OUT/mask.safetensors` needs no other flag.
-        final.metadata.update({key: hyper[key] for key in ("model", "task", "dev_fraction") if hyper.get(key) is not None})
-        final.metadata["seed"] = hyper["split_seed"]
-        final.metadata.update(head_metadata(setup.method.loaded))
-        final.save(out / MASK_FILE)
-        digest = _sha256(out / MASK_FILE)
-    record = _record(setup, best, steps, seconds, digest)
-    record.save(out)
-    return record
-
-
-def _record(setup: RunSetup, best: dict[str, Any], steps: int, seconds: float, digest: str | None) -> RunRecord:
-    hyper = setup.hyper
-    return RunRecord(
-        base_model=hyper["model"],
-        task=hyper["task"],
-        method=hyper["method"],
-        hyperparameters=hyper,
-        seed=hyper["seed"],
-        mask_sha256=digest,
-        trainable_parameters=setup.method.summary(),
-        best={"step": best["step"], "epoch": best.get("epoch", 0.0), "score": best["score"], "dev": best.get("dev", {})},
-        metrics={"dev": best.get("dev", {})},
-        seconds=round(seconds, 2),
-        sparsetune_version=__version__,
-        extra={"steps": steps, **({"model_commit": setup.method.loaded.commit} if setup.method.loaded.commit else {})},
-    )

@@ -1,6 +1,5 @@
 """The grid configs under experiments/ parse, plan, and say what the README says they do."""
 
-from pathlib import Path
 
 import pytest
 
