@@ -36,14 +36,16 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from safetensors.torch import save as safetensors_bytes
 
 from ..errors import FileFormatError
 from ..io import atomic_path, refuse_to_overwrite
-from .common import _canonical_header, expect_kind, json_field, load_tensors
+from .common import _canonical_header, expect_kind, json_field, layer_table, load_tensors, safetensors_format
 
+KIND = "delta"
 FORMAT = "sparsetune.delta"
 VERSION = "1"
 VALUE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -179,3 +181,34 @@ class Delta:
             if key not in INTERNAL_FIELDS
         }
         return cls(indices, values, shapes, {name: tensors[name] for name in head_names}, values_dtype, metadata)
+
+
+def recognise(path: Path) -> bool:
+    return safetensors_format(path) == FORMAT
+
+
+def summarise(path: Path) -> dict:
+    """Where a fine-tune changed the base: changed fraction per layer × module type, and the head."""
+    from ..formats.delta import Delta
+
+    delta = Delta.load(path)
+    per_tensor = delta.per_tensor()
+    eligible = sum(n for _, n in per_tensor.values())
+    size = path.stat().st_size
+    keep = ("base_model", "task", "max_length", "architecture", "top_p", "sparsetune_version")
+    return {
+        "metadata": {**{k: delta.metadata[k] for k in keep if k in delta.metadata}, "values": f"{delta.values_dtype} ({delta.values_kind})"},
+        "totals": {
+            "changed": delta.changed,
+            "eligible": eligible,
+            "density": delta.changed / eligible if eligible else 0.0,
+            "tensors_changed": len(delta.indices),
+            "head_tensors": len(delta.head),
+            "head_entries": delta.head_entries,
+            "bytes": size,
+            "bytes_per_changed_entry": size / delta.changed if delta.changed else 0.0,
+        },
+        "per_tensor": {name: {"changed": c, "entries": n, "density": c / n} for name, (c, n) in per_tensor.items()},
+        "head": {name: list(tensor.shape) for name, tensor in delta.head.items()},
+        "table": layer_table({name: (float(c), n) for name, (c, n) in per_tensor.items()}, "changed fraction"),
+    }

@@ -1,14 +1,13 @@
-"""`inspect` for a run's log.jsonl: loss per step and mask changes, Figure 1 of Fu et al. 2023.
+"""`OUT/log.jsonl`: one JSON object per training step and per dev evaluation.
 
     sparsetune train --method diffpruning --task cb -p 0.005 --project-every 20 -o out/
     sparsetune inspect out/log.jsonl --plot loss.png
 
-Fu et al. 2023 (arXiv 2211.15583, Figure 1) show the "projection discontinuity" of
-DiffPruning: the training loss jumps back up after every mask change. The training
-loop writes one line per step (`step`, `epoch`, `loss`, `lr`, and the method's fields:
-`mask_changed` for the projection methods) and one per dev evaluation (`dev`). This
-module summarises such a file and draws it with the report's own figure
-(`experiments.figures.projection_figure`), so there is one plot, not two.
+The training loop writes one line per step (`step`, `epoch`, `loss`, `lr`, and the
+method's fields: `mask_changed` for the projection methods) and one per dev evaluation
+(`dev`), each flushed at once (`LogWriter`). The paper's Figure 1 is this file drawn:
+DiffPruning's loss jumping back up after every mask change (the "projection
+discontinuity"); `inspect --plot` draws it with the report's own figure.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from typing import Any
 from ..errors import FileFormatError
 from ..io import atomic_path
 
+KIND = "log"
 LOG_FILE = "log.jsonl"
 
 
@@ -49,17 +49,17 @@ def _step_of(line: str) -> int:
         return 0
 
 
-def detect_log(path: Path) -> str | None:
-    """'log' for a JSON-lines file whose first record has a `step`; else None."""
-    if path.suffix != ".jsonl":
-        return None
+def recognise(path: Path) -> bool:
+    """A JSON-lines file whose first record has a `step`."""
+    if path.suffix != ".jsonl" or not path.is_file():
+        return False
     with path.open("r", encoding="utf-8", errors="replace") as handle:
         first = handle.readline().strip()
     try:
         record = json.loads(first) if first else None
     except json.JSONDecodeError:
-        return None
-    return "log" if isinstance(record, dict) and "step" in record else None
+        return False
+    return isinstance(record, dict) and "step" in record
 
 
 def _records(path: Path) -> list[dict]:
@@ -84,7 +84,8 @@ def _run_metadata(path: Path) -> dict:
     return {key: record[key] for key in ("method", "task", "base_model") if key in record}
 
 
-def summarise_log(path: Path) -> dict:
+def summarise(path: Path) -> dict:
+    """What `sparsetune inspect` shows: steps, first and last loss, projections, mask changes, best dev."""
     records = _records(path)
     steps = [r for r in records if "loss" in r]
     evaluations = [r for r in records if "dev" in r]
@@ -100,10 +101,3 @@ def summarise_log(path: Path) -> dict:
     if best is not None:
         totals |= {"best_dev_score": best["dev"].get("score"), "best_dev_step": best["step"]}
     return {"metadata": _run_metadata(path), "totals": totals}
-
-
-def plot_log(summary: dict, path: Path) -> None:
-    from ..experiments.figures import projection_figure
-
-    method = summary.get("metadata", {}).get("method", "training")
-    projection_figure(summary["file"], path, title=str(method))

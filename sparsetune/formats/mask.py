@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -28,8 +29,9 @@ import torch
 from ..config import SCOPES
 from ..errors import FileFormatError, MismatchError, UsageError
 from ..core.topk import top_k_many
-from .common import expect_kind, json_field, load_tensors, save_tensors
+from .common import expect_kind, json_field, layer_table, load_tensors, safetensors_format, save_tensors
 
+KIND = "mask"
 FORMAT = "sparsetune.mask"
 VERSION = "1"
 MASK_FILE = "mask.safetensors"  # the default name, and a run's copy in OUT/
@@ -194,3 +196,25 @@ class Mask:
         if problem:
             raise FileFormatError(f"{path}: {problem}")
         return mask
+
+
+def recognise(path: Path) -> bool:
+    return safetensors_format(path) == FORMAT
+
+
+def summarise(path: Path) -> dict:
+    """What `sparsetune inspect` shows: metadata, totals, per tensor and per layer × module type."""
+    mask = Mask.load(path)
+    per_tensor = mask.per_tensor()
+    return {
+        "metadata": {key: value for key, value in mask.metadata.items()},
+        "totals": {
+            "selected": mask.selected,
+            "eligible": mask.eligible,
+            "density": mask.density,
+            "tensors": len(per_tensor),
+            "tensors_with_selection": sum(1 for selected, _ in per_tensor.values() if selected),
+        },
+        "per_tensor": {name: {"selected": s, "entries": n, "density": s / n} for name, (s, n) in per_tensor.items()},
+        "table": layer_table({name: (float(s), n) for name, (s, n) in per_tensor.items()}, "selected fraction"),
+    }

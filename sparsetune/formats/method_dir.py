@@ -22,6 +22,7 @@ pooler eligible (`LEGACY_POOLER`).
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,9 @@ from typing import Any
 from ..errors import FileFormatError
 from ..io import atomic_path
 from ..models import display_name, head_metadata
-from .common import save_tensors
+from .common import json_format, save_tensors
 
+KIND = "method"
 METHOD_DIR = "method"
 METHOD_FILE = "method.json"
 WEIGHTS_FILE = "adapter_model.safetensors"  # peft's name for an adapter's tensors
@@ -59,7 +61,11 @@ def has_method_dir(path: str | os.PathLike) -> bool:
 
 
 def read_description(path: str | os.PathLike) -> dict[str, Any]:
-    file = Path(path) / METHOD_DIR / METHOD_FILE
+    """method.json of the folder `path` (a run dir, or a dir `apply` wrote)."""
+    return _read(Path(path) / METHOD_DIR / METHOD_FILE)
+
+
+def _read(file: Path) -> dict[str, Any]:
     try:
         description = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -67,3 +73,26 @@ def read_description(path: str | os.PathLike) -> dict[str, Any]:
     if description.get("format") != FORMAT or "method" not in description:
         raise FileFormatError(f"{file} is not a sparsetune method description")
     return description
+
+
+def recognise(path: Path) -> bool:
+    """A method folder (OUT/method), or its method.json."""
+    return json_format(path / METHOD_FILE if path.is_dir() else path) == FORMAT
+
+
+def summarise(path: Path) -> dict:
+    """What `sparsetune inspect` shows of OUT/method/: the method, its options and its own tensors."""
+    from safetensors import safe_open
+
+    folder = path if path.is_dir() else path.parent
+    description = _read(folder / METHOD_FILE)
+    shapes = {}
+    if (folder / WEIGHTS_FILE).is_file():
+        with safe_open(str(folder / WEIGHTS_FILE), framework="pt") as handle:
+            shapes = {name: handle.get_slice(name).get_shape() for name in handle.keys()}
+    return {
+        "metadata": {key: description[key] for key in ("method", "base_model", "pooler", "head") if key in description},
+        "totals": {"tensors": len(shapes), "entries": sum(math.prod(shape) for shape in shapes.values())},
+        "options": description.get("options", {}),
+        "tensors": {name: list(shape) for name, shape in shapes.items()},
+    }

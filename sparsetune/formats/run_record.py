@@ -20,7 +20,9 @@ from typing import Any
 from ..errors import FileFormatError, UsageError
 from ..io import atomic_path, write_json
 from ..models import DEFAULT_MODEL_HUB_ID, DEFAULT_MODEL_NAME
+from .common import json_format
 
+KIND = "run"
 FORMAT = "sparsetune.run"
 VERSION = "1"
 RUN_FILE = "run.json"
@@ -67,6 +69,30 @@ class RunRecord:
 
 def is_run_dir(path: str | os.PathLike) -> bool:
     return (Path(path) / RUN_FILE).is_file()
+
+
+def recognise(path: Path) -> bool:
+    """A run dir, or its run.json."""
+    return is_run_dir(path) if path.is_dir() else path.name == RUN_FILE and json_format(path) == FORMAT
+
+
+def summarise(path: Path) -> dict:
+    """What `sparsetune inspect` shows of a run: what it was, what it trained, how it scored."""
+    record = RunRecord.load(path if path.is_dir() else path.parent)
+    counts = record.trainable_parameters
+    metadata = {"base_model": record.base_model, "task": record.task, "method": record.method, "seed": record.seed,
+                "mask_sha256": record.mask_sha256, "sparsetune_version": record.sparsetune_version,
+                **{key: record.extra[key] for key in ("model_commit",) if key in record.extra}}
+    totals = {
+        **{key: counts[key] for key in ("trainable", "pretrained_trainable", "added", "head", "eligible", "fraction") if key in counts},
+        "steps": record.extra.get("steps"),
+        "seconds": record.seconds,
+        "best_step": record.best.get("step"),
+        "best_dev_score": record.best.get("score"),
+        **{f"{split}_score": metrics["score"] for split, metrics in record.metrics.items() if split != "dev" and "score" in metrics},
+    }
+    return {"metadata": {k: v for k, v in metadata.items() if v is not None}, "totals": totals,
+            "hyperparameters": record.hyperparameters, "metrics": record.metrics}
 
 
 # -- the model card (OUT/README.md) ---------------------------------------------------

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Mapping
 
 import torch
 
 from ..errors import FileFormatError
-from .common import expect_kind, json_field, load_tensors, save_tensors
+from .common import expect_kind, json_field, layer_table, load_tensors, safetensors_format, save_tensors
 from .mask import TYPED_FIELDS
 
+KIND = "scores"
 FORMAT = "sparsetune.scores"
 VERSION = "1"
 
@@ -77,3 +79,28 @@ class Scores:
     @classmethod
     def from_mapping(cls, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, object]) -> "Scores":
         return cls({name: tensor.detach().float().contiguous() for name, tensor in tensors.items()}, dict(metadata))
+
+
+def recognise(path: Path) -> bool:
+    return safetensors_format(path) == FORMAT
+
+
+def summarise(path: Path) -> dict:
+    """What `sparsetune inspect` shows: metadata, totals, mean score per tensor and per layer × module type."""
+    scores = Scores.load(path)
+    per_tensor = {name: (float(t.double().sum()), t.numel()) for name, t in scores.tensors.items()}
+    total = sum(s for s, _ in per_tensor.values())
+    maximum = max((float(t.max()) for t in scores.tensors.values() if t.numel()), default=0.0)
+    zeros = sum(int((t == 0).sum()) for t in scores.tensors.values())
+    return {
+        "metadata": dict(scores.metadata),
+        "totals": {
+            "eligible": scores.eligible,
+            "tensors": len(scores.tensors),
+            "mean": total / scores.eligible if scores.eligible else 0.0,
+            "max": maximum,
+            "zero_fraction": zeros / scores.eligible if scores.eligible else 0.0,
+        },
+        "per_tensor": {name: {"mean": s / n if n else 0.0, "entries": n} for name, (s, n) in per_tensor.items()},
+        "table": layer_table(per_tensor, "mean score"),
+    }

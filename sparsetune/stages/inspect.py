@@ -1,12 +1,13 @@
-"""The library side of `sparsetune inspect`: what a sparsetune file holds, as a dict and a heatmap.
+"""`sparsetune inspect`: what a sparsetune file holds, as a dict, and a plot.
 
     sparsetune inspect mask.safetensors --plot mask.png
 
-For a mask (Fu et al. 2023, arXiv 2211.15583) the interesting question is *where* the
-selected entries sit; the summary gives the totals and a per-layer × module-type table
-(embeddings, q/k/v, attention-out, FFN in/out, LayerNorm, biases, pooler), and `--plot`
-draws that table as a heatmap. Each file kind has one summariser in `SUMMARISERS`; a new
-kind (delta, a training log) is one function registered with `register_kind`.
+Every file kind summarises itself (`formats.FORMATS`: each format module's `summarise`).
+For a mask the interesting question is *where* the selected entries sit; its summary
+gives the totals and a per-layer × module-type table (embeddings, q/k/v, attention-out,
+FFN in/out, LayerNorm, biases, pooler), and `--plot` draws that table as a heatmap (so
+for scores and deltas); a run's log.jsonl plots as its loss with mask changes marked
+(the paper's Figure 1, drawn by the report's own `experiments.figures`).
 """
 
 from __future__ import annotations
@@ -14,169 +15,52 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Callable
 
-from ..errors import FileFormatError
+from ..errors import FileFormatError, UsageError
+from ..formats import FORMATS
 from ..formats.common import file_kind
-from ..formats.mask import Mask
-from ..formats.scores import Scores
 from ..io import atomic_path, refuse_to_overwrite
-from ..models import layer_index, module_type
-from ..formats.log import detect_log, plot_log, summarise_log
-
-Summariser = Callable[[Path], dict]
-Plotter = Callable[[dict, Path], None]
-Detector = Callable[[Path], "str | None"]
-
-COLUMNS = ("embeddings", "query", "key", "value", "attention-out", "ffn-in", "ffn-out", "layernorm", "bias", "pooler", "other")
-
-SUMMARISERS: dict[str, Summariser] = {}
-PLOTTERS: dict[str, Plotter] = {}
-# Kinds that are not sparsetune safetensors files (a log.jsonl) say so here: path -> kind or None.
-DETECTORS: list[Detector] = []
-
-
-def register_kind(kind: str, summarise: Summariser, plot: Plotter | None = None, detect: Detector | None = None) -> None:
-    """Teach `inspect` a file kind: its summariser, optionally its own plot and detector."""
-    SUMMARISERS[kind] = summarise
-    if plot is not None:
-        PLOTTERS[kind] = plot
-    if detect is not None:
-        DETECTORS.append(detect)
 
 
 def detect_kind(path: str | os.PathLike) -> str:
     """The kind of `path`; an error saying what the file is when it is no sparsetune file."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileFormatError(f"{path} does not exist or is not a file")
-    for detect in DETECTORS:
-        kind = detect(path)
-        if kind:
+    for kind, module in FORMATS.items():
+        if module.recognise(path):
             return kind
-    return file_kind(path)
+    if path.is_dir():
+        raise FileFormatError(f"{path} is a folder but not a sparsetune run dir, checkpoint/ or method/")
+    return file_kind(path)  # a safetensors file of another kind, or not one: the error says which
 
 
 def inspect_file(path: str | os.PathLike, plot: str | os.PathLike | None = None, force: bool = False) -> dict:
-    """Summary dict of any sparsetune file; with `plot`, also write its heatmap PNG."""
+    """Summary dict of any sparsetune file; with `plot`, also write its plot (a PNG)."""
     kind = detect_kind(path)
-    if kind not in SUMMARISERS:
-        raise FileFormatError(f"{path} is a sparsetune {kind} file, which inspect cannot summarise yet")
     if plot is not None:
         refuse_to_overwrite(plot, force)
-    summary = {"file": str(path), "kind": kind, **SUMMARISERS[kind](Path(path))}
+    summary = {"file": str(path), "kind": kind, **FORMATS[kind].summarise(Path(path))}
     if plot is not None:
-        PLOTTERS.get(kind, plot_heatmap)(summary, Path(plot))
+        if kind in PLOTS:
+            PLOTS[kind](summary, Path(plot))
+        elif summary.get("table"):
+            plot_heatmap(summary, Path(plot))
+        else:
+            raise UsageError(f"--plot: a {kind} has no per-layer table to draw; plot a mask, scores, delta or log.jsonl")
         summary["plot"] = str(plot)
     return summary
 
 
-# -- the per-layer × module-type table ------------------------------------------
-def row_label(name: str) -> str:
-    layer = layer_index(name)
-    if layer is not None:
-        return f"layer {layer}"
-    for part in ("embeddings", "pooler"):
-        if part in name:
-            return part
-    return "other"
+def plot_log(summary: dict, path: Path) -> None:
+    """A run's loss per step with its mask changes marked (Figure 1)."""
+    from ..experiments.figures import projection_figure
+
+    method = summary.get("metadata", {}).get("method", "training")
+    projection_figure(summary["file"], path, title=str(method))
 
 
-def _row_order(label: str) -> tuple[int, int]:
-    if label == "embeddings":
-        return (0, 0)
-    if label.startswith("layer "):
-        return (1, int(label.split()[1]))
-    return (2, 0) if label == "pooler" else (3, 0)
-
-
-def layer_table(per_tensor: dict[str, tuple[float, int]], value: str) -> dict:
-    """Sum numerators and entries per (layer, module type); cell = numerator / entries.
-
-    `per_tensor` maps a parameter name to (numerator, entries), e.g. (selected, numel)
-    for a mask or (sum of scores, numel) for scores. Empty cells are None.
-    """
-    sums: dict[tuple[str, str], list[float]] = {}
-    for name, (numerator, entries) in per_tensor.items():
-        cell = sums.setdefault((row_label(name), module_type(name)), [0.0, 0])
-        cell[0] += numerator
-        cell[1] += entries
-    rows = sorted({row for row, _ in sums}, key=_row_order)
-    columns = [column for column in COLUMNS if any(col == column for _, col in sums)]
-    cells = [[sums[(r, c)][0] / sums[(r, c)][1] if (r, c) in sums and sums[(r, c)][1] else None for c in columns] for r in rows]
-    entries = [[int(sums[(r, c)][1]) if (r, c) in sums else 0 for c in columns] for r in rows]
-    return {"value": value, "rows": rows, "columns": columns, "cells": cells, "entries": entries}
-
-
-# -- summarisers ------------------------------------------------------------------
-def summarise_mask(path: Path) -> dict:
-    mask = Mask.load(path)
-    per_tensor = mask.per_tensor()
-    return {
-        "metadata": {key: value for key, value in mask.metadata.items()},
-        "totals": {
-            "selected": mask.selected,
-            "eligible": mask.eligible,
-            "density": mask.density,
-            "tensors": len(per_tensor),
-            "tensors_with_selection": sum(1 for selected, _ in per_tensor.values() if selected),
-        },
-        "per_tensor": {name: {"selected": s, "entries": n, "density": s / n} for name, (s, n) in per_tensor.items()},
-        "table": layer_table({name: (float(s), n) for name, (s, n) in per_tensor.items()}, "selected fraction"),
-    }
-
-
-def summarise_scores(path: Path) -> dict:
-    scores = Scores.load(path)
-    per_tensor = {name: (float(t.double().sum()), t.numel()) for name, t in scores.tensors.items()}
-    total = sum(s for s, _ in per_tensor.values())
-    maximum = max((float(t.max()) for t in scores.tensors.values() if t.numel()), default=0.0)
-    zeros = sum(int((t == 0).sum()) for t in scores.tensors.values())
-    return {
-        "metadata": dict(scores.metadata),
-        "totals": {
-            "eligible": scores.eligible,
-            "tensors": len(scores.tensors),
-            "mean": total / scores.eligible if scores.eligible else 0.0,
-            "max": maximum,
-            "zero_fraction": zeros / scores.eligible if scores.eligible else 0.0,
-        },
-        "per_tensor": {name: {"mean": s / n if n else 0.0, "entries": n} for name, (s, n) in per_tensor.items()},
-        "table": layer_table(per_tensor, "mean score"),
-    }
-
-
-def summarise_delta(path: Path) -> dict:
-    """Where a fine-tune changed the base: changed fraction per layer × module type, and the head."""
-    from ..formats.delta import Delta
-
-    delta = Delta.load(path)
-    per_tensor = delta.per_tensor()
-    eligible = sum(n for _, n in per_tensor.values())
-    size = path.stat().st_size
-    keep = ("base_model", "task", "max_length", "architecture", "top_p", "sparsetune_version")
-    return {
-        "metadata": {**{k: delta.metadata[k] for k in keep if k in delta.metadata}, "values": f"{delta.values_dtype} ({delta.values_kind})"},
-        "totals": {
-            "changed": delta.changed,
-            "eligible": eligible,
-            "density": delta.changed / eligible if eligible else 0.0,
-            "tensors_changed": len(delta.indices),
-            "head_tensors": len(delta.head),
-            "head_entries": delta.head_entries,
-            "bytes": size,
-            "bytes_per_changed_entry": size / delta.changed if delta.changed else 0.0,
-        },
-        "per_tensor": {name: {"changed": c, "entries": n, "density": c / n} for name, (c, n) in per_tensor.items()},
-        "head": {name: list(tensor.shape) for name, tensor in delta.head.items()},
-        "table": layer_table({name: (float(c), n) for name, (c, n) in per_tensor.items()}, "changed fraction"),
-    }
-
-
-register_kind("mask", summarise_mask)
-register_kind("scores", summarise_scores)
-register_kind("delta", summarise_delta)
-register_kind("log", summarise_log, plot=plot_log, detect=detect_log)  # a run's log.jsonl: loss + mask changes
+PLOTS = {"log": plot_log}  # kinds with a plot of their own; the others draw their table
 
 
 # -- the heatmap -------------------------------------------------------------------
