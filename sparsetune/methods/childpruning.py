@@ -32,7 +32,7 @@ from ..formats.mask import Mask
 from ..models import LoadedModel
 from .registry import register_method
 from .base import TrainingMethod
-from .projecting import ProjectingMethod
+from .projecting import ProjectingMethod, changed_support, check_projection_options, entries_entered
 
 
 
@@ -59,7 +59,7 @@ class ChildPruningMethod(ProjectingMethod):
 
     def prepare(self, loaded: LoadedModel) -> nn.Module:
         o = self.options
-        self.budget = projection.check_projection_options(o.p, o.project_every, o.scope, sum(p.numel() for p in self.eligible.values()))
+        self.budget = check_projection_options(o.p, o.project_every, o.scope, sum(p.numel() for p in self.eligible.values()))
         self.origins: dict[str, Origin] = {name: Origin(parameter) for name, parameter in self.eligible.items()}
         self.kept: Mask | None = None  # the last projection's support
         self._eval_mask: Mask | None = None  # Π of the current state, computed on first use
@@ -86,7 +86,7 @@ class ChildPruningMethod(ProjectingMethod):
     def current_projection(self) -> Mask:
         """Π's support for the current θ (cached until the next step or state load)."""
         if self._eval_mask is None:
-            self._eval_mask = projection.project(self._scores(), self.options.p, self.options.scope, self._metadata())
+            self._eval_mask = Mask.from_scores(self._scores(), self.options.p, self.options.scope, self._metadata())
         return self._eval_mask
 
     def trainable(self) -> dict[str, nn.Parameter]:
@@ -101,7 +101,7 @@ class ChildPruningMethod(ProjectingMethod):
         with torch.no_grad():
             for name, theta in self.parameters_.items():
                 theta.copy_(torch.where(mask.bool_tensor(name).to(theta.device), theta, self.origins[name].theta0))  # outside: θ0 bit for bit
-        entered = projection.entries_entered(mask, self.kept)
+        entered = entries_entered(mask, self.kept)
         self.kept = mask
         return {"projected": 1, "mask_changed": int(entered > 0), "mask_entered": entered}
 
@@ -114,7 +114,7 @@ class ChildPruningMethod(ProjectingMethod):
         model = projection.materialise(self.loaded.model, list(self.parameters_))
         exported = dict(model.named_parameters())
         before = {name: origin.theta0 for name, origin in self.origins.items()}
-        self._final = projection.changed_support({name: exported[name] for name in before}, before, kept.metadata)
+        self._final = changed_support({name: exported[name] for name in before}, before, kept.metadata)
         return model
 
     def final_mask(self) -> Mask | None:

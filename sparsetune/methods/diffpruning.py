@@ -41,10 +41,10 @@ from ..core import hard_concrete, projection
 from ..config import DEFAULT_SPARSITY
 from ..errors import UsageError
 from ..formats.mask import Mask
-from ..models import LoadedModel, display_name
+from ..models import LoadedModel
 from .registry import register_method
 from .childpruning import projection_summary
-from .projecting import ProjectingMethod
+from .projecting import ProjectingMethod, changed_support, check_projection_options, entries_entered
 
 DIFF, GATE = ".diff", ".gate"  # suffixes of the trainable tensors, after the pretrained tensor's name
 
@@ -87,7 +87,7 @@ class DiffPruningMethod(ProjectingMethod):
     def prepare(self, loaded: LoadedModel) -> nn.Module:
         o = self.options
         self.eligible_count = sum(p.numel() for p in self.eligible.values())
-        self.budget = projection.check_projection_options(o.p, o.project_every, o.scope, self.eligible_count)
+        self.budget = check_projection_options(o.p, o.project_every, o.scope, self.eligible_count)
         if not o.gate_scale > 0:
             raise UsageError(f"--method-option gate_scale must be positive, got {o.gate_scale}")
         self.kept: Mask | None = None
@@ -115,8 +115,7 @@ class DiffPruningMethod(ProjectingMethod):
         if self._eval_mask is None:
             with torch.no_grad():
                 scores = {name: gated.expected_diff().abs() for name, gated in self.gates.items()}  # each shaped like θ
-            metadata = {"model": display_name(self.loaded.source), "method": self.name, "project_every": self.options.project_every}
-            self._eval_mask = projection.project(scores, self.options.p, self.options.scope, metadata)
+            self._eval_mask = Mask.from_scores(scores, self.options.p, self.options.scope, self._metadata())
         return self._eval_mask
 
     def trainable(self) -> dict[str, nn.Parameter]:
@@ -148,7 +147,7 @@ class DiffPruningMethod(ProjectingMethod):
         with torch.no_grad():
             for name, gated in self.gates.items():
                 gated.diff.mul_(mask.bool_tensor(name).to(gated.diff.device))  # δ = 0 outside the kept set: θ0 there
-        entered = projection.entries_entered(mask, self.kept)
+        entered = entries_entered(mask, self.kept)
         self.kept = mask
         return {**info, "projected": 1, "mask_changed": int(entered > 0), "mask_entered": entered}
 
@@ -161,7 +160,7 @@ class DiffPruningMethod(ProjectingMethod):
         before = {name: parameter.detach().clone() for name, parameter in self.eligible.items()}  # θ0: export overwrites it
         model = projection.materialise(self.loaded.model, list(self.gates))
         exported = dict(model.named_parameters())
-        self._final = projection.changed_support({name: exported[name] for name in before}, before, kept.metadata)
+        self._final = changed_support({name: exported[name] for name in before}, before, kept.metadata)
         return model
 
     def final_mask(self) -> Mask | None:

@@ -1,20 +1,33 @@
-"""What the projection methods (diffpruning, childpruning) share: the kept set as state.
-
-Fu et al. 2023 (arXiv 2211.15583), §3: both alternate optimisation with a projection
-onto the p-sparse set around θ0. The support of the last projection decides which
-entries count as "entered" at the next one, so it is part of the resumable state.
+"""What the projection methods (diffpruning, childpruning) share: the kept set.
 
     sparsetune train --method childpruning -p 0.005 --project-every 100 --task cb -o out/
+
+The paper (§3) describes both as alternating optimisation with a projection onto the
+feasible set {θ : ‖θ − θ0‖₀ ≤ ⌊m·p⌋}: keep the ⌊m·p⌋ entries whose score (|θ − θ0|, or
+|ẑ·δ| for DiffPruning) is largest, put every other entry back to θ0. The top-k is the
+mask file's own (`Mask.from_scores`: global or per tensor, ties to the lower position), so
+the final mask of a run is an ordinary `mask.safetensors` that `train --mask` can reuse.
+The final mask is the support of the exported change (`changed_support`): the kept
+entries that actually moved, at most ⌊m·p⌋, so `OUT/mask.safetensors` and
+`sparsetune diff OUT` name the same entries.
+
+The support of the last projection decides which entries count as "entered" at the next
+one, so it is part of the resumable state (a checkpoint holds it as flat indices). The
+parametrization that shows dev evaluation and export the projected model is
+`core.projection`.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 import torch
 
-from ..core import projection
-from ..formats.mask import Mask
+from ..config import SCOPES
+from ..core.tensors import differs
+from ..errors import UsageError
+from ..formats.mask import Mask, check_fraction
 from ..models import display_name
 from .base import TrainingMethod
 
@@ -37,11 +50,64 @@ class ProjectingMethod(TrainingMethod):
     def state_dict(self) -> dict[str, torch.Tensor]:
         state = super().state_dict()
         if self.kept is not None:
-            state[MASK_STATE] = projection.mask_to_flat(self.kept)
+            state[MASK_STATE] = mask_to_flat(self.kept)
         return state
 
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
         super().load_state_dict(state)
         kept = state.get(MASK_STATE)
-        self.kept = None if kept is None else projection.mask_from_flat(kept, self._projected_shapes(), self._metadata())
+        self.kept = None if kept is None else mask_from_flat(kept, self._projected_shapes(), self._metadata())
         self._eval_mask = None
+
+
+# -- the kept set: choosing it, comparing it, checkpointing it -------------------
+def check_projection_options(p: float, project_every: int, scope: str, eligible: int) -> int:
+    """The budget k = ⌊m·p⌋ (per-tensor: summed), after checking the flags by name."""
+    check_fraction(p, "-p")
+    if isinstance(project_every, bool) or not isinstance(project_every, int) or project_every < 1:
+        raise UsageError(f"--project-every must be a positive number of steps, got {project_every!r}")
+    if scope not in SCOPES:
+        raise UsageError(f"--method-option scope must be one of {', '.join(SCOPES)}, got {scope!r}")
+    if math.floor(eligible * p) < 1:
+        raise UsageError(f"-p {p} keeps no entry of {eligible} eligible ones; pass a larger -p")
+    return math.floor(eligible * p)
+
+
+def entries_entered(new: Mask, old: Mask | None) -> int:
+    """How many kept entries of `new` were not kept in `old` (all of them if no `old`)."""
+    if old is None:
+        return new.selected
+    entered = 0
+    for name, index in new.indices.items():
+        before = old.indices.get(name)
+        entered += index.numel() if before is None else int((~torch.isin(index, before)).sum())
+    return entered
+
+
+def changed_support(
+    after: Mapping[str, torch.Tensor], before: Mapping[str, torch.Tensor], metadata: Mapping[str, object]
+) -> Mask:
+    """The entries where `after` differs from `before` bit for bit (as `sparsetune diff` sees it)."""
+    return Mask.from_bool({name: differs(after[name], old) for name, old in before.items()}, metadata)
+
+
+def mask_to_flat(mask: Mask) -> torch.Tensor:
+    """All kept positions as one int64 tensor over the eligible tensors in order (for checkpoints)."""
+    parts, offset = [], 0
+    for name, shape in mask.shapes.items():
+        if name in mask.indices:
+            parts.append(mask.indices[name] + offset)
+        offset += math.prod(shape)
+    return torch.cat(parts) if parts else torch.empty(0, dtype=torch.long)
+
+
+def mask_from_flat(flat: torch.Tensor, shapes: Mapping[str, tuple[int, ...]], metadata: Mapping[str, object]) -> Mask:
+    """Inverse of `mask_to_flat`."""
+    flat, indices, offset = flat.to(torch.long), {}, 0
+    for name, shape in shapes.items():
+        n = math.prod(shape)
+        lo, hi = torch.searchsorted(flat, torch.tensor([offset, offset + n]))
+        if hi > lo:
+            indices[name] = flat[lo:hi] - offset
+        offset += n
+    return Mask(indices, dict(shapes), dict(metadata))

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..config import DiffConfig
+from ..core.tensors import differs
 from ..errors import MismatchError, UsageError
 from ..formats.delta import VALUE_DTYPES, Delta, tensor_digest
 from ..formats.mask import Mask, check_fraction
@@ -86,12 +87,6 @@ def _new_names(model: nn.Module, info: dict) -> set[str]:
     return new | {name for name, *_ in info.get("mismatched_keys", ()) if name in params}
 
 
-def _bits(tensor: torch.Tensor) -> torch.Tensor:
-    """Same bytes reread as integers, so that == is bitwise (NaN == NaN, -0 != +0)."""
-    ints = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
-    return tensor.detach().contiguous().reshape(-1).view(ints[tensor.element_size()])
-
-
 # -- diff -----------------------------------------------------------------------
 def diff(config: DiffConfig, progress: ProgressCallback = no_progress) -> DiffResult:
     """The entries of a fine-tuned model that differ from its base, as a delta file.
@@ -147,7 +142,7 @@ def diff(config: DiffConfig, progress: ProgressCallback = no_progress) -> DiffRe
                 f"parameter {name!r} is {after.dtype}{list(after.shape)} in {run} but {before.dtype}{list(before.shape)} "
                 f"in the base {display_name(base)}; is it the right --base?"
             )
-        changed[name] = _bits(after) != _bits(before)
+        changed[name] = differs(after, before).reshape(-1)
 
     positions = {name: torch.nonzero(flags).flatten() for name, flags in changed.items()}
     if config.top_p is not None:

@@ -11,7 +11,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from sparsetune.core import hard_concrete, projection
+from sparsetune.core import hard_concrete
+from sparsetune.core.tensors import owner
+from sparsetune.methods import projecting
 from sparsetune.cli import app
 from sparsetune.formats.mask import Mask
 from sparsetune.stages.inspect import inspect_file
@@ -47,13 +49,13 @@ def test_hard_concrete_is_differentiable_in_log_alpha():
 def test_flat_round_trip_entries_entered_and_changed_support():
     shapes = {"a": (2, 3), "b": (4,)}
     mask = Mask({"a": torch.tensor([1, 5]), "b": torch.tensor([0])}, shapes, {"p": 0.3})
-    again = projection.mask_from_flat(projection.mask_to_flat(mask), shapes, {})
+    again = projecting.mask_from_flat(projecting.mask_to_flat(mask), shapes, {})
     assert {k: v.tolist() for k, v in again.indices.items()} == {"a": [1, 5], "b": [0]}
     moved = Mask({"a": torch.tensor([1, 2]), "b": torch.tensor([0])}, shapes, {})
-    assert projection.entries_entered(moved, mask) == 1 and projection.entries_entered(moved, None) == 3
+    assert projecting.entries_entered(moved, mask) == 1 and projecting.entries_entered(moved, None) == 3
     before = {"a": torch.zeros(2, 3), "b": torch.zeros(4)}
     after = {"a": torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, -0.0]]), "b": torch.zeros(4)}
-    support = projection.changed_support(after, before, {"p": 0.5})
+    support = projecting.changed_support(after, before, {"p": 0.5})
     assert {k: v.tolist() for k, v in support.indices.items()} == {"a": [1, 5]}  # -0.0 is a change, bit for bit
 
 
@@ -90,7 +92,7 @@ def test_projection_leaves_at_most_k_entries_moved_and_eval_mode_is_the_export(n
     model.eval()
     with torch.no_grad():
         evaluated = model(**{k_: v for k_, v in batch.items() if k_ != "labels"}).logits
-        effective = {n: getattr(*projection.owner(model, n)).detach().clone() for n in theta0}  # eval mode: projected
+        effective = {n: getattr(*owner(model, n)).detach().clone() for n in theta0}  # eval mode: projected
     moved = sum(int((effective[n] != theta0[n]).sum()) for n in theta0)
     assert 0 < moved <= k
     exported = method.export()
@@ -137,7 +139,7 @@ def test_diffpruning_penalty_closes_gates_and_state_holds_the_kept_mask(tiny_mod
     assert outside == 0 and state["projection/kept"].numel() == method.budget
     fresh, _ = _bound("diffpruning", tiny_model_dir, project_every=3)
     fresh.load_state_dict(state)
-    assert torch.equal(projection.mask_to_flat(fresh.kept), state["projection/kept"])
+    assert torch.equal(projecting.mask_to_flat(fresh.kept), state["projection/kept"])
 
 
 @pytest.mark.parametrize(
