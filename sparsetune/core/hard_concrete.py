@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import nn
 
 BETA = 2.0 / 3.0  # temperature
 GAMMA = -0.1  # stretch: lower end
@@ -45,3 +46,22 @@ def deterministic(log_alpha: torch.Tensor) -> torch.Tensor:
 def probability_nonzero(log_alpha: torch.Tensor) -> torch.Tensor:
     """P(z ≠ 0) per entry; its sum is the expected L0 norm of the gates."""
     return torch.sigmoid(log_alpha - BETA * math.log(-GAMMA / ZETA))
+
+
+class GatedDiff(nn.Module):
+    """θ0 + z ⊙ δ for one tensor; holds δ and the scaled logits (both shaped like θ0)."""
+
+    def __init__(self, original: torch.Tensor, init_log_alpha: float, gate_scale: float):
+        super().__init__()
+        self.gate_scale = gate_scale
+        self.diff = nn.Parameter(torch.zeros_like(original))  # δ, shaped like θ0
+        self.gate = nn.Parameter(torch.full_like(original, init_log_alpha / gate_scale))  # log α / gate_scale
+
+    def log_alpha(self) -> torch.Tensor:
+        return self.gate * self.gate_scale
+
+    def training_value(self, original: torch.Tensor) -> torch.Tensor:
+        return original + sample(self.log_alpha()) * self.diff  # a fresh z every forward
+
+    def expected_diff(self) -> torch.Tensor:
+        return deterministic(self.log_alpha()) * self.diff  # ẑ ⊙ δ

@@ -57,3 +57,11 @@ def materialise(model: nn.Module, names: list[str]) -> nn.Module:
         module, attribute = owner(model, name)
         parametrize.remove_parametrizations(module, attribute, leave_parametrized=True)
     return model
+
+
+class Origin(nn.Module):
+    """θ0 of one tensor, as a buffer: it follows the model across devices, is never trained."""
+
+    def __init__(self, parameter: torch.Tensor):
+        super().__init__()
+        self.register_buffer("theta0", parameter.detach().clone(), persistent=False)

@@ -23,14 +23,16 @@ from __future__ import annotations
 
 import dataclasses
 
-import torch
-from torch import nn
-from torch.nn import functional as F
+from typing import TYPE_CHECKING
 
 from ..errors import UsageError
-from ..models import LoadedModel
 from .registry import register_method
 from .structural import StructuralMethod, check_range
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..models import LoadedModel
 
 CONFIGS = {  # name -> (attention adapter too?, activation, LayerNorms train?)
     "houlsby": (True, "silu", True),
@@ -46,24 +48,6 @@ class AdapterOptions:
     reduction_factor: float = 0.0  # 0: 16, the `adapters` library's default for both configs
 
 
-class Bottleneck(nn.Module):
-    """a(h) = W_up f(W_down h); zero W_up, so a ≡ 0 at the start."""
-
-    def __init__(self, hidden: int, size: int, activation: str):
-        super().__init__()
-        self.down = nn.Linear(hidden, size)
-        self.up = nn.Linear(size, hidden)
-        self.activation = activation
-        with torch.no_grad():
-            nn.init.trunc_normal_(self.down.weight, std=1e-2, a=-2e-2, b=2e-2)
-            nn.init.zeros_(self.down.bias)
-            nn.init.zeros_(self.up.weight)
-            nn.init.zeros_(self.up.bias)
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:  # [batch, seq, hidden] -> same
-        return self.up(getattr(F, self.activation)(self.down(hidden)))
-
-
 def _sublayers(model: nn.Module) -> list[tuple[str, nn.Module, bool]]:
     """(name, module, is_attention) for every BERT-style output block: dense -> dropout -> LN(+x)."""
     found = []
@@ -72,20 +56,6 @@ def _sublayers(model: nn.Module) -> list[tuple[str, nn.Module, bool]]:
         if all(hasattr(module, attr) for attr in ("dense", "dropout", "LayerNorm")) and kind.endswith("Output"):
             found.append((name, module, kind.endswith("SelfOutput")))
     return found
-
-
-def _after_dropout(adapter: Bottleneck):
-    def hook(module, inputs, output):  # output d: [batch, seq, hidden]
-        return output + adapter(output)
-
-    return hook
-
-
-def _inside_layernorm(adapter: Bottleneck):
-    def hook(module, inputs, output):  # inputs[0] = d + x, output = LN(d + x)
-        return F.layer_norm(inputs[0] + adapter(output), module.normalized_shape, module.weight, module.bias, module.eps)
-
-    return hook
 
 
 def size_of(options: AdapterOptions, hidden: int) -> int:
@@ -106,6 +76,8 @@ class AdapterMethod(StructuralMethod):
     Options = AdapterOptions
 
     def prepare(self, loaded: LoadedModel) -> nn.Module:
+        from ..core.adapters import Bottleneck, after_dropout, inside_layernorm
+
         if self.options.adapter_config not in CONFIGS:
             raise UsageError(f"--adapter-config must be one of {', '.join(CONFIGS)}, got {self.options.adapter_config!r}")
         attention, activation, train_norms = CONFIGS[self.options.adapter_config]
@@ -120,9 +92,9 @@ class AdapterMethod(StructuralMethod):
             hidden = module.dense.out_features
             module.adapter = Bottleneck(hidden, size_of(self.options, hidden), activation)
             if attention:  # houlsby: d <- d + a(d) on both sub-layers
-                module.dropout.register_forward_hook(_after_dropout(module.adapter))
+                module.dropout.register_forward_hook(after_dropout(module.adapter))
             else:  # pfeiffer: LN(d + x + a(LN(d + x))) on the FFN
-                module.LayerNorm.register_forward_hook(_inside_layernorm(module.adapter))
+                module.LayerNorm.register_forward_hook(inside_layernorm(module.adapter))
             if train_norms:
                 module.LayerNorm.requires_grad_(True)
         for parameter in self.head.values():

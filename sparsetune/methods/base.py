@@ -32,14 +32,16 @@ checked against the method's `Options` dataclass.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, Mapping
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 from ..errors import UsageError
-from ..formats.mask import Mask
-from ..models import LoadedModel
+
+if TYPE_CHECKING:  # a method module imports no torch: the CLI reads the registry at start-up
+    import torch
+    from torch import nn
+
+    from ..formats.mask import Mask
+    from ..models import LoadedModel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +124,8 @@ class TrainingMethod:
         return {name: parameter.detach().clone() for name, parameter in self.trainable().items()}
 
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        import torch
+
         trainable = self.trainable()
         missing = sorted(set(trainable) - set(state))
         if missing:

@@ -6,11 +6,15 @@
 
 from __future__ import annotations
 
-from torch import nn
+from typing import TYPE_CHECKING
 
-from ..models import LoadedModel
-from .registry import register_method
 from .base import TrainingMethod
+from .registry import register_method
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..models import LoadedModel
 
 
 @register_method("full")

@@ -18,15 +18,18 @@ import copy
 import dataclasses
 import warnings
 from pathlib import Path
-from typing import Mapping
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Mapping
 
 from ..errors import UsageError
-from ..models import LoadedModel, portable_name
+from ..models import portable_name
 from .registry import register_method
 from .structural import StructuralMethod, check_range
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from ..models import LoadedModel
 
 DEFAULT_TARGETS = "query,key,value,attention.output.dense,intermediate.dense,output.dense"
 
@@ -95,6 +98,7 @@ class LoraMethod(StructuralMethod):
         return {name: tensor.detach().clone() for name, tensor in get_peft_model_state_dict(self.peft_model).items()}
 
     def load_own(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        import torch
         from peft import set_peft_model_state_dict
 
         self.check_own_names(tensors)

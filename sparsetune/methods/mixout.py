@@ -29,15 +29,17 @@ from __future__ import annotations
 
 import dataclasses
 
-import torch
-from torch import nn
-from torch.nn.utils import parametrize
+from typing import TYPE_CHECKING
 
 from ..errors import UsageError
-from ..models import LoadedModel
 from .registry import register_method
 from .base import TrainingMethod
 from .structural import check_range
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..models import LoadedModel
 
 ORIGINAL = ".parametrizations.weight.original"
 
@@ -50,23 +52,6 @@ class MixoutOptions:
     mixout_head: bool = False  # also mix the head's linear layers toward their start (the authors' code)
 
 
-class MixoutToTarget(nn.Module):
-    """W -> (M ⊙ W + (1 − M) ⊙ u − p·u) / (1 − p) while training; W at evaluation."""
-
-    def __init__(self, target: torch.Tensor, p: float, per_neuron: bool):
-        super().__init__()
-        self.register_buffer("target", target.detach().clone(), persistent=False)  # u: [out, in]
-        self.p, self.per_neuron = p, per_neuron
-
-    def forward(self, weight: torch.Tensor) -> torch.Tensor:  # [out, in] -> [out, in]
-        if not self.training or self.p == 0.0:
-            return weight
-        shape = weight.shape[-1:] if self.per_neuron else weight.shape  # [in] or [out, in]
-        keep = torch.empty(shape, dtype=weight.dtype, device=weight.device).bernoulli_(1.0 - self.p)
-        target = self.target
-        return (keep * weight + (1.0 - keep) * target - self.p * target) / (1.0 - self.p)
-
-
 @register_method("mixout")
 class MixoutMethod(TrainingMethod):
     """Full fine-tuning with every pretrained linear weight mixed toward its starting value."""
@@ -74,6 +59,11 @@ class MixoutMethod(TrainingMethod):
     Options = MixoutOptions
 
     def prepare(self, loaded: LoadedModel) -> nn.Module:
+        from torch import nn
+        from torch.nn.utils import parametrize
+
+        from ..core.mixout import MixoutToTarget
+
         options = self.options
         check_range(options.mixout_p, "--mixout-p", 0.0, 1.0)
         if options.mixout_unit not in ("neuron", "entry"):
@@ -95,6 +85,8 @@ class MixoutMethod(TrainingMethod):
         return {name.replace(ORIGINAL, ".weight"): p for name, p in self.loaded.model.named_parameters()}
 
     def export(self) -> nn.Module:
+        from torch.nn.utils import parametrize
+
         model = self.loaded.model
         for module in list(model.modules()):
             if parametrize.is_parametrized(module, "weight"):

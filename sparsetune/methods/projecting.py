@@ -20,25 +20,52 @@ parametrization that shows dev evaluation and export the projected model is
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Mapping
 
-import torch
-
-from ..config import SCOPES
-from ..core.tensors import differs
+from ..config import DEFAULT_SPARSITY, SCOPES
 from ..errors import UsageError
-from ..formats.mask import Mask, check_fraction
 from ..models import display_name
 from .base import TrainingMethod
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..formats.mask import Mask
 
 MASK_STATE = "projection/kept"  # checkpoint key of the current kept set (flat indices)
 
 
-class ProjectingMethod(TrainingMethod):
-    """A method whose `kept` mask (last projection) and cached eval projection are state."""
+@dataclass(frozen=True)
+class ProjectionOptions:
+    p: float = DEFAULT_SPARSITY  # fraction of eligible entries the result may change
+    project_every: int = 100  # optimizer steps between projections
+    scope: str = "global"  # global top-k (Theorem 3) or per tensor
 
+
+class ProjectingMethod(TrainingMethod):
+    """A method whose result is projected onto ⌊m·p⌋ entries around θ0.
+
+    A subclass scores the entries (`_scores`: each shaped like its tensor; the projection
+    keeps the largest) and projects in `after_step`; the kept set of the last projection
+    and the cached projection of the current state are state here.
+    """
+
+    Options = ProjectionOptions
     kept: Mask | None = None
     _eval_mask: Mask | None = None
+
+    def _begin(self) -> None:
+        """Check the options, set the budget k = ⌊m·p⌋; no projection yet."""
+        o = self.options
+        self.eligible_count = sum(p.numel() for p in self.eligible.values())
+        self.budget = check_projection_options(o.p, o.project_every, o.scope, self.eligible_count)
+        self.kept = None  # the last projection's support
+        self._eval_mask = None  # Π of the current state, computed on first use
+
+    def _scores(self) -> dict[str, torch.Tensor]:
+        """The score of every entry of every projected tensor (no gradient)."""
+        raise NotImplementedError
 
     def _projected_shapes(self) -> dict[str, tuple[int, ...]]:
         """Shape of every projected tensor, by name."""
@@ -46,6 +73,20 @@ class ProjectingMethod(TrainingMethod):
 
     def _metadata(self) -> dict[str, Any]:
         return {"model": display_name(self.loaded.source), "method": self.name, "project_every": self.options.project_every}
+
+    def current_projection(self) -> Mask:
+        """Π's support for the current state (cached until the next step or state load)."""
+        from ..formats.mask import Mask
+
+        if self._eval_mask is None:
+            self._eval_mask = Mask.from_scores(self._scores(), self.options.p, self.options.scope, self._metadata())
+        return self._eval_mask
+
+    def _keep(self, mask: Mask) -> dict[str, Any]:
+        """Make `mask` the kept set; the log fields of the projection that chose it."""
+        entered = entries_entered(mask, self.kept)
+        self.kept = mask
+        return {"projected": 1, "mask_changed": int(entered > 0), "mask_entered": entered}
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         state = super().state_dict()
@@ -59,10 +100,35 @@ class ProjectingMethod(TrainingMethod):
         self.kept = None if kept is None else mask_from_flat(kept, self._projected_shapes(), self._metadata())
         self._eval_mask = None
 
+    def final_mask(self) -> Mask | None:
+        """The entries the exported model changed (a subset of the last projection, ≤ ⌊m·p⌋)."""
+        return getattr(self, "_final", None)
+
+    def summary(self) -> dict[str, Any]:
+        """Counts for run.json: `pretrained_trainable`/`fraction` describe the result (at most
+        k = ⌊m·p⌋ entries differ from θ0); `optimised` is what AdamW updated while training."""
+        head = sum(p.numel() for p in self.head.values())
+        eligible = sum(p.numel() for p in self.eligible.values())
+        optimised = sum(p.numel() for p in self.trainable().values())
+        return {
+            "trainable": self.budget + head,
+            "head": head,
+            "head_tensors": self.head_tensors(),
+            "pretrained_trainable": self.budget,
+            "eligible": eligible,
+            "fraction": self.budget / eligible if eligible else 0.0,
+            "optimised": optimised,
+            "changed": final.selected if (final := self.final_mask()) is not None else None,
+            "p": self.options.p,
+            "project_every": self.options.project_every,
+        }
+
 
 # -- the kept set: choosing it, comparing it, checkpointing it -------------------
 def check_projection_options(p: float, project_every: int, scope: str, eligible: int) -> int:
     """The budget k = ⌊m·p⌋ (per-tensor: summed), after checking the flags by name."""
+    from ..formats.mask import check_fraction
+
     check_fraction(p, "-p")
     if isinstance(project_every, bool) or not isinstance(project_every, int) or project_every < 1:
         raise UsageError(f"--project-every must be a positive number of steps, got {project_every!r}")
@@ -75,6 +141,8 @@ def check_projection_options(p: float, project_every: int, scope: str, eligible:
 
 def entries_entered(new: Mask, old: Mask | None) -> int:
     """How many kept entries of `new` were not kept in `old` (all of them if no `old`)."""
+    import torch
+
     if old is None:
         return new.selected
     entered = 0
@@ -88,11 +156,16 @@ def changed_support(
     after: Mapping[str, torch.Tensor], before: Mapping[str, torch.Tensor], metadata: Mapping[str, object]
 ) -> Mask:
     """The entries where `after` differs from `before` bit for bit (as `sparsetune diff` sees it)."""
+    from ..core.tensors import differs
+    from ..formats.mask import Mask
+
     return Mask.from_bool({name: differs(after[name], old) for name, old in before.items()}, metadata)
 
 
 def mask_to_flat(mask: Mask) -> torch.Tensor:
     """All kept positions as one int64 tensor over the eligible tensors in order (for checkpoints)."""
+    import torch
+
     parts, offset = [], 0
     for name, shape in mask.shapes.items():
         if name in mask.indices:
@@ -103,6 +176,10 @@ def mask_to_flat(mask: Mask) -> torch.Tensor:
 
 def mask_from_flat(flat: torch.Tensor, shapes: Mapping[str, tuple[int, ...]], metadata: Mapping[str, object]) -> Mask:
     """Inverse of `mask_to_flat`."""
+    import torch
+
+    from ..formats.mask import Mask
+
     flat, indices, offset = flat.to(torch.long), {}, 0
     for name, shape in shapes.items():
         n = math.prod(shape)

@@ -21,15 +21,18 @@ kept to check the fast path against.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from torch import nn
-
-from ..core import sparse, sparse_delta
 from ..errors import MismatchError, UsageError
-from ..formats.mask import Mask
-from ..models import LoadedModel, is_pooler
-from .registry import register_method
+from ..models import is_pooler
 from .base import TrainingMethod
+from .registry import register_method
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..formats.mask import Mask
+    from ..models import LoadedModel
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,8 @@ class SparseMethod(TrainingMethod):
     Options = SparseOptions
 
     def prepare(self, loaded: LoadedModel) -> nn.Module:
+        from ..core import sparse, sparse_delta
+
         assert self.mask is not None
         check_mask_fits(self.mask, loaded)
         self.mask.validate_against(self.eligible)
@@ -62,6 +67,8 @@ class SparseMethod(TrainingMethod):
         return {**self.values, **self.head}
 
     def export(self) -> nn.Module:
+        from ..core import sparse
+
         return sparse.materialise(self.loaded.model)
 
 

@@ -21,15 +21,16 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 from ..errors import MismatchError, UsageError
 from ..models import LEGACY_POOLER, load_model
 from .base import TrainingMethod
 from .registry import METHODS, get_method
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 class StructuralMethod(TrainingMethod):

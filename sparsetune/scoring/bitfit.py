@@ -17,14 +17,16 @@ bias is not in the mask; with `--pooler eligible` it is. No data, no gradient pa
 
 from __future__ import annotations
 
-from typing import Mapping
-
-import torch
+from typing import TYPE_CHECKING, Mapping
 
 from ..errors import UsageError
-from ..formats.mask import Mask
-from .registry import register_scorer
 from .base import Scorer, ScoringContext
+from .registry import register_scorer
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..formats.mask import Mask
 
 
 def is_bias(name: str) -> bool:
@@ -39,6 +41,8 @@ class BitFitScorer(Scorer):
     fixed_selection = True
 
     def compute(self, context: ScoringContext) -> dict[str, torch.Tensor]:
+        import torch
+
         # 1 on biases, 0 elsewhere: saved scores say what was selected and why.
         return {
             name: torch.full(parameter.shape, 1.0 if is_bias(name) else 0.0, dtype=torch.float32)
@@ -53,6 +57,10 @@ class BitFitScorer(Scorer):
         metadata: Mapping[str, object] | None = None,
     ) -> Mask:
         """Every entry of every bias tensor; `p` in the metadata is the density that results."""
+        import torch
+
+        from ..formats.mask import Mask
+
         selected = {name: torch.full(value.shape, is_bias(name), dtype=torch.bool) for name, value in scores.items()}
         mask = Mask.from_bool(selected, metadata)
         if not mask.indices:

@@ -13,10 +13,13 @@ and no gradient pass.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
-from .registry import register_scorer
 from .base import Scorer, ScoringContext
+from .registry import register_scorer
+
+if TYPE_CHECKING:
+    import torch
 
 
 @register_scorer("random")
@@ -25,6 +28,8 @@ class RandomScorer(Scorer):
     needs_data = False
 
     def compute(self, context: ScoringContext) -> dict[str, torch.Tensor]:
+        import torch
+
         # One generator over the tensors in model order: the mask depends on the seed and
         # the shapes only, never on the values of θ0 or on the global RNG state.
         generator = torch.Generator().manual_seed(context.seed)

@@ -12,10 +12,13 @@ with dropout on; this is the quantity its Theorem 3 asks for.)
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
-from .registry import register_scorer
 from .base import Scorer, ScoringContext, eligible_gradients, gradient_steps
+from .registry import register_scorer
+
+if TYPE_CHECKING:
+    import torch
 
 
 @register_scorer("sam")

@@ -21,7 +21,7 @@ from sparsetune.formats.delta import Delta
 from sparsetune.formats.method_dir import has_method_dir
 from sparsetune.methods.structural import load_method_model
 from sparsetune.methods import get_method
-from sparsetune.methods.mixout import MixoutToTarget
+from sparsetune.core.mixout import MixoutToTarget
 from sparsetune.models import load_model, load_tokenizer
 from sparsetune.tasks import get_task
 from tests.unit.training_support import run
