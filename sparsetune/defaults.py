@@ -11,7 +11,7 @@ the learning-rate sweep:
   (experiments/lr_sweep.toml, results/lr_sweep/report.md) chose 1e-3 for `lora` and
   `adapter` (mean best dev 67.2 and 69.7 against 47.0 at 1e-4) and 1e-4 for `full`,
   `mixout`, `diffpruning`, `childpruning` and for `sparse` with a SAM mask, the tasks'
-  lr; METHOD_LR holds the exceptions. (Random, BitFit and magnitude masks preferred
+  lr; a method whose lr differs declares it (`TrainingMethod.default_lr`). (Random, BitFit and magnitude masks preferred
   1e-3, but `sparse` cannot tell masks apart: pass `--lr 1e-3` with them, as
   experiments/paper.toml does.)
 - cb: exactly the swept setting (4 epochs, max length 128; dev peaked at epoch 2 for
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
+from .methods import METHODS
 from .models import DEFAULT_MODEL_NAME
 
 
@@ -46,7 +47,6 @@ class Hyperparameters:
 
 PAPER_LR = 1e-4
 SPARSE_LR = 1e-4
-METHOD_LR = {"lora": 1e-3, "adapter": 1e-3}  # other methods: the task's lr
 GENERIC = Hyperparameters(epochs=10, lr=PAPER_LR, batch_size=16, max_length=128)
 
 MINILM: dict[str, Hyperparameters] = {
@@ -62,6 +62,7 @@ MINILM: dict[str, Hyperparameters] = {
 
 def defaults_for(task: str, model: str, method: str = "sparse") -> Hyperparameters:
     """Per-task defaults for the embedded MiniLM (`GENERIC` for any other model or task),
-    with the method's learning rate."""
+    with the method's learning rate where it declares one."""
     chosen = MINILM.get(task, GENERIC) if model == DEFAULT_MODEL_NAME else GENERIC
-    return replace(chosen, lr=METHOD_LR[method]) if method in METHOD_LR else chosen
+    lr = getattr(METHODS.get(method), "default_lr", None)
+    return chosen if lr is None else replace(chosen, lr=lr)

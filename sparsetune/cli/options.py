@@ -9,8 +9,9 @@ from typing import Literal, Optional
 import typer
 
 from ..config import DATA_DIR_ENV, EVAL_SPLITS, POOLER_POLICIES, SCOPES
-from ..registry import declared_names
+from ..methods import METHODS
 from ..runtime import DEVICES, PRECISIONS, TRACKERS
+from ..scoring import SCORERS
 
 ModelArg = typer.Argument(
     None,
@@ -35,8 +36,8 @@ def suggest(names: tuple[str, ...]):
 
 
 TASK_NAMES = task_names()
-METHOD_NAMES = declared_names("sparsetune.methods", "register_method")
-SCORER_NAMES = declared_names("sparsetune.scoring", "register_scorer")
+METHOD_NAMES = tuple(sorted(METHODS))  # the registries import no torch: reading them is cheap
+SCORER_NAMES = tuple(sorted(SCORERS))
 # Fixed choices as Literal types: typer turns them into click Choices (help lists them,
 # completions offer them, a wrong value is a usage error naming them).
 MethodName = Literal[METHOD_NAMES]

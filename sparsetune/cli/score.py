@@ -65,7 +65,7 @@ def score_command(
     p: Optional[float] = typer.Option(
         None, "-p", "--sparsity", help="Fraction p of the eligible entries to select, in (0, 1]. Default: 0.005 (bitfit: all biases; p is reported)."
     ),
-    method: ScorerName = typer.Option("sam", "--method", "-m", help="Scoring method: sam (the paper), fisher, random, magnitude or bitfit."),
+    method: ScorerName = typer.Option("sam", "--method", "-m", help="Scoring method (the registered scorers; sam is the paper's)."),
     examples: str = typer.Option("all", "--examples", help="Training examples to score on: a number (seeded subset) or all."),
     batch_size: int = typer.Option(16, "--batch-size", help="Examples per forward/backward."),
     max_length: int = typer.Option(128, "--max-length", help="Truncate inputs to this many tokens."),

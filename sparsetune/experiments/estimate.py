@@ -16,6 +16,7 @@ import torch
 from ..data import resolve_data_dir, split_file
 from ..defaults import defaults_for
 from ..models import display_name, load_model
+from ..scoring import SCORERS
 from ..tasks import get_task
 from .grid import RunSpec
 
@@ -57,7 +58,7 @@ def estimate_run(spec: RunSpec, rate: float) -> float | None:
         seen = min(seen, hyper["max_steps"] * hyper["batch_size"])
     epochs = max(1, math.ceil(seen / train_part))
     scoring = 0.0
-    if spec.method.score in ("sam", "fisher"):  # the mask producers that take a gradient pass
+    if getattr(SCORERS.get(spec.method.score), "needs_data", False):  # the mask producers that take a gradient pass
         examples = spec.method.score_flags.get("examples") or train_part
         scoring = min(examples, train_part) * spec.method.score_flags.get("max_length", 128) * choices
     evaluations = epochs * dev_part + test_rows

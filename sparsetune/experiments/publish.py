@@ -11,7 +11,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..formats.log import LOG_FILE
 from ..formats.run_record import RunRecord, is_run_dir
+from ..methods import METHODS
 from ..io import atomic_path
 from . import figures
 from .floors import majority_floor
@@ -19,7 +21,13 @@ from .report import FLOOR_ROW, Stability, TableOne, sparsity_sweep, stability_vs
 from .results import RunResult, read_results
 from .selection import Setting, choices_markdown, choose_on_dev
 
-PROJECTION_METHODS = ("diffpruning", "childpruning")
+FIGURE1_METHOD = "diffpruning"  # the paper's Figure 1 shows DiffPruning's loss
+
+
+def projection_methods() -> list[str]:
+    """The registered methods whose result is projected (`TrainingMethod.projects`), the
+    paper's Figure 1 method first."""
+    return sorted((name for name, cls in METHODS.items() if cls.projects), key=lambda name: name != FIGURE1_METHOD)
 
 
 @dataclass
@@ -36,11 +44,11 @@ def projection_log(results: list[RunResult]) -> tuple[str, Path] | None:
     """The log for Figure 1: of the projection-method runs (DiffPruning before
     ChildPruning), the one whose mask changed most often while training, so that a short
     run that only projected at its end does not hide a longer one that shows the jumps."""
-    for method in PROJECTION_METHODS:
+    for method in projection_methods():
         best: tuple[int, str, Path] | None = None
         for result in results:
             run_dir = Path(result.run_dir)
-            log = run_dir / "log.jsonl"
+            log = run_dir / LOG_FILE
             if is_run_dir(run_dir) and RunRecord.load(run_dir).method == method and log.is_file():
                 changes = len(figures.read_loss_log(log)[2])
                 if best is None or changes > best[0]:

@@ -26,7 +26,7 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from ..errors import UsageError
-from .registry import register_method
+from .registry import option, register_method
 from .structural import StructuralMethod, check_range
 
 if TYPE_CHECKING:
@@ -43,9 +43,11 @@ DEFAULT_REDUCTION = 16.0
 
 @dataclasses.dataclass(frozen=True)
 class AdapterOptions:
-    adapter_config: str = "houlsby"
-    adapter_size: int = 0  # 0: hidden / reduction factor
-    reduction_factor: float = 0.0  # 0: 16, the `adapters` library's default for both configs
+    adapter_config: str = option("houlsby", "houlsby (after attention and FFN) or pfeiffer (FFN)", "--adapter-config")
+    adapter_size: int = option(0, "bottleneck width (or give --reduction-factor)", "--adapter-size", shown="")  # 0: hidden / factor
+    reduction_factor: float = option(  # 0: 16, the `adapters` library's default for both configs
+        0.0, "hidden size / bottleneck width", "--reduction-factor", shown=f"{DEFAULT_REDUCTION:g}"
+    )
 
 
 def _sublayers(model: nn.Module) -> list[tuple[str, nn.Module, bool]]:
@@ -73,6 +75,8 @@ def size_of(options: AdapterOptions, hidden: int) -> int:
 class AdapterMethod(StructuralMethod):
     """Frozen backbone + bottleneck adapters (+ LayerNorms for houlsby) + the head (dense)."""
 
+    title = "Adapters"
+    default_lr = 1e-3  # chosen on dev (experiments/lr_sweep.toml, results/lr_sweep/report.md)
     Options = AdapterOptions
 
     def prepare(self, loaded: LoadedModel) -> nn.Module:

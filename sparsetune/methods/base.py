@@ -25,8 +25,9 @@ The loop calls, in order:
   final_mask()            the p-sparse support of the result (or None for dense methods);
   summary()               trainable-parameter counts for run.json.
 
-Method-specific settings arrive as `options` (`--method-option KEY=VALUE` on the CLI),
-checked against the method's `Options` dataclass.
+Method-specific settings arrive as `options` (`--method-option KEY=VALUE` on the CLI,
+or a flag the method declares), checked against the method's `Options` dataclass; what
+else a method declares is listed in `methods/registry.py`.
 """
 
 from __future__ import annotations
@@ -80,9 +81,12 @@ def _convert(raw: Any, kind: type, key: str) -> Any:
 class TrainingMethod:
     """Base class; a method overrides `prepare` and whatever else it changes."""
 
-    name: ClassVar[str] = ""
+    name: ClassVar[str] = ""  # set by @register_method
+    title: ClassVar[str] = ""  # how --help names it (its panel of flags); default: the name
+    default_lr: ClassVar[float | None] = None  # None: the task's learning rate (defaults.py)
+    projects: ClassVar[bool] = False  # the result is projected onto ⌊m·p⌋ entries (methods.projecting)
     needs_mask: ClassVar[bool] = False
-    Options: ClassVar[type] = NoOptions
+    Options: ClassVar[type] = NoOptions  # a frozen dataclass; fields from registry.option() have help and flags
 
     def __init__(self, mask: Mask | None = None, options: Mapping[str, Any] | None = None):
         if self.needs_mask and mask is None:

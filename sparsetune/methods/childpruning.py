@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 class ChildPruningMethod(ProjectingMethod):
     """Dense training of θ with periodic projection onto ‖θ − θ0‖₀ ≤ ⌊m·p⌋."""
 
+    title = "ChildPruning"
+
     def prepare(self, loaded: LoadedModel) -> nn.Module:
         from ..core.projection import Origin, ProjectedTensor, attach
 

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from .projecting import ProjectingMethod, ProjectionOptions, changed_support
-from .registry import register_method
+from .registry import option, register_method
 
 if TYPE_CHECKING:
     import torch
@@ -49,15 +49,16 @@ DIFF, GATE = ".diff", ".gate"  # suffixes of the trainable tensors, after the pr
 
 @dataclass(frozen=True)
 class DiffPruningOptions(ProjectionOptions):
-    l0_weight: float = 1.0  # weight of the expected fraction of open gates in the loss
-    init_log_alpha: float = 3.0  # gates start open: P(z ≠ 0) ≈ 0.96
-    gate_scale: float = 100.0  # effective learning rate of log α = gate_scale × lr
+    l0_weight: float = option(1.0, "weight of the expected fraction of open gates in the loss")
+    init_log_alpha: float = option(3.0, "initial gate logit log α (3: gates start open, P(z ≠ 0) ≈ 0.96)")
+    gate_scale: float = option(100.0, "the gate logits' learning rate is gate_scale × lr")
 
 
 @register_method("diffpruning")
 class DiffPruningMethod(ProjectingMethod):
     """Hard-concrete gated diff vector + L0 penalty, alternating with projection."""
 
+    title = "DiffPruning"
     Options = DiffPruningOptions
 
     def prepare(self, loaded: LoadedModel) -> nn.Module:

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 class FullMethod(TrainingMethod):
     """Every tensor trains; the reference point for speed, memory and accuracy."""
 
+    title = "Full"
+
     def prepare(self, loaded: LoadedModel) -> nn.Module:
         for parameter in loaded.model.parameters():
             parameter.requires_grad_(True)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Mapping
 
 from ..errors import UsageError
 from ..models import portable_name
-from .registry import register_method
+from .registry import option, register_method
 from .structural import StructuralMethod, check_range
 
 if TYPE_CHECKING:
@@ -36,10 +36,12 @@ DEFAULT_TARGETS = "query,key,value,attention.output.dense,intermediate.dense,out
 
 @dataclasses.dataclass(frozen=True)
 class LoraOptions:
-    lora_r: int = 16
-    lora_alpha: float = 16.0
-    lora_dropout: float = 0.0
-    lora_targets: str = DEFAULT_TARGETS  # comma-separated module-name suffixes (peft's target_modules)
+    lora_r: int = option(16, "rank r of each B·A", "--lora-r")
+    lora_alpha: float = option(16.0, "α; the update is scaled by α/r", "--lora-alpha")
+    lora_dropout: float = option(0.0, "dropout on the LoRA input", "--lora-dropout")
+    lora_targets: str = option(  # peft's target_modules
+        DEFAULT_TARGETS, "comma-separated module-name suffixes", "--lora-targets", shown="Q,K,V,attention out, FFN"
+    )
 
 
 def head_modules(head_names) -> list[str]:
@@ -70,6 +72,8 @@ def lora_config(options: LoraOptions, head: list[str]):
 class LoraMethod(StructuralMethod):
     """peft's LoRA on the targeted layers + the head; the backbone stays θ0."""
 
+    title = "LoRA"
+    default_lr = 1e-3  # chosen on dev (experiments/lr_sweep.toml, results/lr_sweep/report.md)
     Options = LoraOptions
     mergeable = True
 

@@ -32,7 +32,7 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from ..errors import UsageError
-from .registry import register_method
+from .registry import option, register_method
 from .base import TrainingMethod
 from .structural import check_range
 
@@ -46,16 +46,19 @@ ORIGINAL = ".parametrizations.weight.original"
 
 @dataclasses.dataclass(frozen=True)
 class MixoutOptions:
-    mixout_p: float = 0.9  # Lee et al.'s setting for BERT-large on GLUE, and their example's
-    mixout_unit: str = "neuron"  # neuron: one draw per input unit (authors' code); entry: per weight
-    mixout_keep_dropout: bool = False
-    mixout_head: bool = False  # also mix the head's linear layers toward their start (the authors' code)
+    mixout_p: float = option(  # Lee et al.'s setting for BERT-large on GLUE, and their example's
+        0.9, "probability of swapping a weight for its θ0 value", "--mixout-p"
+    )
+    mixout_unit: str = option("neuron", "neuron: one draw per input unit (the authors' code); entry: one per weight")
+    mixout_keep_dropout: bool = option(False, "keep the model's dropout (Mixout replaces it by default)")
+    mixout_head: bool = option(False, "also mix the head's linear layers toward their start (the authors' code)")
 
 
 @register_method("mixout")
 class MixoutMethod(TrainingMethod):
     """Full fine-tuning with every pretrained linear weight mixed toward its starting value."""
 
+    title = "Mixout"
     Options = MixoutOptions
 
     def prepare(self, loaded: LoadedModel) -> nn.Module:

@@ -27,6 +27,7 @@ from ..config import DEFAULT_SPARSITY, SCOPES
 from ..errors import UsageError
 from ..models import display_name
 from .base import TrainingMethod
+from .registry import option
 
 if TYPE_CHECKING:
     import torch
@@ -38,9 +39,9 @@ MASK_STATE = "projection/kept"  # checkpoint key of the current kept set (flat i
 
 @dataclass(frozen=True)
 class ProjectionOptions:
-    p: float = DEFAULT_SPARSITY  # fraction of eligible entries the result may change
-    project_every: int = 100  # optimizer steps between projections
-    scope: str = "global"  # global top-k (Theorem 3) or per tensor
+    p: float = option(DEFAULT_SPARSITY, "fraction of eligible entries the result may change", "-p", "--sparsity")
+    project_every: int = option(100, "optimizer steps between projections", "--project-every")
+    scope: str = option("global", "global: one top-k over all eligible entries (Theorem 3); per-tensor: ⌊n·p⌋ in each")
 
 
 class ProjectingMethod(TrainingMethod):
@@ -52,6 +53,7 @@ class ProjectingMethod(TrainingMethod):
     """
 
     Options = ProjectionOptions
+    projects = True
     kept: Mask | None = None
     _eval_mask: Mask | None = None
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from ..errors import MismatchError, UsageError
 from ..models import is_pooler
 from .base import TrainingMethod
-from .registry import register_method
+from .registry import option, register_method
 
 if TYPE_CHECKING:
     from torch import nn
@@ -37,13 +37,14 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class SparseOptions:
-    backward: str = "sparse"  # sparse: ∂L/∂values only (sparse_delta); reference: the parametrization
+    backward: str = option("sparse", "sparse: ∂L/∂values at the selected entries only; reference: the plain parametrization")
 
 
 @register_method("sparse")
 class SparseMethod(TrainingMethod):
     """Selected entries of eligible tensors + the head (dense: new tensors, and the BERT pooler by default)."""
 
+    title = "Sparse"
     needs_mask = True
     Options = SparseOptions
 

@@ -10,19 +10,10 @@ pick it up from `SCORERS`.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
+from ..registry import import_all
 from .base import Scorer, ScoringContext
 from .registry import SCORERS, get_scorer, register_scorer
 
-
-def _import_all() -> None:
-    for module in pkgutil.iter_modules(__path__):
-        if module.name not in ("base", "registry"):
-            importlib.import_module(f"{__name__}.{module.name}")
-
-
-_import_all()
+import_all(__name__, __path__)  # each module registers what it defines
 
 __all__ = ["SCORERS", "Scorer", "ScoringContext", "get_scorer", "register_scorer"]

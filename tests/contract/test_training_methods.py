@@ -32,7 +32,7 @@ METHOD_NAMES = sorted(METHODS)
 
 def _projects(name) -> bool:
     """Methods with a sparsity budget of their own (-p), projected every --project-every steps."""
-    return "p" in {field.name for field in dataclasses.fields(METHODS[name].Options)}
+    return METHODS[name].projects
 
 
 def _method_args(name, tmp_path, tiny_model_dir):
@@ -54,6 +54,28 @@ def _interrupt_at(step):
 
 def test_the_registry_has_the_core_methods():
     assert {"sparse", "full"} <= set(METHODS)
+
+
+@pytest.mark.parametrize("name", METHOD_NAMES)
+def test_method_declares_itself(name):
+    """What the CLI, the defaults and the report read from the class (methods/registry.py)."""
+    cls = METHODS[name]
+    assert cls.title and isinstance(cls.projects, bool) and (cls.default_lr is None or cls.default_lr > 0)
+    for setting in dataclasses.fields(cls.Options):
+        assert setting.metadata.get("help"), f"{name}: declare setting {setting.name!r} with methods.option(default, help)"
+    if cls.projects:
+        assert {"p", "project_every"} <= {setting.name for setting in dataclasses.fields(cls.Options)}
+
+
+def test_train_has_every_declared_flag():
+    from typer.testing import CliRunner
+
+    from sparsetune.cli import app
+    from sparsetune.methods import method_flags
+
+    shown = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "250"}).stdout
+    for flag in method_flags():  # raises if two methods declare one setting differently
+        assert all(name in shown for name in flag.flags) and flag.help in shown, flag
 
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
