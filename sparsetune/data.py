@@ -21,7 +21,7 @@ import torch
 from datasets import Dataset
 from torch.utils.data import DataLoader
 
-from .config import DATA_DIR_ENV
+from .config import DATA_DIR_ENV, DEFAULT_DEV_FRACTION, DEFAULT_SEED
 from .errors import DataError, UsageError
 from .tasks import Task
 
@@ -130,7 +130,7 @@ def split_train_dev(train: Dataset, dev_fraction: float, seed: int) -> tuple[Dat
     return parts["train"], parts["test"]
 
 
-def load_task_data(task: Task, data_dir=None, dev_fraction: float = 0.1, seed: int = 42) -> TaskData:
+def load_task_data(task: Task, data_dir=None, dev_fraction: float = DEFAULT_DEV_FRACTION, seed: int = DEFAULT_SEED) -> TaskData:
     train, dev = split_train_dev(load_split(task, "train", data_dir), dev_fraction, seed)
     return TaskData(train=train, dev=dev, test=load_split(task, "validation", data_dir))
 

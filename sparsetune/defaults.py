@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
+from .config import BATCH_SIZE, MAX_LENGTH
 from .methods import METHODS
 from .models import DEFAULT_MODEL_NAME
 
@@ -47,16 +48,16 @@ class Hyperparameters:
 
 PAPER_LR = 1e-4
 SPARSE_LR = 1e-4
-GENERIC = Hyperparameters(epochs=10, lr=PAPER_LR, batch_size=16, max_length=128)
+GENERIC = Hyperparameters(epochs=10, lr=PAPER_LR, batch_size=BATCH_SIZE, max_length=MAX_LENGTH)
 
 MINILM: dict[str, Hyperparameters] = {
-    "cola": Hyperparameters(epochs=3, lr=SPARSE_LR, batch_size=16, max_length=64),
-    "stsb": Hyperparameters(epochs=3, lr=SPARSE_LR, batch_size=16, max_length=128),
-    "mrpc": Hyperparameters(epochs=3, lr=SPARSE_LR, batch_size=16, max_length=128),
-    "rte": Hyperparameters(epochs=3, lr=SPARSE_LR, batch_size=16, max_length=256),
-    "cb": Hyperparameters(epochs=4, lr=SPARSE_LR, batch_size=16, max_length=128),
-    "copa": Hyperparameters(epochs=5, lr=SPARSE_LR, batch_size=16, max_length=64),
-    "wsc": Hyperparameters(epochs=5, lr=SPARSE_LR, batch_size=16, max_length=128),
+    "cola": Hyperparameters(epochs=3, lr=SPARSE_LR, batch_size=BATCH_SIZE, max_length=64),
+    "stsb": Hyperparameters(epochs=3, lr=SPARSE_LR, batch_size=BATCH_SIZE, max_length=128),
+    "mrpc": Hyperparameters(epochs=3, lr=SPARSE_LR, batch_size=BATCH_SIZE, max_length=128),
+    "rte": Hyperparameters(epochs=3, lr=SPARSE_LR, batch_size=BATCH_SIZE, max_length=256),
+    "cb": Hyperparameters(epochs=4, lr=SPARSE_LR, batch_size=BATCH_SIZE, max_length=128),
+    "copa": Hyperparameters(epochs=5, lr=SPARSE_LR, batch_size=BATCH_SIZE, max_length=64),
+    "wsc": Hyperparameters(epochs=5, lr=SPARSE_LR, batch_size=BATCH_SIZE, max_length=128),
 }
 
 

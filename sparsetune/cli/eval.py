@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from ..config import EvalConfig
+from ..config import EVAL_BATCH_SIZE, MAX_LENGTH, EvalConfig
 from ..runtime import is_main_process
 from .app import app, out
 from .options import DataDirOption, DeviceOption, JsonOption, OptionalStr, Precision, QuietOption, Split, SplitOption
@@ -27,8 +27,8 @@ def eval_command(
     task: OptionalStr = typer.Option(None, "--task", "-t", help="Task of a plain model dir (a run dir knows its own)."),
     split: Split = SplitOption,
     data_dir: OptionalStr = DataDirOption,
-    batch_size: int = typer.Option(64, "--batch-size", help="Examples per forward pass."),
-    max_length: OptionalInt = typer.Option(None, "--max-length", help="Truncate inputs. Default: the run's, else 128."),
+    batch_size: int = typer.Option(EVAL_BATCH_SIZE, "--batch-size", help="Examples per forward pass."),
+    max_length: OptionalInt = typer.Option(None, "--max-length", help=f"Truncate inputs. Default: the run's, else {MAX_LENGTH}."),
     device: str = DeviceOption,
     precision: Optional[Precision] = typer.Option(
         None, "--precision", rich_help_panel="Runtime", help="fp32, bf16 or fp16 (CUDA) autocast. Default: the run's training precision, else fp32."

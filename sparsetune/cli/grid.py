@@ -13,6 +13,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from ..config import DEFAULT_SPARSITY
 from ..errors import TrainingError
 from .app import app, console, out
 from .options import DataDirOption, JsonOption, OptionalStr, QuietOption
@@ -91,7 +92,7 @@ def grid_command(
 def report_command(
     results: Path = typer.Argument(..., help="Results file written by `sparsetune grid`."),
     output: Path = typer.Option(Path("report"), "--output", "-o", help="Folder for report.md and the figure PNGs."),
-    p: Optional[float] = typer.Option(0.005, "-p", help="The p of the sparse methods shown in Table 1."),
+    p: Optional[float] = typer.Option(DEFAULT_SPARSITY, "-p", help="The p of the sparse methods shown in Table 1."),
     sweep_method: str = typer.Option("SAM", "--sweep-method", help="Method label whose p sweep is Figure 3."),
     data_dir: OptionalStr = DataDirOption,
     quiet: bool = QuietOption,

@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from ..config import MaskConfig
+from ..config import MASK_FILE, MaskConfig
 from .app import app, out
 from .options import ForceOption, JsonOption, QuietOption, Scope, SparsityOption
 from .render import print_json
@@ -22,7 +22,7 @@ from .render import print_json
 def mask_command(
     scores: str = typer.Argument(..., help="A scores file written by `sparsetune score --save-scores`."),
     p: float = SparsityOption,
-    output: str = typer.Option("mask.safetensors", "--output", "-o", help="Where to write the mask."),
+    output: str = typer.Option(MASK_FILE, "--output", "-o", help="Where to write the mask."),
     scope: Optional[Scope] = typer.Option(
         None, "--scope", help="global or per-tensor. Default: the scope recorded in the scores file, else global."
     ),

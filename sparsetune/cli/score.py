@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from ..config import ScoreConfig
+from ..config import BATCH_SIZE, DEFAULT_POOLER, DEFAULT_SPARSITY, MASK_FILE, MAX_LENGTH, ScoreConfig
 from ..errors import UsageError
 from ..runtime import is_main_process
 from .app import app, out
@@ -63,18 +63,18 @@ def score_command(
     model: OptionalStr = ModelArg,
     task: OptionalStr = TaskOption,
     p: Optional[float] = typer.Option(
-        None, "-p", "--sparsity", help="Fraction p of the eligible entries to select, in (0, 1]. Default: 0.005 (bitfit: all biases; p is reported)."
+        None, "-p", "--sparsity", help=f"Fraction p of the eligible entries to select, in (0, 1]. Default: {DEFAULT_SPARSITY} (bitfit: all biases; p is reported)."
     ),
     method: ScorerName = typer.Option("sam", "--method", "-m", help="Scoring method (the registered scorers; sam is the paper's)."),
     examples: str = typer.Option("all", "--examples", help="Training examples to score on: a number (seeded subset) or all."),
-    batch_size: int = typer.Option(16, "--batch-size", help="Examples per forward/backward."),
-    max_length: int = typer.Option(128, "--max-length", help="Truncate inputs to this many tokens."),
+    batch_size: int = typer.Option(BATCH_SIZE, "--batch-size", help="Examples per forward/backward."),
+    max_length: int = typer.Option(MAX_LENGTH, "--max-length", help="Truncate inputs to this many tokens."),
     scope: Scope = ScopeOption,
     seed: int = SeedOption,
     data_dir: OptionalStr = DataDirOption,
-    output: str = typer.Option("mask.safetensors", "--output", "-o", help="Where to write the mask."),
+    output: str = typer.Option(MASK_FILE, "--output", "-o", help="Where to write the mask."),
     save_scores: OptionalStr = typer.Option(None, "--save-scores", help="Also write the raw scores here (for `sparsetune mask`)."),
-    pooler: PoolerPolicy = typer.Option("head", "--pooler", help=POOLER_HELP),
+    pooler: PoolerPolicy = typer.Option(DEFAULT_POOLER, "--pooler", help=POOLER_HELP),
     revision: OptionalStr = RevisionOption,
     device: str = DeviceOption,
     precision: Precision = PrecisionOption,

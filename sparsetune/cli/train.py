@@ -16,7 +16,8 @@ from typing import Any, Callable, List, Optional
 
 import typer
 
-from ..config import TrainConfig
+from ..config import DEFAULT_SEED, TrainConfig
+from ..defaults import Hyperparameters
 from ..errors import UsageError
 from ..methods import MethodFlag, method_flags
 from ..runtime import is_main_process
@@ -110,9 +111,9 @@ def train_command(
     lr: OptionalFloat = typer.Option(None, "--lr", help="Peak learning rate of AdamW. Default: per task and method (README)."),
     batch_size: OptionalInt = typer.Option(None, "--batch-size", help="Examples per step. Default: per task."),
     max_length: OptionalInt = typer.Option(None, "--max-length", help="Truncate inputs to this many tokens. Default: per task."),
-    warmup_ratio: OptionalFloat = typer.Option(None, "--warmup-ratio", help="Fraction of steps of linear warm-up. Default: 0.1."),
-    weight_decay: OptionalFloat = typer.Option(None, "--weight-decay", help="AdamW weight decay (trainable entries only). Default: 0.01."),
-    seed: OptionalInt = typer.Option(None, "--seed", help="Seed for head initialisation, data order and dropout. Default: 42."),
+    warmup_ratio: OptionalFloat = typer.Option(None, "--warmup-ratio", help=f"Fraction of steps of linear warm-up. Default: {Hyperparameters.warmup_ratio}."),
+    weight_decay: OptionalFloat = typer.Option(None, "--weight-decay", help=f"AdamW weight decay (trainable entries only). Default: {Hyperparameters.weight_decay}."),
+    seed: OptionalInt = typer.Option(None, "--seed", help=f"Seed for head initialisation, data order and dropout. Default: {DEFAULT_SEED}."),
     eval_every: OptionalInt = typer.Option(None, "--eval-every", help="Evaluate on the dev part every N steps (and at each epoch end)."),
     method_option: List[str] = typer.Option([], "--method-option", "-O", rich_help_panel="Method options: Any method", help="A method setting KEY=VALUE (repeatable)."),
     # here: one option per flag a method declares (`with_method_flags`)

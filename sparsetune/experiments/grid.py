@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import POOLER_POLICIES
+from ..config import DEFAULT_SPARSITY, POOLER_POLICIES
 from ..errors import UsageError
 
 if sys.version_info >= (3, 11):
@@ -75,7 +75,7 @@ class GridConfig:
     data_dir: str | None = None
     train_flags: dict[str, Any] = field(default_factory=dict)
     score_flags: dict[str, Any] = field(default_factory=dict)
-    table_p: float = 0.005
+    table_p: float = DEFAULT_SPARSITY
     launcher: str | None = None  # e.g. "torchrun --nproc_per_node 2": each run as N processes
     pooler: str | None = None  # --pooler for every score and train; None: their default (head)
 
@@ -184,7 +184,7 @@ def load_grid(path: str | Path) -> GridConfig:
         data_dir=raw.get("data_dir"),
         train_flags=dict(raw.get("train", {})),
         score_flags=dict(raw.get("score", {})),
-        table_p=float(raw.get("table_p", 0.005)),
+        table_p=float(raw.get("table_p", DEFAULT_SPARSITY)),
         launcher=_launcher(raw.get("launcher"), str(path)),
         pooler=pooler,
     )

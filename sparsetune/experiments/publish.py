@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config import DEFAULT_SPARSITY
 from ..formats.log import LOG_FILE
 from ..formats.run_record import RunRecord, is_run_dir
 from ..methods import METHODS
@@ -95,7 +96,7 @@ def _markdown(source: str, table: TableOne, stability: Stability, sweep, choices
     return "\n".join(lines)
 
 
-def write_report(results_path: str | os.PathLike, output_dir: str | os.PathLike, p: float | None = 0.005,
+def write_report(results_path: str | os.PathLike, output_dir: str | os.PathLike, p: float | None = DEFAULT_SPARSITY,
                  sweep_method: str = "SAM", data_dir: str | os.PathLike | None = None) -> Report:
     """Compute everything from the results file and write report.md and figure PNGs.
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.stats import rankdata, spearmanr
 
+from ..config import DEFAULT_SPARSITY
 from .results import RunResult
 
 PAPER_TASK_ORDER = ("cola", "stsb", "mrpc", "rte", "cb", "copa", "wsc")
@@ -78,7 +79,7 @@ class TableOne:
         return "\n".join(lines) + "\n"
 
 
-def table_one(results: list[RunResult], p: float | None = 0.005, methods: list[str] | None = None) -> TableOne:
+def table_one(results: list[RunResult], p: float | None = DEFAULT_SPARSITY, methods: list[str] | None = None) -> TableOne:
     """Mean ± std of the test score ×100 per (method, task), an Avg column, per-column ranks."""
     chosen = [result for result in results if in_table(result, p)]
     methods = methods or list(dict.fromkeys(result.method for result in chosen))

@@ -26,7 +26,7 @@ from typing import Mapping
 
 import torch
 
-from ..config import SCOPES
+from ..config import DEFAULT_SCOPE, check_scope
 from ..errors import FileFormatError, MismatchError, UsageError
 from ..core.topk import top_k_many
 from .common import expect_kind, json_field, layer_table, load_tensors, safetensors_format, save_tensors
@@ -34,7 +34,6 @@ from .common import expect_kind, json_field, layer_table, load_tensors, safetens
 KIND = "mask"
 FORMAT = "sparsetune.mask"
 VERSION = "1"
-MASK_FILE = "mask.safetensors"  # the default name, and a run's copy in OUT/
 # Metadata values stored as JSON (numbers, the shapes table); all others are plain strings.
 TYPED_FIELDS = frozenset(
     {"p", "examples", "seed", "selected", "eligible", "shapes", "max_length", "batch_size", "dev_fraction", "head"}
@@ -66,14 +65,13 @@ class Mask:
         cls,
         scores: Mapping[str, torch.Tensor],
         p: float,
-        scope: str = "global",
+        scope: str = DEFAULT_SCOPE,
         metadata: Mapping[str, object] | None = None,
     ) -> "Mask":
         """Keep the top ⌊m·p⌋ entries over all tensors (`global`, Theorem 3) or
         ⌊n_t·p⌋ in each tensor (`per-tensor`, the paper's released code)."""
         p = check_fraction(p)
-        if scope not in SCOPES:
-            raise UsageError(f"--scope must be one of {', '.join(SCOPES)}, got {scope!r}")
+        check_scope(scope)
         shapes = {name: tuple(value.shape) for name, value in scores.items()}
         indices: dict[str, torch.Tensor] = {}
         if scope == "global":

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import DEFAULT_SEED
 from ..errors import FileFormatError, UsageError
 from ..io import atomic_path, write_json
 from ..models import DEFAULT_MODEL_HUB_ID, DEFAULT_MODEL_NAME
@@ -34,7 +35,7 @@ class RunRecord:
     task: str
     method: str
     hyperparameters: dict[str, Any] = field(default_factory=dict)
-    seed: int = 42
+    seed: int = DEFAULT_SEED
     mask_sha256: str | None = None
     trainable_parameters: dict[str, Any] = field(default_factory=dict)
     best: dict[str, Any] = field(default_factory=dict)

@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
-from ..config import DEFAULT_SPARSITY, SCOPES
+from ..config import DEFAULT_SCOPE, DEFAULT_SPARSITY, check_scope
 from ..errors import UsageError
 from ..models import display_name
 from .base import TrainingMethod
@@ -41,7 +41,7 @@ MASK_STATE = "projection/kept"  # checkpoint key of the current kept set (flat i
 class ProjectionOptions:
     p: float = option(DEFAULT_SPARSITY, "fraction of eligible entries the result may change", "-p", "--sparsity")
     project_every: int = option(100, "optimizer steps between projections", "--project-every")
-    scope: str = option("global", "global: one top-k over all eligible entries (Theorem 3); per-tensor: ⌊n·p⌋ in each")
+    scope: str = option(DEFAULT_SCOPE, "global: one top-k over all eligible entries (Theorem 3); per-tensor: ⌊n·p⌋ in each")
 
 
 class ProjectingMethod(TrainingMethod):
@@ -134,8 +134,7 @@ def check_projection_options(p: float, project_every: int, scope: str, eligible:
     check_fraction(p, "-p")
     if isinstance(project_every, bool) or not isinstance(project_every, int) or project_every < 1:
         raise UsageError(f"--project-every must be a positive number of steps, got {project_every!r}")
-    if scope not in SCOPES:
-        raise UsageError(f"--method-option scope must be one of {', '.join(SCOPES)}, got {scope!r}")
+    check_scope(scope, "--method-option scope")
     if math.floor(eligible * p) < 1:
         raise UsageError(f"-p {p} keeps no entry of {eligible} eligible ones; pass a larger -p")
     return math.floor(eligible * p)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import EVAL_SPLITS, EvalConfig
+from ..config import DEFAULT_DEV_FRACTION, DEFAULT_SEED, EVAL_SPLITS, MAX_LENGTH, EvalConfig
 from ..data import load_split, load_task_data, make_loader
 from ..errors import UsageError
 from ..formats.run_record import RunRecord, is_run_dir
@@ -27,7 +27,6 @@ from ..runtime import DEFAULT_PRECISION, Runtime, check_device, check_precision,
 from ..tasks import Task, get_task
 
 SPLITS = EVAL_SPLITS
-DEFAULT_MAX_LENGTH = 128
 
 
 @torch.no_grad()
@@ -134,10 +133,10 @@ def evaluate(config: EvalConfig, progress: ProgressCallback = no_progress) -> di
     if record is not None and config.task and task.name != get_task(record.task).name:
         raise UsageError(f"--task {config.task}: {target} was trained for {record.task}; drop --task")
     hyper = record.hyperparameters if record else {}
-    max_length = config.max_length or hyper.get("max_length") or DEFAULT_MAX_LENGTH
+    max_length = config.max_length or hyper.get("max_length") or MAX_LENGTH
     precision = config.precision or hyper.get("precision") or DEFAULT_PRECISION  # evaluate as trained
     rt = runtime(config.device, precision)
-    dataset = _split_data(task, config.split, config.data_dir, hyper.get("dev_fraction", 0.1), hyper.get("split_seed", 42))
+    dataset = _split_data(task, config.split, config.data_dir, hyper.get("dev_fraction", DEFAULT_DEV_FRACTION), hyper.get("split_seed", DEFAULT_SEED))
     _check_head(target, task)
     if has_method_dir(target):  # LoRA, adapters: base + the method's own weights, as trained
         model = load_method_model(target, task)

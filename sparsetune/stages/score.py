@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
-from ..config import DEFAULT_SPARSITY, MaskConfig, ScoreConfig
+from ..config import DEFAULT_SCOPE, DEFAULT_SPARSITY, MaskConfig, ScoreConfig, check_scope
 from ..data import global_batches, load_task_data, make_loader
 from ..errors import UsageError
-from ..formats.mask import SCOPES, Mask, check_fraction
+from ..formats.mask import Mask, check_fraction
 from ..formats.scores import Scores
 from ..io import refuse_to_overwrite
 from ..models import check_pooler, display_name, head_metadata, load_model, load_tokenizer, module_type
@@ -95,8 +95,7 @@ def _check(config: ScoreConfig) -> None:
     check_device(config.device)
     check_precision(config.precision)
     check_pooler(config.pooler)
-    if config.scope not in SCOPES:
-        raise UsageError(f"--scope must be one of {', '.join(SCOPES)}, got {config.scope!r}")
+    check_scope(config.scope)
     if config.examples is not None and config.examples < 1:
         raise UsageError(f"--examples must be a positive number or 'all', got {config.examples}")
     if config.batch_size < 1:
@@ -214,13 +213,13 @@ def _loss_scale(precision: str, examples: int, batch_size: int) -> float:
 def rethreshold(config: MaskConfig) -> Mask:
     """A mask at `config.p` from a saved scores file: no model, no data, no gradients."""
     check_fraction(config.p)
-    if config.scope is not None and config.scope not in SCOPES:
-        raise UsageError(f"--scope must be one of {', '.join(SCOPES)}, got {config.scope!r}")
+    if config.scope is not None:
+        check_scope(config.scope)
     if config.output:
         refuse_to_overwrite(config.output, config.force)
     saved = Scores.load(config.scores)
     metadata = {key: value for key, value in saved.metadata.items() if key != "sparsetune_version"}
-    scope = config.scope or str(metadata.get("scope", "global"))
+    scope = config.scope or str(metadata.get("scope", DEFAULT_SCOPE))
     method = str(metadata.get("method", ""))
     scorer = SCORERS[method]() if method in SCORERS else None
     select = scorer.select if scorer is not None else Mask.from_scores

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..._version import __version__
-from ...formats.mask import MASK_FILE
+from ...config import MASK_FILE
 from ...formats.run_record import RunRecord
 from ...io import atomic_path, normal_modes
 from ...models import head_metadata

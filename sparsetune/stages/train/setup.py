@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...config import TrainConfig
+from ...config import DEFAULT_DEV_FRACTION, DEFAULT_SEED, MASK_FILE, TrainConfig
 from ...data import TaskData, load_task_data
 from ...defaults import defaults_for
 from ...errors import OutputExistsError, UsageError
 from ...formats.checkpoint import has_checkpoint, load_checkpoint
-from ...formats.mask import MASK_FILE, Mask
+from ...formats.mask import Mask
 from ...methods import get_method
 from ...methods.base import TrainingMethod
 from ...models import (
@@ -118,9 +118,9 @@ def _resolve(requested: dict[str, Any]) -> dict[str, Any]:
     task = get_task(requested["task"])
     defaults = defaults_for(task.name, requested["model"], requested["method"]).as_dict()
     hyper = {key: (defaults[key] if value is None and key in defaults else value) for key, value in requested.items()}
-    hyper["seed"] = 42 if hyper["seed"] is None else hyper["seed"]
+    hyper["seed"] = DEFAULT_SEED if hyper["seed"] is None else hyper["seed"]
     hyper["precision"] = check_precision(hyper["precision"] or DEFAULT_PRECISION)
-    hyper["dev_fraction"] = hyper["dev_fraction"] or 0.1
+    hyper["dev_fraction"] = hyper["dev_fraction"] or DEFAULT_DEV_FRACTION
     hyper["split_seed"] = hyper["seed"] if hyper["split_seed"] is None else hyper["split_seed"]
     for key in ("epochs", "batch_size", "max_length"):
         if int(hyper[key]) < 1:
