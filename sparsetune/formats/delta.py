@@ -37,11 +37,12 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 import torch
 from safetensors.torch import save as safetensors_bytes
 
-from ..errors import FileFormatError
+from ..errors import FileFormatError, MismatchError
 from ..io import atomic_path, refuse_to_overwrite
 from .common import _canonical_header, expect_kind, json_field, layer_table, load_tensors, safetensors_format
 
@@ -99,6 +100,22 @@ class Delta:
     @property
     def head_entries(self) -> int:
         return sum(int(tensor.numel()) for tensor in self.head.values())
+
+    @property
+    def fingerprint(self) -> dict[str, str]:
+        """`tensor_digest` of every base tensor the delta was made against, by name."""
+        return dict(self.metadata.get("fingerprint") or {})
+
+    def check_base(self, source: str, digests: Mapping[str, str]) -> None:
+        """Refuse a base that is not the one this delta was made from: `digests` holds
+        `tensor_digest` of the base's tensors; the first fingerprinted tensor that differs (or
+        that the base lacks) is named."""
+        for name, expected in self.fingerprint.items():
+            if digests.get(name) != expected:
+                raise MismatchError(
+                    f"{source} was made for base {self.metadata.get('base_model', '?')}, but tensor {name!r} of this base "
+                    "differs from it; pass the right --base (or --force to apply anyway)"
+                )
 
     def per_tensor(self) -> dict[str, tuple[int, int]]:
         """name -> (changed, numel) for every pretrained tensor, touched or not."""

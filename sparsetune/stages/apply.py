@@ -66,14 +66,8 @@ def _check(model_params: dict[str, torch.Tensor], named: list[tuple[str, Delta]]
                     f"{source} changes entries of {name!r}, which {dense[name]} carries dense as task head: they were "
                     "made with different --pooler; diff the runs again with the same --pooler"
                 )
-        if force:
-            continue
-        for name, expected in dict(delta.metadata.get("fingerprint", {})).items():
-            if name in model_params and tensor_digest(model_params[name]) != expected:
-                raise MismatchError(
-                    f"{source} was made for base {delta.metadata.get('base_model', '?')}, but tensor {name!r} of this base "
-                    "differs from it; pass the right --base (or --force to apply anyway)"
-                )
+        if not force:
+            delta.check_base(source, {name: tensor_digest(model_params[name]) for name in delta.fingerprint if name in model_params})
 
 
 def _target(delta: Delta, name: str, base: torch.Tensor) -> torch.Tensor:

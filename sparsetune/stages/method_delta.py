@@ -98,12 +98,7 @@ def apply_method(
     method, fingerprint = build(name, options, base, get_task(task), delta.head, fingerprint=True, pooler=pooler)
     progress("load", 1, 1)
     if not config.force:
-        for tensor, expected in dict(delta.metadata.get("fingerprint") or {}).items():
-            if fingerprint.get(tensor) != expected:
-                raise MismatchError(
-                    f"{source} was made for base {delta.metadata.get('base_model', '?')}, but tensor {tensor!r} of this base "
-                    "differs from it; pass the right --base (or --force to apply anyway)"
-                )
+        delta.check_base(source, fingerprint)
     model = method.merged() if config.merge else method.export()
     with atomic_path(config.output) as tmp:
         model.save_pretrained(tmp)
