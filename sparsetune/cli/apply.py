@@ -12,15 +12,14 @@ from typing import List
 import typer
 
 from ..config import ApplyConfig
-from .app import app, console
+from .app import console
 from .options import JsonOption, OptionalStr, QuietOption
 from .render import print_json, progress_bar
 
 
-@app.command(
-    "apply",
-    epilog="Example: sparsetune apply delta.safetensors -o applied/   |   compose: sparsetune apply a.safetensors b.safetensors -o both/",
-)
+EPILOG = "Example: sparsetune apply delta.safetensors -o applied/   |   compose: sparsetune apply a.safetensors b.safetensors -o both/"
+
+
 def apply_command(
     deltas: List[Path] = typer.Argument(..., help="One or more delta files (sparsetune diff); several compose."),
     output: Path = typer.Option(..., "--output", "-o", help="Model dir to write (config, tokenizer, model.safetensors)."),

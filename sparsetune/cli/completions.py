@@ -212,10 +212,9 @@ def write_all(folder: Path) -> list[Path]:
     return written
 
 
-@app.command(
-    "completions",
-    epilog="Example: sparsetune completions bash > ~/.local/share/bash-completion/completions/sparsetune",
-)
+EPILOG = "Example: sparsetune completions bash > ~/.local/share/bash-completion/completions/sparsetune"
+
+
 def completions_command(
     shell: Optional[Shell] = typer.Argument(None, help="The shell to complete in.", show_default=False),
     write: Optional[Path] = typer.Option(None, "--write", help="Write all three scripts into this folder instead."),

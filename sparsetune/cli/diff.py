@@ -14,7 +14,7 @@ import typer
 
 from ..config import DiffConfig
 from ..errors import UsageError
-from .app import app, console
+from .app import console
 from .options import ForceOption, OptionalPath, OptionalPooler, OptionalStr, QuietOption, TaskOption
 from .render import print_json, progress_bar
 
@@ -23,11 +23,12 @@ VALUE_DTYPE_NAMES = ("float32", "float16", "bfloat16")
 ValueDtype = Enum("ValueDtype", {name: name for name in VALUE_DTYPE_NAMES}, type=str)
 
 
-@app.command(
-    "diff",
-    epilog="Example: sparsetune diff out/ > delta.safetensors   |   any fine-tuned dir: "
-    "sparsetune diff tuned/ --base MODEL --top-p 0.005 --values float16 -o delta.safetensors",
+EPILOG = (
+    "Example: sparsetune diff out/ > delta.safetensors   |   any fine-tuned dir: "
+    "sparsetune diff tuned/ --base MODEL --top-p 0.005 --values float16 -o delta.safetensors"
 )
+
+
 def diff_command(
     run: Path = typer.Argument(..., help="A run dir (sparsetune train -o) or any fine-tuned model dir."),
     base: OptionalStr = typer.Option(

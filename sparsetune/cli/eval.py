@@ -15,13 +15,15 @@ from rich.table import Table
 
 from ..config import EVAL_BATCH_SIZE, MAX_LENGTH, EvalConfig
 from ..runtime import is_main_process
-from .app import app, out
+from .app import out
 from .options import DataDirOption, DeviceOption, JsonOption, OptionalStr, Precision, QuietOption, Split, SplitOption
 from .render import print_json, progress_bar
 from .train import OptionalInt
 
 
-@app.command("eval", epilog="Example: sparsetune eval out/   |   a model dir: sparsetune eval my-model/ --task rte --json")
+EPILOG = "Example: sparsetune eval out/   |   a model dir: sparsetune eval my-model/ --task rte --json"
+
+
 def eval_command(
     target: str = typer.Argument(..., help="A run dir (sparsetune train -o) or a model dir with a trained task head."),
     task: OptionalStr = typer.Option(None, "--task", "-t", help="Task of a plain model dir (a run dir knows its own)."),

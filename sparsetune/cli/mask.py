@@ -13,12 +13,14 @@ from typing import Optional
 import typer
 
 from ..config import MASK_FILE, MaskConfig
-from .app import app, out
+from .app import out
 from .options import ForceOption, JsonOption, QuietOption, Scope, SparsityOption
 from .render import print_json
 
 
-@app.command("mask", epilog="Example: sparsetune mask scores.safetensors -p 0.01 -o mask-1pc.safetensors")
+EPILOG = "Example: sparsetune mask scores.safetensors -p 0.01 -o mask-1pc.safetensors"
+
+
 def mask_command(
     scores: str = typer.Argument(..., help="A scores file written by `sparsetune score --save-scores`."),
     p: float = SparsityOption,

@@ -16,7 +16,7 @@ import typer
 from ..config import BATCH_SIZE, DEFAULT_POOLER, DEFAULT_SPARSITY, MASK_FILE, MAX_LENGTH, ScoreConfig
 from ..errors import UsageError
 from ..runtime import is_main_process
-from .app import app, out
+from .app import out
 from .options import (
     POOLER_HELP,
     DataDirOption,
@@ -55,10 +55,9 @@ def parse_examples(value: str) -> int | None:
     return number
 
 
-@app.command(
-    "score",
-    epilog="Example: sparsetune score --task rte -p 0.005 -o mask.safetensors --save-scores scores.safetensors",
-)
+EPILOG = "Example: sparsetune score --task rte -p 0.005 -o mask.safetensors --save-scores scores.safetensors"
+
+
 def score_command(
     model: OptionalStr = ModelArg,
     task: OptionalStr = TaskOption,

@@ -21,7 +21,7 @@ from ..defaults import Hyperparameters
 from ..errors import UsageError
 from ..methods import MethodFlag, method_flags
 from ..runtime import is_main_process
-from .app import app, out
+from .app import out
 from .options import (
     POOLER_HELP,
     DataDirOption,
@@ -95,10 +95,9 @@ def with_method_flags(command: Callable) -> Callable:
     return run
 
 
-@app.command(
-    "train",
-    epilog="Example: sparsetune train --mask mask.safetensors -o out/   |   baseline: sparsetune train --method full --task cb -o full/",
-)
+EPILOG = "Example: sparsetune train --mask mask.safetensors -o out/   |   baseline: sparsetune train --method full --task cb -o full/"
+
+
 @with_method_flags
 def train_command(
     model: OptionalStr = ModelArg,
