@@ -1,6 +1,6 @@
 """Default hyperparameters per task for the embedded MiniLM, chosen on the held-out dev
-part of train only (never on validation, the test set: Fu et al. 2023, arXiv
-2211.15583, protocol). README.md, "Training defaults", says how each value was chosen;
+part of train only (never on validation, the test set: the paper's protocol). README.md,
+"Training defaults", says how each value was chosen;
 the learning-rate sweep:
 
     python benchmarks/sweep_defaults.py --data-dir ../shared/data --tasks cb --lrs 1e-4 1e-3 5e-3 --epochs 4

@@ -11,7 +11,7 @@ Two sets of parameter names, kept apart on purpose:
 - *head*: what every method trains densely, outside p. It is new ∪ the pooler, when the
   task model's classifier reads a pretrained pooler (BERT-style `*ForSequenceClassification`
   / `*ForMultipleChoice` read `pooler(h_[CLS])`) and the pooler policy is "head" (the
-  default). Fu et al. 2023 (arXiv 2211.15583) fine-tune RoBERTa, whose classification
+  default). The paper fine-tunes RoBERTa, whose classification
   head (dense + tanh + projection) is new and trained densely; MiniLM's pooler plays that
   part but comes from a checkpoint that never trained it (sentence-transformers mean-pools),
   and in it SAM's global top-k spent 63% (cb) and 50% (mrpc) of its budget on 0.65% of the

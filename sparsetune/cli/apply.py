@@ -1,4 +1,4 @@
-"""`sparsetune apply`: base + deltas -> a plain transformers model dir (Fu et al. 2023, arXiv 2211.15583).
+"""`sparsetune apply`: base + deltas -> a plain transformers model dir.
 
     sparsetune apply delta.safetensors -o applied/ && sparsetune eval applied/ --task rte
 """

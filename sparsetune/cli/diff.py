@@ -1,4 +1,4 @@
-"""`sparsetune diff`: the entries a fine-tune changed, as a delta file (Fu et al. 2023, arXiv 2211.15583).
+"""`sparsetune diff`: the entries a fine-tune changed, as a delta file.
 
     sparsetune diff out/ > delta.safetensors
 """
@@ -79,7 +79,7 @@ def diff_command(
         return
     if quiet:
         return
-    if result.delta.metadata.get("method"):  # LoRA, adapters: the method's own tensors (sparsetune.method_delta)
+    if result.delta.metadata.get("method"):  # LoRA, adapters: the method's own tensors (stages.method_delta)
         console.print(
             f"method {result.delta.metadata['method']}: {stats['head_entries']:,} entries of its own (with the head) in "
             f"{len(result.delta.head)} tensors; {stats['bytes']:,} bytes -> {output or 'stdout'}",

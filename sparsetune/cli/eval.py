@@ -2,7 +2,7 @@
 
     sparsetune eval out/ --data-dir ../shared/data
 
-Fu et al. 2023 (arXiv 2211.15583) protocol: `validation` (the default) is the test
+The paper's protocol: `validation` (the default) is the test
 set. For a run dir the task comes from run.json, and the metrics are recorded there.
 """
 

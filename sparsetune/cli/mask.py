@@ -2,7 +2,7 @@
 
     sparsetune mask scores.safetensors -p 0.01 -o mask-1pc.safetensors
 
-Makes the sparsity sweep of Fu et al. 2023 (arXiv 2211.15583, Figure 3) cost one
+Makes the sparsity sweep of the paper's Figure 3 cost one
 gradient pass in all instead of one per p.
 """
 

@@ -2,7 +2,7 @@
 
     sparsetune score --task rte -p 0.005 --data-dir ../shared/data -o mask.safetensors
 
-SAM of Fu et al. 2023 (arXiv 2211.15583) by default. Parses flags into a `ScoreConfig`,
+SAM, the paper's method, by default. Parses flags into a `ScoreConfig`,
 calls `sparsetune.score`, prints the summary.
 """
 

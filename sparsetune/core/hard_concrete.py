@@ -1,8 +1,8 @@
 """Hard-concrete gates: relaxed Bernoulli masks trained by reparametrisation (Louizos et al. 2018).
 
-    python -c "import torch; from sparsetune.hard_concrete import sample; print(sample(torch.zeros(5)))"
+    python -c "import torch; from sparsetune.core.hard_concrete import sample; print(sample(torch.zeros(5)))"
 
-DiffPruning (Guo et al. 2021), as Fu et al. 2023 (arXiv 2211.15583) describe it, gates
+DiffPruning (Guo et al. 2021), as the paper describes it, gates
 every entry of the diff vector with z ∈ [0, 1] and penalises the expected number of
 non-zero gates (a differentiable L0 norm). Louizos et al. stretch a binary concrete
 variable s ∈ (0, 1) to (γ, ζ) ⊃ [0, 1] and clip, so z is exactly 0 or 1 with non-zero

@@ -1,6 +1,6 @@
 """Exactly-sparse parameters: only the entries a mask selects exist as trainable tensors.
 
-Fu et al. 2023 (arXiv 2211.15583) fine-tune the top ⌊m·p⌋ entries by SAM score and
+The paper fine-tunes the top ⌊m·p⌋ entries by SAM score and
 nothing else. Try it:
 
     sparsetune train --mask mask.safetensors -o out/
@@ -31,7 +31,7 @@ builds each touched weight's dense gradient and gathers k entries. `attach` ther
 uses `sparse_delta.SparseDelta` by default: the same parametrization (so `module.weight`,
 `materialise`, eval, checkpoints and `values` are unchanged), plus a forward/backward of
 its own for Linear and Embedding weights that computes ∂L/∂values only at the selected
-positions (see `sparsetune.sparse_delta`). `factory=SelectedValues` selects the plain
+positions (see `core.sparse_delta`). `factory=SelectedValues` selects the plain
 parametrization: the reference the fast path is tested against
 (`--method-option backward=reference` on the CLI). Any factory works that builds a
 module exposing `index` and `values` and returning the effective tensor; one with an

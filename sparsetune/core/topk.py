@@ -1,6 +1,6 @@
-"""Exact top-k over many tensors at once, without concatenating them (Fu et al. 2023, arXiv 2211.15583, Theorem 3).
+"""Exact top-k over many tensors at once, without concatenating them (global SAM: the paper's Theorem 3).
 
-    python -c "import torch; from sparsetune.topk import top_k_many; print(top_k_many([torch.rand(5), torch.rand(3)], 4))"
+    python -c "import torch; from sparsetune.core.topk import top_k_many; print(top_k_many([torch.rand(5), torch.rand(3)], 4))"
 
 Global SAM selection keeps the k largest of m scores spread over ~100 tensors. The
 obvious `torch.cat` + `kthvalue` holds a copy of all m scores plus kthvalue's value and

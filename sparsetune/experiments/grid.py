@@ -19,7 +19,7 @@ its own flags:
     [[methods]]
     name = "LoRA"
     train = "lora"                       # a training method
-    options = { r = 16 }                 # its --method-option KEY=VALUE settings
+    options = { lora_r = 16 }            # its --method-option KEY=VALUE settings
 
 `launcher = "torchrun --nproc_per_node 2"` (or `--launcher` on the command line) runs
 each run as a multi-process launch; `--jobs` still counts runs.

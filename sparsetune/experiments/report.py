@@ -1,13 +1,13 @@
 """The paper's evidence from a results file: Table 1, stability vs performance, the sweep.
 
-Fu et al. 2023 (arXiv 2211.15583): Table 1 (mean ± std over seeds per method and task,
+The paper's Table 1 (mean ± std over seeds per method and task,
 ranked per column), Figure 2 (the rank correlation between stability and performance,
 Spearman ρ = 0.4356 in the paper) and Figure 3 (SAM's performance and stability
 against p).
 
     sparsetune report results/example/results.jsonl -o results/example/
 
-Conventions (DESIGN notes): scores are the test `score` ×100; std is the sample
+Conventions: scores are the test `score` ×100; std is the sample
 standard deviation over seeds (ddof=1; 0 for a single seed); the Avg column is the
 mean over tasks of the per-task means (and of the per-task stds); rank 1 is the best
 mean, ties share the average rank. Stability: on each task, methods are ranked by std

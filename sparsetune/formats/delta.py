@@ -1,11 +1,11 @@
 """The delta file: only what fine-tuning changed, enough to rebuild the model exactly.
 
-Fu et al. 2023 (arXiv 2211.15583) fine-tune p = 0.5% of the entries; shipping the other
+The paper fine-tunes p = 0.5% of the entries; shipping the other
 99.5% again is waste. Like composable-sft, a delta stores indices + values:
 
     sparsetune diff out/ -o delta.safetensors && sparsetune inspect delta.safetensors
 
-File layout (`delta.safetensors`, DESIGN.md):
+File layout (`delta.safetensors`):
 
 - `<name>.indices` (int32; int64 past 2^31 entries): sorted flat positions of the
   entries of pretrained tensor `<name>` that differ from the base;

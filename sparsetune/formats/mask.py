@@ -1,6 +1,6 @@
 """The mask: which entries of which pretrained tensors may change.
 
-File layout (`mask.safetensors`, DESIGN.md): one 1-D tensor of sorted flat indices
+File layout (`mask.safetensors`): one 1-D tensor of sorted flat indices
 per eligible tensor that has selected entries (int32, or int64 for tensors past 2^31
 entries), and string metadata holding everything `train` needs to run with no other
 flag: model, task, method, p, scope, examples, seed, versions, plus `shapes`, the
@@ -11,7 +11,7 @@ p), so that `train --mask` uses the eligible set the mask was scored over. Files
 before `pooler` existed lack both and were made with the pooler eligible
 (`models.recorded_pooler` reads that from their shapes).
 
-Selection is top-k (`sparsetune.topk`, no copy of the scores) with a deterministic
+Selection is top-k (`core.topk`, no copy of the scores) with a deterministic
 tie-break (equal scores: tensors in model order, then lower flat position first), so
 the same scores always give the same file.
 """

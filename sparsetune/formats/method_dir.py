@@ -1,5 +1,5 @@
 """`OUT/method/`: the own weights of a structural method (LoRA, adapters), and the way back
-to the model they define (Fu et al. 2023, arXiv 2211.15583, compare these baselines).
+to the model they define.
 
     sparsetune train --method adapter --task cb -o out/ && sparsetune eval out/
 

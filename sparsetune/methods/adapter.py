@@ -1,5 +1,5 @@
 """`adapter`: bottleneck adapters, Houlsby et al. 2019 (arXiv 1902.00751) and Pfeiffer et
-al. 2020 (AdapterFusion, arXiv 2005.00247); a baseline of Fu et al. 2023 (arXiv 2211.15583).
+al. 2020 (AdapterFusion, arXiv 2005.00247); a baseline of the paper.
 
     sparsetune train --method adapter --adapter-config houlsby --reduction-factor 16 --task cb -o ad/
 

@@ -1,9 +1,9 @@
 """The training-method seam: what a method changes, trains, and hands back.
 
-Fu et al. 2023 (arXiv 2211.15583) compare sparse fine-tuning (SAM and other masks)
+The paper compares sparse fine-tuning (SAM and other masks)
 with full tuning, LoRA, adapters, Mixout, DiffPruning and ChildPruning on one
 protocol. Every one of them is a `TrainingMethod` run by the same loop
-(`sparsetune.training`), so checkpoints, resume, model selection and metrics are
+(`stages/train/loop.py`), so checkpoints, resume, model selection and metrics are
 shared and the comparison is like with like:
 
     sparsetune train --method full --task cb -o out/

@@ -2,7 +2,7 @@
 
     sparsetune train --method childpruning --task cb -p 0.005 --project-every 50 -o out/
 
-Fu et al. 2023 (arXiv 2211.15583, §"p-sparse fine-tuned models") describe ChildPruning
+The paper (§"p-sparse fine-tuned models") describes ChildPruning
 (Xu et al. 2021) as "train the full parameters, then project": full AdamW steps on θ,
 and every `project_every` steps θ ← Π(θ), where Π keeps the ⌊m·p⌋ entries with the
 largest |θ − θ0| and puts every other entry back to θ0 bit for bit. Entries put back

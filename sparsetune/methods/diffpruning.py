@@ -2,7 +2,7 @@
 
     sparsetune train --method diffpruning --task cb -p 0.005 --project-every 50 -o out/
 
-DiffPruning (Guo et al. 2021) as Fu et al. 2023 (arXiv 2211.15583) describe it: θ =
+DiffPruning (Guo et al. 2021) as the paper describes it: θ =
 θ0 + z ⊙ δ over the eligible entries, δ a dense diff vector (initialised to 0) and z a
 hard-concrete relaxed Bernoulli mask (Louizos et al. 2018, `core.hard_concrete`)
 with one logit log α per entry, trained by reparametrisation together with δ under an

@@ -1,5 +1,5 @@
 """`full`: plain fine-tuning of every parameter, the paper's FullTuning row
-(Fu et al. 2023, arXiv 2211.15583, Table 1).
+(Table 1).
 
     sparsetune train --method full --task cb -o out/
 """

@@ -1,5 +1,5 @@
 """`lora`: low-rank adapters (Hu et al. 2022, arXiv 2106.09685) through the `peft` library,
-one of the baselines of Fu et al. 2023 (arXiv 2211.15583), Table 1.
+one of the baselines of the paper's Table 1.
 
     sparsetune train --method lora --task cb --lora-r 16 --lora-alpha 16 -o lora/
 

@@ -1,5 +1,5 @@
 """`mixout`: dropout toward the pretrained weights (Lee et al. 2020, arXiv 1909.11299), a
-baseline of Fu et al. 2023 (arXiv 2211.15583), Table 1.
+baseline of the paper's Table 1.
 
     sparsetune train --method mixout --mixout-p 0.9 --task cb -o mixout/
 

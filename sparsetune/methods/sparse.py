@@ -1,9 +1,9 @@
-"""`sparse`: train exactly the entries a mask selects (Fu et al. 2023, arXiv 2211.15583).
+"""`sparse`: train exactly the entries a mask selects (the paper's method, with a SAM mask).
 
     sparsetune score --task cb -p 0.005 && sparsetune train --mask mask.safetensors -o out/
 
 The mask comes from any scoring method (SAM, Fisher, random, BitFit, magnitude); the
-mechanism is `sparsetune.sparse`: frozen θ0 plus trainable `values` at the selected
+mechanism is `core.sparse`: frozen θ0 plus trainable `values` at the selected
 positions, so optimizer state is k (+ head) entries and everything else stays θ0. The
 head (new tensors, and for BERT-style models the pooler under `--pooler head`) trains
 densely beside `values`.
@@ -12,7 +12,7 @@ A mask is only trained over the eligible set it was scored over: `train --mask` 
 the pooler policy from the mask's metadata, and `check_mask_fits` refuses, in one line,
 a mask that selects from a head tensor or leaves out an eligible pooler.
 
-The step computes ∂L/∂values without a dense weight gradient (`sparsetune.sparse_delta`).
+The step computes ∂L/∂values without a dense weight gradient (`core.sparse_delta`).
 `--method-option backward=reference` trains through the plain parametrization instead
 (dense gradient, then gather): the same numbers to ~1e-7, at the cost of a full step;
 kept to check the fast path against.

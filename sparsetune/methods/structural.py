@@ -2,7 +2,7 @@
 
     sparsetune train --method lora --task cb -o out/ && sparsetune diff out/ -o lora.safetensors
 
-Fu et al. 2023 (arXiv 2211.15583) compare sparse fine-tuning with LoRA (Hu et al. 2022) and
+The paper compares sparse fine-tuning with LoRA (Hu et al. 2022) and
 adapters (Houlsby et al. 2019). For those the result is not a changed θ but θ0 plus the
 method's *own* tensors, so what a run keeps and ships is those tensors:
 

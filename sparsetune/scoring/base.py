@@ -2,7 +2,7 @@
 
     sparsetune score --task cb -p 0.005 --method fisher
 
-Fu et al. 2023 (arXiv 2211.15583) rank entries by a score and keep the top ⌊m·p⌋.
+The paper ranks entries by a score and keeps the top ⌊m·p⌋.
 Methods differ in the score (SAM: squared mean gradient; Fisher: mean squared batch
 gradient; magnitude: |θ0|) and a few fix the selection themselves (BitFit takes the
 biases whatever p is), so a scorer has two steps:

@@ -2,7 +2,7 @@
 
     sparsetune score --task cb --method bitfit
 
-BitFit fine-tunes the bias terms only. Fu et al. 2023 (arXiv 2211.15583) list it as a
+BitFit fine-tunes the bias terms only. The paper lists it as a
 p-sparse method whose p is fixed by the architecture (0.11% of MiniLM's eligible
 entries), so `-p` is reported, not chosen: the mask's `p` is the density it has, and a
 `-p` given on the command line is ignored with a note.

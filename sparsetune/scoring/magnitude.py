@@ -2,7 +2,7 @@
 
     sparsetune score --task cb -p 0.005 --method magnitude
 
-Fu et al. 2023 (arXiv 2211.15583) treat magnitude pruning as a p-sparse fine-tuning
+The paper treats magnitude pruning as a p-sparse fine-tuning
 method: keep the ⌊m·p⌋ eligible entries of largest absolute pretrained value trainable
 and freeze the rest. The score is |θ0| (float32), so the selection depends on the
 model alone: no data, no gradient pass, the same mask for every task and seed (ties go

@@ -2,7 +2,7 @@
 
     sparsetune score --task cb -p 0.005 --method random --seed 1
 
-Fu et al. 2023 (arXiv 2211.15583, Table 1) show that even a random p-sparse mask
+The paper (Table 1) shows that even a random p-sparse mask
 fine-tunes well: sparsity itself stabilises training. Each eligible entry gets an
 i.i.d. uniform score from a generator seeded by `--seed`, and the usual top-k keeps
 ⌊m·p⌋ of them (`--scope global`) or ⌊n_t·p⌋ per tensor (`--scope per-tensor`): a

@@ -1,4 +1,4 @@
-"""SAM, the Second-order Approximation Method of Fu et al. 2023 (arXiv 2211.15583, Theorem 3).
+"""SAM, the paper's Second-order Approximation Method (its Theorem 3).
 
     sparsetune score --task rte -p 0.005 --method sam
 

@@ -1,6 +1,6 @@
 """Evaluation: a model's predictions on one split and the task's metrics.
 
-Fu et al. 2023 (arXiv 2211.15583) report the official validation split as the test set
+The paper reports the official validation split as the test set
 and select models on a held-out part of train; `sparsetune eval` follows that protocol:
 
     sparsetune eval out/                     # test metrics, recorded in out/run.json

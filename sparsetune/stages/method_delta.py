@@ -1,4 +1,4 @@
-"""diff and apply for structural runs (LoRA, adapters; Fu et al. 2023, arXiv 2211.15583).
+"""diff and apply for structural runs (LoRA, adapters).
 
     sparsetune diff lora/ -o lora.safetensors && sparsetune apply lora.safetensors -o back/
     sparsetune apply lora.safetensors --merge -o plain/      # LoRA folded in: a plain HF model

@@ -1,4 +1,4 @@
-"""The `score` stage: pretrained model + train data -> scores -> mask file (Fu et al. 2023, arXiv 2211.15583).
+"""The `score` stage: pretrained model + train data -> scores -> mask file.
 
     sparsetune score --task rte -p 0.005 -o mask.safetensors --save-scores scores.safetensors
     sparsetune mask scores.safetensors -p 0.01 -o mask-1pc.safetensors

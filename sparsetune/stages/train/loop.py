@@ -1,4 +1,4 @@
-"""The one training loop every method plugs into (Fu et al. 2023, arXiv 2211.15583).
+"""The one training loop every method plugs into.
 
     sparsetune train --mask mask.safetensors -o out/      # exactly sparse (method `sparse`)
     sparsetune train --method full --task cb -o out/      # the FullTuning baseline
