@@ -23,11 +23,11 @@ import torch
 from safetensors.torch import load_file
 
 from sparsetune.config import ApplyConfig, DiffConfig
-from sparsetune.stages.apply import apply
-from sparsetune.stages.diff import diff
 from sparsetune.formats.mask import Mask
 from sparsetune.formats.run_record import RunRecord
 from sparsetune.models import DEFAULT_MODEL_NAME, load_model, load_tokenizer
+from sparsetune.stages.apply import apply
+from sparsetune.stages.diff import diff
 from sparsetune.tasks import get_task
 
 

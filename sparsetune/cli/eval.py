@@ -20,7 +20,6 @@ from .options import DataDirOption, DeviceOption, JsonOption, OptionalStr, Preci
 from .render import print_json, progress_bar
 from .train import OptionalInt
 
-
 EPILOG = "Example: sparsetune eval out/   |   a model dir: sparsetune eval my-model/ --task rte --json"
 
 

@@ -15,7 +15,6 @@ from .app import out
 from .options import ForceOption, JsonOption, OptionalStr, QuietOption
 from .render import print_json
 
-
 EPILOG = "Example: sparsetune inspect mask.safetensors --plot mask.png"
 
 

@@ -17,7 +17,6 @@ from .app import out
 from .options import ForceOption, JsonOption, QuietOption, Scope, SparsityOption
 from .render import print_json
 
-
 EPILOG = "Example: sparsetune mask scores.safetensors -p 0.01 -o mask-1pc.safetensors"
 
 

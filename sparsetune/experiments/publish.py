@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import math
-
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,8 +13,8 @@ from pathlib import Path
 from ..config import DEFAULT_SPARSITY
 from ..formats.log import LOG_FILE
 from ..formats.run_record import RunRecord, is_run_dir
-from ..methods import METHODS
 from ..io import atomic_path
+from ..methods import METHODS
 from . import figures
 from .floors import majority_floor
 from .report import FLOOR_ROW, Stability, TableOne, sparsity_sweep, stability_vs_performance, table_one

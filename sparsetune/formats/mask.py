@@ -20,15 +20,15 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Mapping
 
 import torch
 
 from ..config import DEFAULT_SCOPE, check_scope
-from ..errors import FileFormatError, MismatchError, UsageError
 from ..core.topk import top_k_many
+from ..errors import FileFormatError, MismatchError, UsageError
 from .common import expect_kind, json_field, layer_table, load_tensors, safetensors_format, save_tensors
 
 KIND = "mask"

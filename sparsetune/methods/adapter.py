@@ -22,7 +22,6 @@ pretrained parameter names are unchanged and the new ones read `...output.adapte
 from __future__ import annotations
 
 import dataclasses
-
 from typing import TYPE_CHECKING
 
 from ..errors import UsageError

@@ -28,12 +28,11 @@ plain model whose weights are the trained W.
 from __future__ import annotations
 
 import dataclasses
-
 from typing import TYPE_CHECKING
 
 from ..errors import UsageError
-from .registry import option, register_method
 from .base import TrainingMethod
+from .registry import option, register_method
 from .structural import check_range
 
 if TYPE_CHECKING:

@@ -27,8 +27,8 @@ from ..core.tensors import differs
 from ..errors import MismatchError, UsageError
 from ..formats.delta import VALUE_DTYPES, Delta, tensor_digest
 from ..formats.mask import Mask, check_fraction
-from ..formats.run_record import RunRecord, is_run_dir
 from ..formats.method_dir import has_method_dir
+from ..formats.run_record import RunRecord, is_run_dir
 from ..io import atomic_path, refuse_to_overwrite
 from ..models import (
     DEFAULT_POOLER,

@@ -19,8 +19,8 @@ from torch import nn
 from ..config import DEFAULT_DEV_FRACTION, DEFAULT_SEED, EVAL_SPLITS, MAX_LENGTH, EvalConfig
 from ..data import load_split, load_task_data, make_loader
 from ..errors import UsageError
-from ..formats.run_record import RunRecord, is_run_dir
 from ..formats.method_dir import has_method_dir
+from ..formats.run_record import RunRecord, is_run_dir
 from ..methods.structural import load_method_model
 from ..progress import ProgressCallback, no_progress
 from ..runtime import DEFAULT_PRECISION, Runtime, check_device, check_precision, runtime

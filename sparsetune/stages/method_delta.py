@@ -24,9 +24,9 @@ from ..config import ApplyConfig, DiffConfig
 from ..errors import MismatchError, UsageError
 from ..formats.common import load_tensors
 from ..formats.delta import Delta
+from ..formats.method_dir import METHOD_DIR, WEIGHTS_FILE, read_description
 from ..formats.run_record import RunRecord, is_run_dir
 from ..io import atomic_path
-from ..formats.method_dir import METHOD_DIR, WEIGHTS_FILE, read_description
 from ..methods.structural import build, is_structural
 from ..models import LEGACY_POOLER, display_name, load_tokenizer
 from ..progress import ProgressCallback, no_progress

@@ -27,9 +27,9 @@ from ..io import refuse_to_overwrite
 from ..models import check_pooler, display_name, head_metadata, load_model, load_tokenizer, module_type
 from ..progress import ProgressCallback, no_progress
 from ..runtime import check_device, check_precision, runtime
-from ..tasks import get_task
 from ..scoring import SCORERS, get_scorer
 from ..scoring.base import ScoringContext
+from ..tasks import get_task
 
 
 @dataclass

@@ -12,11 +12,11 @@ import torch
 from safetensors.torch import load_file
 
 from sparsetune.config import DiffConfig, EvalConfig
-from sparsetune.stages.diff import diff
 from sparsetune.errors import TrainingInterrupted
-from sparsetune.stages.evaluate import evaluate
 from sparsetune.formats.mask import Mask
 from sparsetune.methods import METHODS
+from sparsetune.stages.diff import diff
+from sparsetune.stages.evaluate import evaluate
 from tests.unit.training_support import (
     POOLER,
     assert_same_weights,

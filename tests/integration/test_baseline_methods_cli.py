@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from sparsetune.cli import app
 from sparsetune.data import load_split
-from sparsetune.stages.evaluate import predict
 from sparsetune.methods.structural import load_method_model
 from sparsetune.models import load_model, load_tokenizer, resolve_model
+from sparsetune.stages.evaluate import predict
 from sparsetune.tasks import get_task
 
 pytestmark = pytest.mark.integration

@@ -37,14 +37,14 @@ import torch
 from ...config import TrainConfig
 from ...data import epoch_order, global_batches, local_part, make_loader
 from ...errors import TrainingError, TrainingInterrupted, UsageError
-from ..evaluate import metrics_on
 from ...formats.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ...formats.log import LOG_FILE, LogWriter
 from ...formats.run_record import RunRecord
 from ...progress import ProgressCallback, no_progress
+from ...runtime import check_tracker, resolve_device, runtime
+from ..evaluate import metrics_on
 from .outputs import claim_output, write_outputs
 from .setup import RunSetup, prepare_run
-from ...runtime import check_tracker, resolve_device, runtime
 
 TRACKER_DIR = "logs"  # OUT/logs/sparsetune/: TensorBoard event files (--report-to tensorboard)
 

@@ -12,17 +12,17 @@ from typer.testing import CliRunner
 
 from sparsetune.cli import app
 from sparsetune.config import ApplyConfig, DiffConfig
+from sparsetune.core.mixout import MixoutToTarget
 from sparsetune.data import load_split, make_loader
-from sparsetune.stages.apply import apply
-from sparsetune.stages.diff import diff
 from sparsetune.errors import MismatchError, UsageError
 from sparsetune.formats.common import load_tensors
 from sparsetune.formats.delta import Delta
 from sparsetune.formats.method_dir import has_method_dir
-from sparsetune.methods.structural import load_method_model
 from sparsetune.methods import get_method
-from sparsetune.core.mixout import MixoutToTarget
+from sparsetune.methods.structural import load_method_model
 from sparsetune.models import load_model, load_tokenizer
+from sparsetune.stages.apply import apply
+from sparsetune.stages.diff import diff
 from sparsetune.tasks import get_task
 from tests.unit.training_support import run
 

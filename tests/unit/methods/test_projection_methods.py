@@ -11,14 +11,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from sparsetune.cli import app
 from sparsetune.core import hard_concrete
 from sparsetune.core.tensors import owner
-from sparsetune.methods import projecting
-from sparsetune.cli import app
 from sparsetune.formats.mask import Mask
-from sparsetune.stages.inspect import inspect_file
-from sparsetune.methods import get_method
+from sparsetune.methods import get_method, projecting
 from sparsetune.models import load_model
+from sparsetune.stages.inspect import inspect_file
 from sparsetune.tasks import get_task
 
 from ..training_support import eligible_base_weights, run, saved_weights

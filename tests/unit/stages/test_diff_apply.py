@@ -17,11 +17,11 @@ from typer.testing import CliRunner
 from sparsetune import apply_delta, diff
 from sparsetune.cli import app
 from sparsetune.config import ApplyConfig, DiffConfig
-from sparsetune.stages.apply import apply
 from sparsetune.errors import FileFormatError, MismatchError, OutputExistsError, UsageError
 from sparsetune.formats.delta import Delta
 from sparsetune.formats.run_record import RunRecord
 from sparsetune.models import load_model, load_tokenizer
+from sparsetune.stages.apply import apply
 from sparsetune.tasks import get_task
 
 SPARSETUNE = [sys.executable, "-c", "from sparsetune.cli import main; main()"]

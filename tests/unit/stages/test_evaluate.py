@@ -12,8 +12,8 @@ from sklearn.metrics import accuracy_score, f1_score
 from sparsetune.config import EvalConfig
 from sparsetune.data import load_split
 from sparsetune.errors import UsageError
-from sparsetune.stages.evaluate import evaluate
 from sparsetune.models import load_model, load_tokenizer
+from sparsetune.stages.evaluate import evaluate
 from sparsetune.tasks import get_task
 
 from ..training_support import run, write_mask

@@ -16,8 +16,8 @@ from sparsetune.data import load_task_data
 from sparsetune.errors import FileFormatError, MismatchError, OutputExistsError, UsageError
 from sparsetune.formats.mask import Mask
 from sparsetune.formats.scores import Scores
-from sparsetune.stages.inspect import inspect_file
 from sparsetune.scoring import SCORERS, Scorer, get_scorer, register_scorer
+from sparsetune.stages.inspect import inspect_file
 from sparsetune.stages.score import rethreshold
 
 runner = CliRunner()
