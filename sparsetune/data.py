@@ -39,7 +39,7 @@ def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
         return None
     path = Path(chosen)
     if not path.is_dir():
-        raise DataError(f"data dir {path} does not exist; {HOW_TO_GET_DATA}, or leave both unset to download from the Hugging Face hub")
+        raise DataError(f"data dir {path} does not exist; {HOW_TO_GET_DATA}, or leave both unset to download from the " "Hugging Face hub")
     return path
 
 

@@ -16,7 +16,7 @@ from .app import console
 from .options import JsonOption, OptionalStr, QuietOption
 from .render import print_json, progress_bar
 
-EPILOG = "Example: sparsetune apply delta.safetensors -o applied/   |   compose: sparsetune apply a.safetensors b.safetensors -o both/"
+EPILOG = "Example: sparsetune apply delta.safetensors -o applied/   |   compose: sparsetune apply " "a.safetensors b.safetensors -o both/"
 
 
 def apply_command(

@@ -45,7 +45,7 @@ def diff_command(
     ),
     task: OptionalStr = TaskOption,
     pooler: OptionalPooler = typer.Option(
-        None, "--pooler", help="head: the BERT pooler travels dense with the head; eligible: as changed entries. Default: the run's, else head."
+        None, "--pooler", help="head: the BERT pooler travels dense with the head; eligible: as changed entries. Default: the " "run's, else head."
     ),
     force: bool = ForceOption,
     quiet: bool = QuietOption,
@@ -60,7 +60,7 @@ def diff_command(
     from ..stages.diff import delta_summary, diff
 
     if output is None and sys.stdout.isatty():
-        raise UsageError("refusing to write a binary delta to the terminal; pass -o delta.safetensors or redirect: sparsetune diff RUN > delta.safetensors")
+        raise UsageError("refusing to write a binary delta to the terminal; pass -o delta.safetensors or redirect: " "sparsetune diff RUN > delta.safetensors")
     config = DiffConfig(
         run=str(run), base=base, output=str(output) if output else None, values=values.value, top_p=top_p, task=task,
         pooler=pooler.value if pooler is not None else None, force=force,
@@ -81,13 +81,13 @@ def diff_command(
         return
     if result.delta.metadata.get("method"):  # LoRA, adapters: the method's own tensors (stages.method_delta)
         console.print(
-            f"method {result.delta.metadata['method']}: {stats['head_entries']:,} entries of its own (with the head) in "
+            f"method {result.delta.metadata['method']}: {stats['head_entries']:,} entries of its own (with " "the head) in "
             f"{len(result.delta.head)} tensors; {stats['bytes']:,} bytes -> {output or 'stdout'}",
             soft_wrap=True,
         )
         return
     console.print(
-        f"{stats['changed']:,} changed entries of {stats['eligible']:,} ({share:.4%}) in {len(result.delta.indices)} tensors"
+        f"{stats['changed']:,} changed entries of {stats['eligible']:,} ({share:.4%}) in " f"{len(result.delta.indices)} tensors"
         f" + {stats['head_entries']:,} head entries; {stats['bytes']:,} bytes = "
         f"{stats['bytes_per_changed_entry']:.2f} bytes per changed entry -> {output or 'stdout'}",
         soft_wrap=True,

@@ -35,7 +35,7 @@ def grid_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and a time estimate; run nothing."),
     data_dir: OptionalStr = DataDirOption,
     launcher: OptionalStr = typer.Option(
-        None, "--launcher", help='Run each run as a multi-process launch, e.g. "torchrun --nproc_per_node 2". Default: the config\'s, else one process.'
+        None, "--launcher", help='Run each run as a multi-process launch, e.g. "torchrun --nproc_per_node 2". Default: the ' 'config\'s, else one process.'
     ),
     quiet: bool = QuietOption,
     as_json: bool = JsonOption,

@@ -67,13 +67,13 @@ ScopeOption = typer.Option(
 )
 
 DeviceOption = typer.Option(
-    DEFAULT_DEVICE, "--device", rich_help_panel="Runtime", metavar="[" + "|".join(DEVICES) + "]", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps. Under torchrun each process takes its local GPU."
+    DEFAULT_DEVICE, "--device", rich_help_panel="Runtime", metavar="[" + "|".join(DEVICES) + "]", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps. Under torchrun each process takes " "its local GPU."
 )
 PrecisionOption = typer.Option(
     DEFAULT_PRECISION, "--precision", rich_help_panel="Runtime", help="fp32 (exact), bf16 (autocast; the fast path on recent CPUs and GPUs) or fp16 (CUDA, with loss scaling)."
 )
 OptionalPrecisionOption = typer.Option(
-    None, "--precision", rich_help_panel="Runtime", help=f"fp32, bf16 or fp16 (CUDA) autocast; weights and optimizer state stay fp32. Default: {DEFAULT_PRECISION} (a resumed run: its own)."
+    None, "--precision", rich_help_panel="Runtime", help="fp32, bf16 or fp16 (CUDA) autocast; weights and optimizer state stay fp32. Default: " f"{DEFAULT_PRECISION} (a resumed run: its own)."
 )
 PoolerPolicy = Enum("PoolerPolicy", {name: name for name in POOLER_POLICIES}, type=str)
 POOLER_HELP = (

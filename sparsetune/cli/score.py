@@ -62,7 +62,7 @@ def score_command(
     model: OptionalStr = ModelArg,
     task: OptionalStr = TaskOption,
     p: Optional[float] = typer.Option(
-        None, "-p", "--sparsity", help=f"Fraction p of the eligible entries to select, in (0, 1]. Default: {DEFAULT_SPARSITY} (bitfit: all biases; p is reported)."
+        None, "-p", "--sparsity", help=f"Fraction p of the eligible entries to select, in (0, 1]. Default: {DEFAULT_SPARSITY} (bitfit: " "all biases; p is reported)."
     ),
     method: ScorerName = typer.Option("sam", "--method", "-m", help="Scoring method (the registered scorers; sam is the paper's)."),
     examples: str = typer.Option("all", "--examples", help="Training examples to score on: a number (seeded subset) or all."),
@@ -136,7 +136,7 @@ def print_summary(result: "ScoreResult") -> None:
         f"{summary['seconds']:.1f} s · {rate}"
     )
     say(
-        f"head ({', '.join(summary['head_tensors']) or 'none'}; {summary['head_parameters']:,} entries; --pooler {summary['pooler']}): "
+        f"head ({', '.join(summary['head_tensors']) or 'none'}; {summary['head_parameters']:,} entries; " f"--pooler {summary['pooler']}): "
         "not eligible, not counted in p, always trained"
     )
     shares = " · ".join(f"{kind} {100 * share:.1f}%" for kind, share in summary["share_by_module_type"].items())

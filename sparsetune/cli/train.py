@@ -95,7 +95,7 @@ def with_method_flags(command: Callable) -> Callable:
     return run
 
 
-EPILOG = "Example: sparsetune train --mask mask.safetensors -o out/   |   baseline: sparsetune train --method full --task cb -o full/"
+EPILOG = "Example: sparsetune train --mask mask.safetensors -o out/   |   baseline: sparsetune train " "--method full --task cb -o full/"
 
 
 @with_method_flags

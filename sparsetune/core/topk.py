@@ -1,14 +1,15 @@
 """Exact top-k over many tensors at once, without concatenating them (global SAM: the paper's Theorem 3).
 
-    python -c "import torch; from sparsetune.core.topk import top_k_many; print(top_k_many([torch.rand(5), torch.rand(3)], 4))"
+    python -c "import torch; from sparsetune.core.topk import top_k_many as t; print(t([torch.rand(5)] * 2, 4))"
 
 Global SAM selection keeps the k largest of m scores spread over ~100 tensors. The
 obvious `torch.cat` + `kthvalue` holds a copy of all m scores plus kthvalue's value and
 int64 index buffers (~16 bytes per entry: 350 MiB for MiniLM, 2 GiB for roberta-base).
 Here a strided sample gives a lower bound just below the k-th largest value, one pass
 keeps the positions and values at or above it (about 1.25·k of them), and `kthvalue` on
-those finds the exact threshold; the selection is then read off the candidates. Ties at the threshold go to the earliest positions (tensors in the
-given order, then flat position), so the same scores always give the same selection.
+those finds the exact threshold; the selection is then read off the candidates. Ties at
+the threshold go to the earliest positions (tensors in the given order, then flat
+position), so the same scores always give the same selection.
 """
 
 from __future__ import annotations

@@ -75,7 +75,7 @@ def _markdown(source: str, table: TableOne, stability: Stability, sweep, choices
         "## Stability vs performance (Figure 2)",
         "",
         f"Spearman ρ between per-task stability ranks (by std) and performance ranks (by mean), "
-        f"over {len(stability.points)} (method, task) pairs: **ρ = {stability.rho:.4f}** (p-value {stability.p_value:.3g}). "
+        f"over {len(stability.points)} (method, task) pairs: **ρ = {stability.rho:.4f}** (p-value " f"{stability.p_value:.3g}). "
         "The paper reports ρ = 0.4356.",
         "",
     ]

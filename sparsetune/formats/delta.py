@@ -113,7 +113,7 @@ class Delta:
         for name, expected in self.fingerprint.items():
             if digests.get(name) != expected:
                 raise MismatchError(
-                    f"{source} was made for base {self.metadata.get('base_model', '?')}, but tensor {name!r} of this base "
+                    f"{source} was made for base {self.metadata.get('base_model', '?')}, but tensor {name!r} " "of this base "
                     "differs from it; pass the right --base (or --force to apply anyway)"
                 )
 

@@ -145,7 +145,7 @@ def render(record: RunRecord, folder_name: str = "OUT") -> str:
         "",
         "## Results",
         "",
-        f"- dev (held-out part of train, best step {record.best.get('step', '?')}): {_metrics(record.best.get('dev', {}))}",
+        f"- dev (held-out part of train, best step {record.best.get('step', '?')}): " f"{_metrics(record.best.get('dev', {}))}",
     ]
     if "validation" in record.metrics:
         lines.append(f"- test (the official validation split): {_metrics(record.metrics['validation'])}")

@@ -1,6 +1,7 @@
 """`scores.safetensors`: the raw per-entry scores of `sparsetune score --save-scores`.
 
-    sparsetune score --task rte --save-scores scores.safetensors && sparsetune mask scores.safetensors -p 0.01 -o m.safetensors
+    sparsetune score --task rte --save-scores scores.safetensors
+    sparsetune mask scores.safetensors -p 0.01 -o m.safetensors
 
 One float32 tensor per eligible parameter, shaped like it, plus string metadata
 (`format=sparsetune.scores`, model, task, method, examples, seed, dev_fraction,

@@ -137,7 +137,7 @@ class TrainingMethod:
         with torch.no_grad():
             for name, parameter in trainable.items():
                 if tuple(state[name].shape) != tuple(parameter.shape):
-                    raise UsageError(f"checkpoint tensor {name!r} has shape {list(state[name].shape)}, expected {list(parameter.shape)}")
+                    raise UsageError(f"checkpoint tensor {name!r} has shape {list(state[name].shape)}, expected " f"{list(parameter.shape)}")
                 parameter.copy_(state[name])
 
     # -- results --------------------------------------------------------------

@@ -84,7 +84,7 @@ def check_mask_fits(mask: Mask, loaded: LoadedModel) -> None:
                     "it was made with the pooler eligible: train it with --pooler eligible"
                 )
             raise MismatchError(
-                f"the mask covers {name!r}, a tensor this model does not have pretrained (its task head); was it made for another model?"
+                f"the mask covers {name!r}, a tensor this model does not have pretrained (its task head); " "was it made for another model?"
             )
     for name in loaded.eligible():
         if is_pooler(name) and name not in mask.shapes:

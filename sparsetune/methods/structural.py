@@ -55,17 +55,17 @@ class StructuralMethod(TrainingMethod):
         expected = self.own_tensors()
         odd = sorted(set(expected) ^ set(tensors))
         if odd:
-            raise MismatchError(f"method {self.name!r}: tensor {odd[0]!r} is missing or unexpected; were the weights made with other options?")
+            raise MismatchError(f"method {self.name!r}: tensor {odd[0]!r} is missing or unexpected; were the weights made " "with other options?")
         for name, tensor in tensors.items():
             if tuple(tensor.shape) != tuple(expected[name].shape):
-                raise MismatchError(f"method {self.name!r}: tensor {name!r} has shape {list(tensor.shape)}, expected {list(expected[name].shape)}")
+                raise MismatchError(f"method {self.name!r}: tensor {name!r} has shape {list(tensor.shape)}, expected " f"{list(expected[name].shape)}")
 
     def model(self) -> nn.Module:
         """The trained model as it runs (what training evaluated on the dev part)."""
         raise NotImplementedError
 
     def merged(self) -> nn.Module:
-        raise UsageError(f"method {self.name!r} cannot be merged into a plain model (its modules are not linear); apply without --merge")
+        raise UsageError(f"method {self.name!r} cannot be merged into a plain model (its modules are not linear); apply " "without --merge")
 
     def save_files(self, folder: Path) -> None:
         """`folder/method/`: method.json and the method's own tensors (`formats.method_dir`)."""

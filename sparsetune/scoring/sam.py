@@ -6,8 +6,9 @@ score = g², g = ∇θ of the *mean* training loss over the scoring examples at 
 Batches are accumulated in place into `.grad`, each weighted by its share of the
 examples, so the result equals one backward over the whole set while memory stays at
 the model plus one gradient buffer. Under N processes each accumulates its shard with
-the same global weights and the buffers are summed once: the same g, within rounding. (The paper's code summed clipped batch gradients
-with dropout on; this is the quantity its Theorem 3 asks for.)
+the same global weights and the buffers are summed once: the same g, within rounding.
+(The paper's code summed clipped batch gradients with dropout on; this is the quantity
+its Theorem 3 asks for.)
 """
 
 from __future__ import annotations

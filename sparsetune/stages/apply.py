@@ -58,7 +58,7 @@ def _check(model_params: dict[str, torch.Tensor], named: list[tuple[str, Delta]]
             if name not in model_params:
                 raise MismatchError(f"{source}: tensor {name!r} is not in the model; was the delta made for another architecture?")
             if tuple(model_params[name].shape) != tuple(shape):
-                raise MismatchError(f"{source}: tensor {name!r} has shape {list(shape)} but the model's is {list(model_params[name].shape)}")
+                raise MismatchError(f"{source}: tensor {name!r} has shape {list(shape)} but the model's is " f"{list(model_params[name].shape)}")
         dense = {name: other for other, carrier in named for name in carrier.head}
         for name in delta.indices:  # a pooler as changed entries here, as head there (another --pooler)
             if name in dense:

@@ -139,7 +139,7 @@ def diff(config: DiffConfig, progress: ProgressCallback = no_progress) -> DiffRe
             continue
         if after.shape != before.shape or after.dtype != before.dtype:
             raise MismatchError(
-                f"parameter {name!r} is {after.dtype}{list(after.shape)} in {run} but {before.dtype}{list(before.shape)} "
+                f"parameter {name!r} is {after.dtype}{list(after.shape)} in {run} but " f"{before.dtype}{list(before.shape)} "
                 f"in the base {display_name(base)}; is it the right --base?"
             )
         changed[name] = differs(after, before).reshape(-1)

@@ -144,7 +144,7 @@ def evaluate(config: EvalConfig, progress: ProgressCallback = no_progress) -> di
         loaded = load_model(target, task)
         if loaded.new_parameters:
             first = sorted(loaded.new_parameters)[0]
-            raise UsageError(f"{target} has no trained {task.name} head ({first} is missing or has another shape); train it first with `sparsetune train`")
+            raise UsageError(f"{target} has no trained {task.name} head ({first} is missing or has another shape); train " "it first with `sparsetune train`")
         model = loaded.model
     model = rt.accelerator.prepare_model(model, evaluation_mode=True)  # device + autocast, no DDP
     metrics = metrics_on(model, task, dataset, load_tokenizer(target), config.batch_size, max_length, progress, rt=rt)

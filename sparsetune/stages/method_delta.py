@@ -54,7 +54,7 @@ def diff_method(config: DiffConfig, progress: ProgressCallback = no_progress) ->
     tensors = load_tensors(run / METHOD_DIR / WEIGHTS_FILE)
     pooler = description.get("pooler", LEGACY_POOLER)
     if config.pooler is not None and config.pooler != pooler:
-        raise UsageError(f"--pooler {config.pooler}: a {name} run's structure fixes the head (this one: --pooler {pooler}); drop --pooler")
+        raise UsageError(f"--pooler {config.pooler}: a {name} run's structure fixes the head (this one: --pooler " f"{pooler}); drop --pooler")
     method, fingerprint = build(name, description.get("options") or {}, base, get_task(task), tensors, fingerprint=True, pooler=pooler)
     progress("load", 1, 1)
     hf_config = method.loaded.model.config  # the transformers model inside any wrapper

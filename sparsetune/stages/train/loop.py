@@ -130,7 +130,7 @@ def train(config: TrainConfig, progress: ProgressCallback = no_progress) -> RunR
         claim_output(setup)
     rt.barrier()  # OUT exists for every process
     if rt.processes > 1 and hyper["batch_size"] < rt.processes:
-        raise UsageError(f"--batch-size {hyper['batch_size']} is smaller than the {rt.processes} processes; each needs at least one example per step")
+        raise UsageError(f"--batch-size {hyper['batch_size']} is smaller than the {rt.processes} processes; each needs at " "least one example per step")
     tracking = config.report_to != "none"
     if tracking:  # accelerate logs from the main process only
         rt.accelerator.init_trackers("sparsetune", config=_scalars(hyper))
@@ -211,7 +211,7 @@ def train(config: TrainConfig, progress: ProgressCallback = no_progress) -> RunR
                     if not torch.isfinite(loss):
                         raise TrainingError(
                             f"the training loss became {loss.item()} at step {step + 1}; stopped. The last good "
-                            f"checkpoint (step {last_saved}) is in {out}/checkpoint; lower --lr and retrain with --force"
+                            f"checkpoint (step {last_saved}) is in {out}/checkpoint; lower --lr and retrain " "with --force"
                         )
                     rt.accelerator.backward(loss)
                     rt.accelerator.clip_grad_norm_(list(setup.method.trainable().values()), hyper["max_grad_norm"])

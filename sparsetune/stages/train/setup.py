@@ -110,7 +110,7 @@ def _check_resume(config: TrainConfig, stored: dict[str, Any]) -> dict[str, Any]
         elif key == "method_options":
             value = dict(value)
         if value != (stored_value if key == "task" else stored.get(key)):
-            raise UsageError(f"--{key.replace('_', '-')} {value} differs from the interrupted run's {stored.get(key)}; drop it to resume")
+            raise UsageError(f"--{key.replace('_', '-')} {value} differs from the interrupted run's {stored.get(key)}; " "drop it to resume")
     return stored
 
 

@@ -158,7 +158,7 @@ def test_table_one_shows_each_tasks_floor_as_its_last_row(tmp_path, tiny_data_di
     floors = {task: majority_floor(task, tiny_data_dir) for task in ("cb", "rte")}
     row = [line for line in report.markdown.splitlines() if line.startswith("| majority class (floor) |")]
     assert report.table.tasks == ["rte", "cb"]  # the paper's column order
-    assert row == [f"| majority class (floor) | {floors['rte']:.1f} | {floors['cb']:.1f} | {statistics.fmean(floors.values()):.1f} |"]
+    assert row == [f"| majority class (floor) | {floors['rte']:.1f} | {floors['cb']:.1f} | " f"{statistics.fmean(floors.values()):.1f} |"]
     without = write_report(path, tmp_path / "bare", p=0.005, data_dir=tmp_path / "no-data")
     assert "majority class" not in without.markdown
 
