@@ -16,6 +16,7 @@ import typer
 from ..config import BATCH_SIZE, DEFAULT_POOLER, DEFAULT_SPARSITY, MASK_FILE, MAX_LENGTH, ScoreConfig
 from ..errors import UsageError
 from ..runtime import is_main_process
+from ..scoring import SCORERS
 from .app import out
 from .options import (
     POOLER_HELP,
@@ -42,6 +43,9 @@ if TYPE_CHECKING:
     from ..stages.score import ScoreResult
 
 
+SCORER_HELP = "Scoring method. " + "; ".join(f"{name}: {cls.description}" for name, cls in sorted(SCORERS.items())) + "."
+
+
 def parse_examples(value: str) -> int | None:
     """`all` -> None (the whole train part), else a positive integer."""
     if value.strip().lower() == "all":
@@ -64,7 +68,7 @@ def score_command(
     p: Optional[float] = typer.Option(
         None, "-p", "--sparsity", help=f"Fraction p of the eligible entries to select, in (0, 1]. Default: {DEFAULT_SPARSITY} (bitfit: " "all biases; p is reported)."
     ),
-    method: ScorerName = typer.Option("sam", "--method", "-m", help="Scoring method (the registered scorers; sam is the paper's)."),
+    method: ScorerName = typer.Option("sam", "--method", "-m", help=SCORER_HELP),
     examples: str = typer.Option("all", "--examples", help="Training examples to score on: a number (seeded subset) or all."),
     batch_size: int = typer.Option(BATCH_SIZE, "--batch-size", help="Examples per forward/backward."),
     max_length: int = typer.Option(MAX_LENGTH, "--max-length", help="Truncate inputs to this many tokens."),

@@ -7,6 +7,9 @@
     apply.py      apply            base + deltas -> a model dir
     inspect.py    inspect          any sparsetune file -> a summary (and a plot)
 
+method_delta.py is the half of diff and apply that a structural run (LoRA, adapters) takes:
+its own tensors instead of changed entries.
+
 Each takes one frozen config from `sparsetune.config` and reports progress through a
 callback (`sparsetune.progress`); the CLI is a thin shell over them.
 """
