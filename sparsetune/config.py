@@ -14,6 +14,8 @@ from .errors import UsageError
 from .runtime import DEFAULT_DEVICE, DEFAULT_PRECISION
 
 DEFAULT_SPARSITY = 0.005  # the paper's p: 0.5% of the eligible entries
+DEFAULT_SCORER = "sam"  # the paper's scoring method
+MASK_METHOD = "sparse"  # the training method of `train --mask`
 SCOPES = ("global", "per-tensor")  # global top-k (Theorem 3) or ⌊n·p⌋ per tensor
 DEFAULT_SCOPE = "global"
 DEFAULT_SEED = 42  # the protocol split, data order, head initialisation
@@ -52,7 +54,7 @@ class ScoreConfig:
     task: str
     model: str | None = None
     p: float | None = None
-    method: str = "sam"
+    method: str = DEFAULT_SCORER
     examples: int | None = None
     batch_size: int = BATCH_SIZE
     max_length: int = MAX_LENGTH
@@ -134,7 +136,7 @@ class TrainConfig:
     model: str | None = None
     task: str | None = None
     mask: str | None = None
-    method: str | None = None  # None: "sparse" with a mask, else an error
+    method: str | None = None  # None: MASK_METHOD with a mask, else an error
     epochs: int | None = None
     max_steps: int | None = None
     lr: float | None = None

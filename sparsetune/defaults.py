@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
-from .config import BATCH_SIZE, MAX_LENGTH
+from .config import BATCH_SIZE, MASK_METHOD, MAX_LENGTH
 from .methods import METHODS
 from .models import DEFAULT_MODEL_NAME
 
@@ -61,7 +61,7 @@ MINILM: dict[str, Hyperparameters] = {
 }
 
 
-def defaults_for(task: str, model: str, method: str = "sparse") -> Hyperparameters:
+def defaults_for(task: str, model: str, method: str = MASK_METHOD) -> Hyperparameters:
     """Per-task defaults for the embedded MiniLM (`GENERIC` for any other model or task),
     with the method's learning rate where it declares one."""
     chosen = MINILM.get(task, GENERIC) if model == DEFAULT_MODEL_NAME else GENERIC

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from ..config import BATCH_SIZE, DEFAULT_POOLER, DEFAULT_SPARSITY, MASK_FILE, MAX_LENGTH, ScoreConfig
+from ..config import BATCH_SIZE, DEFAULT_POOLER, DEFAULT_SCORER, DEFAULT_SPARSITY, MASK_FILE, MAX_LENGTH, ScoreConfig
 from ..errors import UsageError
 from ..runtime import is_main_process
 from ..scoring import SCORERS
@@ -68,7 +68,7 @@ def score_command(
     p: Optional[float] = typer.Option(
         None, "-p", "--sparsity", help=f"Fraction p of the eligible entries to select, in (0, 1]. Default: {DEFAULT_SPARSITY} (bitfit: " "all biases; p is reported)."
     ),
-    method: ScorerName = typer.Option("sam", "--method", "-m", help=SCORER_HELP),
+    method: ScorerName = typer.Option(DEFAULT_SCORER, "--method", "-m", help=SCORER_HELP),
     examples: str = typer.Option("all", "--examples", help="Training examples to score on: a number (seeded subset) or all."),
     batch_size: int = typer.Option(BATCH_SIZE, "--batch-size", help="Examples per forward/backward."),
     max_length: int = typer.Option(MAX_LENGTH, "--max-length", help="Truncate inputs to this many tokens."),

@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import DEFAULT_SPARSITY, POOLER_POLICIES
+from ..config import DEFAULT_SPARSITY, MASK_METHOD, POOLER_POLICIES
 from ..errors import UsageError
 
 if sys.version_info >= (3, 11):
@@ -56,7 +56,7 @@ class MethodSpec:
     """One row of Table 1: how to produce and train it."""
 
     name: str
-    train: str = "sparse"
+    train: str = MASK_METHOD
     score: str | None = None
     p: tuple[float | None, ...] = (None,)
     train_flags: dict[str, Any] = field(default_factory=dict)
@@ -127,7 +127,7 @@ def _method(raw: dict[str, Any], index: int, path: str) -> MethodSpec:
         raise UsageError(f"{path}: method {raw['name']!r} scores a mask, so it needs p = [...]")
     return MethodSpec(
         name=str(raw["name"]),
-        train=str(raw.get("train", "sparse")),
+        train=str(raw.get("train", MASK_METHOD)),
         score=raw.get("score"),
         p=p,
         train_flags=dict(raw.get("flags", {})),

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...config import DEFAULT_DEV_FRACTION, DEFAULT_SEED, MASK_FILE, TrainConfig
+from ...config import DEFAULT_DEV_FRACTION, DEFAULT_SEED, MASK_FILE, MASK_METHOD, TrainConfig
 from ...data import TaskData, load_task_data
 from ...defaults import defaults_for
 from ...errors import OutputExistsError, UsageError
@@ -64,7 +64,7 @@ def _sha256(path: Path) -> str:
 def _requested(config: TrainConfig, mask: Mask | None) -> dict[str, Any]:
     """What the user asked for, with the mask's metadata filling model/task/split."""
     meta = mask.metadata if mask else {}
-    method = config.method or ("sparse" if mask else None)
+    method = config.method or (MASK_METHOD if mask else None)
     if method is None:
         raise UsageError("pass --mask mask.safetensors (sparse training) or --method NAME (e.g. --method full)")
     task = config.task or meta.get("task")
