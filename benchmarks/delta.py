@@ -7,8 +7,9 @@ Makes a p-sparse change of the real MiniLM (a random mask from `Mask.from_scores
 random scores, each selected entry moved by N(0, 1e-3)), saves it as a run, diffs it with
 every `--values` dtype, and prints bytes per changed entry with the header included: once
 for the whole file, once with the dense head's bytes taken out (the issue's measure: the
-head is not part of p; it is the classifier and, by default, MiniLM's pooler). It then applies the float32 delta and checks the weights are
-bit-identical, and compares the delta with the full model.safetensors.
+head is not part of p; it is the classifier and, by default, MiniLM's pooler). It then
+applies the float32 delta and checks the weights are bit-identical, and compares the
+delta with the full model.safetensors.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ import torch
 from safetensors.torch import load_file
 
 from sparsetune.config import ApplyConfig, DiffConfig
-from sparsetune.delta import apply, diff
 from sparsetune.formats.mask import Mask
 from sparsetune.formats.run_record import RunRecord
 from sparsetune.models import DEFAULT_MODEL_NAME, load_model, load_tokenizer
+from sparsetune.stages.apply import apply
+from sparsetune.stages.diff import diff
 from sparsetune.tasks import get_task
 
 
@@ -59,7 +61,7 @@ def main() -> None:
         model_bytes = (root / "run" / "model.safetensors").stat().st_size
         print(f"MiniLM, task {args.task}: p = {args.p}, {mask.selected:,} of {mask.eligible:,} eligible entries changed")
         print(f"model.safetensors of the run: {model_bytes:,} bytes\n")
-        header = f"{'values':<9} {'entries':>9} {'bytes':>10} {'B/entry':>8} {'B/entry, head out':>18} {'vs model':>9} {'diff s':>7}"
+        header = f"{'values':<9} {'entries':>9} {'bytes':>10} {'B/entry':>8} {'B/entry, head out':>18} " f"{'vs model':>9} {'diff s':>7}"
         print(header)
         print("-" * len(header))
         for values in ("float32", "float16", "bfloat16"):
@@ -83,7 +85,7 @@ def main() -> None:
             torch.equal(tuned[k].view(-1).view(torch.uint8), applied[k].view(-1).view(torch.uint8)) for k in tuned
         )
         print(f"\napply float32 delta: {seconds:.2f} s; weights bit-identical to the run: {exact}")
-        print(f"lower bound (4 B index + value, no header): float32 8, float16 6; p·m = {math.floor(args.p * mask.eligible):,}")
+        print("lower bound (4 B index + value, no header): float32 8, float16 6; p·m = " f"{math.floor(args.p * mask.eligible):,}")
         if not exact:
             raise SystemExit("round trip is not bit-exact")
 

@@ -29,7 +29,7 @@ def bare(args) -> dict:
     from sparsetune.config import ScoreConfig
     from sparsetune.data import make_loader
     from sparsetune.models import load_model, load_tokenizer
-    from sparsetune.scoring.run import _scoring_rows
+    from sparsetune.stages.score import _scoring_rows
     from sparsetune.tasks import get_task
 
     config = ScoreConfig(task=args.task, data_dir=args.data_dir, examples=args.examples, batch_size=args.batch_size, max_length=args.max_length)

@@ -1,4 +1,4 @@
-"""Each sparse-gradient plan of `sparsetune.sparse_delta` measured beside the cost model's estimate.
+"""Each sparse-gradient plan of `sparsetune.core.sparse_delta` measured beside the cost model's estimate.
 
     python benchmarks/sparse_plans.py [--sam benchmarks/.cache/sam-cb-0.005.safetensors]
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from sparsetune import sparse_delta as sd
+from sparsetune.core import sparse_delta as sd
 from sparsetune.formats.mask import Mask
 
 SAM_TENSORS = [
@@ -74,7 +74,7 @@ def main() -> None:
                 measured[kind] = _best_ms(run)
             chosen, best = min(estimate, key=estimate.get), min(measured, key=measured.get)
             cells = " ".join(f"{kind}:{measured[kind]:.1f}/{estimate[kind] * args.tokens / 1e6:.1f}" for kind in sd.PLANS)
-            print(f"  {label:48} k={index.numel():6} model={chosen:6} {measured[chosen]:6.2f} ms  best={best:6} {measured[best]:6.2f} ms | {cells}")
+            print(f"  {label:48} k={index.numel():6} model={chosen:6} {measured[chosen]:6.2f} ms  " f"best={best:6} {measured[best]:6.2f} ms | {cells}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ process per precision that holds every MiniLM side and runs one step of each in 
 order reversed every round (`--interleave`, best step per side): on a shared machine,
 processes minutes apart see different loads, steps seconds apart see the same. Sides:
   full       `--method full`: every weight trains;
-  sparse     `--mask`, the default fast path (`sparsetune.sparse_delta`);
+  sparse     `--mask`, the default fast path (`sparsetune.core.sparse_delta`);
   reference  `--mask --method-option backward=reference`: the parametrization
              (dense gradient, then gather), the cost before issue 13;
   floor      every pretrained tensor frozen, but the input gradient computed down to the
@@ -318,7 +318,7 @@ def _key_from_text(text: str) -> tuple:
 def report(args, best: dict[tuple, dict]) -> None:
     how = f"interleaved in one process per precision, best of {args.interleave} steps per side" if args.interleave else f"best of {args.rounds} rounds x {args.steps} steps"
     print(f"MiniLM, batch {args.batch_size} x {args.length}, 1 thread; times: {how}; peak RSS: one process per side")
-    print("| precision | mask | p | full s | floor s | sparse s | sparse / full | floor / full | sparse / floor | same, CPU time: sparse / full, floor / full | peak RSS sparse / full |")
+    print("| precision | mask | p | full s | floor s | sparse s | sparse / full | floor / full | sparse / " "floor | same, CPU time: sparse / full, floor / full | peak RSS sparse / full |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for precision in args.precision:
         full, floor = best[(precision, "full")], best[(precision, "floor")]
@@ -328,26 +328,26 @@ def report(args, best: dict[tuple, dict]) -> None:
                     s = best[(precision, side, kind, p)]
                     label = kind if side == "sparse" else f"{kind} (reference)"
                     print(
-                        f"| {precision} | {label} | {p} | {full['seconds_per_step']:.3f} | {floor['seconds_per_step']:.3f} "
+                        f"| {precision} | {label} | {p} | {full['seconds_per_step']:.3f} | " f"{floor['seconds_per_step']:.3f} "
                         f"| {s['seconds_per_step']:.3f} | **{s['seconds_per_step'] / full['seconds_per_step']:.2f}** "
-                        f"| {floor['seconds_per_step'] / full['seconds_per_step']:.2f} | {s['seconds_per_step'] / floor['seconds_per_step']:.2f} "
-                        f"| {s['cpu_seconds_per_step'] / full['cpu_seconds_per_step']:.2f}, {floor['cpu_seconds_per_step'] / full['cpu_seconds_per_step']:.2f} "
-                        f"| {s['peak_rss_mib'] / full['peak_rss_mib']:.2f} ({s['peak_rss_mib']:.0f} / {full['peak_rss_mib']:.0f} MiB) |"
+                        f"| {floor['seconds_per_step'] / full['seconds_per_step']:.2f} | " f"{s['seconds_per_step'] / floor['seconds_per_step']:.2f} "
+                        f"| {s['cpu_seconds_per_step'] / full['cpu_seconds_per_step']:.2f}, " f"{floor['cpu_seconds_per_step'] / full['cpu_seconds_per_step']:.2f} "
+                        f"| {s['peak_rss_mib'] / full['peak_rss_mib']:.2f} ({s['peak_rss_mib']:.0f} / " f"{full['peak_rss_mib']:.0f} MiB) |"
                     )
     if args.scaling and ("fp32", "full") in best:
         full = best[("fp32", "full")]["seconds_per_step"]
-        cells = [f"p = {p}: {best[('fp32', 'sparse', 'sam', p)]['seconds_per_step']:.3f} s ({best[('fp32', 'sparse', 'sam', p)]['seconds_per_step'] / full:.2f})" for p in args.scaling]
+        cells = [f"p = {p}: {best[('fp32', 'sparse', 'sam', p)]['seconds_per_step']:.3f} s " f"({best[('fp32', 'sparse', 'sam', p)]['seconds_per_step'] / full:.2f})" for p in args.scaling]
         print(f"\nscaling (SAM, fp32; ratio to full): {', '.join(cells)}")
     if args.memory:
         full, sparse, floor = (best[("memory", side)] for side in ("full", "sparse", "floor"))
         print("\nBERT-base from BertConfig() (random weights), batch 8 x 64, fp32, random mask p = 0.005")
-        print("| side | s / step | peak RSS MiB | RSS / full | RSS before the first step MiB | peak − that, / full's | training-state MiB |")
+        print("| side | s / step | peak RSS MiB | RSS / full | RSS before the first step MiB | peak − that, / " "full's | training-state MiB |")
         print("|---|---|---|---|---|---|---|")
         grown = lambda r: r["peak_rss_mib"] - r["loaded_rss_mib"]  # noqa: E731
         for name, r in (("full", full), ("sparse", sparse), ("floor", floor)):
             print(
-                f"| {name} | {r['seconds_per_step']:.3f} | {r['peak_rss_mib']:.0f} | **{r['peak_rss_mib'] / full['peak_rss_mib']:.2f}** "
-                f"| {r['loaded_rss_mib']:.0f} | {grown(r):.0f} ({grown(r) / grown(full):.2f}) | {r['training_state_bytes'] / 2**20:.2f} |"
+                f"| {name} | {r['seconds_per_step']:.3f} | {r['peak_rss_mib']:.0f} | " f"**{r['peak_rss_mib'] / full['peak_rss_mib']:.2f}** "
+                f"| {r['loaded_rss_mib']:.0f} | {grown(r):.0f} ({grown(r) / grown(full):.2f}) | " f"{r['training_state_bytes'] / 2**20:.2f} |"
             )
 
 

@@ -40,7 +40,7 @@ _sparsetune() {
         tasks) opts="--task -t --data-dir --quiet -q --json --help -h"
             case "$prev" in --task|-t) COMPREPLY=( $(compgen -W "cb cola copa mrpc rte stsb wsc" -- "$cur") $(compgen -f -- "$cur") ); return ;; esac
             ;;
-        train) opts="--mask --method -m --task -t --output -o --epochs --max-steps --lr --batch-size --max-length --warmup-ratio --weight-decay --seed --eval-every --method-option -O --sparsity -p --project-every --lora-r --lora-alpha --lora-dropout --lora-targets --adapter-config --adapter-size --reduction-factor --mixout-p --pooler --data-dir --revision --device --precision --report-to --resume --force --quiet -q --json --help -h"
+        train) opts="--mask --method -m --task -t --output -o --epochs --max-steps --lr --batch-size --max-length --warmup-ratio --weight-decay --seed --eval-every --method-option -O --adapter-config --adapter-size --reduction-factor --sparsity -p --project-every --lora-r --lora-alpha --lora-dropout --lora-targets --mixout-p --pooler --data-dir --revision --device --precision --report-to --resume --force --quiet -q --json --help -h"
             case "$prev" in --method|-m) COMPREPLY=( $(compgen -W "adapter childpruning diffpruning full lora mixout sparse" -- "$cur") ); return ;; esac
             case "$prev" in --task|-t) COMPREPLY=( $(compgen -W "cb cola copa mrpc rte stsb wsc" -- "$cur") $(compgen -f -- "$cur") ); return ;; esac
             case "$prev" in --pooler) COMPREPLY=( $(compgen -W "head eligible" -- "$cur") ); return ;; esac

@@ -1,29 +1,43 @@
-"""sparsetune: sparse fine-tuning of transformers, after Fu et al. 2023 (arXiv 2211.15583).
+"""sparsetune: sparse fine-tuning of transformers.
+
+It implements Fu et al., "On the Effectiveness of Parameter-Efficient Fine-Tuning" (AAAI
+2023, arXiv 2211.15583); "the paper" in the docstrings of this package means it.
 
     sparsetune score --task rte -p 0.005      # SAM: one gradient pass -> mask.safetensors
     sparsetune train --mask mask.safetensors -o out/
     sparsetune eval out/
 
-The package is the library; `sparsetune.cli` is a thin shell over it.
-"""
+The package is the library; `sparsetune.cli` is a thin shell over it. The folders follow
+the pipeline:
 
-__version__ = "0.1.0"
+    stages/       one module (or package) per verb: score, train/, evaluate, diff, apply, inspect
+    scoring/      who picks the entries: registry.py + one file per scorer (sam, fisher, random, ...)
+    methods/      how a model trains: registry.py + one file per method (sparse, full, lora, ...)
+    formats/      one module per file kind: mask, scores, delta, run record, checkpoint, method dir, log
+    core/         tensor maths, no files: the sparse parametrization and its autograd, top-k, gates
+    experiments/  the paper's grid, its report and figures
+    cli/          the commands, one module each
+    config.py (stage configs, default values), defaults.py (per-task hyperparameters), models.py,
+    data.py, tasks/, runtime.py (device, precision, processes), io.py, hub.py, errors.py
+"""
 
 import importlib
 from typing import Any
+
+from ._version import __version__
 
 # The public API, imported on first use (PEP 562): `import sparsetune` and the CLI's
 # `--help` must not pay for torch, transformers and scipy before a command needs them.
 _API = {
     "EvalConfig": "config", "ScoreConfig": "config", "TrainConfig": "config",
-    "apply_delta": "delta", "diff": "delta",
+    "apply_delta": "stages.apply", "diff": "stages.diff",
     "SparsetuneError": "errors",
-    "evaluate": "evaluation",
-    "Mask": "formats",
+    "evaluate": "stages.evaluate",
+    "Mask": "formats.mask",
     "load_model": "models", "load_tokenizer": "models",
-    "ScoreResult": "scoring.run", "rethreshold": "scoring.run", "score": "scoring.run",
+    "ScoreResult": "stages.score", "rethreshold": "stages.score", "score": "stages.score",
     "TASKS": "tasks", "Task": "tasks", "get_task": "tasks",
-    "train": "training",
+    "train": "stages.train",
 }
 
 

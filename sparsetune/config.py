@@ -1,21 +1,42 @@
 """Frozen configurations, one per stage: what a library call needs, nothing it computes.
 
 The CLI builds one of these from its flags and passes it to one library function; a
-Python user builds the same object. Defaults live here, once.
+Python user builds the same object. The pipeline's default values are defined here,
+once, and read by the CLI, the stages and the file formats alike (device and precision
+are `runtime`'s, per-task training hyperparameters `defaults`').
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import UsageError
+from .runtime import DEFAULT_DEVICE, DEFAULT_PRECISION
+
 DEFAULT_SPARSITY = 0.005  # the paper's p: 0.5% of the eligible entries
-DATA_DIR_ENV = "SPARSETUNE_DATA_DIR"  # the offline data folder (`--data-dir`)
+DEFAULT_SCORER = "sam"  # the paper's scoring method
+MASK_METHOD = "sparse"  # the training method of `train --mask`
 SCOPES = ("global", "per-tensor")  # global top-k (Theorem 3) or ⌊n·p⌋ per tensor
+DEFAULT_SCOPE = "global"
+DEFAULT_SEED = 42  # the protocol split, data order, head initialisation
+DEFAULT_DEV_FRACTION = 0.1  # of train, held out for model selection (the paper's protocol)
+BATCH_SIZE = 16  # examples per step: the paper's (training), and scoring's
+MAX_LENGTH = 128  # tokens: scoring, and evaluating a model dir that records none
+EVAL_BATCH_SIZE = 64  # examples per forward pass in `eval`
+MASK_FILE = "mask.safetensors"  # what `score` writes by default, and a run's copy of its mask
+DATA_DIR_ENV = "SPARSETUNE_DATA_DIR"  # the offline data folder (`--data-dir`)
 EVAL_SPLITS = ("validation", "dev", "train")  # validation is the test set (the paper's protocol)
 # Is a pretrained pooler that the classifier reads (BERT-style models) task head or
 # eligible? "head" by default, as the paper's RoBERTa head is new (sparsetune.models).
 POOLER_POLICIES = ("head", "eligible")
 DEFAULT_POOLER = "head"
+
+
+def check_scope(scope: str, flag: str = "--scope") -> str:
+    """The scope if it is one of `SCOPES`; a usage error naming `flag` otherwise."""
+    if scope not in SCOPES:
+        raise UsageError(f"{flag} must be one of {', '.join(SCOPES)}, got {scope!r}")
+    return scope
 
 
 @dataclass(frozen=True)
@@ -33,20 +54,20 @@ class ScoreConfig:
     task: str
     model: str | None = None
     p: float | None = None
-    method: str = "sam"
+    method: str = DEFAULT_SCORER
     examples: int | None = None
-    batch_size: int = 16
-    max_length: int = 128
-    scope: str = "global"
-    seed: int = 42
-    dev_fraction: float = 0.1
+    batch_size: int = BATCH_SIZE
+    max_length: int = MAX_LENGTH
+    scope: str = DEFAULT_SCOPE
+    seed: int = DEFAULT_SEED
+    dev_fraction: float = DEFAULT_DEV_FRACTION
     data_dir: str | None = None
-    output: str | None = "mask.safetensors"
+    output: str | None = MASK_FILE
     save_scores: str | None = None
     pooler: str = DEFAULT_POOLER
     force: bool = False
-    device: str = "auto"  # auto: CUDA when present (`sparsetune.runtime`)
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; the gradient stays fp32)
+    device: str = DEFAULT_DEVICE  # auto: CUDA when present (`sparsetune.runtime`)
+    precision: str = DEFAULT_PRECISION  # fp32 | bf16 | fp16 (autocast; the gradient stays fp32)
     revision: str | None = None  # a hub id's branch, tag or commit (the mask records the commit)
 
 
@@ -56,7 +77,7 @@ class MaskConfig:
 
     scores: str
     p: float
-    output: str | None = "mask.safetensors"
+    output: str | None = MASK_FILE
     scope: str | None = None  # None: the scope recorded in the scores file, else global
     force: bool = False
 
@@ -115,7 +136,7 @@ class TrainConfig:
     model: str | None = None
     task: str | None = None
     mask: str | None = None
-    method: str | None = None  # None: "sparse" with a mask, else an error
+    method: str | None = None  # None: MASK_METHOD with a mask, else an error
     epochs: int | None = None
     max_steps: int | None = None
     lr: float | None = None
@@ -132,7 +153,7 @@ class TrainConfig:
     pooler: str | None = None  # "head" | "eligible"; None: the mask's, else "head"
     resume: bool = False
     force: bool = False
-    device: str = "auto"  # never recorded: a run may resume on another device
+    device: str = DEFAULT_DEVICE  # never recorded: a run may resume on another device
     precision: str | None = None  # None: fp32, or the interrupted run's
     report_to: str = "none"  # tensorboard | wandb: accelerate's tracker, logs under OUT/logs
     revision: str | None = None  # None: the mask's, else the hub's default branch
@@ -150,8 +171,8 @@ class EvalConfig:
     task: str | None = None
     split: str = "validation"
     data_dir: str | None = None
-    batch_size: int = 64
-    max_length: int | None = None  # None: the run's, else 128
+    batch_size: int = EVAL_BATCH_SIZE
+    max_length: int | None = None  # None: the run's, else MAX_LENGTH
     record: bool = True  # write test metrics into run.json
-    device: str = "auto"
+    device: str = DEFAULT_DEVICE
     precision: str | None = None  # None: the precision the run trained in, else fp32

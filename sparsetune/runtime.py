@@ -87,7 +87,7 @@ def resolve_device(device: str) -> str:
             if index >= torch.cuda.device_count():
                 raise UsageError(f"--device {device}: there are {torch.cuda.device_count()} CUDA device(s), numbered from 0")
             if launched_processes() > 1:
-                raise UsageError(f"--device {device}: under a multi-process launch each process takes its local GPU; use --device cuda")
+                raise UsageError(f"--device {device}: under a multi-process launch each process takes its local GPU; use " "--device cuda")
     if device == "mps" and not _mps_available():
         raise UsageError("--device mps: this PyTorch sees no Apple MPS device; use --device cpu (or auto)")
     return device
@@ -107,7 +107,7 @@ def check_precision_on(precision: str, device: str) -> None:
     check_precision(precision)
     kind = device.split(":")[0]
     if precision == "fp16" and kind == "cpu":
-        raise UsageError("--precision fp16 needs a GPU (fp16 autocast and loss scaling are CUDA features); on a CPU use --precision bf16")
+        raise UsageError("--precision fp16 needs a GPU (fp16 autocast and loss scaling are CUDA features); on a CPU use " "--precision bf16")
     if precision == "bf16" and kind == "cuda" and not torch.cuda.is_bf16_supported():
         raise UsageError(f"--precision bf16: {torch.cuda.get_device_name()} has no bfloat16 support; use --precision fp16")
 
@@ -175,7 +175,7 @@ class Runtime:
         digests = gather_object([digest])
         if len(set(digests)) > 1:
             ranks = ", ".join(f"rank {rank}: {value}" for rank, value in enumerate(digests))
-            raise UsageError(f"the {self.processes} processes of this launch were given different {what} flags ({ranks}); launch every process with the same command")
+            raise UsageError(f"the {self.processes} processes of this launch were given different {what} flags ({ranks}); " "launch every process with the same command")
 
 
 def check_tracker(report_to: str) -> str:

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from .. import __version__
+from .._version import __version__
 from ..errors import SparsetuneError, UsageError
 
 # Messages, progress and summaries go to stderr; stdout carries results (tables, JSON,

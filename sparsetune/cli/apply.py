@@ -1,4 +1,4 @@
-"""`sparsetune apply`: base + deltas -> a plain transformers model dir (Fu et al. 2023, arXiv 2211.15583).
+"""`sparsetune apply`: base + deltas -> a plain transformers model dir.
 
     sparsetune apply delta.safetensors -o applied/ && sparsetune eval applied/ --task rte
 """
@@ -12,15 +12,13 @@ from typing import List
 import typer
 
 from ..config import ApplyConfig
-from .app import app, console
+from .app import console
 from .options import JsonOption, OptionalStr, QuietOption
 from .render import print_json, progress_bar
 
+EPILOG = "Example: sparsetune apply delta.safetensors -o applied/   |   compose: sparsetune apply " "a.safetensors b.safetensors -o both/"
 
-@app.command(
-    "apply",
-    epilog="Example: sparsetune apply delta.safetensors -o applied/   |   compose: sparsetune apply a.safetensors b.safetensors -o both/",
-)
+
 def apply_command(
     deltas: List[Path] = typer.Argument(..., help="One or more delta files (sparsetune diff); several compose."),
     output: Path = typer.Option(..., "--output", "-o", help="Model dir to write (config, tokenizer, model.safetensors)."),
@@ -38,7 +36,7 @@ def apply_command(
     indices; an entry only one delta touches gets exactly its value. The head comes from
     the last delta that carries one.
     """
-    from ..delta import apply
+    from ..stages.apply import apply
 
     config = ApplyConfig(deltas=tuple(str(path) for path in deltas), output=str(output), base=base, force=force, merge=merge)
     with progress_bar(quiet or as_json) as progress:

@@ -115,17 +115,17 @@ def render_bash(specs: list[CommandSpec]) -> str:
             if option.choices:
                 pattern = "|".join(option.long + option.short)
                 lines.append(
-                    f'            case "$prev" in {pattern}) COMPREPLY=( $(compgen -W "{" ".join(option.choices)}" -- "$cur") ); return ;; esac'
+                    f'            case "$prev" in {pattern}) COMPREPLY=( $(compgen -W ' f'"{" ".join(option.choices)}" -- "$cur") ); return ;; esac'
                 )
             elif option.suggestions:
                 pattern = "|".join(option.long + option.short)
                 lines.append(
-                    f'            case "$prev" in {pattern}) COMPREPLY=( $(compgen -W "{" ".join(option.suggestions)}" -- "$cur") '
+                    f'            case "$prev" in {pattern}) COMPREPLY=( $(compgen -W ' f'"{" ".join(option.suggestions)}" -- "$cur") '
                     '$(compgen -f -- "$cur") ); return ;; esac'
                 )
         if spec.argument_choices:
             lines.append(
-                f'            [[ "$cur" != -* ]] && {{ COMPREPLY=( $(compgen -W "{" ".join(spec.argument_choices)}" -- "$cur") ); return; }}'
+                '            [[ "$cur" != -* ]] && ' f'{{ COMPREPLY=( $(compgen -W "{" ".join(spec.argument_choices)}" -- "$cur") ); return; }}'
             )
         lines.append("            ;;")
     lines += [
@@ -212,10 +212,9 @@ def write_all(folder: Path) -> list[Path]:
     return written
 
 
-@app.command(
-    "completions",
-    epilog="Example: sparsetune completions bash > ~/.local/share/bash-completion/completions/sparsetune",
-)
+EPILOG = "Example: sparsetune completions bash > ~/.local/share/bash-completion/completions/sparsetune"
+
+
 def completions_command(
     shell: Optional[Shell] = typer.Argument(None, help="The shell to complete in.", show_default=False),
     write: Optional[Path] = typer.Option(None, "--write", help="Write all three scripts into this folder instead."),

@@ -1,4 +1,4 @@
-"""`sparsetune diff`: the entries a fine-tune changed, as a delta file (Fu et al. 2023, arXiv 2211.15583).
+"""`sparsetune diff`: the entries a fine-tune changed, as a delta file.
 
     sparsetune diff out/ > delta.safetensors
 """
@@ -14,7 +14,7 @@ import typer
 
 from ..config import DiffConfig
 from ..errors import UsageError
-from .app import app, console
+from .app import console
 from .options import ForceOption, OptionalPath, OptionalPooler, OptionalStr, QuietOption, TaskOption
 from .render import print_json, progress_bar
 
@@ -23,11 +23,12 @@ VALUE_DTYPE_NAMES = ("float32", "float16", "bfloat16")
 ValueDtype = Enum("ValueDtype", {name: name for name in VALUE_DTYPE_NAMES}, type=str)
 
 
-@app.command(
-    "diff",
-    epilog="Example: sparsetune diff out/ > delta.safetensors   |   any fine-tuned dir: "
-    "sparsetune diff tuned/ --base MODEL --top-p 0.005 --values float16 -o delta.safetensors",
+EPILOG = (
+    "Example: sparsetune diff out/ > delta.safetensors   |   any fine-tuned dir: "
+    "sparsetune diff tuned/ --base MODEL --top-p 0.005 --values float16 -o delta.safetensors"
 )
+
+
 def diff_command(
     run: Path = typer.Argument(..., help="A run dir (sparsetune train -o) or any fine-tuned model dir."),
     base: OptionalStr = typer.Option(
@@ -44,7 +45,7 @@ def diff_command(
     ),
     task: OptionalStr = TaskOption,
     pooler: OptionalPooler = typer.Option(
-        None, "--pooler", help="head: the BERT pooler travels dense with the head; eligible: as changed entries. Default: the run's, else head."
+        None, "--pooler", help="head: the BERT pooler travels dense with the head; eligible: as changed entries. Default: the " "run's, else head."
     ),
     force: bool = ForceOption,
     quiet: bool = QuietOption,
@@ -56,10 +57,10 @@ def diff_command(
     fine-tuned weights back bit for bit. For a plain model dir the head comes from its
     config.json (`architectures`), or from --task.
     """
-    from ..delta import delta_summary, diff
+    from ..stages.diff import delta_summary, diff
 
     if output is None and sys.stdout.isatty():
-        raise UsageError("refusing to write a binary delta to the terminal; pass -o delta.safetensors or redirect: sparsetune diff RUN > delta.safetensors")
+        raise UsageError("refusing to write a binary delta to the terminal; pass -o delta.safetensors or redirect: " "sparsetune diff RUN > delta.safetensors")
     config = DiffConfig(
         run=str(run), base=base, output=str(output) if output else None, values=values.value, top_p=top_p, task=task,
         pooler=pooler.value if pooler is not None else None, force=force,
@@ -78,15 +79,15 @@ def diff_command(
         return
     if quiet:
         return
-    if result.delta.metadata.get("method"):  # LoRA, adapters: the method's own tensors (sparsetune.method_delta)
+    if result.delta.metadata.get("method"):  # LoRA, adapters: the method's own tensors (stages.method_delta)
         console.print(
-            f"method {result.delta.metadata['method']}: {stats['head_entries']:,} entries of its own (with the head) in "
+            f"method {result.delta.metadata['method']}: {stats['head_entries']:,} entries of its own (with " "the head) in "
             f"{len(result.delta.head)} tensors; {stats['bytes']:,} bytes -> {output or 'stdout'}",
             soft_wrap=True,
         )
         return
     console.print(
-        f"{stats['changed']:,} changed entries of {stats['eligible']:,} ({share:.4%}) in {len(result.delta.indices)} tensors"
+        f"{stats['changed']:,} changed entries of {stats['eligible']:,} ({share:.4%}) in " f"{len(result.delta.indices)} tensors"
         f" + {stats['head_entries']:,} head entries; {stats['bytes']:,} bytes = "
         f"{stats['bytes_per_changed_entry']:.2f} bytes per changed entry -> {output or 'stdout'}",
         soft_wrap=True,

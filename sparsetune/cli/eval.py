@@ -2,7 +2,7 @@
 
     sparsetune eval out/ --data-dir ../shared/data
 
-Fu et al. 2023 (arXiv 2211.15583) protocol: `validation` (the default) is the test
+The paper's protocol: `validation` (the default) is the test
 set. For a run dir the task comes from run.json, and the metrics are recorded there.
 """
 
@@ -13,22 +13,23 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from ..config import EvalConfig
+from ..config import EVAL_BATCH_SIZE, MAX_LENGTH, EvalConfig
 from ..runtime import is_main_process
-from .app import app, out
+from .app import out
 from .options import DataDirOption, DeviceOption, JsonOption, OptionalStr, Precision, QuietOption, Split, SplitOption
 from .render import print_json, progress_bar
 from .train import OptionalInt
 
+EPILOG = "Example: sparsetune eval out/   |   a model dir: sparsetune eval my-model/ --task rte --json"
 
-@app.command("eval", epilog="Example: sparsetune eval out/   |   a model dir: sparsetune eval my-model/ --task rte --json")
+
 def eval_command(
     target: str = typer.Argument(..., help="A run dir (sparsetune train -o) or a model dir with a trained task head."),
     task: OptionalStr = typer.Option(None, "--task", "-t", help="Task of a plain model dir (a run dir knows its own)."),
     split: Split = SplitOption,
     data_dir: OptionalStr = DataDirOption,
-    batch_size: int = typer.Option(64, "--batch-size", help="Examples per forward pass."),
-    max_length: OptionalInt = typer.Option(None, "--max-length", help="Truncate inputs. Default: the run's, else 128."),
+    batch_size: int = typer.Option(EVAL_BATCH_SIZE, "--batch-size", help="Examples per forward pass."),
+    max_length: OptionalInt = typer.Option(None, "--max-length", help=f"Truncate inputs. Default: the run's, else {MAX_LENGTH}."),
     device: str = DeviceOption,
     precision: Optional[Precision] = typer.Option(
         None, "--precision", rich_help_panel="Runtime", help="fp32, bf16 or fp16 (CUDA) autocast. Default: the run's training precision, else fp32."
@@ -37,7 +38,7 @@ def eval_command(
     as_json: bool = JsonOption,
 ) -> None:
     """Score a fine-tuned model on one split with the task's metrics (every component and score)."""
-    from ..evaluation import evaluate
+    from ..stages.evaluate import evaluate
 
     config = EvalConfig(target=target, task=task, split=split, data_dir=data_dir, batch_size=batch_size, max_length=max_length,
                         device=device, precision=precision)

@@ -1,21 +1,19 @@
-"""`sparsetune grid` and `sparsetune report`: the paper's Table 1 and figures.
+"""`sparsetune grid`: every (method, task, p, seed) of a config as score + train + eval.
 
     sparsetune grid experiments/paper.toml --dry-run
     sparsetune grid experiments/example.toml -o results/example/results.jsonl
-    sparsetune report results/example/results.jsonl -o results/example/
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
 
 from ..errors import TrainingError, TrainingInterrupted
-from .app import app, console, out
-from .options import DataDirOption, ForceOption, JsonOption, OptionalStr, QuietOption
+from .app import console, out
+from .options import DataDirOption, JsonOption, OptionalStr, QuietOption
 from .render import print_json, progress_bar, say
 
 
@@ -24,11 +22,12 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
-@app.command(
-    "grid",
-    epilog="Example: sparsetune grid experiments/paper.toml --dry-run   |   "
-    "sparsetune grid experiments/example.toml -o results/example/results.jsonl --jobs 2",
+EPILOG = (
+    "Example: sparsetune grid experiments/paper.toml --dry-run   |   "
+    "sparsetune grid experiments/example.toml -o results/example/results.jsonl --jobs 2"
 )
+
+
 def grid_command(
     config: Path = typer.Argument(..., help="Grid config (TOML, or YAML as .yaml/.yml): model, tasks, seeds, methods with their flags."),
     output: Path = typer.Option(Path("results.jsonl"), "--output", "-o", help="Results file (JSONL); appended, so reruns resume."),
@@ -36,7 +35,7 @@ def grid_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and a time estimate; run nothing."),
     data_dir: OptionalStr = DataDirOption,
     launcher: OptionalStr = typer.Option(
-        None, "--launcher", help='Run each run as a multi-process launch, e.g. "torchrun --nproc_per_node 2". Default: the config\'s, else one process.'
+        None, "--launcher", help='Run each run as a multi-process launch, e.g. "torchrun --nproc_per_node 2". Default: the ' 'config\'s, else one process.'
     ),
     quiet: bool = QuietOption,
     as_json: bool = JsonOption,
@@ -90,37 +89,3 @@ def grid_command(
     if failures:
         first = failures[0] if len(failures) == 1 else f"first: {failures[0]}"
         raise TrainingError(f"{len(failures)} of {len(specs) - len(done)} runs failed ({first}); rerun the same command to retry them")
-
-
-@app.command(
-    "report",
-    epilog="Example: sparsetune report results/example/results.jsonl -o results/example/",
-)
-def report_command(
-    results: Path = typer.Argument(..., help="Results file written by `sparsetune grid`."),
-    output: Path = typer.Option(Path("report"), "--output", "-o", help="Folder for report.md and the figure PNGs."),
-    p: Optional[float] = typer.Option(0.005, "-p", help="The p of the sparse methods shown in Table 1."),
-    sweep_method: str = typer.Option("SAM", "--sweep-method", help="Method label whose p sweep is Figure 3."),
-    data_dir: OptionalStr = DataDirOption,
-    force: bool = ForceOption,
-    quiet: bool = QuietOption,
-    as_json: bool = JsonOption,
-) -> None:
-    """Table 1 (mean ± std, ranks), stability vs performance (Spearman ρ), and figures.
-
-    A sweep's results (method names `Method@key=value`) also get the setting of each
-    method chosen on dev.
-    """
-    from ..experiments.publish import write_report
-
-    report = write_report(results, output, p, sweep_method, data_dir, force=force)
-    if as_json:
-        chosen = {item.method: item.setting for item in report.choices if item.chosen}
-        print_json({"rho": report.stability.rho, "p_value": report.stability.p_value, "chosen_on_dev": chosen,
-                    "files": [str(f) for f in report.files]})
-        return
-    if quiet:
-        return
-    out.print(report.markdown, markup=False)
-    for path in report.files:
-        console.print(f"wrote {path}")

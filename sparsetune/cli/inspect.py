@@ -2,7 +2,7 @@
 
     sparsetune inspect mask.safetensors --plot mask.png
 
-Calls `sparsetune.inspection.inspect_file` and renders its summary with rich.
+Calls `sparsetune.stages.inspect.inspect_file` and renders its summary with rich.
 """
 
 from __future__ import annotations
@@ -11,14 +11,18 @@ import typer
 from rich import box
 from rich.table import Table
 
-from .app import app, out
+from .app import out
 from .options import ForceOption, JsonOption, OptionalStr, QuietOption
 from .render import print_json
 
+EPILOG = "Example: sparsetune inspect mask.safetensors --plot mask.png"
 
-@app.command("inspect", epilog="Example: sparsetune inspect mask.safetensors --plot mask.png")
+
 def inspect_command(
-    file: str = typer.Argument(..., help="A sparsetune file: mask, scores or delta (.safetensors), or a run's log.jsonl."),
+    file: str = typer.Argument(
+        ..., help="A sparsetune file: mask, scores or delta (.safetensors), a run's log.jsonl, a run dir (or its run.json), "
+        "OUT/checkpoint/ or OUT/method/."
+    ),
     plot: OptionalStr = typer.Option(
         None, "--plot", help="Write a PNG: the per-layer × module-type heatmap, or for a log.jsonl the loss with mask changes marked."
     ),
@@ -27,8 +31,9 @@ def inspect_command(
     as_json: bool = JsonOption,
 ) -> None:
     """Metadata, totals and a per-layer × module-type table of a mask, scores or delta file;
-    steps, losses and mask changes of a run's log.jsonl (--plot: loss with mask changes marked)."""
-    from ..inspection import inspect_file
+    steps, losses and mask changes of a run's log.jsonl (--plot: loss with mask changes marked);
+    what a run, its checkpoint or a structural method's own tensors hold."""
+    from ..stages.inspect import inspect_file
 
     summary = inspect_file(file, plot=plot, force=force)
     if quiet:  # checks the file (and writes --plot) without printing

@@ -2,7 +2,7 @@
 
     sparsetune mask scores.safetensors -p 0.01 -o mask-1pc.safetensors
 
-Makes the sparsity sweep of Fu et al. 2023 (arXiv 2211.15583, Figure 3) cost one
+Makes the sparsity sweep of the paper's Figure 3 cost one
 gradient pass in all instead of one per p.
 """
 
@@ -12,17 +12,18 @@ from typing import Optional
 
 import typer
 
-from ..config import MaskConfig
-from .app import app, out
+from ..config import MASK_FILE, MaskConfig
+from .app import out
 from .options import ForceOption, JsonOption, QuietOption, Scope, SparsityOption
 from .render import print_json
 
+EPILOG = "Example: sparsetune mask scores.safetensors -p 0.01 -o mask-1pc.safetensors"
 
-@app.command("mask", epilog="Example: sparsetune mask scores.safetensors -p 0.01 -o mask-1pc.safetensors")
+
 def mask_command(
     scores: str = typer.Argument(..., help="A scores file written by `sparsetune score --save-scores`."),
     p: float = SparsityOption,
-    output: str = typer.Option("mask.safetensors", "--output", "-o", help="Where to write the mask."),
+    output: str = typer.Option(MASK_FILE, "--output", "-o", help="Where to write the mask."),
     scope: Optional[Scope] = typer.Option(
         None, "--scope", help="global or per-tensor. Default: the scope recorded in the scores file, else global."
     ),
@@ -31,7 +32,7 @@ def mask_command(
     as_json: bool = JsonOption,
 ) -> None:
     """Build a mask at sparsity p from saved scores (no model, no data, no gradients)."""
-    from ..scoring.run import rethreshold, share_by_module_type
+    from ..stages.score import rethreshold, share_by_module_type
 
     mask = rethreshold(MaskConfig(scores=scores, p=p, output=output, scope=scope, force=force))
     summary = {

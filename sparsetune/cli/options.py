@@ -8,9 +8,10 @@ from typing import Literal, Optional
 
 import typer
 
-from ..config import DATA_DIR_ENV, EVAL_SPLITS, POOLER_POLICIES, SCOPES
-from ..registry import declared_names
-from ..runtime import DEVICES, PRECISIONS, TRACKERS
+from ..config import DATA_DIR_ENV, DEFAULT_SCOPE, DEFAULT_SEED, DEFAULT_SPARSITY, EVAL_SPLITS, POOLER_POLICIES, SCOPES
+from ..methods import METHODS
+from ..runtime import DEFAULT_DEVICE, DEFAULT_PRECISION, DEVICES, PRECISIONS, TRACKERS
+from ..scoring import SCORERS
 
 ModelArg = typer.Argument(
     None,
@@ -35,8 +36,8 @@ def suggest(names: tuple[str, ...]):
 
 
 TASK_NAMES = task_names()
-METHOD_NAMES = declared_names("sparsetune.methods", "register_method")
-SCORER_NAMES = declared_names("sparsetune.scoring", "register_scorer")
+METHOD_NAMES = tuple(sorted(METHODS))  # the registries import no torch: reading them is cheap
+SCORER_NAMES = tuple(sorted(SCORERS))
 # Fixed choices as Literal types: typer turns them into click Choices (help lists them,
 # completions offer them, a wrong value is a usage error naming them).
 MethodName = Literal[METHOD_NAMES]
@@ -56,23 +57,23 @@ DataDirOption = typer.Option(
     envvar=DATA_DIR_ENV,
     help="Folder with <task>/{train,validation}.jsonl. Default: the Hugging Face hub.",
 )
-SeedOption = typer.Option(42, "--seed", help="Random seed (data split, shuffling, head initialisation).")
+SeedOption = typer.Option(DEFAULT_SEED, "--seed", help="Random seed (data split, shuffling, head initialisation).")
 ForceOption = typer.Option(False, "--force", help="Overwrite an existing output.")
 QuietOption = typer.Option(False, "--quiet", "-q", help="No progress bar or summary.")
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
-SparsityOption = typer.Option(0.005, "-p", "--sparsity", help="Fraction p of the eligible entries to select, in (0, 1].")
+SparsityOption = typer.Option(DEFAULT_SPARSITY, "-p", "--sparsity", help="Fraction p of the eligible entries to select, in (0, 1].")
 ScopeOption = typer.Option(
-    "global", "--scope", help="global: one top-k over all eligible entries (Theorem 3); per-tensor: ⌊n·p⌋ in each tensor."
+    DEFAULT_SCOPE, "--scope", help="global: one top-k over all eligible entries (Theorem 3); per-tensor: ⌊n·p⌋ in each tensor."
 )
 
 DeviceOption = typer.Option(
-    "auto", "--device", rich_help_panel="Runtime", metavar="[" + "|".join(DEVICES) + "]", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps. Under torchrun each process takes its local GPU."
+    DEFAULT_DEVICE, "--device", rich_help_panel="Runtime", metavar="[" + "|".join(DEVICES) + "]", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps. Under torchrun each process takes " "its local GPU."
 )
 PrecisionOption = typer.Option(
-    "fp32", "--precision", rich_help_panel="Runtime", help="fp32 (exact), bf16 (autocast; the fast path on recent CPUs and GPUs) or fp16 (CUDA, with loss scaling)."
+    DEFAULT_PRECISION, "--precision", rich_help_panel="Runtime", help="fp32 (exact), bf16 (autocast; the fast path on recent CPUs and GPUs) or fp16 (CUDA, with loss scaling)."
 )
 OptionalPrecisionOption = typer.Option(
-    None, "--precision", rich_help_panel="Runtime", help="fp32, bf16 or fp16 (CUDA) autocast; weights and optimizer state stay fp32. Default: fp32 (a resumed run: its own)."
+    None, "--precision", rich_help_panel="Runtime", help="fp32, bf16 or fp16 (CUDA) autocast; weights and optimizer state stay fp32. Default: " f"{DEFAULT_PRECISION} (a resumed run: its own)."
 )
 PoolerPolicy = Enum("PoolerPolicy", {name: name for name in POOLER_POLICIES}, type=str)
 POOLER_HELP = (

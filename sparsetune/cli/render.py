@@ -14,7 +14,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..runtime import is_main_process
 from .app import console, out
 
-
 PROGRESS_SECONDS_ENV = "SPARSETUNE_PROGRESS_SECONDS"
 
 

@@ -2,7 +2,7 @@
 
     sparsetune score --task rte -p 0.005 --data-dir ../shared/data -o mask.safetensors
 
-SAM of Fu et al. 2023 (arXiv 2211.15583) by default. Parses flags into a `ScoreConfig`,
+SAM, the paper's method, by default. Parses flags into a `ScoreConfig`,
 calls `sparsetune.score`, prints the summary.
 """
 
@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from ..config import ScoreConfig
+from ..config import BATCH_SIZE, DEFAULT_POOLER, DEFAULT_SCORER, DEFAULT_SPARSITY, MASK_FILE, MAX_LENGTH, ScoreConfig
 from ..errors import UsageError
 from ..runtime import is_main_process
-from .app import app, out
+from ..scoring import SCORERS
+from .app import out
 from .options import (
     POOLER_HELP,
     DataDirOption,
@@ -39,7 +40,10 @@ from .options import (
 from .render import print_json, progress_bar
 
 if TYPE_CHECKING:
-    from ..scoring.run import ScoreResult
+    from ..stages.score import ScoreResult
+
+
+SCORER_HELP = "Scoring method. " + "; ".join(f"{name}: {cls.description}" for name, cls in sorted(SCORERS.items())) + "."
 
 
 def parse_examples(value: str) -> int | None:
@@ -55,26 +59,25 @@ def parse_examples(value: str) -> int | None:
     return number
 
 
-@app.command(
-    "score",
-    epilog="Example: sparsetune score --task rte -p 0.005 -o mask.safetensors --save-scores scores.safetensors",
-)
+EPILOG = "Example: sparsetune score --task rte -p 0.005 -o mask.safetensors --save-scores scores.safetensors"
+
+
 def score_command(
     model: OptionalStr = ModelArg,
     task: OptionalStr = TaskOption,
     p: Optional[float] = typer.Option(
-        None, "-p", "--sparsity", help="Fraction p of the eligible entries to select, in (0, 1]. Default: 0.005 (bitfit: all biases; p is reported)."
+        None, "-p", "--sparsity", help=f"Fraction p of the eligible entries to select, in (0, 1]. Default: {DEFAULT_SPARSITY} (bitfit: " "all biases; p is reported)."
     ),
-    method: ScorerName = typer.Option("sam", "--method", "-m", help="Scoring method: sam (the paper), fisher, random, magnitude or bitfit."),
+    method: ScorerName = typer.Option(DEFAULT_SCORER, "--method", "-m", help=SCORER_HELP),
     examples: str = typer.Option("all", "--examples", help="Training examples to score on: a number (seeded subset) or all."),
-    batch_size: int = typer.Option(16, "--batch-size", help="Examples per forward/backward."),
-    max_length: int = typer.Option(128, "--max-length", help="Truncate inputs to this many tokens."),
+    batch_size: int = typer.Option(BATCH_SIZE, "--batch-size", help="Examples per forward/backward."),
+    max_length: int = typer.Option(MAX_LENGTH, "--max-length", help="Truncate inputs to this many tokens."),
     scope: Scope = ScopeOption,
     seed: int = SeedOption,
     data_dir: OptionalStr = DataDirOption,
-    output: str = typer.Option("mask.safetensors", "--output", "-o", help="Where to write the mask."),
+    output: str = typer.Option(MASK_FILE, "--output", "-o", help="Where to write the mask."),
     save_scores: OptionalStr = typer.Option(None, "--save-scores", help="Also write the raw scores here (for `sparsetune mask`)."),
-    pooler: PoolerPolicy = typer.Option("head", "--pooler", help=POOLER_HELP),
+    pooler: PoolerPolicy = typer.Option(DEFAULT_POOLER, "--pooler", help=POOLER_HELP),
     revision: OptionalStr = RevisionOption,
     device: str = DeviceOption,
     precision: Precision = PrecisionOption,
@@ -89,7 +92,7 @@ def score_command(
     pooler a BERT-style classifier reads) is not eligible, not counted in p, and always
     trained; the mask records it, so `train --mask` uses the same eligible set.
     """
-    from ..scoring.run import score
+    from ..stages.score import score
 
     if not task:
         raise UsageError("--task is required (a name from `sparsetune tasks` or a task .json file)")
@@ -137,7 +140,7 @@ def print_summary(result: "ScoreResult") -> None:
         f"{summary['seconds']:.1f} s · {rate}"
     )
     say(
-        f"head ({', '.join(summary['head_tensors']) or 'none'}; {summary['head_parameters']:,} entries; --pooler {summary['pooler']}): "
+        f"head ({', '.join(summary['head_tensors']) or 'none'}; {summary['head_parameters']:,} entries; " f"--pooler {summary['pooler']}): "
         "not eligible, not counted in p, always trained"
     )
     shares = " · ".join(f"{kind} {100 * share:.1f}%" for kind, share in summary["share_by_module_type"].items())

@@ -7,7 +7,7 @@ import json
 from rich.table import Table
 
 from ..errors import DataError
-from .app import app, out
+from .app import out
 from .options import DataDirOption, JsonOption, OptionalStr, QuietOption, TaskOption
 
 
@@ -18,10 +18,9 @@ def _row_count(path) -> int | None:
         return sum(1 for line in lines if line.strip())
 
 
-@app.command(
-    "tasks",
-    epilog="Example: sparsetune tasks --data-dir ../shared/data   |   custom: sparsetune tasks --task my_task.json",
-)
+EPILOG = "Example: sparsetune tasks --data-dir ../shared/data   |   custom: sparsetune tasks --task my_task.json"
+
+
 def tasks_command(
     task: OptionalStr = TaskOption,
     data_dir: OptionalStr = DataDirOption,

@@ -2,20 +2,26 @@
 
     sparsetune train --mask mask.safetensors -o out/ --data-dir ../shared/data
 
-Fu et al. 2023 (arXiv 2211.15583). Parses flags into a `TrainConfig`, calls
-`sparsetune.train`, prints where the run went and its best dev score.
+Parses flags into a `TrainConfig`, calls `sparsetune.train`, prints where the run went and
+its best dev score. The flags of the methods' own settings (`--lora-r`, `-p`, ...) are not
+written here: each method declares them (`methods.registry.option`), and
+`with_method_flags` adds them to the command.
 """
 
 from __future__ import annotations
 
-from typing import List, Optional
+import functools
+import inspect
+from typing import Any, Callable, List, Optional
 
 import typer
 
-from ..config import TrainConfig
+from ..config import DEFAULT_SEED, TrainConfig
+from ..defaults import Hyperparameters
 from ..errors import UsageError
+from ..methods import MethodFlag, method_flags
 from ..runtime import is_main_process
-from .app import app, out
+from .app import out
 from .options import (
     POOLER_HELP,
     DataDirOption,
@@ -49,24 +55,50 @@ def parse_method_options(items: list[str]) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-def with_shorthands(pairs: tuple[tuple[str, str], ...], **shorthands) -> tuple[tuple[str, str], ...]:
-    """Add `-p P` / `--project-every N` as the method options `p` / `project_every`."""
+def with_flag_values(pairs: tuple[tuple[str, str], ...], values: dict[MethodFlag, Any]) -> tuple[tuple[str, str], ...]:
+    """Add the method flags given (`--lora-r 8`, `-p 0.01`) as the method options they set."""
     given = {key.replace("-", "_") for key, _ in pairs}
     extra = []
-    for key, value in shorthands.items():
+    for flag, value in values.items():
         if value is None:
             continue
-        if key in given:
-            flag = "-p" if key == "p" else f"--{key.replace('_', '-')}"
-            raise UsageError(f"{flag} and --method-option {key}=... both given; keep one")
-        extra.append((key, str(value)))
+        if flag.option in given:
+            raise UsageError(f"{flag.flags[0]} and --method-option {flag.option}=... both given; keep one")
+        extra.append((flag.option, str(value)))
     return pairs + tuple(extra)
 
 
-@app.command(
-    "train",
-    epilog="Example: sparsetune train --mask mask.safetensors -o out/   |   baseline: sparsetune train --method full --task cb -o full/",
-)
+def with_method_flags(command: Callable) -> Callable:
+    """Give `command` one option per flag a method declares (`method_flags()`), placed after
+    its `method_option` parameter; their values reach it as `flag_values={MethodFlag: value}`."""
+    flags = method_flags()
+    signature = inspect.signature(command)
+    taken = {name for param in signature.parameters.values() for name in getattr(param.default, "param_decls", ()) or ()}
+    parameters = []
+    for param in signature.parameters.values():
+        if param.name == "flag_values":
+            continue
+        parameters.append(param)
+        if param.name == "method_option":
+            for flag in flags:
+                if taken & set(flag.flags):
+                    raise ValueError(f"method setting {flag.option!r}: {sorted(taken & set(flag.flags))[0]} is already a train flag")
+                option = typer.Option(None, *flag.flags, rich_help_panel=flag.panel, help=flag.help, show_default=False)
+                parameters.append(inspect.Parameter(f"flag_{flag.option}", param.kind, default=option, annotation=Optional[flag.type]))
+
+    @functools.wraps(command)
+    def run(**kwargs):
+        values = {flag: kwargs.pop(f"flag_{flag.option}") for flag in flags}
+        return command(**kwargs, flag_values=values)
+
+    run.__signature__ = signature.replace(parameters=parameters)
+    return run
+
+
+EPILOG = "Example: sparsetune train --mask mask.safetensors -o out/   |   baseline: sparsetune train " "--method full --task cb -o full/"
+
+
+@with_method_flags
 def train_command(
     model: OptionalStr = ModelArg,
     mask: OptionalStr = typer.Option(None, "--mask", help="Mask file from `sparsetune score`: train exactly its entries (method sparse)."),
@@ -78,25 +110,12 @@ def train_command(
     lr: OptionalFloat = typer.Option(None, "--lr", help="Peak learning rate of AdamW. Default: per task and method (README)."),
     batch_size: OptionalInt = typer.Option(None, "--batch-size", help="Examples per step. Default: per task."),
     max_length: OptionalInt = typer.Option(None, "--max-length", help="Truncate inputs to this many tokens. Default: per task."),
-    warmup_ratio: OptionalFloat = typer.Option(None, "--warmup-ratio", help="Fraction of steps of linear warm-up. Default: 0.1."),
-    weight_decay: OptionalFloat = typer.Option(None, "--weight-decay", help="AdamW weight decay (trainable entries only). Default: 0.01."),
-    seed: OptionalInt = typer.Option(None, "--seed", help="Seed for head initialisation, data order and dropout. Default: 42."),
+    warmup_ratio: OptionalFloat = typer.Option(None, "--warmup-ratio", help=f"Fraction of steps of linear warm-up. Default: {Hyperparameters.warmup_ratio}."),
+    weight_decay: OptionalFloat = typer.Option(None, "--weight-decay", help=f"AdamW weight decay (trainable entries only). Default: {Hyperparameters.weight_decay}."),
+    seed: OptionalInt = typer.Option(None, "--seed", help=f"Seed for head initialisation, data order and dropout. Default: {DEFAULT_SEED}."),
     eval_every: OptionalInt = typer.Option(None, "--eval-every", help="Evaluate on the dev part every N steps (and at each epoch end)."),
     method_option: List[str] = typer.Option([], "--method-option", "-O", rich_help_panel="Method options: Any method", help="A method setting KEY=VALUE (repeatable)."),
-    p: OptionalFloat = typer.Option(
-        None, "-p", "--sparsity", rich_help_panel="Method options: DiffPruning / ChildPruning", help="diffpruning/childpruning: fraction of eligible entries the result may change. Default: 0.005."
-    ),
-    project_every: OptionalInt = typer.Option(
-        None, "--project-every", rich_help_panel="Method options: DiffPruning / ChildPruning", help="diffpruning/childpruning: optimizer steps between projections. Default: 100."
-    ),
-    lora_r: OptionalInt = typer.Option(None, "--lora-r", rich_help_panel="Method options: LoRA", help="lora: rank r of each B·A. Default: 16."),
-    lora_alpha: OptionalFloat = typer.Option(None, "--lora-alpha", rich_help_panel="Method options: LoRA", help="lora: α; the update is scaled by α/r. Default: 16."),
-    lora_dropout: OptionalFloat = typer.Option(None, "--lora-dropout", rich_help_panel="Method options: LoRA", help="lora: dropout on the LoRA input. Default: 0."),
-    lora_targets: OptionalStr = typer.Option(None, "--lora-targets", rich_help_panel="Method options: LoRA", help="lora: comma-separated module-name suffixes. Default: Q,K,V,attention out, FFN."),
-    adapter_config: OptionalStr = typer.Option(None, "--adapter-config", rich_help_panel="Method options: Adapters", help="adapter: houlsby (after attention and FFN) or pfeiffer (FFN). Default: houlsby."),
-    adapter_size: OptionalInt = typer.Option(None, "--adapter-size", rich_help_panel="Method options: Adapters", help="adapter: bottleneck width (or give --reduction-factor)."),
-    reduction_factor: OptionalFloat = typer.Option(None, "--reduction-factor", rich_help_panel="Method options: Adapters", help="adapter: hidden size / bottleneck width. Default: 16."),
-    mixout_p: OptionalFloat = typer.Option(None, "--mixout-p", rich_help_panel="Method options: Mixout", help="mixout: probability of swapping a weight for its θ0 value. Default: 0.9."),
+    # here: one option per flag a method declares (`with_method_flags`)
     pooler: OptionalPooler = typer.Option(None, "--pooler", help=f"{POOLER_HELP} Default: the mask's, else head."),
     data_dir: OptionalStr = DataDirOption,
     revision: OptionalStr = RevisionOption,
@@ -107,6 +126,7 @@ def train_command(
     force: bool = typer.Option(False, "--force", help="Replace an existing OUT."),
     quiet: bool = QuietOption,
     as_json: bool = JsonOption,
+    flag_values: dict[MethodFlag, Any] | None = None,
 ) -> None:
     """Fine-tune: exactly the mask's entries (+ the dense head), or with --method.
 
@@ -115,7 +135,7 @@ def train_command(
     bit-identical to the pretrained model. Ctrl-C writes a checkpoint; continue with
     --resume.
     """
-    from ..training import train
+    from ..stages.train.loop import train
 
     config = TrainConfig(
         output=output,
@@ -133,11 +153,7 @@ def train_command(
         seed=seed,
         eval_every=eval_every,
         data_dir=data_dir,
-        method_options=with_shorthands(
-            parse_method_options(method_option), p=p, project_every=project_every,
-            lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, lora_targets=lora_targets, adapter_config=adapter_config,
-            adapter_size=adapter_size, reduction_factor=reduction_factor, mixout_p=mixout_p,
-        ),
+        method_options=with_flag_values(parse_method_options(method_option), flag_values or {}),
         pooler=pooler.value if pooler is not None else None,
         resume=resume,
         force=force,

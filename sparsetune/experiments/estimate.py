@@ -13,9 +13,11 @@ import time
 
 import torch
 
+from ..config import DEFAULT_DEV_FRACTION, MAX_LENGTH
 from ..data import resolve_data_dir, split_file
 from ..defaults import defaults_for
 from ..models import display_name, load_model
+from ..scoring import SCORERS
 from ..tasks import get_task
 from .grid import RunSpec
 
@@ -48,7 +50,7 @@ def estimate_run(spec: RunSpec, rate: float) -> float | None:
         return None
     task = get_task(spec.task)
     hyper = {**defaults_for(task.name, display_name(spec.model)).as_dict(), **spec.method.train_flags}
-    dev_fraction = hyper.get("dev_fraction") or 0.1
+    dev_fraction = hyper.get("dev_fraction") or DEFAULT_DEV_FRACTION
     train_part, dev_part = train_rows * (1 - dev_fraction), train_rows * dev_fraction
     choices = 2 if task.head == "multiple_choice" else 1
     tokens = hyper["max_length"] * choices
@@ -57,8 +59,8 @@ def estimate_run(spec: RunSpec, rate: float) -> float | None:
         seen = min(seen, hyper["max_steps"] * hyper["batch_size"])
     epochs = max(1, math.ceil(seen / train_part))
     scoring = 0.0
-    if spec.method.score in ("sam", "fisher"):  # the mask producers that take a gradient pass
+    if getattr(SCORERS.get(spec.method.score), "needs_data", False):  # the mask producers that take a gradient pass
         examples = spec.method.score_flags.get("examples") or train_part
-        scoring = min(examples, train_part) * spec.method.score_flags.get("max_length", 128) * choices
+        scoring = min(examples, train_part) * spec.method.score_flags.get("max_length", MAX_LENGTH) * choices
     evaluations = epochs * dev_part + test_rows
     return (seen * tokens + scoring + evaluations * tokens / 3) * rate

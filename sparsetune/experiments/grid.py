@@ -19,7 +19,7 @@ its own flags:
     [[methods]]
     name = "LoRA"
     train = "lora"                       # a training method
-    options = { r = 16 }                 # its --method-option KEY=VALUE settings
+    options = { lora_r = 16 }            # its --method-option KEY=VALUE settings
 
 `launcher = "torchrun --nproc_per_node 2"` (or `--launcher` on the command line) runs
 each run as a multi-process launch; `--jobs` still counts runs.
@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import POOLER_POLICIES, ScoreConfig, TrainConfig
+from ..config import DEFAULT_SPARSITY, MASK_METHOD, POOLER_POLICIES, ScoreConfig, TrainConfig
 from ..errors import FileFormatError, SparsetuneError, UsageError
 from ..formats import schema
 
@@ -57,7 +57,7 @@ class MethodSpec:
     """One row of Table 1: how to produce and train it."""
 
     name: str
-    train: str = "sparse"
+    train: str = MASK_METHOD
     score: str | None = None
     p: tuple[float | None, ...] = (None,)
     train_flags: dict[str, Any] = field(default_factory=dict)
@@ -76,7 +76,7 @@ class GridConfig:
     data_dir: str | None = None
     train_flags: dict[str, Any] = field(default_factory=dict)
     score_flags: dict[str, Any] = field(default_factory=dict)
-    table_p: float = 0.005
+    table_p: float = DEFAULT_SPARSITY
     launcher: str | None = None  # e.g. "torchrun --nproc_per_node 2": each run as N processes
     pooler: str | None = None  # --pooler for every score and train; None: their default (head)
 
@@ -128,7 +128,7 @@ def _method(raw: dict[str, Any], index: int, path: str) -> MethodSpec:
         raise FileFormatError(f"{path}: method {raw['name']!r} scores a mask, so it needs p = [...]")
     return MethodSpec(
         name=str(raw["name"]),
-        train=str(raw.get("train", "sparse")),
+        train=str(raw.get("train", MASK_METHOD)),
         score=raw.get("score"),
         p=p,
         train_flags=dict(raw.get("flags", {})),
@@ -188,7 +188,7 @@ def load_grid(path: str | Path) -> GridConfig:
         data_dir=raw.get("data_dir"),
         train_flags=dict(raw.get("train", {})),
         score_flags=dict(raw.get("score", {})),
-        table_p=float(raw.get("table_p", 0.005)),
+        table_p=float(raw.get("table_p", DEFAULT_SPARSITY)),
         launcher=_launcher(raw.get("launcher"), str(path)),
         pooler=pooler,
     )

@@ -16,6 +16,11 @@ from ..errors import FileFormatError, OutputError
 from ..formats.mask import check_fraction
 from ..formats.run_record import RunRecord, is_run_dir
 from ..io import check_writable, output_error, refuse_to_overwrite
+from ..config import DEFAULT_SPARSITY
+from ..formats.log import LOG_FILE
+from ..formats.run_record import RunRecord, is_run_dir
+from ..io import atomic_path
+from ..methods import METHODS
 from . import figures
 from .claims import claims_markdown, paper_claims
 from .floors import majority_floor
@@ -23,7 +28,13 @@ from .report import FLOOR_ROW, Stability, TableOne, sparsity_sweep, stability_vs
 from .results import RunResult, read_results
 from .selection import Setting, choices_markdown, choose_on_dev
 
-PROJECTION_METHODS = ("diffpruning", "childpruning")
+FIGURE1_METHOD = "diffpruning"  # the paper's Figure 1 shows DiffPruning's loss
+
+
+def projection_methods() -> list[str]:
+    """The registered methods whose result is projected (`TrainingMethod.projects`), the
+    paper's Figure 1 method first."""
+    return sorted((name for name, cls in METHODS.items() if cls.projects), key=lambda name: name != FIGURE1_METHOD)
 
 
 @dataclass
@@ -40,11 +51,11 @@ def projection_log(results: list[RunResult]) -> tuple[str, Path] | None:
     """The log for Figure 1: of the projection-method runs (DiffPruning before
     ChildPruning), the one whose mask changed most often while training, so that a short
     run that only projected at its end does not hide a longer one that shows the jumps."""
-    for method in PROJECTION_METHODS:
+    for method in projection_methods():
         best: tuple[int, str, Path] | None = None
         for result in results:
             run_dir = Path(result.run_dir)
-            log = run_dir / "log.jsonl"
+            log = run_dir / LOG_FILE
             if is_run_dir(run_dir) and RunRecord.load(run_dir).method == method and log.is_file():
                 changes = len(figures.read_loss_log(log)[2])
                 if best is None or changes > best[0]:
@@ -71,7 +82,7 @@ def _markdown(source: str, table: TableOne, stability: Stability, sweep, choices
         "## Stability vs performance (Figure 2)",
         "",
         f"Spearman ρ between per-task stability ranks (by std) and performance ranks (by mean), "
-        f"over {len(stability.points)} (method, task) pairs: **ρ = {stability.rho:.4f}** (p-value {stability.p_value:.3g}). "
+        f"over {len(stability.points)} (method, task) pairs: **ρ = {stability.rho:.4f}** (p-value " f"{stability.p_value:.3g}). "
         "The paper reports ρ = 0.4356.",
         "",
     ]
@@ -103,7 +114,7 @@ def _markdown(source: str, table: TableOne, stability: Stability, sweep, choices
 REPORT_FILES = ("report.md", "figure1_projection.png", "figure2_stability.png", "figure3_sparsity.png")
 
 
-def write_report(results_path: str | os.PathLike, output_dir: str | os.PathLike, p: float | None = 0.005,
+def write_report(results_path: str | os.PathLike, output_dir: str | os.PathLike, p: float | None = DEFAULT_SPARSITY,
                  sweep_method: str = "SAM", data_dir: str | os.PathLike | None = None, force: bool = False) -> Report:
     """Compute everything from the results file and write report.md and figure PNGs.
 

@@ -1,13 +1,13 @@
 """The paper's evidence from a results file: Table 1, stability vs performance, the sweep.
 
-Fu et al. 2023 (arXiv 2211.15583): Table 1 (mean ± std over seeds per method and task,
+The paper's Table 1 (mean ± std over seeds per method and task,
 ranked per column), Figure 2 (the rank correlation between stability and performance,
 Spearman ρ = 0.4356 in the paper) and Figure 3 (SAM's performance and stability
 against p).
 
     sparsetune report results/example/results.jsonl -o results/example/
 
-Conventions (DESIGN notes): scores are the test `score` ×100; std is the sample
+Conventions: scores are the test `score` ×100; std is the sample
 standard deviation over seeds (ddof=1; 0 for a single seed); the Avg column is the
 mean over tasks of the per-task means (and of the per-task stds); rank 1 is the best
 mean, ties share the average rank. Stability: on each task, methods are ranked by std
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.stats import rankdata, spearmanr
 
+from ..config import DEFAULT_SPARSITY
 from .results import RunResult
 
 PAPER_TASK_ORDER = ("cola", "stsb", "mrpc", "rte", "cb", "copa", "wsc")
@@ -78,7 +79,7 @@ class TableOne:
         return "\n".join(lines) + "\n"
 
 
-def table_one(results: list[RunResult], p: float | None = 0.005, methods: list[str] | None = None) -> TableOne:
+def table_one(results: list[RunResult], p: float | None = DEFAULT_SPARSITY, methods: list[str] | None = None) -> TableOne:
     """Mean ± std of the test score ×100 per (method, task), an Avg column, per-column ranks."""
     chosen = [result for result in results if in_table(result, p)]
     methods = methods or list(dict.fromkeys(result.method for result in chosen))

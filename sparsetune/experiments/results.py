@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import FileFormatError
 from ..formats.schema import RESULT_LINE, read_json_lines
@@ -65,9 +65,3 @@ def read_results(path: str | os.PathLike) -> list[RunResult]:
 
 def finished_ids(path: str | os.PathLike) -> set[str]:
     return {result.run_id for result in read_results(path)} if Path(path).is_file() else set()
-
-
-def iter_results(results: list[RunResult], **where: Any) -> Iterator[RunResult]:
-    for result in results:
-        if all(getattr(result, key) == value for key, value in where.items()):
-            yield result

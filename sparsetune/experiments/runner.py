@@ -38,7 +38,7 @@ def _versions() -> dict[str, str]:
     import torch
     import transformers
 
-    from .. import __version__
+    from .._version import __version__
 
     return {"sparsetune": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
             "python": platform.python_version()}
@@ -84,9 +84,9 @@ def _train_kwargs(spec: RunSpec, mask: Path | None) -> dict[str, Any]:
 def run_one(spec: RunSpec, progress: ProgressCallback = no_progress) -> RunResult:
     """Score (mask methods), train, evaluate on the test split; return the result line."""
     from ..config import EvalConfig, ScoreConfig, TrainConfig
-    from ..evaluation import evaluate
-    from ..scoring.run import score
-    from ..training import train
+    from ..stages.evaluate import evaluate
+    from ..stages.score import score
+    from ..stages.train.loop import train
 
     started = time.time()
     mask = None

@@ -5,7 +5,7 @@ A sweep is an ordinary grid whose method names carry the setting they try,
 best score on the dev part (the held-out slice of train, see `sparsetune.data`); the
 test score (official validation) plays no part in the choice.
 
-DESIGN notes: one setting per *method*, not per (method, task): a grid config's
+Design notes: one setting per *method*, not per (method, task): a grid config's
 `flags` are per method, and on small tasks (cb's dev part has 25 examples) a per-task
 choice would mostly fit noise. The chosen setting has the best mean over tasks of the
 per-task mean dev score over seeds; a setting is compared only if it covers every task

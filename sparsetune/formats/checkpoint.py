@@ -29,7 +29,9 @@ from ..errors import FileFormatError, TrainingError
 from ..io import atomic_path
 from .integrity import CHECKSUM, bytes_digest, json_digest
 from .schema import CHECKPOINT_STATE, validate
+from .common import json_format, load_tensors
 
+KIND = "checkpoint"
 CHECKPOINT_DIR = "checkpoint"
 TENSORS = "tensors.safetensors"
 STATE = "state.json"
@@ -92,11 +94,16 @@ def has_checkpoint(run_dir: str | os.PathLike) -> bool:
 
 
 def load_checkpoint(run_dir: str | os.PathLike) -> Checkpoint:
-    from safetensors.torch import load
-
     folder = Path(run_dir) / CHECKPOINT_DIR
     if not has_checkpoint(run_dir):
         raise TrainingError(f"--resume: {folder} does not exist; start without --resume (add --force to replace {run_dir})")
+    return read_checkpoint(folder)
+
+
+def read_checkpoint(folder: Path) -> Checkpoint:
+    """The checkpoint in `folder` (OUT/checkpoint, or a copy of it), its checksums checked."""
+    from safetensors.torch import load
+
     where = folder / STATE
     try:
         state = json.loads(where.read_text(encoding="utf-8"))
@@ -145,3 +152,30 @@ def load_checkpoint(run_dir: str | os.PathLike) -> Checkpoint:
         rng=tensors.get("rng/torch"),
         info=state,
     )
+
+
+def recognise(path: Path) -> bool:
+    """A checkpoint folder (OUT/checkpoint), or its state.json."""
+    return json_format(path / STATE if path.is_dir() else path) == FORMAT
+
+
+def summarise(path: Path) -> dict:
+    """What `sparsetune inspect` shows of a checkpoint: where the run stands, and what it holds."""
+    folder = path if path.is_dir() else path.parent
+    checkpoint = read_checkpoint(folder)
+    hyper = checkpoint.info.get("hyperparameters", {})
+    best = checkpoint.info.get("best", {})
+    return {
+        "metadata": {key: hyper[key] for key in ("model", "task", "method") if key in hyper},
+        "totals": {
+            "step": checkpoint.step,
+            "epoch": checkpoint.info.get("epoch"),
+            "best_step": best.get("step"),
+            "best_dev_score": best.get("score"),
+            "tensors": len(checkpoint.model),
+            "entries": sum(tensor.numel() for tensor in checkpoint.model.values()),
+            "optimizer_tensors": sum(len(slots) for slots in checkpoint.optimizer["state"].values()),
+            "bytes": sum(file.stat().st_size for file in folder.iterdir() if file.is_file()),
+        },
+        "hyperparameters": hyper,
+    }

@@ -1,4 +1,5 @@
-"""What every sparsetune file shares: safetensors with string metadata naming its kind.
+"""What every sparsetune file shares: safetensors with string metadata naming its kind,
+and the per-layer × module-type table that `inspect` shows for masks, scores and deltas.
 
 safetensors, never pickle: loading a file someone sent you must not run their code.
 """
@@ -16,8 +17,10 @@ from safetensors.torch import save
 
 from ..errors import FileFormatError
 from ..io import atomic_path
+from ..models import layer_index, module_type
 
-KINDS = ("mask", "scores", "delta")
+KINDS = ("mask", "scores", "delta")  # the safetensors kinds
+COLUMNS = ("embeddings", "query", "key", "value", "attention-out", "ffn-in", "ffn-out", "layernorm", "bias", "pooler", "other")
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
@@ -30,6 +33,28 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
             return dict(handle.metadata() or {})
     except Exception as err:  # noqa: BLE001 - safetensors raises several types for bad files
         raise FileFormatError(f"{path} is not a readable safetensors file ({err})") from None
+
+
+def safetensors_format(path: Path) -> str | None:
+    """The `format` metadata of a safetensors file, or None (not one, or unreadable)."""
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return (handle.metadata() or {}).get("format")
+    except Exception:  # noqa: BLE001 - safetensors raises several types for bad files
+        return None
+
+
+def json_format(path: Path) -> str | None:
+    """The `format` field of a JSON file (run.json, method.json, a checkpoint's state.json), or None."""
+    if path.suffix != ".json" or not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return data.get("format") if isinstance(data, dict) else None
 
 
 def file_kind(path: str | os.PathLike) -> str:
@@ -101,3 +126,40 @@ def json_field(metadata: dict[str, str], key: str, path: str | os.PathLike, defa
         return json.loads(metadata[key])
     except json.JSONDecodeError:
         raise FileFormatError(f"{path}: metadata field {key!r} is not valid JSON") from None
+
+
+# -- the per-layer × module-type table ------------------------------------------
+def row_label(name: str) -> str:
+    layer = layer_index(name)
+    if layer is not None:
+        return f"layer {layer}"
+    for part in ("embeddings", "pooler"):
+        if part in name:
+            return part
+    return "other"
+
+
+def _row_order(label: str) -> tuple[int, int]:
+    if label == "embeddings":
+        return (0, 0)
+    if label.startswith("layer "):
+        return (1, int(label.split()[1]))
+    return (2, 0) if label == "pooler" else (3, 0)
+
+
+def layer_table(per_tensor: dict[str, tuple[float, int]], value: str) -> dict:
+    """Sum numerators and entries per (layer, module type); cell = numerator / entries.
+
+    `per_tensor` maps a parameter name to (numerator, entries), e.g. (selected, numel)
+    for a mask or (sum of scores, numel) for scores. Empty cells are None.
+    """
+    sums: dict[tuple[str, str], list[float]] = {}
+    for name, (numerator, entries) in per_tensor.items():
+        cell = sums.setdefault((row_label(name), module_type(name)), [0.0, 0])
+        cell[0] += numerator
+        cell[1] += entries
+    rows = sorted({row for row, _ in sums}, key=_row_order)
+    columns = [column for column in COLUMNS if any(col == column for _, col in sums)]
+    cells = [[sums[(r, c)][0] / sums[(r, c)][1] if (r, c) in sums and sums[(r, c)][1] else None for c in columns] for r in rows]
+    entries = [[int(sums[(r, c)][1]) if (r, c) in sums else 0 for c in columns] for r in rows]
+    return {"value": value, "rows": rows, "columns": columns, "cells": cells, "entries": entries}

@@ -1,11 +1,11 @@
 """The delta file: only what fine-tuning changed, enough to rebuild the model exactly.
 
-Fu et al. 2023 (arXiv 2211.15583) fine-tune p = 0.5% of the entries; shipping the other
+The paper fine-tunes p = 0.5% of the entries; shipping the other
 99.5% again is waste. Like composable-sft, a delta stores indices + values:
 
     sparsetune diff out/ -o delta.safetensors && sparsetune inspect delta.safetensors
 
-File layout (`delta.safetensors`, DESIGN.md):
+File layout (`delta.safetensors`):
 
 - `<name>.indices` (int32; int64 past 2^31 entries): sorted flat positions of the
   entries of pretrained tensor `<name>` that differ from the base;
@@ -39,16 +39,19 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
 
 import torch
 from safetensors.torch import save as safetensors_bytes
 
-from ..errors import FileFormatError
+from ..errors import FileFormatError, MismatchError
 from ..io import atomic_path, refuse_to_overwrite
-from .common import _canonical_header, expect_kind, json_field, load_tensors
+from .common import _canonical_header, expect_kind, json_field, layer_table, load_tensors, safetensors_format
 from .integrity import CHECKSUM, verify, with_checksum
 from .schema import DELTA_METADATA, dict_of, integer, list_of, string, table, validate
 
+KIND = "delta"
 FORMAT = "sparsetune.delta"
 VERSION = "2"  # 2: a checksum of metadata and tensors; a fingerprint of every base tensor. 1 still loads.
 VERSIONS = ("1", "2")
@@ -104,6 +107,22 @@ class Delta:
     def head_entries(self) -> int:
         return sum(int(tensor.numel()) for tensor in self.head.values())
 
+    @property
+    def fingerprint(self) -> dict[str, str]:
+        """`tensor_digest` of every base tensor the delta was made against, by name."""
+        return dict(self.metadata.get("fingerprint") or {})
+
+    def check_base(self, source: str, digests: Mapping[str, str]) -> None:
+        """Refuse a base that is not the one this delta was made from: `digests` holds
+        `tensor_digest` of the base's tensors; the first fingerprinted tensor that differs (or
+        that the base lacks) is named."""
+        for name, expected in self.fingerprint.items():
+            if digests.get(name) != expected:
+                raise MismatchError(
+                    f"{source} was made for base {self.metadata.get('base_model', '?')}, but tensor {name!r} " "of this base "
+                    "differs from it; pass the right --base (or --force to apply anyway)"
+                )
+
     def per_tensor(self) -> dict[str, tuple[int, int]]:
         """name -> (changed, numel) for every pretrained tensor, touched or not."""
         touched = {name: (int(self.indices[name].numel()), math.prod(shape)) for name, shape in self.shapes.items()}
@@ -121,7 +140,7 @@ class Delta:
 
     def to_bytes(self) -> bytes:
         """The file's bytes (what `diff` writes to stdout)."""
-        from .. import __version__
+        from .._version import __version__
 
         tensors = self.tensors()
         metadata = {
@@ -195,3 +214,43 @@ class Delta:
         }
         validate(metadata, DELTA_METADATA, str(path), hint="; re-create it with sparsetune diff")
         return cls(indices, values, shapes, {name: tensors[name] for name in head_names}, values_dtype, metadata)
+
+
+def recognise(path: Path) -> bool:
+    return safetensors_format(path) == FORMAT
+
+
+def summarise(path: Path) -> dict:
+    """Where a fine-tune changed the base: changed fraction per layer × module type, and the head."""
+    from ..formats.delta import Delta
+
+    delta = Delta.load(path)
+    per_tensor = delta.per_tensor()
+    eligible = sum(n for _, n in per_tensor.values())
+    size = path.stat().st_size
+    keep = ("base_model", "task", "max_length", "architecture", "top_p", "sparsetune_version")
+    return {
+        "metadata": {**{k: delta.metadata[k] for k in keep if k in delta.metadata}, "values": f"{delta.values_dtype} ({delta.values_kind})"},
+        "totals": {
+            "changed": delta.changed,
+            "eligible": eligible,
+            "density": delta.changed / eligible if eligible else 0.0,
+            "tensors_changed": len(delta.indices),
+            "head_tensors": len(delta.head),
+            "head_entries": delta.head_entries,
+            "bytes": size,
+            "bytes_per_changed_entry": size / delta.changed if delta.changed else 0.0,
+        },
+        "per_tensor": {name: {"changed": c, "entries": n, "density": c / n} for name, (c, n) in per_tensor.items()},
+        "head": {name: list(tensor.shape) for name, tensor in delta.head.items()},
+        "table": layer_table({name: (float(c), n) for name, (c, n) in per_tensor.items()}, "changed fraction"),
+    }
+
+
+def portable_config(hf_config) -> dict:
+    """The model's transformers config as a delta records it: without `_name_or_path`,
+    the folder it was loaded from as typed (`out` or `./out/`), which would make the same
+    run give different bytes and leak a local path into a file meant to be shared."""
+    data = json.loads(hf_config.to_json_string(use_diff=False))
+    data.pop("_name_or_path", None)
+    return data

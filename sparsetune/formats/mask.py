@@ -1,6 +1,6 @@
 """The mask: which entries of which pretrained tensors may change.
 
-File layout (`mask.safetensors`, DESIGN.md): one 1-D tensor of sorted flat indices
+File layout (`mask.safetensors`): one 1-D tensor of sorted flat indices
 per eligible tensor that has selected entries (int32, or int64 for tensors past 2^31
 entries), and string metadata holding everything `train` needs to run with no other
 flag: model, task, method, p, scope, examples, seed, versions, plus `shapes`, the
@@ -11,7 +11,7 @@ p), so that `train --mask` uses the eligible set the mask was scored over. Files
 before `pooler` existed lack both and were made with the pooler eligible
 (`models.recorded_pooler` reads that from their shapes).
 
-Selection is top-k (`sparsetune.topk`, no copy of the scores) with a deterministic
+Selection is top-k (`core.topk`, no copy of the scores) with a deterministic
 tie-break (equal scores: tensors in model order, then lower flat position first), so
 the same scores always give the same file.
 """
@@ -21,17 +21,19 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Mapping
 
 import torch
 
-from ..config import SCOPES
+from ..config import DEFAULT_SCOPE, check_scope
+from ..core.topk import top_k_many
 from ..errors import FileFormatError, MismatchError, UsageError
-from ..topk import top_k_many
-from .common import expect_kind, json_field, load_tensors, save_tensors
+from .common import expect_kind, json_field, layer_table, load_tensors, safetensors_format, save_tensors
 from .integrity import CHECKSUM, verify
 from .schema import MASK_METADATA, validate
 
+KIND = "mask"
 FORMAT = "sparsetune.mask"
 VERSION = "2"  # 2: a checksum of metadata and tensors (formats.integrity); 1 still loads
 VERSIONS = ("1", "2")
@@ -66,14 +68,13 @@ class Mask:
         cls,
         scores: Mapping[str, torch.Tensor],
         p: float,
-        scope: str = "global",
+        scope: str = DEFAULT_SCOPE,
         metadata: Mapping[str, object] | None = None,
     ) -> "Mask":
         """Keep the top ⌊m·p⌋ entries over all tensors (`global`, Theorem 3) or
         ⌊n_t·p⌋ in each tensor (`per-tensor`, the paper's released code)."""
         p = check_fraction(p)
-        if scope not in SCOPES:
-            raise UsageError(f"--scope must be one of {', '.join(SCOPES)}, got {scope!r}")
+        check_scope(scope)
         shapes = {name: tuple(value.shape) for name, value in scores.items()}
         indices: dict[str, torch.Tensor] = {}
         if scope == "global":
@@ -158,7 +159,7 @@ class Mask:
     # -- files ----------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
         """Write atomically; byte-identical for identical masks."""
-        from .. import __version__
+        from .._version import __version__
 
         tensors = {
             name: value.to(torch.int32 if math.prod(self.shapes[name]) < 2**31 else torch.int64)
@@ -201,3 +202,25 @@ class Mask:
             if key in decoded and decoded[key] != actual:
                 raise FileFormatError(f"{path}: metadata {key}={decoded[key]} but the file holds {actual}; it was edited or is corrupt")
         return mask
+
+
+def recognise(path: Path) -> bool:
+    return safetensors_format(path) == FORMAT
+
+
+def summarise(path: Path) -> dict:
+    """What `sparsetune inspect` shows: metadata, totals, per tensor and per layer × module type."""
+    mask = Mask.load(path)
+    per_tensor = mask.per_tensor()
+    return {
+        "metadata": {key: value for key, value in mask.metadata.items()},
+        "totals": {
+            "selected": mask.selected,
+            "eligible": mask.eligible,
+            "density": mask.density,
+            "tensors": len(per_tensor),
+            "tensors_with_selection": sum(1 for selected, _ in per_tensor.values() if selected),
+        },
+        "per_tensor": {name: {"selected": s, "entries": n, "density": s / n} for name, (s, n) in per_tensor.items()},
+        "table": layer_table({name: (float(s), n) for name, (s, n) in per_tensor.items()}, "selected fraction"),
+    }

@@ -1,6 +1,7 @@
 """`scores.safetensors`: the raw per-entry scores of `sparsetune score --save-scores`.
 
-    sparsetune score --task rte --save-scores scores.safetensors && sparsetune mask scores.safetensors -p 0.01 -o m.safetensors
+    sparsetune score --task rte --save-scores scores.safetensors
+    sparsetune mask scores.safetensors -p 0.01 -o m.safetensors
 
 One float32 tensor per eligible parameter, shaped like it, plus string metadata
 (`format=sparsetune.scores`, model, task, method, examples, seed, dev_fraction,
@@ -13,16 +14,18 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Mapping
 
 import torch
 
 from ..errors import FileFormatError
-from .common import expect_kind, json_field, load_tensors, save_tensors
+from .common import expect_kind, json_field, layer_table, load_tensors, safetensors_format, save_tensors
 from .integrity import CHECKSUM, verify
 from .mask import TYPED_FIELDS
 from .schema import SCORES_METADATA, validate
 
+KIND = "scores"
 FORMAT = "sparsetune.scores"
 VERSION = "2"  # 2: a checksum of metadata and tensors (formats.integrity); 1 still loads
 VERSIONS = ("1", "2")
@@ -45,7 +48,7 @@ class Scores:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write atomically; byte-identical for identical scores and metadata."""
-        from .. import __version__
+        from .._version import __version__
 
         metadata = {
             **{key: value for key, value in self.metadata.items() if key != CHECKSUM},
@@ -82,3 +85,28 @@ class Scores:
     @classmethod
     def from_mapping(cls, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, object]) -> "Scores":
         return cls({name: tensor.detach().float().contiguous() for name, tensor in tensors.items()}, dict(metadata))
+
+
+def recognise(path: Path) -> bool:
+    return safetensors_format(path) == FORMAT
+
+
+def summarise(path: Path) -> dict:
+    """What `sparsetune inspect` shows: metadata, totals, mean score per tensor and per layer × module type."""
+    scores = Scores.load(path)
+    per_tensor = {name: (float(t.double().sum()), t.numel()) for name, t in scores.tensors.items()}
+    total = sum(s for s, _ in per_tensor.values())
+    maximum = max((float(t.max()) for t in scores.tensors.values() if t.numel()), default=0.0)
+    zeros = sum(int((t == 0).sum()) for t in scores.tensors.values())
+    return {
+        "metadata": dict(scores.metadata),
+        "totals": {
+            "eligible": scores.eligible,
+            "tensors": len(scores.tensors),
+            "mean": total / scores.eligible if scores.eligible else 0.0,
+            "max": maximum,
+            "zero_fraction": zeros / scores.eligible if scores.eligible else 0.0,
+        },
+        "per_tensor": {name: {"mean": s / n if n else 0.0, "entries": n} for name, (s, n) in per_tensor.items()},
+        "table": layer_table(per_tensor, "mean score"),
+    }

@@ -3,39 +3,18 @@
     sparsetune train --method full --task cb -o out/
 
 Adding a method is one new module in this package that subclasses
-`base.TrainingMethod` and decorates it with `@register_method("name")`; every module
-here is imported on first use, so no table needs editing, and
-`tests/contract/test_training_methods.py` covers it automatically.
+`base.TrainingMethod` and decorates it with `@register_method("name")`: importing this
+package imports every module in it, so no table needs editing. What the method declares
+on its class (`registry.py`: title, default lr, options with help and flags, whether it
+projects) gives it its `train` flags, completions, default learning rate and its place
+in the report, and `tests/contract/test_training_methods.py` covers it automatically.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
+from ..registry import import_all
+from .registry import METHODS, MethodFlag, get_method, method_flags, option, register_method
 
-from ..errors import UsageError
-from ..registry import registrar
+import_all(__name__, __path__)  # each module registers what it defines
 
-METHODS: dict[str, type] = {}
-
-
-register_method = registrar(METHODS, "training method")
-"""Class decorator: make a `TrainingMethod` available as `--method name`."""
-
-
-def _import_all() -> None:
-    for module in pkgutil.iter_modules(__path__):
-        if module.name != "base":
-            importlib.import_module(f"{__name__}.{module.name}")
-
-
-def get_method(name: str) -> type:
-    """The method class registered as `name`; a usage error listing the known ones."""
-    if name not in METHODS:
-        raise UsageError(f"unknown --method {name!r}; known methods: {', '.join(sorted(METHODS))}")
-    return METHODS[name]
-
-
-_import_all()
-
-__all__ = ["METHODS", "get_method", "register_method"]
+__all__ = ["METHODS", "MethodFlag", "get_method", "method_flags", "option", "register_method"]

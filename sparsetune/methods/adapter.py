@@ -1,5 +1,5 @@
 """`adapter`: bottleneck adapters, Houlsby et al. 2019 (arXiv 1902.00751) and Pfeiffer et
-al. 2020 (AdapterFusion, arXiv 2005.00247); a baseline of Fu et al. 2023 (arXiv 2211.15583).
+al. 2020 (AdapterFusion, arXiv 2005.00247); a baseline of the paper.
 
     sparsetune train --method adapter --adapter-config houlsby --reduction-factor 16 --task cb -o ad/
 
@@ -22,15 +22,16 @@ pretrained parameter names are unchanged and the new ones read `...output.adapte
 from __future__ import annotations
 
 import dataclasses
-
-import torch
-from torch import nn
-from torch.nn import functional as F
+from typing import TYPE_CHECKING
 
 from ..errors import UsageError
-from ..models import LoadedModel
-from . import register_method
+from .registry import option, register_method
 from .structural import StructuralMethod, check_range
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..models import LoadedModel
 
 CONFIGS = {  # name -> (attention adapter too?, activation, LayerNorms train?)
     "houlsby": (True, "silu", True),
@@ -41,27 +42,11 @@ DEFAULT_REDUCTION = 16.0
 
 @dataclasses.dataclass(frozen=True)
 class AdapterOptions:
-    adapter_config: str = "houlsby"
-    adapter_size: int = 0  # 0: hidden / reduction factor
-    reduction_factor: float = 0.0  # 0: 16, the `adapters` library's default for both configs
-
-
-class Bottleneck(nn.Module):
-    """a(h) = W_up f(W_down h); zero W_up, so a ≡ 0 at the start."""
-
-    def __init__(self, hidden: int, size: int, activation: str):
-        super().__init__()
-        self.down = nn.Linear(hidden, size)
-        self.up = nn.Linear(size, hidden)
-        self.activation = activation
-        with torch.no_grad():
-            nn.init.trunc_normal_(self.down.weight, std=1e-2, a=-2e-2, b=2e-2)
-            nn.init.zeros_(self.down.bias)
-            nn.init.zeros_(self.up.weight)
-            nn.init.zeros_(self.up.bias)
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:  # [batch, seq, hidden] -> same
-        return self.up(getattr(F, self.activation)(self.down(hidden)))
+    adapter_config: str = option("houlsby", "houlsby (after attention and FFN) or pfeiffer (FFN)", "--adapter-config")
+    adapter_size: int = option(0, "bottleneck width (or give --reduction-factor)", "--adapter-size", shown="")  # 0: hidden / factor
+    reduction_factor: float = option(  # 0: 16, the `adapters` library's default for both configs
+        0.0, "hidden size / bottleneck width", "--reduction-factor", shown=f"{DEFAULT_REDUCTION:g}"
+    )
 
 
 def _sublayers(model: nn.Module) -> list[tuple[str, nn.Module, bool]]:
@@ -72,20 +57,6 @@ def _sublayers(model: nn.Module) -> list[tuple[str, nn.Module, bool]]:
         if all(hasattr(module, attr) for attr in ("dense", "dropout", "LayerNorm")) and kind.endswith("Output"):
             found.append((name, module, kind.endswith("SelfOutput")))
     return found
-
-
-def _after_dropout(adapter: Bottleneck):
-    def hook(module, inputs, output):  # output d: [batch, seq, hidden]
-        return output + adapter(output)
-
-    return hook
-
-
-def _inside_layernorm(adapter: Bottleneck):
-    def hook(module, inputs, output):  # inputs[0] = d + x, output = LN(d + x)
-        return F.layer_norm(inputs[0] + adapter(output), module.normalized_shape, module.weight, module.bias, module.eps)
-
-    return hook
 
 
 def size_of(options: AdapterOptions, hidden: int) -> int:
@@ -103,9 +74,13 @@ def size_of(options: AdapterOptions, hidden: int) -> int:
 class AdapterMethod(StructuralMethod):
     """Frozen backbone + bottleneck adapters (+ LayerNorms for houlsby) + the head (dense)."""
 
+    title = "Adapters"
+    default_lr = 1e-3  # chosen on dev (experiments/lr_sweep.toml, results/lr_sweep/report.md)
     Options = AdapterOptions
 
     def prepare(self, loaded: LoadedModel) -> nn.Module:
+        from ..core.adapters import Bottleneck, after_dropout, inside_layernorm
+
         if self.options.adapter_config not in CONFIGS:
             raise UsageError(f"--adapter-config must be one of {', '.join(CONFIGS)}, got {self.options.adapter_config!r}")
         attention, activation, train_norms = CONFIGS[self.options.adapter_config]
@@ -120,9 +95,9 @@ class AdapterMethod(StructuralMethod):
             hidden = module.dense.out_features
             module.adapter = Bottleneck(hidden, size_of(self.options, hidden), activation)
             if attention:  # houlsby: d <- d + a(d) on both sub-layers
-                module.dropout.register_forward_hook(_after_dropout(module.adapter))
+                module.dropout.register_forward_hook(after_dropout(module.adapter))
             else:  # pfeiffer: LN(d + x + a(LN(d + x))) on the FFN
-                module.LayerNorm.register_forward_hook(_inside_layernorm(module.adapter))
+                module.LayerNorm.register_forward_hook(inside_layernorm(module.adapter))
             if train_norms:
                 module.LayerNorm.requires_grad_(True)
         for parameter in self.head.values():

@@ -1,9 +1,9 @@
 """The training-method seam: what a method changes, trains, and hands back.
 
-Fu et al. 2023 (arXiv 2211.15583) compare sparse fine-tuning (SAM and other masks)
+The paper compares sparse fine-tuning (SAM and other masks)
 with full tuning, LoRA, adapters, Mixout, DiffPruning and ChildPruning on one
 protocol. Every one of them is a `TrainingMethod` run by the same loop
-(`sparsetune.training`), so checkpoints, resume, model selection and metrics are
+(`stages/train/loop.py`), so checkpoints, resume, model selection and metrics are
 shared and the comparison is like with like:
 
     sparsetune train --method full --task cb -o out/
@@ -25,21 +25,24 @@ The loop calls, in order:
   final_mask()            the p-sparse support of the result (or None for dense methods);
   summary()               trainable-parameter counts for run.json.
 
-Method-specific settings arrive as `options` (`--method-option KEY=VALUE` on the CLI),
-checked against the method's `Options` dataclass.
+Method-specific settings arrive as `options` (`--method-option KEY=VALUE` on the CLI,
+or a flag the method declares), checked against the method's `Options` dataclass; what
+else a method declares is listed in `methods/registry.py`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, Mapping
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 from ..errors import FileFormatError, UsageError
-from ..formats.mask import Mask
-from ..models import LoadedModel
+
+if TYPE_CHECKING:  # a method module imports no torch: the CLI reads the registry at start-up
+    import torch
+    from torch import nn
+
+    from ..formats.mask import Mask
+    from ..models import LoadedModel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,9 +89,12 @@ def _convert(raw: Any, kind: type, key: str) -> Any:
 class TrainingMethod:
     """Base class; a method overrides `prepare` and whatever else it changes."""
 
-    name: ClassVar[str] = ""
+    name: ClassVar[str] = ""  # set by @register_method
+    title: ClassVar[str] = ""  # how --help names it (its panel of flags); default: the name
+    default_lr: ClassVar[float | None] = None  # None: the task's learning rate (defaults.py)
+    projects: ClassVar[bool] = False  # the result is projected onto ⌊m·p⌋ entries (methods.projecting)
     needs_mask: ClassVar[bool] = False
-    Options: ClassVar[type] = NoOptions
+    Options: ClassVar[type] = NoOptions  # a frozen dataclass; fields from registry.option() have help and flags
 
     def __init__(self, mask: Mask | None = None, options: Mapping[str, Any] | None = None):
         if self.needs_mask and mask is None:
@@ -130,6 +136,8 @@ class TrainingMethod:
         return {name: parameter.detach().clone() for name, parameter in self.trainable().items()}
 
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        import torch
+
         trainable = self.trainable()
         missing = sorted(set(trainable) - set(state))
         if missing:

@@ -2,9 +2,9 @@
 
     sparsetune train --method diffpruning --task cb -p 0.005 --project-every 50 -o out/
 
-DiffPruning (Guo et al. 2021) as Fu et al. 2023 (arXiv 2211.15583) describe it: θ =
+DiffPruning (Guo et al. 2021) as the paper describes it: θ =
 θ0 + z ⊙ δ over the eligible entries, δ a dense diff vector (initialised to 0) and z a
-hard-concrete relaxed Bernoulli mask (Louizos et al. 2018, `sparsetune.hard_concrete`)
+hard-concrete relaxed Bernoulli mask (Louizos et al. 2018, `core.hard_concrete`)
 with one logit log α per entry, trained by reparametrisation together with δ under an
 L0 penalty, `l0_weight` × (expected number of non-zero gates) / m. Every
 `project_every` steps the model is projected onto its feasible region: the ⌊m·p⌋
@@ -16,7 +16,7 @@ repeated jumps). `mask_changed` in log.jsonl marks each projection that changed 
 kept set.
 
 Dev evaluation and export use the projected deterministic model, θ0 + ẑ ⊙ δ on the
-kept set and θ0 bit for bit elsewhere (`projection.ProjectedTensor`), so the selected
+kept set and θ0 bit for bit elsewhere (`core.projection.ProjectedTensor`), so the selected
 model, the saved one and `OUT/mask.safetensors` (`final_mask()`) agree.
 
 Gate learning rate. The loop has one AdamW learning rate, tuned for weights (1e-3),
@@ -32,71 +32,48 @@ Memory: δ and the logits are dense (2m floats, plus AdamW's 4m), 630 MB for Min
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-
-from .. import hard_concrete, projection
-from ..config import DEFAULT_SPARSITY
 from ..errors import UsageError
-from ..formats.mask import Mask
-from ..models import LoadedModel, display_name
-from . import register_method
-from .childpruning import projection_summary
-from .projecting import ProjectingMethod
+from .projecting import ProjectingMethod, ProjectionOptions, changed_support
+from .registry import option, register_method
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from ..models import LoadedModel
 
 DIFF, GATE = ".diff", ".gate"  # suffixes of the trainable tensors, after the pretrained tensor's name
 
 
 @dataclass(frozen=True)
-class DiffPruningOptions:
-    p: float = DEFAULT_SPARSITY  # fraction of eligible entries the result may change
-    project_every: int = 100  # optimizer steps between projections
-    scope: str = "global"  # global top-k (Theorem 3) or per tensor
-    l0_weight: float = 1.0  # weight of the expected fraction of open gates in the loss
-    init_log_alpha: float = 3.0  # gates start open: P(z ≠ 0) ≈ 0.96
-    gate_scale: float = 100.0  # effective learning rate of log α = gate_scale × lr
-
-
-class GatedDiff(nn.Module):
-    """θ0 + z ⊙ δ for one tensor; holds δ and the scaled logits (both shaped like θ0)."""
-
-    def __init__(self, original: torch.Tensor, init_log_alpha: float, gate_scale: float):
-        super().__init__()
-        self.gate_scale = gate_scale
-        self.diff = nn.Parameter(torch.zeros_like(original))  # δ, shaped like θ0
-        self.gate = nn.Parameter(torch.full_like(original, init_log_alpha / gate_scale))  # log α / gate_scale
-
-    def log_alpha(self) -> torch.Tensor:
-        return self.gate * self.gate_scale
-
-    def training_value(self, original: torch.Tensor) -> torch.Tensor:
-        return original + hard_concrete.sample(self.log_alpha()) * self.diff  # a fresh z every forward
-
-    def expected_diff(self) -> torch.Tensor:
-        return hard_concrete.deterministic(self.log_alpha()) * self.diff  # ẑ ⊙ δ
+class DiffPruningOptions(ProjectionOptions):
+    l0_weight: float = option(1.0, "weight of the expected fraction of open gates in the loss")
+    init_log_alpha: float = option(3.0, "initial gate logit log α (3: gates start open, P(z ≠ 0) ≈ 0.96)")
+    gate_scale: float = option(100.0, "the gate logits' learning rate is gate_scale × lr")
 
 
 @register_method("diffpruning")
 class DiffPruningMethod(ProjectingMethod):
     """Hard-concrete gated diff vector + L0 penalty, alternating with projection."""
 
+    title = "DiffPruning"
     Options = DiffPruningOptions
 
     def prepare(self, loaded: LoadedModel) -> nn.Module:
+        from ..core.hard_concrete import GatedDiff
+        from ..core.projection import ProjectedTensor, attach
+
         o = self.options
-        self.eligible_count = sum(p.numel() for p in self.eligible.values())
-        self.budget = projection.check_projection_options(o.p, o.project_every, o.scope, self.eligible_count)
+        self._begin()
         if not o.gate_scale > 0:
             raise UsageError(f"--method-option gate_scale must be positive, got {o.gate_scale}")
-        self.kept: Mask | None = None
-        self._eval_mask: Mask | None = None
         self.gates: dict[str, GatedDiff] = {}
         for name, parameter in self.eligible.items():
             parameter.requires_grad_(False)  # θ0 stays as loaded
             gated = GatedDiff(parameter.detach(), o.init_log_alpha, o.gate_scale)
-            projection.attach(loaded.model, name, projection.ProjectedTensor(gated.training_value, self._eval_value(name), holds=gated))
+            attach(loaded.model, name, ProjectedTensor(gated.training_value, self._eval_value(name), holds=gated))
             self.gates[name] = gated
         for parameter in self.head.values():
             parameter.requires_grad_(True)
@@ -104,20 +81,19 @@ class DiffPruningMethod(ProjectingMethod):
         return loaded.model
 
     def _eval_value(self, name: str):
+        import torch
+
         def value(original: torch.Tensor) -> torch.Tensor:
             keep = self.current_projection().bool_tensor(name).to(original.device)
             return torch.where(keep, original + self.gates[name].expected_diff(), original)
 
         return value
 
-    def current_projection(self) -> Mask:
-        """The feasible set for the current δ and gates (cached until the next step or state load)."""
-        if self._eval_mask is None:
-            with torch.no_grad():
-                scores = {name: gated.expected_diff().abs() for name, gated in self.gates.items()}  # each shaped like θ
-            metadata = {"model": display_name(self.loaded.source), "method": self.name, "project_every": self.options.project_every}
-            self._eval_mask = projection.project(scores, self.options.p, self.options.scope, metadata)
-        return self._eval_mask
+    def _scores(self) -> dict[str, torch.Tensor]:
+        import torch
+
+        with torch.no_grad():
+            return {name: gated.expected_diff().abs() for name, gated in self.gates.items()}  # each shaped like θ
 
     def trainable(self) -> dict[str, nn.Parameter]:
         tensors: dict[str, nn.Parameter] = {}
@@ -133,13 +109,17 @@ class DiffPruningMethod(ProjectingMethod):
     # -- per step -------------------------------------------------------------
     def regulariser(self) -> torch.Tensor:
         """l0_weight × E[‖z‖₀] / m: the expected fraction of open gates."""
-        expected = sum(hard_concrete.probability_nonzero(gated.log_alpha()).sum() for gated in self.gates.values())
+        from ..core.hard_concrete import probability_nonzero
+
+        expected = sum(probability_nonzero(gated.log_alpha()).sum() for gated in self.gates.values())
         density = expected / self.eligible_count
         penalty = self.options.l0_weight * density
         self._last = {"expected_density": float(density.detach()), "l0_penalty": float(penalty.detach())}
         return penalty
 
     def after_step(self, step: int) -> dict[str, Any] | None:
+        import torch
+
         self._eval_mask = None  # δ and the gates moved
         info = dict(self._last)  # the logged loss includes l0_penalty; the task loss is loss − l0_penalty
         if step % self.options.project_every:
@@ -148,25 +128,21 @@ class DiffPruningMethod(ProjectingMethod):
         with torch.no_grad():
             for name, gated in self.gates.items():
                 gated.diff.mul_(mask.bool_tensor(name).to(gated.diff.device))  # δ = 0 outside the kept set: θ0 there
-        entered = projection.entries_entered(mask, self.kept)
-        self.kept = mask
-        return {**info, "projected": 1, "mask_changed": int(entered > 0), "mask_entered": entered}
+        return {**info, **self._keep(mask)}
 
     def _projected_shapes(self) -> dict[str, tuple[int, ...]]:
         return {name: tuple(gated.diff.shape) for name, gated in self.gates.items()}
 
     # -- results --------------------------------------------------------------
     def export(self) -> nn.Module:
+        from ..core.projection import materialise
+
         kept = self.current_projection()
         before = {name: parameter.detach().clone() for name, parameter in self.eligible.items()}  # θ0: export overwrites it
-        model = projection.materialise(self.loaded.model, list(self.gates))
+        model = materialise(self.loaded.model, list(self.gates))
         exported = dict(model.named_parameters())
-        self._final = projection.changed_support({name: exported[name] for name in before}, before, kept.metadata)
+        self._final = changed_support({name: exported[name] for name in before}, before, kept.metadata)
         return model
 
-    def final_mask(self) -> Mask | None:
-        """The entries the exported model changed (a subset of the last projection, ≤ ⌊m·p⌋)."""
-        return getattr(self, "_final", None)
-
     def summary(self) -> dict[str, Any]:
-        return {**projection_summary(self), "l0_weight": self.options.l0_weight}
+        return {**super().summary(), "l0_weight": self.options.l0_weight}

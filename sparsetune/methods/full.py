@@ -1,21 +1,27 @@
 """`full`: plain fine-tuning of every parameter, the paper's FullTuning row
-(Fu et al. 2023, arXiv 2211.15583, Table 1).
+(Table 1).
 
     sparsetune train --method full --task cb -o out/
 """
 
 from __future__ import annotations
 
-from torch import nn
+from typing import TYPE_CHECKING
 
-from ..models import LoadedModel
-from . import register_method
 from .base import TrainingMethod
+from .registry import register_method
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..models import LoadedModel
 
 
 @register_method("full")
 class FullMethod(TrainingMethod):
     """Every tensor trains; the reference point for speed, memory and accuracy."""
+
+    title = "Full"
 
     def prepare(self, loaded: LoadedModel) -> nn.Module:
         for parameter in loaded.model.parameters():

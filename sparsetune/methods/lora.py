@@ -1,5 +1,5 @@
 """`lora`: low-rank adapters (Hu et al. 2022, arXiv 2106.09685) through the `peft` library,
-one of the baselines of Fu et al. 2023 (arXiv 2211.15583), Table 1.
+one of the baselines of the paper's Table 1.
 
     sparsetune train --method lora --task cb --lora-r 16 --lora-alpha 16 -o lora/
 
@@ -18,25 +18,30 @@ import copy
 import dataclasses
 import warnings
 from pathlib import Path
-from typing import Mapping
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Mapping
 
 from ..errors import UsageError
-from ..models import LoadedModel, portable_name
-from . import register_method
+from ..models import portable_name
+from .registry import option, register_method
 from .structural import StructuralMethod, check_range
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from ..models import LoadedModel
 
 DEFAULT_TARGETS = "query,key,value,attention.output.dense,intermediate.dense,output.dense"
 
 
 @dataclasses.dataclass(frozen=True)
 class LoraOptions:
-    lora_r: int = 16
-    lora_alpha: float = 16.0
-    lora_dropout: float = 0.0
-    lora_targets: str = DEFAULT_TARGETS  # comma-separated module-name suffixes (peft's target_modules)
+    lora_r: int = option(16, "rank r of each B·A", "--lora-r")
+    lora_alpha: float = option(16.0, "α; the update is scaled by α/r", "--lora-alpha")
+    lora_dropout: float = option(0.0, "dropout on the LoRA input", "--lora-dropout")
+    lora_targets: str = option(  # peft's target_modules
+        DEFAULT_TARGETS, "comma-separated module-name suffixes", "--lora-targets", shown="Q,K,V,attention out, FFN"
+    )
 
 
 def head_modules(head_names) -> list[str]:
@@ -67,6 +72,8 @@ def lora_config(options: LoraOptions, head: list[str]):
 class LoraMethod(StructuralMethod):
     """peft's LoRA on the targeted layers + the head; the backbone stays θ0."""
 
+    title = "LoRA"
+    default_lr = 1e-3  # chosen on dev (experiments/lr_sweep.toml, results/lr_sweep/report.md)
     Options = LoraOptions
     mergeable = True
 
@@ -95,6 +102,7 @@ class LoraMethod(StructuralMethod):
         return {name: tensor.detach().clone() for name, tensor in get_peft_model_state_dict(self.peft_model).items()}
 
     def load_own(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        import torch
         from peft import set_peft_model_state_dict
 
         self.check_own_names(tensors)
@@ -109,7 +117,7 @@ class LoraMethod(StructuralMethod):
         return self.merged()
 
     def save_files(self, folder) -> None:
-        from ..method_dir import METHOD_DIR
+        from ..formats.method_dir import METHOD_DIR
 
         super().save_files(folder)  # method/: method.json + adapter_model.safetensors
         config = copy.copy(self.peft_model.peft_config["default"])

@@ -1,5 +1,5 @@
 """`mixout`: dropout toward the pretrained weights (Lee et al. 2020, arXiv 1909.11299), a
-baseline of Fu et al. 2023 (arXiv 2211.15583), Table 1.
+baseline of the paper's Table 1.
 
     sparsetune train --method mixout --mixout-p 0.9 --task cb -o mixout/
 
@@ -28,52 +28,44 @@ plain model whose weights are the trained W.
 from __future__ import annotations
 
 import dataclasses
-
-import torch
-from torch import nn
-from torch.nn.utils import parametrize
+from typing import TYPE_CHECKING
 
 from ..errors import UsageError
-from ..models import LoadedModel
-from . import register_method
 from .base import TrainingMethod
+from .registry import option, register_method
 from .structural import check_range
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..models import LoadedModel
 
 ORIGINAL = ".parametrizations.weight.original"
 
 
 @dataclasses.dataclass(frozen=True)
 class MixoutOptions:
-    mixout_p: float = 0.9  # Lee et al.'s setting for BERT-large on GLUE, and their example's
-    mixout_unit: str = "neuron"  # neuron: one draw per input unit (authors' code); entry: per weight
-    mixout_keep_dropout: bool = False
-    mixout_head: bool = False  # also mix the head's linear layers toward their start (the authors' code)
-
-
-class MixoutToTarget(nn.Module):
-    """W -> (M ⊙ W + (1 − M) ⊙ u − p·u) / (1 − p) while training; W at evaluation."""
-
-    def __init__(self, target: torch.Tensor, p: float, per_neuron: bool):
-        super().__init__()
-        self.register_buffer("target", target.detach().clone(), persistent=False)  # u: [out, in]
-        self.p, self.per_neuron = p, per_neuron
-
-    def forward(self, weight: torch.Tensor) -> torch.Tensor:  # [out, in] -> [out, in]
-        if not self.training or self.p == 0.0:
-            return weight
-        shape = weight.shape[-1:] if self.per_neuron else weight.shape  # [in] or [out, in]
-        keep = torch.empty(shape, dtype=weight.dtype, device=weight.device).bernoulli_(1.0 - self.p)
-        target = self.target
-        return (keep * weight + (1.0 - keep) * target - self.p * target) / (1.0 - self.p)
+    mixout_p: float = option(  # Lee et al.'s setting for BERT-large on GLUE, and their example's
+        0.9, "probability of swapping a weight for its θ0 value", "--mixout-p"
+    )
+    mixout_unit: str = option("neuron", "neuron: one draw per input unit (the authors' code); entry: one per weight")
+    mixout_keep_dropout: bool = option(False, "keep the model's dropout (Mixout replaces it by default)")
+    mixout_head: bool = option(False, "also mix the head's linear layers toward their start (the authors' code)")
 
 
 @register_method("mixout")
 class MixoutMethod(TrainingMethod):
     """Full fine-tuning with every pretrained linear weight mixed toward its starting value."""
 
+    title = "Mixout"
     Options = MixoutOptions
 
     def prepare(self, loaded: LoadedModel) -> nn.Module:
+        from torch import nn
+        from torch.nn.utils import parametrize
+
+        from ..core.mixout import MixoutToTarget
+
         options = self.options
         check_range(options.mixout_p, "--mixout-p", 0.0, 1.0)
         if options.mixout_unit not in ("neuron", "entry"):
@@ -95,6 +87,8 @@ class MixoutMethod(TrainingMethod):
         return {name.replace(ORIGINAL, ".weight"): p for name, p in self.loaded.model.named_parameters()}
 
     def export(self) -> nn.Module:
+        from torch.nn.utils import parametrize
+
         model = self.loaded.model
         for module in list(model.modules()):
             if parametrize.is_parametrized(module, "weight"):

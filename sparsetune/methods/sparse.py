@@ -1,9 +1,9 @@
-"""`sparse`: train exactly the entries a mask selects (Fu et al. 2023, arXiv 2211.15583).
+"""`sparse`: train exactly the entries a mask selects (the paper's method, with a SAM mask).
 
     sparsetune score --task cb -p 0.005 && sparsetune train --mask mask.safetensors -o out/
 
 The mask comes from any scoring method (SAM, Fisher, random, BitFit, magnitude); the
-mechanism is `sparsetune.sparse`: frozen θ0 plus trainable `values` at the selected
+mechanism is `core.sparse`: frozen θ0 plus trainable `values` at the selected
 positions, so optimizer state is k (+ head) entries and everything else stays θ0. The
 head (new tensors, and for BERT-style models the pooler under `--pooler head`) trains
 densely beside `values`.
@@ -12,7 +12,7 @@ A mask is only trained over the eligible set it was scored over: `train --mask` 
 the pooler policy from the mask's metadata, and `check_mask_fits` refuses, in one line,
 a mask that selects from a head tensor or leaves out an eligible pooler.
 
-The step computes ∂L/∂values without a dense weight gradient (`sparsetune.sparse_delta`).
+The step computes ∂L/∂values without a dense weight gradient (`core.sparse_delta`).
 `--method-option backward=reference` trains through the plain parametrization instead
 (dense gradient, then gather): the same numbers to ~1e-7, at the cost of a full step;
 kept to check the fast path against.
@@ -21,30 +21,36 @@ kept to check the fast path against.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from torch import nn
-
-from .. import sparse, sparse_delta
 from ..errors import MismatchError, UsageError
-from ..formats.mask import Mask
-from ..models import LoadedModel, is_pooler
-from . import register_method
+from ..models import is_pooler
 from .base import TrainingMethod
+from .registry import option, register_method
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..formats.mask import Mask
+    from ..models import LoadedModel
 
 
 @dataclass(frozen=True)
 class SparseOptions:
-    backward: str = "sparse"  # sparse: ∂L/∂values only (sparse_delta); reference: the parametrization
+    backward: str = option("sparse", "sparse: ∂L/∂values at the selected entries only; reference: the plain parametrization")
 
 
 @register_method("sparse")
 class SparseMethod(TrainingMethod):
     """Selected entries of eligible tensors + the head (dense: new tensors, and the BERT pooler by default)."""
 
+    title = "Sparse"
     needs_mask = True
     Options = SparseOptions
 
     def prepare(self, loaded: LoadedModel) -> nn.Module:
+        from ..core import sparse, sparse_delta
+
         assert self.mask is not None
         check_mask_fits(self.mask, loaded)
         self.mask.validate_against(self.eligible)
@@ -62,6 +68,8 @@ class SparseMethod(TrainingMethod):
         return {**self.values, **self.head}
 
     def export(self) -> nn.Module:
+        from ..core import sparse
+
         return sparse.materialise(self.loaded.model)
 
 
@@ -76,7 +84,7 @@ def check_mask_fits(mask: Mask, loaded: LoadedModel) -> None:
                     "it was made with the pooler eligible: train it with --pooler eligible"
                 )
             raise MismatchError(
-                f"the mask covers {name!r}, a tensor this model does not have pretrained (its task head); was it made for another model?"
+                f"the mask covers {name!r}, a tensor this model does not have pretrained (its task head); " "was it made for another model?"
             )
     for name in loaded.eligible():
         if is_pooler(name) and name not in mask.shapes:

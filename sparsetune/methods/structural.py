@@ -2,13 +2,13 @@
 
     sparsetune train --method lora --task cb -o out/ && sparsetune diff out/ -o lora.safetensors
 
-Fu et al. 2023 (arXiv 2211.15583) compare sparse fine-tuning with LoRA (Hu et al. 2022) and
+The paper compares sparse fine-tuning with LoRA (Hu et al. 2022) and
 adapters (Houlsby et al. 2019). For those the result is not a changed θ but θ0 plus the
 method's *own* tensors, so what a run keeps and ships is those tensors:
 
 - `own_tensors()` / `load_own()`: the tensors that define the result (added modules, the
   head, and any pretrained tensor the method also trains), under the method's own names;
-- `OUT/method/` (`sparsetune.method_dir`): `method.json` (method, options, base model) and
+- `OUT/method/` (`formats.method_dir`): `method.json` (method, options, base model) and
   `adapter_model.safetensors` (those tensors); `eval` and `apply` rebuild the model from
   the base through this registry, so they score exactly what training selected;
 - `merged()`: a plain transformers model with the method folded in, where that is possible.
@@ -19,16 +19,18 @@ The loop-facing half (`prepare`, `trainable`, ...) is the ordinary `TrainingMeth
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 from ..errors import MismatchError, UsageError
+from ..models import LEGACY_POOLER, load_model
 from .base import TrainingMethod
+from .registry import METHODS, get_method
 
-WEIGHTS_FILE = "adapter_model.safetensors"
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 class StructuralMethod(TrainingMethod):
@@ -53,21 +55,21 @@ class StructuralMethod(TrainingMethod):
         expected = self.own_tensors()
         odd = sorted(set(expected) ^ set(tensors))
         if odd:
-            raise MismatchError(f"method {self.name!r}: tensor {odd[0]!r} is missing or unexpected; were the weights made with other options?")
+            raise MismatchError(f"method {self.name!r}: tensor {odd[0]!r} is missing or unexpected; were the weights made " "with other options?")
         for name, tensor in tensors.items():
             if tuple(tensor.shape) != tuple(expected[name].shape):
-                raise MismatchError(f"method {self.name!r}: tensor {name!r} has shape {list(tensor.shape)}, expected {list(expected[name].shape)}")
+                raise MismatchError(f"method {self.name!r}: tensor {name!r} has shape {list(tensor.shape)}, expected " f"{list(expected[name].shape)}")
 
     def model(self) -> nn.Module:
         """The trained model as it runs (what training evaluated on the dev part)."""
         raise NotImplementedError
 
     def merged(self) -> nn.Module:
-        raise UsageError(f"method {self.name!r} cannot be merged into a plain model (its modules are not linear); apply without --merge")
+        raise UsageError(f"method {self.name!r} cannot be merged into a plain model (its modules are not linear); apply " "without --merge")
 
     def save_files(self, folder: Path) -> None:
-        """`folder/method/`: method.json and the method's own tensors (`sparsetune.method_dir`)."""
-        from ..method_dir import METHOD_DIR, save_method_dir
+        """`folder/method/`: method.json and the method's own tensors (`formats.method_dir`)."""
+        from ..formats.method_dir import METHOD_DIR, save_method_dir
 
         save_method_dir(self, Path(folder) / METHOD_DIR)
 
@@ -99,3 +101,41 @@ def check_range(value: float, flag: str, low: float, high: float | None = None, 
     if value < low or above:
         bound = "" if high is None else (f" and below {high}" if high_open else f" and at most {high}")
         raise UsageError(f"{flag} must be at least {low}{bound}, got {value}")
+
+
+# -- rebuilding a structural result from its own tensors (eval, diff, apply) ----
+def is_structural(method_name: str) -> bool:
+    return bool(getattr(METHODS.get(method_name), "structural", False))
+
+
+def build(
+    method_name: str, options: dict[str, Any], base: str | None, task, tensors, fingerprint: bool = False, *, pooler: str
+):
+    """Base model + `task` head (with the run's pooler policy) -> the method's structure -> `tensors` loaded.
+
+    Returns the bound method (its `model()` is eval-ready) and, with `fingerprint`, the
+    digests of the base's pretrained tensors taken before anything was loaded into them."""
+    from ..formats.delta import tensor_digest
+
+    method_cls = get_method(method_name)
+    if not is_structural(method_name):
+        raise UsageError(f"method {method_name!r} keeps no weights of its own; its run dir is a plain model")
+    loaded = load_model(base, task, seed=0, pooler=pooler)  # head and fresh modules are overwritten below
+    digests = {name: tensor_digest(tensor) for name, tensor in loaded.eligible().items()} if fingerprint else {}
+    method = method_cls(None, options)
+    method.bind(loaded)
+    method.load_own(tensors)
+    method.model().eval()
+    return method, digests
+
+
+def load_method_model(path: str | os.PathLike, task, base: str | None = None) -> nn.Module:
+    """The model a folder with `method/` defines, in eval mode (what `eval` scores)."""
+    from ..formats.common import load_tensors
+    from ..formats.method_dir import METHOD_DIR, WEIGHTS_FILE, read_description
+
+    description = read_description(path)
+    tensors = load_tensors(Path(path) / METHOD_DIR / WEIGHTS_FILE)
+    method, _ = build(description["method"], description.get("options") or {}, base or description.get("base_model"), task, tensors,
+                      pooler=description.get("pooler", LEGACY_POOLER))
+    return method.model()

@@ -2,7 +2,7 @@
 
     sparsetune score --task cb -p 0.005 --method fisher
 
-Fu et al. 2023 (arXiv 2211.15583) rank entries by a score and keep the top ⌊m·p⌋.
+The paper ranks entries by a score and keeps the top ⌊m·p⌋.
 Methods differ in the score (SAM: squared mean gradient; Fisher: mean squared batch
 gradient; magnitude: |θ0|) and a few fix the selection themselves (BitFit takes the
 biases whatever p is), so a scorer has two steps:
@@ -23,14 +23,16 @@ computes the same scores as one process would (the weights use the global counts
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Iterable, Iterator, Mapping
-
-import torch
+from typing import TYPE_CHECKING, Callable, ClassVar, Iterable, Iterator, Mapping
 
 from ..errors import NumericalError
-from ..formats.mask import Mask
-from ..models import LoadedModel
 from ..progress import ProgressCallback, no_progress
+
+if TYPE_CHECKING:  # a scorer module imports no torch: the CLI reads the registry at start-up
+    import torch
+
+    from ..formats.mask import Mask
+    from ..models import LoadedModel
 
 
 @dataclass
@@ -70,6 +72,8 @@ class Scorer:
         metadata: Mapping[str, object] | None = None,
     ) -> Mask:
         """Top ⌊m·p⌋ (global) or ⌊n_t·p⌋ per tensor; override to fix the selection."""
+        from ..formats.mask import Mask
+
         return Mask.from_scores(scores, p, scope, metadata)
 
 
@@ -111,6 +115,8 @@ def eligible_gradients(context: ScoringContext) -> dict[str, torch.Tensor]:
     """This process's `.grad` of every eligible tensor, the loss scale undone (zeros
     where no gradient reached it). Dividing by a power of two is exact; a non-finite
     entry means fp16 overflowed, which no later step could repair."""
+    import torch
+
     gradients = {}
     for name, parameter in context.loaded.eligible().items():
         gradient = parameter.grad.detach() if parameter.grad is not None else torch.zeros_like(parameter)

@@ -2,7 +2,7 @@
 
     sparsetune score --task cb --method bitfit
 
-BitFit fine-tunes the bias terms only. Fu et al. 2023 (arXiv 2211.15583) list it as a
+BitFit fine-tunes the bias terms only. The paper lists it as a
 p-sparse method whose p is fixed by the architecture (0.11% of MiniLM's eligible
 entries), so `-p` is reported, not chosen: the mask's `p` is the density it has, and a
 `-p` given on the command line is ignored with a note.
@@ -17,14 +17,16 @@ bias is not in the mask; with `--pooler eligible` it is. No data, no gradient pa
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
-import torch
-
-from ..errors import MismatchError
-from ..formats.mask import Mask
-from . import register_scorer
+from ..errors import MismatchError, UsageError
 from .base import Scorer, ScoringContext
+from .registry import register_scorer
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..formats.mask import Mask
 
 
 def is_bias(name: str) -> bool:
@@ -39,6 +41,8 @@ class BitFitScorer(Scorer):
     fixed_selection = True
 
     def compute(self, context: ScoringContext) -> dict[str, torch.Tensor]:
+        import torch
+
         # 1 on biases, 0 elsewhere: saved scores say what was selected and why.
         return {
             name: torch.full(parameter.shape, 1.0 if is_bias(name) else 0.0, dtype=torch.float32)
@@ -53,6 +57,10 @@ class BitFitScorer(Scorer):
         metadata: Mapping[str, object] | None = None,
     ) -> Mask:
         """Every entry of every bias tensor; `p` in the metadata is the density that results."""
+        import torch
+
+        from ..formats.mask import Mask
+
         selected = {name: torch.full(value.shape, is_bias(name), dtype=torch.bool) for name, value in scores.items()}
         mask = Mask.from_bool(selected, metadata)
         if not mask.indices:

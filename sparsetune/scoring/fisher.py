@@ -10,10 +10,13 @@ cancel over the set. Needs one extra buffer (the running sum) beside `.grad`.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
-from . import register_scorer
 from .base import Scorer, ScoringContext, eligible_gradients, gradient_steps
+from .registry import register_scorer
+
+if TYPE_CHECKING:
+    import torch
 
 
 @register_scorer("fisher")
@@ -21,6 +24,8 @@ class FisherScorer(Scorer):
     description = "mean of squared per-batch gradients (FISH with --batch-size 1)"
 
     def compute(self, context: ScoringContext) -> dict[str, torch.Tensor]:
+        import torch
+
         eligible = context.loaded.eligible()
         sums = {name: torch.zeros_like(parameter, dtype=torch.float32) for name, parameter in eligible.items()}
         batches = 0

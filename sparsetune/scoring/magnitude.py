@@ -2,7 +2,7 @@
 
     sparsetune score --task cb -p 0.005 --method magnitude
 
-Fu et al. 2023 (arXiv 2211.15583) treat magnitude pruning as a p-sparse fine-tuning
+The paper treats magnitude pruning as a p-sparse fine-tuning
 method: keep the ⌊m·p⌋ eligible entries of largest absolute pretrained value trainable
 and freeze the rest. The score is |θ0| (float32), so the selection depends on the
 model alone: no data, no gradient pass, the same mask for every task and seed (ties go
@@ -11,10 +11,13 @@ to the lower position, as for every top-k here).
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
-from . import register_scorer
 from .base import Scorer, ScoringContext
+from .registry import register_scorer
+
+if TYPE_CHECKING:
+    import torch
 
 
 @register_scorer("magnitude")
@@ -23,6 +26,8 @@ class MagnitudeScorer(Scorer):
     needs_data = False
 
     def compute(self, context: ScoringContext) -> dict[str, torch.Tensor]:
+        import torch
+
         with torch.no_grad():
             # abs() makes the copy; .float() is a no-op for float32 weights. Shaped like θ.
             return {name: parameter.detach().abs().float() for name, parameter in context.loaded.eligible().items()}

@@ -2,7 +2,7 @@
 
     sparsetune score --task cb -p 0.005 --method random --seed 1
 
-Fu et al. 2023 (arXiv 2211.15583, Table 1) show that even a random p-sparse mask
+The paper (Table 1) shows that even a random p-sparse mask
 fine-tunes well: sparsity itself stabilises training. Each eligible entry gets an
 i.i.d. uniform score from a generator seeded by `--seed`, and the usual top-k keeps
 ⌊m·p⌋ of them (`--scope global`) or ⌊n_t·p⌋ per tensor (`--scope per-tensor`): a
@@ -13,10 +13,13 @@ and no gradient pass.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
-from . import register_scorer
 from .base import Scorer, ScoringContext
+from .registry import register_scorer
+
+if TYPE_CHECKING:
+    import torch
 
 
 @register_scorer("random")
@@ -25,6 +28,8 @@ class RandomScorer(Scorer):
     needs_data = False
 
     def compute(self, context: ScoringContext) -> dict[str, torch.Tensor]:
+        import torch
+
         # One generator over the tensors in model order: the mask depends on the seed and
         # the shapes only, never on the values of θ0 or on the global RNG state.
         generator = torch.Generator().manual_seed(context.seed)

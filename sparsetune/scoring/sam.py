@@ -1,4 +1,4 @@
-"""SAM, the Second-order Approximation Method of Fu et al. 2023 (arXiv 2211.15583, Theorem 3).
+"""SAM, the paper's Second-order Approximation Method (its Theorem 3).
 
     sparsetune score --task rte -p 0.005 --method sam
 
@@ -6,16 +6,20 @@ score = g², g = ∇θ of the *mean* training loss over the scoring examples at 
 Batches are accumulated in place into `.grad`, each weighted by its share of the
 examples, so the result equals one backward over the whole set while memory stays at
 the model plus one gradient buffer. Under N processes each accumulates its shard with
-the same global weights and the buffers are summed once: the same g, within rounding. (The paper's code summed clipped batch gradients
-with dropout on; this is the quantity its Theorem 3 asks for.)
+the same global weights and the buffers are summed once: the same g, within rounding.
+(The paper's code summed clipped batch gradients with dropout on; this is the quantity
+its Theorem 3 asks for.)
 """
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
-from . import register_scorer
 from .base import Scorer, ScoringContext, eligible_gradients, gradient_steps
+from .registry import register_scorer
+
+if TYPE_CHECKING:
+    import torch
 
 
 @register_scorer("sam")

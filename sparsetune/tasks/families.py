@@ -5,7 +5,7 @@ phrased as text, as the paper's code (jiant) does, and the model scores each pai
 WSC marks its two spans in the text by word index, so that a plain sequence
 classifier sees which noun and pronoun are meant.
 
-DESIGN note (WSC): the paper's code pools the two span representations and
+Design note (WSC; README "Design notes"): the paper's code pools the two span representations and
 concatenates them before its classifier. We mark the spans with `*...*` (span1, the
 noun) and `#...#` (span2, the pronoun) and use the ordinary sequence-classification
 head instead, so that a fine-tuned WSC model is a plain transformers model that

@@ -1,6 +1,6 @@
 """Task metrics as the paper's evaluation code (jiant) reports them.
 
-Fu et al. 2023 (arXiv 2211.15583), Table 1: CoLA Matthews; STS-B the mean of Pearson
+The paper's Table 1: CoLA Matthews; STS-B the mean of Pearson
 and Spearman; MRPC the mean of accuracy and F1; CB the mean of accuracy and macro-F1;
 RTE, COPA and WSC accuracy. Every metric returns its components *and* `score`, the
 paper's single number, so model selection, tables and reports all read one key.

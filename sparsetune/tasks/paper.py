@@ -1,4 +1,4 @@
-"""The seven tasks of Fu et al. 2023 (arXiv 2211.15583), as the hub names them.
+"""The seven tasks of the paper, as the hub names them.
 
 Splits, columns and labels are those of the Hugging Face `glue` and `super_glue`
 builders, so `--data-dir` files exported from them and the hub agree row for row.

@@ -12,8 +12,8 @@ import torch
 from sparsetune.config import MaskConfig, ScoreConfig
 from sparsetune.formats.mask import Mask
 from sparsetune.scoring import SCORERS
-from sparsetune.scoring import run as scoring_run
-from sparsetune.scoring.run import rethreshold, score
+from sparsetune.stages import score as scoring_run
+from sparsetune.stages.score import rethreshold, score
 
 SCORER_NAMES = sorted(SCORERS)
 

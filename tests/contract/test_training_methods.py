@@ -12,11 +12,11 @@ import torch
 from safetensors.torch import load_file
 
 from sparsetune.config import DiffConfig, EvalConfig
-from sparsetune.delta import diff
 from sparsetune.errors import TrainingInterrupted
-from sparsetune.evaluation import evaluate
 from sparsetune.formats.mask import Mask
 from sparsetune.methods import METHODS
+from sparsetune.stages.diff import diff
+from sparsetune.stages.evaluate import evaluate
 from tests.unit.training_support import (
     POOLER,
     assert_same_weights,
@@ -32,7 +32,7 @@ METHOD_NAMES = sorted(METHODS)
 
 def _projects(name) -> bool:
     """Methods with a sparsity budget of their own (-p), projected every --project-every steps."""
-    return "p" in {field.name for field in dataclasses.fields(METHODS[name].Options)}
+    return METHODS[name].projects
 
 
 def _method_args(name, tmp_path, tiny_model_dir):
@@ -54,6 +54,28 @@ def _interrupt_at(step):
 
 def test_the_registry_has_the_core_methods():
     assert {"sparse", "full"} <= set(METHODS)
+
+
+@pytest.mark.parametrize("name", METHOD_NAMES)
+def test_method_declares_itself(name):
+    """What the CLI, the defaults and the report read from the class (methods/registry.py)."""
+    cls = METHODS[name]
+    assert cls.title and isinstance(cls.projects, bool) and (cls.default_lr is None or cls.default_lr > 0)
+    for setting in dataclasses.fields(cls.Options):
+        assert setting.metadata.get("help"), f"{name}: declare setting {setting.name!r} with methods.option(default, help)"
+    if cls.projects:
+        assert {"p", "project_every"} <= {setting.name for setting in dataclasses.fields(cls.Options)}
+
+
+def test_train_has_every_declared_flag():
+    from typer.testing import CliRunner
+
+    from sparsetune.cli import app
+    from sparsetune.methods import method_flags
+
+    shown = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "250"}).stdout
+    for flag in method_flags():  # raises if two methods declare one setting differently
+        assert all(name in shown for name in flag.flags) and flag.help in shown, flag
 
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
@@ -167,7 +189,8 @@ def test_the_head_pooler_trains_and_run_json_names_the_head(name, tmp_path, tiny
 def _validation_logits(folder, tiny_data_dir) -> torch.Tensor:
     """Logits of the model a run or applied dir defines (rebuilt from method/ if it has one)."""
     from sparsetune.data import load_split, make_loader
-    from sparsetune.method_dir import has_method_dir, load_method_model
+    from sparsetune.formats.method_dir import has_method_dir
+    from sparsetune.methods.structural import load_method_model
     from sparsetune.models import load_model, load_tokenizer
     from sparsetune.tasks import get_task
 
@@ -184,7 +207,7 @@ def test_diff_then_apply_rebuilds_a_model_with_identical_predictions(name, tmp_p
     """`diff` exports what the method trained (changed entries, or a structural method's own
     tensors) and `apply` rebuilds a dir whose logits equal the run's bit for bit."""
     from sparsetune.config import ApplyConfig
-    from sparsetune.delta import apply
+    from sparsetune.stages.apply import apply
 
     run(tmp_path / "out", tiny_data_dir, max_steps=3, lr=5e-2, **_method_args(name, tmp_path, tiny_model_dir))
     diff(DiffConfig(run=str(tmp_path / "out"), output=str(tmp_path / "delta.safetensors")))

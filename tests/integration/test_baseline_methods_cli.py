@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from sparsetune.cli import app
 from sparsetune.data import load_split
-from sparsetune.evaluation import predict
-from sparsetune.method_dir import load_method_model
+from sparsetune.methods.structural import load_method_model
 from sparsetune.models import load_model, load_tokenizer, resolve_model
+from sparsetune.stages.evaluate import predict
 from sparsetune.tasks import get_task
 
 pytestmark = pytest.mark.integration
@@ -116,10 +116,10 @@ def test_peft_auto_class_loads_the_lora_dir_on_the_embedded_base(shared_data_dir
         "import sys, torch\n"
         "from peft import AutoPeftModelForSequenceClassification\n"
         "from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer\n"
-        "labels = AutoConfig.from_pretrained(sys.argv[1]).num_labels  # the head's size, as with any peft SEQ_CLS adapter\n"
-        "peft_model = AutoPeftModelForSequenceClassification.from_pretrained(sys.argv[1] + '/method', num_labels=labels).eval()\n"
+        "labels = AutoConfig.from_pretrained(sys.argv[1]).num_labels  # the head's size, as with any peft " "SEQ_CLS adapter\n"
+        "peft_model = AutoPeftModelForSequenceClassification.from_pretrained(sys.argv[1] + '/method', " "num_labels=labels).eval()\n"
         "merged = AutoModelForSequenceClassification.from_pretrained(sys.argv[1]).eval()\n"
-        "batch = AutoTokenizer.from_pretrained(sys.argv[1])(['the cat sat', 'it rained all day'], return_tensors='pt', padding=True)\n"
+        "batch = AutoTokenizer.from_pretrained(sys.argv[1])(['the cat sat', 'it rained all day'], " "return_tensors='pt', padding=True)\n"
         "with torch.no_grad():\n"
         "    torch.testing.assert_close(peft_model(**batch).logits, merged(**batch).logits, rtol=1e-4, atol=1e-5)\n"
         "print('same logits')\n"

@@ -10,9 +10,9 @@ import math
 import pytest
 from typer.testing import CliRunner
 
+from sparsetune.cli import app
 from sparsetune.formats.delta import Delta
 from sparsetune.formats.mask import Mask
-from sparsetune.cli import app
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sparsetune import sparse, sparse_delta
+from sparsetune.core import sparse, sparse_delta
 from sparsetune.formats.mask import Mask
 from sparsetune.models import load_model
 from sparsetune.tasks import get_task

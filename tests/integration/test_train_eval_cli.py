@@ -10,10 +10,9 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from sparsetune.cli import app
 from sparsetune.formats.mask import Mask
 from sparsetune.models import resolve_model
-
-from sparsetune.cli import app
 
 pytestmark = pytest.mark.integration
 

@@ -98,7 +98,7 @@ def test_sharded_evaluation_gathers_every_prediction(tmp_path, tiny_model_dir, t
     script.write_text(textwrap.dedent(f"""
         import json, os, sys
         from sparsetune.data import load_split
-        from sparsetune.evaluation import predict
+        from sparsetune.stages.evaluate import predict
         from sparsetune.models import load_model, load_tokenizer
         from sparsetune.runtime import runtime
         from sparsetune.tasks import get_task
@@ -144,8 +144,8 @@ def test_interrupt_under_two_processes_then_resume_equals_an_uninterrupted_run(t
         if os.environ["RANK"] == "1":
             threading.Thread(target=ctrl_c_when_step_3_is_logged, daemon=True).start()
         try:
-            train(TrainConfig(output=str(out), model={str(tiny_model_dir)!r}, mask={str(mask)!r}, data_dir={str(tiny_data_dir)!r},
-                              epochs=40, batch_size=8, device="cpu"))
+            train(TrainConfig(output=str(out), model={str(tiny_model_dir)!r}, mask={str(mask)!r},
+                              data_dir={str(tiny_data_dir)!r}, epochs=40, batch_size=8, device="cpu"))
         except TrainingInterrupted as stop:
             print(stop, file=sys.stderr)
             sys.exit(130)
@@ -174,7 +174,8 @@ def test_processes_given_different_flags_are_refused_and_a_failing_rank_ends_the
         rank = int(os.environ["RANK"])
         if sys.argv[1] == "flags":
             try:
-                score(ScoreConfig(task="cb", model={str(tiny_model_dir)!r}, data_dir={str(tiny_data_dir)!r}, seed=rank, output=None))
+                score(ScoreConfig(task="cb", model={str(tiny_model_dir)!r}, data_dir={str(tiny_data_dir)!r},
+                                  seed=rank, output=None))
             except SparsetuneError as err:
                 print(f"rank {{rank}}: {{err}}", file=sys.stderr)
                 sys.exit(2)

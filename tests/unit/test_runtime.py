@@ -9,11 +9,11 @@ from typer.testing import CliRunner
 from sparsetune.cli import app
 from sparsetune.config import EvalConfig, ScoreConfig
 from sparsetune.errors import UsageError
-from sparsetune.evaluation import evaluate
 from sparsetune.formats.mask import Mask
 from sparsetune.formats.run_record import RunRecord
 from sparsetune.runtime import check_device, check_precision_on, resolve_device, runtime
-from sparsetune.scoring.run import score
+from sparsetune.stages.evaluate import evaluate
+from sparsetune.stages.score import score
 
 from .training_support import run
 

@@ -11,8 +11,8 @@ from safetensors.torch import load_file
 from sparsetune.config import TrainConfig
 from sparsetune.formats.mask import Mask
 from sparsetune.models import head_metadata, load_model
+from sparsetune.stages.train import train
 from sparsetune.tasks import get_task
-from sparsetune.training import train
 
 
 def random_mask(model_dir: Path, task: str, p: float = 0.05, seed: int = 0, pooler: str = "head") -> Mask:

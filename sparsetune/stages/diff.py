@@ -1,0 +1,218 @@
+"""diff: ship only what fine-tuning changed.
+
+A p-sparse fine-tune differs from θ0 in p·m entries; `diff` finds them by bitwise
+comparison with the base and writes them as a delta file, which `apply`
+(`sparsetune.stages.apply`) puts back:
+
+    sparsetune diff out/ -o delta.safetensors && sparsetune apply delta.safetensors -o applied/
+
+The head travels dense: the new tensors and, under the pooler policy "head" (the
+default; `models.head_names`), the BERT pooler the classifier reads, which a run trains
+densely, so listing its every entry as index + value would cost twice the bytes for
+nothing. A run's policy comes from its run.json (runs from before it: "eligible").
+A structural run (LoRA, adapters) ships its own tensors instead (`stages.method_delta`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..config import DiffConfig
+from ..core.tensors import differs
+from ..errors import FileFormatError, MismatchError, UsageError
+from ..formats.delta import VALUE_DTYPES, Delta, portable_config, tensor_digest
+from ..formats.mask import Mask, check_fraction
+from ..formats.method_dir import has_method_dir
+from ..formats.run_record import RunRecord, is_run_dir
+from ..io import atomic_path, check_writable, refuse_to_overwrite
+from ..models import (
+    DEFAULT_POOLER,
+    LEGACY_POOLER,
+    _first_line,
+    check_pooler,
+    display_name,
+    head_names,
+    quiet_transformers,
+    resolve_model,
+)
+from ..progress import ProgressCallback, no_progress
+from .method_delta import diff_method
+
+HEAD_SUFFIXES = ("ForSequenceClassification", "ForMultipleChoice")
+
+
+@dataclass
+class DiffResult:
+    delta: Delta
+    data: bytes  # the file's bytes: written to `output`, or to stdout by the CLI
+    output: str | None
+
+
+# -- loading the pair ---------------------------------------------------------
+def _auto_class(architecture: str | None, task: str | None):
+    """The transformers auto class for a fine-tuned architecture (or, failing that, a task)."""
+    from transformers import AutoModelForMultipleChoice, AutoModelForSequenceClassification
+
+    if architecture and architecture.endswith("ForMultipleChoice"):
+        return AutoModelForMultipleChoice
+    if architecture and architecture.endswith("ForSequenceClassification"):
+        return AutoModelForSequenceClassification
+    if task:
+        from ..tasks import get_task
+
+        multiple = get_task(task).head == "multiple_choice"
+        return AutoModelForMultipleChoice if multiple else AutoModelForSequenceClassification
+    raise UsageError(
+        f"cannot tell the model's head from its config (architecture {architecture!r}); pass --task, "
+        f"or a model saved as *{HEAD_SUFFIXES[0]} or *{HEAD_SUFFIXES[1]}"
+    )
+
+
+def _from_pretrained(auto_class, source: str, what: str, **kwargs):
+    quiet_transformers()
+    try:
+        return auto_class.from_pretrained(source, output_loading_info=True, **kwargs)
+    except (OSError, ValueError, RuntimeError) as err:
+        raise MismatchError(f"cannot load {what} {source!r} with this head: {_first_line(err)}") from None
+
+
+def _new_names(model: nn.Module, info: dict) -> set[str]:
+    params = {name for name, _ in model.named_parameters()}
+    new = {name for name in info.get("missing_keys", ()) if name in params}
+    return new | {name for name, *_ in info.get("mismatched_keys", ()) if name in params}
+
+
+# -- diff -----------------------------------------------------------------------
+def diff(config: DiffConfig, progress: ProgressCallback = no_progress) -> DiffResult:
+    """The entries of a fine-tuned model that differ from its base, as a delta file.
+
+    Reads base and task from `run.json` when the folder is a run; a plain model dir
+    takes `config.base` (default: the embedded MiniLM) and its head from its config.
+    """
+    if config.values not in VALUE_DTYPES:
+        raise UsageError(f"--values must be one of {', '.join(VALUE_DTYPES)}, got {config.values!r}")
+    if config.top_p is not None:
+        check_fraction(config.top_p, "--top-p")
+    if config.output:
+        refuse_to_overwrite(config.output, config.force)
+        check_writable(config.output, "-o")
+    run = Path(config.run)
+    if not run.is_dir():
+        raise FileFormatError(f"{run} is not a folder; pass a run dir (sparsetune train -o) or a saved model dir")
+    if has_method_dir(run):  # LoRA, adapters: the method's own tensors (stages.method_delta)
+        return _written(config, diff_method(config, progress))
+    if not (run / "config.json").is_file():
+        raise FileFormatError(f"{run} is not a model dir (no config.json); pass a run dir (sparsetune train -o) or a saved model")
+    base, task, max_length, pooler = config.base, config.task, None, DEFAULT_POOLER
+    if is_run_dir(run):
+        record = RunRecord.load(run)
+        base, task = base or record.base_model, task or record.task
+        max_length = record.hyperparameters.get("max_length")
+        pooler = record.hyperparameters.get("pooler", LEGACY_POOLER)
+    pooler = check_pooler(config.pooler) if config.pooler is not None else pooler
+
+    from transformers import AutoConfig
+
+    try:
+        architecture = (AutoConfig.from_pretrained(run).architectures or [None])[0]
+    except (OSError, ValueError) as err:
+        raise FileFormatError(f"{run}/config.json is not a transformers config ({_first_line(err)})") from None
+    auto = _auto_class(architecture, task)
+    progress("load", 0, 2)
+    tuned, _ = _from_pretrained(auto, str(run), "fine-tuned model")
+    progress("load", 1, 2)
+    pretrained, info = _from_pretrained(auto, resolve_model(base), "base model", config=tuned.config)
+    progress("load", 2, 2)
+    head_set = head_names(pretrained, frozenset(_new_names(pretrained, info)), pooler)  # travels dense
+    theta, theta0 = dict(tuned.named_parameters()), dict(pretrained.named_parameters())
+    if set(theta) != set(theta0):
+        name = sorted(set(theta) ^ set(theta0))[0]
+        raise MismatchError(f"parameter {name!r} is in only one of {run} and the base {display_name(base)}; is it the right --base?")
+
+    changed: dict[str, torch.Tensor] = {}  # name -> (numel,) bool
+    for step, (name, before) in enumerate(theta0.items()):
+        progress("compare", step + 1, len(theta0))
+        after = theta[name]
+        if name in head_set:
+            continue
+        if after.shape != before.shape or after.dtype != before.dtype:
+            raise MismatchError(
+                f"parameter {name!r} is {after.dtype}{list(after.shape)} in {run} but " f"{before.dtype}{list(before.shape)} "
+                f"in the base {display_name(base)}; is it the right --base?"
+            )
+        changed[name] = differs(after, before).reshape(-1)
+
+    positions = {name: torch.nonzero(flags).flatten() for name, flags in changed.items()}
+    if config.top_p is not None:
+        positions = _largest_changes(theta, theta0, changed, config.top_p)
+
+    dtype = VALUE_DTYPES[config.values]
+    indices, values, shapes = {}, {}, {}
+    for name, index in positions.items():
+        if not index.numel():
+            continue
+        after, before = theta[name].detach().reshape(-1)[index], theta0[name].detach().reshape(-1)[index]
+        indices[name], shapes[name] = index, tuple(theta[name].shape)
+        # float32: the values themselves (bit-exact); half types: the rounded difference.
+        values[name] = after.to(dtype) if config.values == "float32" else (after.double() - before.double()).to(dtype)
+    # Every pretrained tensor the model takes from the base, touched or not: `apply` checks
+    # the whole base, not only what the delta changes.
+    fingerprint = {name: tensor_digest(theta0[name]) for name in changed}
+    head = {name: theta[name].detach().clone() for name in theta0 if name in head_set}
+    metadata = {
+        "base_model": display_name(base),
+        "task": str(task or ""),
+        "architecture": architecture or type(tuned).__name__,
+        "config": portable_config(tuned.config),
+        "fingerprint": fingerprint,
+        "untouched": {name: list(theta0[name].shape) for name in changed if name not in indices},
+        "eligible": sum(tensor.numel() for name, tensor in theta0.items() if name not in head_set),
+        "pooler": pooler,
+    }
+    if config.top_p is not None:
+        metadata["top_p"] = config.top_p
+    if max_length:
+        metadata["max_length"] = int(max_length)  # what the run trained and evaluated with
+    return _written(config, Delta(indices, values, shapes, head, config.values, metadata))
+
+
+def _written(config: DiffConfig, delta: Delta) -> DiffResult:
+    """The delta's bytes, written to `config.output` when one is given."""
+    data = delta.to_bytes()
+    if config.output:
+        with atomic_path(config.output) as tmp:
+            tmp.write_bytes(data)
+    return DiffResult(delta, data, config.output)
+
+
+def _largest_changes(theta, theta0, changed, p: float) -> dict[str, torch.Tensor]:
+    """Positions of the ⌊p·m⌋ largest |θ − θ0| over all eligible entries (changed ones only)."""
+    eligible = sum(flags.numel() for flags in changed.values())
+    if int(p * eligible) < 1:
+        raise UsageError(f"--top-p {p} keeps no entry of {eligible:,}; pass a larger --top-p")
+    scores = {}
+    for name, flags in changed.items():
+        size = (theta[name].detach().double() - theta0[name].detach().double()).abs().reshape(-1)
+        size = torch.nan_to_num(size, nan=float("inf"))  # a NaN weight is the largest change of all
+        scores[name] = torch.where(flags, size, torch.full_like(size, -1.0))
+    kept = Mask.from_scores(scores, p).indices
+    return {name: index[changed[name][index]] for name, index in kept.items()}
+
+
+def delta_summary(delta: Delta, size: int) -> dict[str, float]:
+    """The figures `diff` reports: entries, bytes, bytes per changed entry."""
+    return {
+        "changed": delta.changed,
+        "eligible": int(delta.metadata.get("eligible", 0)),
+        "head_entries": delta.head_entries,
+        "bytes": size,
+        "bytes_per_changed_entry": size / delta.changed if delta.changed else float("nan"),
+    }
+
+
+__all__ = ["DiffResult", "delta_summary", "diff"]

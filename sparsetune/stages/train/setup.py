@@ -1,0 +1,201 @@
+"""Turning a `TrainConfig` into a ready run (what `OUT/` becomes is `outputs.py`).
+
+    sparsetune train --mask mask.safetensors -o out/
+
+Everything the training loop needs is resolved here, once: the mask and what its
+metadata implies (model, task, the pooler policy it was scored with, and the dev split
+it was scored without, so model selection never sees scored data), per-task defaults,
+the resume contract (flags left out take the interrupted run's values; a differing
+value is an error), and output safety (refuse an existing OUT unless --force or
+--resume).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ...config import DEFAULT_DEV_FRACTION, DEFAULT_SEED, MASK_FILE, MASK_METHOD, TrainConfig
+from ...data import TaskData, load_task_data
+from ...defaults import defaults_for
+from ...errors import FileFormatError, OutputError, OutputExistsError, SparsetuneError, UsageError
+from ...formats.checkpoint import has_checkpoint, load_checkpoint
+from ...formats.mask import Mask
+from ...formats.run_record import is_run_dir
+from ...io import check_writable, is_special
+from ...methods import get_method
+from ...methods.base import TrainingMethod
+from ...models import (
+    DEFAULT_POOLER,
+    LEGACY_POOLER,
+    check_pooler,
+    display_name,
+    load_model,
+    check_max_length,
+    load_tokenizer,
+    recorded_pooler,
+)
+from ...run_lock import LOCK_FILE, RunLock, check_free, has_stale_lock
+from ...runtime import DEFAULT_PRECISION, check_precision
+from ...tasks import Task, get_task
+
+# Hyperparameters a resumed run must share with the interrupted one.
+RESUMABLE = ("method", "model", "task", "epochs", "max_steps", "lr", "batch_size", "max_length", "warmup_ratio",
+             "weight_decay", "max_grad_norm", "seed", "eval_every", "dev_fraction", "method_options", "precision", "pooler",
+             "revision")
+
+
+@dataclass
+class RunSetup:
+    output: Path
+    hyper: dict[str, Any]
+    task: Task
+    data: TaskData
+    tokenizer: Any
+    model: Any
+    method: TrainingMethod
+    mask_sha256: str | None
+    mask_path: Path | None = None  # the mask to copy into OUT when the run is new
+    resume: bool = False
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _requested(config: TrainConfig, mask: Mask | None) -> dict[str, Any]:
+    """What the user asked for, with the mask's metadata filling model/task/split."""
+    meta = mask.metadata if mask else {}
+    method = config.method or (MASK_METHOD if mask else None)
+    if method is None:
+        raise UsageError("pass --mask mask.safetensors (sparse training) or --method NAME (e.g. --method full)")
+    task = config.task or meta.get("task")
+    if task is None:
+        raise UsageError("--task is required when no mask names the task")
+    if not config.task:  # the mask's task: a name or path that no longer resolves is the file's problem
+        try:
+            get_task(str(task))
+        except SparsetuneError as err:
+            raise FileFormatError(f"{config.mask}: its task {task!r} cannot be used here ({err}); pass --task") from None
+    return {
+        "method": method,
+        "model": display_name(config.model or meta.get("model") or None),
+        "task": str(task),
+        "dev_fraction": config.dev_fraction or meta.get("dev_fraction") or None,
+        "split_seed": meta.get("seed"),
+        **{key: getattr(config, key) for key in RESUMABLE if key not in ("method", "model", "task", "dev_fraction", "pooler", "revision")},
+        "revision": config.revision or meta.get("revision") or None,
+        "method_options": dict(config.method_options),
+        "pooler": _pooler(config, mask),
+    }
+
+
+def _pooler(config: TrainConfig, mask: Mask | None) -> str:
+    """The flag, else the mask's policy (its p counts over its own eligible set, so a mask
+    is trained with the policy it was scored with), else the default ("head")."""
+    given = check_pooler(config.pooler) if config.pooler is not None else None
+    if mask is None:
+        return given or DEFAULT_POOLER
+    made = recorded_pooler(mask.metadata, mask.shapes, config.mask)
+    if given is not None and given != made:
+        raise UsageError(f"--pooler {given}: the mask {config.mask} was made with --pooler {made}; drop --pooler to use the mask's")
+    return made
+
+
+def _check_resume(config: TrainConfig, stored: dict[str, Any]) -> dict[str, Any]:
+    """Flags left out resume as before; a flag given with another value is refused, by name."""
+    # Runs from before these flags trained in fp32, with the pooler eligible.
+    stored = {"precision": DEFAULT_PRECISION, "pooler": LEGACY_POOLER, **stored}
+    for key in RESUMABLE:
+        value = getattr(config, key, None)
+        if value in (None, ()):
+            continue
+        if key == "model":
+            value = display_name(value)
+        elif key == "task":
+            value, stored_value = get_task(value).name, get_task(stored[key]).name
+        elif key == "method_options":
+            value = dict(value)
+        if value != (stored_value if key == "task" else stored.get(key)):
+            raise UsageError(f"--{key.replace('_', '-')} {value} differs from the interrupted run's {stored.get(key)}; " "drop it to resume")
+    return stored
+
+
+def _resolve(requested: dict[str, Any]) -> dict[str, Any]:
+    task = get_task(requested["task"])
+    defaults = defaults_for(task.name, requested["model"], requested["method"]).as_dict()
+    hyper = {key: (defaults[key] if value is None and key in defaults else value) for key, value in requested.items()}
+    hyper["seed"] = DEFAULT_SEED if hyper["seed"] is None else hyper["seed"]
+    hyper["precision"] = check_precision(hyper["precision"] or DEFAULT_PRECISION)
+    hyper["dev_fraction"] = hyper["dev_fraction"] or DEFAULT_DEV_FRACTION
+    hyper["split_seed"] = hyper["seed"] if hyper["split_seed"] is None else hyper["split_seed"]
+    for key in ("epochs", "batch_size", "max_length"):
+        if int(hyper[key]) < 1:
+            raise UsageError(f"--{key.replace('_', '-')} must be at least 1, got {hyper[key]}")
+    for key in ("max_steps", "eval_every"):
+        if hyper[key] is not None and hyper[key] < 1:
+            raise UsageError(f"--{key.replace('_', '-')} must be at least 1, got {hyper[key]}")
+    if not 0 < hyper["lr"] < math.inf:
+        raise UsageError(f"--lr must be a positive number, got {hyper['lr']}")
+    if not 0 <= hyper["warmup_ratio"] < 1:
+        raise UsageError(f"--warmup-ratio must be in [0, 1), got {hyper['warmup_ratio']}")
+    if not 0 <= hyper["weight_decay"] < math.inf:
+        raise UsageError(f"--weight-decay must be 0 or a positive number, got {hyper['weight_decay']}")
+    if not 0 < hyper["max_grad_norm"] < math.inf:
+        raise UsageError(f"max_grad_norm must be a positive number, got {hyper['max_grad_norm']}")
+    if hyper["seed"] < 0:
+        raise UsageError(f"--seed must be 0 or more, got {hyper['seed']}")
+    return hyper
+
+
+def prepare_run(config: TrainConfig) -> RunSetup:
+    """Check inputs and load everything; write nothing (see `claim_output`)."""
+    out = Path(config.output)
+    if config.resume and config.force:
+        raise UsageError("--resume and --force contradict each other: --resume continues OUT, --force replaces it")
+    if config.precision is not None:
+        check_precision(config.precision)
+    if is_special(out):
+        raise OutputError(f"-o {out} is a device or a pipe, not a folder for a run")
+    check_free(out)  # a live process trains OUT: neither resume, replace nor take it over
+    if config.resume:
+        if not has_checkpoint(out):
+            if abandoned(out):
+                raise UsageError(f"--resume: {out} stopped before its first checkpoint, so there is nothing to resume; "
+                                 "run the same command without --resume to start it over")
+            raise UsageError(f"--resume: no checkpoint in {out}/checkpoint; start without --resume")
+        stored = load_checkpoint(out).info["hyperparameters"]
+    else:
+        if out.exists() and not config.force and not abandoned(out):
+            if out.is_dir() and not has_checkpoint(out) and not is_run_dir(out):
+                raise OutputExistsError(f"{out} already exists and holds no checkpoint to resume; pass --force to replace it")
+            raise OutputExistsError(f"{out} already exists; pass --force to replace it, or --resume to continue its run")
+    check_writable(out, "-o")  # a read-only folder fails now, before anything loads
+    mask_path = Path(config.mask) if config.mask else None
+    if config.resume and mask_path is None and get_method(stored["method"]).needs_mask:
+        mask_path = out / MASK_FILE  # the copy written when the run started
+    mask = Mask.load(mask_path) if mask_path else None
+    if config.resume and config.mask and _sha256(Path(config.mask)) != _sha256(out / MASK_FILE):
+        raise UsageError(f"--mask {config.mask} is not the mask {out} was trained with; drop --mask to resume")
+    hyper = _check_resume(config, stored) if config.resume else _resolve(_requested(config, mask))
+    method_cls = get_method(hyper["method"])
+    if mask is not None and not method_cls.needs_mask:
+        raise UsageError(f"--mask is used by --method sparse only; method {hyper['method']!r} does not take one")
+    task = get_task(hyper["task"])
+    data = load_task_data(task, config.data_dir, dev_fraction=hyper["dev_fraction"], seed=hyper["split_seed"])
+    tokenizer = load_tokenizer(hyper["model"], hyper.get("revision"))
+    loaded = load_model(hyper["model"], task, seed=hyper["seed"], pooler=hyper["pooler"], revision=hyper.get("revision"))
+    check_max_length(loaded.model, hyper["max_length"])
+    method = method_cls(mask, hyper["method_options"])
+    model = method.bind(loaded)
+    digest = _sha256(mask_path) if mask_path is not None else None  # the bytes OUT's copy will hold
+    return RunSetup(out, hyper, task, data, tokenizer, model, method, digest, mask_path, config.resume)
+
+
+def abandoned(out: Path) -> bool:
+    """OUT is what a run killed before its first checkpoint left: its lock file (stale),
+    no checkpoint and no finished run. Rerunning the same command takes it over."""
+    return out.is_dir() and has_stale_lock(out) and not has_checkpoint(out) and not is_run_dir(out)

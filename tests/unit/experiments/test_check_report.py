@@ -1,0 +1,91 @@
+"""experiments/check_report.py: the published report against the runs' own run.json."""
+
+import importlib.util
+import json
+
+import pytest
+
+from sparsetune.experiments.publish import write_report
+from sparsetune.experiments.results import RunResult, append_result
+from sparsetune.formats.run_record import RunRecord
+
+from ...conftest import REPO
+
+SCRIPT = REPO / "experiments" / "check_report.py"
+SCORES = {("FullTuning", "dense"): [0.70, 0.60], ("SAM", "p0.005"): [0.80, 0.78], ("SAM", "p0.1"): [0.1, 0.2],
+          ("BitFit", "p0.005"): [0.50, 0.70]}
+
+
+@pytest.fixture(scope="module")
+def check_report():
+    spec = importlib.util.spec_from_file_location("check_report", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def published(tmp_path):
+    results = tmp_path / "results.jsonl"
+    for (label, p), scores in SCORES.items():
+        for task, shift in (("cb", 0.0), ("copa", 0.05)):
+            for seed, score in enumerate(scores, start=1):
+                run_id = f"{label}/{task}/{p}/seed{seed}"
+                run_dir = tmp_path / "runs" / run_id
+                test = {"accuracy": score + shift, "score": score + shift}
+                RunRecord(base_model="m", task=task, method="x", seed=seed, best={"score": 0.5},
+                          metrics={"dev": {"score": 0.5}, "validation": test}).save(run_dir)
+                p_value = None if p == "dense" else float(p[1:])
+                append_result(results, RunResult(run_id, label, task, seed, p_value, test, dev={"score": 0.5},
+                                                 run_dir=str(run_dir)))
+    write_report(results, tmp_path / "report", p=0.005)
+    return results, tmp_path / "report" / "report.md"
+
+
+def test_a_faithful_report_passes(check_report, published, capsys):
+    assert check_report.check(*published) == []
+    assert "checked 16 runs, 9 Table 1 cells" in capsys.readouterr().out
+
+
+def test_a_run_json_that_disagrees_is_a_mismatch(check_report, published, tmp_path):
+    run_json = tmp_path / "runs" / "SAM" / "cb" / "p0.005" / "seed1" / "run.json"
+    record = json.loads(run_json.read_text())
+    record["metrics"]["validation"]["score"] = 0.2
+    run_json.write_text(json.dumps(record))
+    problems = check_report.check(*published)
+    assert any("SAM/cb/p0.005/seed1: test score" in problem for problem in problems)
+    assert any(problem.startswith("Table 1 SAM/cb") for problem in problems)
+
+
+def test_a_report_that_disagrees_is_a_mismatch(check_report, published):
+    results, report = published
+    report.write_text(report.read_text().replace("| SAM | 79.0", "| SAM | 78.0"))
+    problems = check_report.check(results, report)
+    assert problems and problems[0].startswith("Table 1 SAM/")
+
+
+def test_spearman_ranks_pooled_values_again(check_report):
+    from scipy import stats
+
+    stability = [1, 2, 3, 4, 1.5, 1.5, 3, 4]  # per-task ranks: they repeat across tasks
+    performance = [2, 1, 4, 3, 1, 3, 2, 4]
+    assert check_report.spearman(stability, performance) == pytest.approx(stats.spearmanr(stability, performance)[0])
+    assert check_report.spearman([1, 1, 1], [1, 2, 3]) != check_report.spearman([1, 1, 1], [1, 2, 3])  # nan
+
+
+def test_a_file_that_is_no_report_is_a_one_line_error(check_report, published, tmp_path, capsys):
+    results, _ = published
+    (tmp_path / "other.md").write_text("# notes\n")
+    assert check_report.main([str(results), str(tmp_path / "other.md")]) == 2
+    assert capsys.readouterr().err.strip().startswith("error:")
+
+
+def test_sweep_rows_are_checked(check_report, published, capsys):
+    results, report = published
+    assert check_report.check(results, report) == []
+    assert "and 2 sweep rows" in capsys.readouterr().out
+    text = report.read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| 0.1 |"))
+    report.write_text(text.replace(row, row.replace("| 0.1 | ", "| 0.1 | 9")))
+    problems = check_report.check(results, report)
+    assert problems and problems[0].startswith("sweep p=0.1: report")

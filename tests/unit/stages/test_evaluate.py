@@ -1,0 +1,84 @@
+"""eval: metrics equal a recomputation from the model's own predictions."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import accuracy_score, f1_score
+
+from sparsetune.config import EvalConfig
+from sparsetune.data import load_split
+from sparsetune.errors import UsageError
+from sparsetune.models import load_model, load_tokenizer
+from sparsetune.stages.evaluate import evaluate
+from sparsetune.tasks import get_task
+
+from ..training_support import run, write_mask
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, tiny_model_dir, tiny_data_dir):
+    tmp = tmp_path_factory.mktemp("eval-run")
+    run(tmp / "out", tiny_data_dir, mask=str(write_mask(tmp, tiny_model_dir)), max_steps=4, lr=5e-2)
+    return tmp / "out"
+
+
+def _recompute_cb(model_dir, data_dir):
+    """Predictions one example at a time, straight from transformers, and sklearn's metrics."""
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    tokenizer = load_tokenizer(model_dir)
+    rows = list(load_split(get_task("cb"), "validation", data_dir))
+    predictions = []
+    with torch.no_grad():
+        for row in rows:
+            inputs = tokenizer(row["premise"], row["hypothesis"], truncation=True, max_length=32, return_tensors="pt")
+            predictions.append(int(model(**inputs).logits.argmax(-1)))
+    labels = [row["label"] for row in rows]
+    accuracy = accuracy_score(labels, predictions)
+    macro_f1 = f1_score(labels, predictions, average="macro", labels=[0, 1, 2], zero_division=0)
+    return {"accuracy": accuracy, "macro_f1": macro_f1, "score": (accuracy + macro_f1) / 2}
+
+
+def test_metrics_equal_a_recomputation_and_are_recorded(run_dir, tiny_data_dir):
+    result = evaluate(EvalConfig(target=str(run_dir), data_dir=str(tiny_data_dir)))
+    assert result["task"] == "cb" and result["split"] == "validation" and result["examples"] == 16
+    expected = _recompute_cb(run_dir, tiny_data_dir)
+    for key, value in expected.items():
+        assert result["metrics"][key] == pytest.approx(value, abs=1e-12), key
+    recorded = json.loads((run_dir / "run.json").read_text())["metrics"]
+    assert recorded["validation"] == result["metrics"]
+
+
+def test_dev_split_matches_the_training_runs_best_dev_score(run_dir, tiny_data_dir):
+    result = evaluate(EvalConfig(target=str(run_dir), split="dev", data_dir=str(tiny_data_dir)))
+    best = json.loads((run_dir / "run.json").read_text())["best"]
+    assert result["examples"] == 4 and result["metrics"]["score"] == pytest.approx(best["score"])
+
+
+def test_plain_model_dir_needs_task_and_a_trained_head(run_dir, tiny_model_dir, tiny_data_dir, tmp_path):
+    plain = tmp_path / "plain"
+    load_model(run_dir, get_task("cb")).model.save_pretrained(plain)
+    load_tokenizer(run_dir).save_pretrained(plain)
+    with pytest.raises(UsageError, match="--task"):
+        evaluate(EvalConfig(target=str(plain), data_dir=str(tiny_data_dir)))
+    result = evaluate(EvalConfig(target=str(plain), task="cb", data_dir=str(tiny_data_dir), max_length=32))
+    assert result["metrics"]["score"] == pytest.approx(_recompute_cb(plain, tiny_data_dir)["score"])
+    with pytest.raises(UsageError, match="no trained cb head"):
+        evaluate(EvalConfig(target=str(tiny_model_dir), task="cb", data_dir=str(tiny_data_dir)))
+    with pytest.raises(UsageError, match="no trained rte head"):  # 3-way head where rte needs 2
+        evaluate(EvalConfig(target=str(plain), task="rte", data_dir=str(tiny_data_dir)))
+
+
+def test_unknown_split_is_a_usage_error(run_dir):
+    with pytest.raises(UsageError, match="--split"):
+        evaluate(EvalConfig(target=str(run_dir), split="test"))
+
+
+def test_regression_predictions_are_the_raw_outputs():
+    task = get_task("stsb")
+    assert np.array_equal(task.predictions(np.array([[0.5], [2.0]])), np.array([0.5, 2.0]))

@@ -1,0 +1,194 @@
+"""The training loop: resume is bitwise, Ctrl-C checkpoints, bad input is refused."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from sparsetune.errors import MismatchError, OutputExistsError, TrainingError, TrainingInterrupted, UsageError
+from sparsetune.formats.checkpoint import has_checkpoint, load_checkpoint
+from sparsetune.formats.mask import Mask
+from sparsetune.formats.run_record import RunRecord
+
+from ..training_support import assert_same_weights, run, saved_weights, write_mask
+
+
+def _interrupt_at(step: int):
+    def progress(stage, done, total, **info):
+        if stage == "train" and done == step:
+            raise KeyboardInterrupt
+
+    return progress
+
+
+@pytest.fixture(scope="module")
+def mask_path(tmp_path_factory, tiny_model_dir):
+    return write_mask(tmp_path_factory.mktemp("mask"), tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, tiny_data_dir, mask_path):
+    out = tmp_path_factory.mktemp("reference") / "out"
+    return out, run(out, tiny_data_dir, mask=str(mask_path))
+
+
+def test_interrupt_then_resume_equals_an_uninterrupted_run(tmp_path, tiny_data_dir, mask_path, reference):
+    out = tmp_path / "out"
+    with pytest.raises(TrainingInterrupted, match="--resume"):
+        run(out, tiny_data_dir, progress=_interrupt_at(4), mask=str(mask_path))
+    assert load_checkpoint(out).step == 4 and not (out / "run.json").exists()
+    record = run(out, tiny_data_dir, mask=None, resume=True, **{"max_steps": None, "eval_every": None, "lr": None})
+    assert_same_weights(saved_weights(out), saved_weights(reference[0]))
+    assert record.best == reference[1].best
+    steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines() if "loss" in line]
+    assert steps == list(range(1, 9))  # every step logged exactly once
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_is_deferred_to_the_step_end_and_checkpointed(tmp_path, tiny_data_dir, mask_path, reference, signum):
+    """Ctrl-C, or SIGTERM, which launchers (torchrun, accelerate, schedulers) send their workers."""
+    def progress(stage, done, total, **info):
+        if done == 2:
+            os.kill(os.getpid(), signum)
+
+    out = tmp_path / "out"
+    with pytest.raises(TrainingInterrupted):
+        run(out, tiny_data_dir, progress=progress, mask=str(mask_path))
+    assert load_checkpoint(out).step == 2
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handlers are gone after the run
+    run(out, tiny_data_dir, resume=True)
+    assert_same_weights(saved_weights(out), saved_weights(reference[0]))
+
+
+def test_log_records_the_rate_each_step_used(reference):
+    """Linear warm-up from 0: the first step runs at lr 0 and the peak comes after warm-up."""
+    out, record = reference
+    rates = [json.loads(line)["lr"] for line in (out / "log.jsonl").read_text().splitlines() if '"lr"' in line]
+    warmup = math.ceil(record.hyperparameters["warmup_ratio"] * 8)
+    assert rates[0] == 0.0 and rates[warmup] == pytest.approx(record.hyperparameters["lr"])
+    assert rates == sorted(rates[:warmup + 1]) + sorted(rates[warmup + 1:], reverse=True)
+
+
+KILLED_RUN = """
+import os, signal, sys
+from sparsetune.config import TrainConfig
+from sparsetune.stages.train import train
+def progress(stage, done, total, **info):
+    if done == 4:
+        os.kill(os.getpid(), signal.SIGKILL)
+train(TrainConfig(output=sys.argv[1], data_dir=sys.argv[2], mask=sys.argv[3], max_steps=8, eval_every=3,
+                  lr=5e-3, batch_size=8, max_length=32), progress=progress)
+"""
+
+
+def test_resume_after_kill_9_equals_an_uninterrupted_run(tmp_path, tiny_data_dir, mask_path, reference):
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(KILLED_RUN), str(out), str(tiny_data_dir), str(mask_path)])
+    assert done.returncode == -signal.SIGKILL
+    assert load_checkpoint(out).step == 3  # the last periodic checkpoint; step 4 is lost
+    run(out, tiny_data_dir, resume=True)
+    assert_same_weights(saved_weights(out), saved_weights(reference[0]))
+
+
+def test_log_and_run_record(reference):
+    out, record = reference
+    lines = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines if "loss" in line] == list(range(1, 9))
+    evals = [line for line in lines if "dev" in line]
+    assert [line["step"] for line in evals] == [3, 5, 6, 8]  # every 3 steps, epoch end (5 batches), the end
+    best = max(evals, key=lambda line: line["dev"]["score"])
+    assert record.best["score"] == best["dev"]["score"]
+    loaded = RunRecord.load(out)
+    assert loaded.method == "sparse" and loaded.task == "cb" and loaded.mask_sha256
+    assert Mask.load(out / "mask.safetensors").selected == record.trainable_parameters["pretrained_trainable"]
+
+
+def test_the_best_dev_state_is_the_one_exported(tmp_path, tiny_data_dir, mask_path):
+    long_out, short_out = tmp_path / "long", tmp_path / "short"
+    record = run(long_out, tiny_data_dir, mask=str(mask_path), lr=5e-2, max_steps=9, eval_every=2)
+    best = load_checkpoint(long_out).best
+    mask, exported = Mask.load(mask_path), saved_weights(long_out)
+    for name, value in best.items():  # exported = θ0 with the best values in
+        got = exported[name].reshape(-1)[mask.indices[name]] if name in mask.indices else exported[name]
+        assert torch.equal(got, value), name
+    # ... and the best values are the state after step `best step` of the same run.
+    with pytest.raises(TrainingInterrupted):
+        run(short_out, tiny_data_dir, mask=str(mask_path), lr=5e-2, max_steps=9, eval_every=2,
+            progress=_interrupt_at(record.best["step"]))
+    assert_same_weights(load_checkpoint(short_out).model, best)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, tiny_data_dir, mask_path):
+    out = tmp_path / "out"
+    with pytest.raises(TrainingError, match="loss became"):
+        run(out, tiny_data_dir, mask=str(mask_path), lr=1e30, eval_every=1, warmup_ratio=0.0)
+    assert has_checkpoint(out) and not (out / "run.json").exists()
+    checkpoint = load_checkpoint(out)
+    assert all(torch.isfinite(value).all() for value in checkpoint.model.values())
+
+
+def test_refuses_existing_output_unless_force_or_resume(tmp_path, tiny_data_dir, mask_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(OutputExistsError, match="--force"):
+        run(out, tiny_data_dir, mask=str(mask_path), max_steps=1)
+    with pytest.raises(UsageError, match="no checkpoint"):
+        run(out, tiny_data_dir, resume=True)
+    run(out, tiny_data_dir, mask=str(mask_path), max_steps=1, force=True)
+    assert (out / "run.json").is_file()
+
+
+def test_resume_refuses_a_changed_hyperparameter(tmp_path, tiny_data_dir, mask_path):
+    out = tmp_path / "out"
+    with pytest.raises(TrainingInterrupted):
+        run(out, tiny_data_dir, progress=_interrupt_at(1), mask=str(mask_path))
+    with pytest.raises(UsageError, match="--lr"):
+        run(out, tiny_data_dir, resume=True, lr=1.0)
+
+
+def test_mask_from_another_model_names_the_first_mismatching_tensor(tmp_path, tiny_data_dir, tiny_model_dir):
+    mask = Mask.load(write_mask(tmp_path, tiny_model_dir))
+    first = next(iter(mask.shapes))
+    mask.shapes[first] = (7, 7)
+    mask.indices = {name: value for name, value in mask.indices.items() if name != first}
+    mask.save(tmp_path / "other.safetensors")
+    with pytest.raises(MismatchError, match=first.replace(".", r"\.")):
+        run(tmp_path / "out", tiny_data_dir, mask=str(tmp_path / "other.safetensors"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_method_or_mask_is_required(tmp_path, tiny_data_dir):
+    with pytest.raises(UsageError, match="--mask"):
+        run(tmp_path / "out", tiny_data_dir, task="cb")
+    with pytest.raises(UsageError, match="unknown --method"):
+        run(tmp_path / "out", tiny_data_dir, task="cb", method="nope")
+
+
+def test_unset_hyperparameters_come_from_the_defaults(tmp_path, tiny_data_dir, mask_path):
+    from sparsetune.config import TrainConfig
+    from sparsetune.defaults import GENERIC
+    from sparsetune.stages.train import train
+
+    record = train(TrainConfig(output=str(tmp_path / "out"), mask=str(mask_path), data_dir=str(tiny_data_dir), max_steps=1))
+    hyper = record.hyperparameters
+    assert (hyper["lr"], hyper["batch_size"], hyper["max_length"]) == (GENERIC.lr, GENERIC.batch_size, GENERIC.max_length)
+    assert (hyper["task"], hyper["split_seed"], hyper["dev_fraction"]) == ("cb", 42, 0.1)  # from the mask
+
+
+def test_outputs_take_the_umask_modes_not_private_temp_modes(tmp_path, tiny_data_dir, mask_path):
+    """safetensors and mkdtemp write 0600/0700; outputs must read like any other file."""
+    previous = os.umask(0o027)
+    try:
+        run(tmp_path / "out", tiny_data_dir, mask=str(mask_path), max_steps=2)
+    finally:
+        os.umask(previous)
+    modes = {path.relative_to(tmp_path): path.stat().st_mode & 0o777 for path in (tmp_path / "out").rglob("*")}
+    assert modes and all(mode == (0o750 if (tmp_path / path).is_dir() else 0o640) for path, mode in modes.items()), modes
