@@ -63,12 +63,16 @@ def child(args) -> None:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     if rt.is_main:
-        print(json.dumps({
-            "side": args.side,
-            "bytes_per_step": counted["bytes"] / args.steps,
-            "buckets_per_step": counted["buckets"] / args.steps,
-            "trainable_entries": sum(p.numel() for p in trainable),
-        }))
+        print(
+            json.dumps(
+                {
+                    "side": args.side,
+                    "bytes_per_step": counted["bytes"] / args.steps,
+                    "buckets_per_step": counted["buckets"] / args.steps,
+                    "trainable_entries": sum(p.numel() for p in trainable),
+                }
+            )
+        )
 
 
 def main() -> None:
@@ -84,8 +88,21 @@ def main() -> None:
     results = {}
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for side in ("sparse", "full"):
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", __file__,
-                   "--side", side, "-p", str(args.p), "--steps", str(args.steps)]
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            __file__,
+            "--side",
+            side,
+            "-p",
+            str(args.p),
+            "--steps",
+            str(args.steps),
+        ]
         done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
         results[side] = json.loads([line for line in done.stdout.splitlines() if line.startswith("{")][-1])
     ratio = results["sparse"]["bytes_per_step"] / results["full"]["bytes_per_step"]
@@ -94,9 +111,11 @@ def main() -> None:
         return
     print(f"MiniLM (cb head), DDP over 2 CPU processes (gloo), p = {args.p}")
     print(f"{'':28}{'sparse':>16}{'full':>16}{'sparse/full':>13}")
-    for label, key, fmt in (("bytes all-reduced / step", "bytes_per_step", "{:,.0f}"),
-                            ("buckets / step", "buckets_per_step", "{:.0f}"),
-                            ("trainable entries", "trainable_entries", "{:,}")):
+    for label, key, fmt in (
+        ("bytes all-reduced / step", "bytes_per_step", "{:,.0f}"),
+        ("buckets / step", "buckets_per_step", "{:.0f}"),
+        ("trainable entries", "trainable_entries", "{:,}"),
+    ):
         left, right = results["sparse"][key], results["full"][key]
         print(f"{label:28}{fmt.format(left):>16}{fmt.format(right):>16}{left / right:>13.4f}")
 

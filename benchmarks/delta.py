@@ -45,7 +45,9 @@ def make_sparse_run(folder: Path, p: float, task: str, seed: int) -> Mask:
     loaded.model.save_pretrained(folder)
     load_tokenizer(None).save_pretrained(folder)
     # The pooler is task head (the default policy): it travels dense with the classifier.
-    RunRecord(base_model=DEFAULT_MODEL_NAME, task=task, method="sparse", hyperparameters={"pooler": loaded.pooler}).save(folder)
+    RunRecord(
+        base_model=DEFAULT_MODEL_NAME, task=task, method="sparse", hyperparameters={"pooler": loaded.pooler}
+    ).save(folder)
     return mask
 
 
@@ -59,9 +61,14 @@ def main() -> None:
         root = Path(tmp)
         mask = make_sparse_run(root / "run", args.p, args.task, args.seed)
         model_bytes = (root / "run" / "model.safetensors").stat().st_size
-        print(f"MiniLM, task {args.task}: p = {args.p}, {mask.selected:,} of {mask.eligible:,} eligible entries changed")
+        print(
+            f"MiniLM, task {args.task}: p = {args.p}, {mask.selected:,} of {mask.eligible:,} eligible entries changed"
+        )
         print(f"model.safetensors of the run: {model_bytes:,} bytes\n")
-        header = f"{'values':<9} {'entries':>9} {'bytes':>10} {'B/entry':>8} {'B/entry, head out':>18} " f"{'vs model':>9} {'diff s':>7}"
+        header = (
+            f"{'values':<9} {'entries':>9} {'bytes':>10} {'B/entry':>8} {'B/entry, head out':>18} "
+            f"{'vs model':>9} {'diff s':>7}"
+        )
         print(header)
         print("-" * len(header))
         for values in ("float32", "float16", "bfloat16"):
@@ -80,12 +87,18 @@ def main() -> None:
         start = time.perf_counter()
         apply(ApplyConfig(deltas=(str(root / "float32.safetensors"),), output=str(root / "applied")))
         seconds = time.perf_counter() - start
-        tuned, applied = load_file(str(root / "run" / "model.safetensors")), load_file(str(root / "applied" / "model.safetensors"))
+        tuned, applied = (
+            load_file(str(root / "run" / "model.safetensors")),
+            load_file(str(root / "applied" / "model.safetensors")),
+        )
         exact = set(tuned) == set(applied) and all(
             torch.equal(tuned[k].view(-1).view(torch.uint8), applied[k].view(-1).view(torch.uint8)) for k in tuned
         )
         print(f"\napply float32 delta: {seconds:.2f} s; weights bit-identical to the run: {exact}")
-        print("lower bound (4 B index + value, no header): float32 8, float16 6; p·m = " f"{math.floor(args.p * mask.eligible):,}")
+        print(
+            "lower bound (4 B index + value, no header): float32 8, float16 6; p·m = "
+            f"{math.floor(args.p * mask.eligible):,}"
+        )
         if not exact:
             raise SystemExit("round trip is not bit-exact")
 

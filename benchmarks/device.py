@@ -35,8 +35,18 @@ def score_rate(args, precision: str):
     from sparsetune.config import ScoreConfig
     from sparsetune.stages.score import score
 
-    result = score(ScoreConfig(task=args.task, data_dir=args.data_dir, examples=args.examples, batch_size=16,
-                               max_length=args.max_length, output=None, device=args.device, precision=precision))
+    result = score(
+        ScoreConfig(
+            task=args.task,
+            data_dir=args.data_dir,
+            examples=args.examples,
+            batch_size=16,
+            max_length=args.max_length,
+            output=None,
+            device=args.device,
+            precision=precision,
+        )
+    )
     return result.examples / result.pass_seconds, result.mask
 
 
@@ -107,29 +117,45 @@ def main() -> None:
                     best[key] = measured
     import torch
 
-    device = str(torch.cuda.get_device_name()) if args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
+    device = (
+        str(torch.cuda.get_device_name())
+        if args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available())
+        else "cpu"
+    )
     table = {f"{side}/{precision}": value for (side, precision), value in best.items()}
     ratios = {
-        "score_bf16_speedup": best[("score", "bf16")]["examples_per_second"] / best[("score", "fp32")]["examples_per_second"],
-        "full_step_bf16_over_fp32": best[("full", "bf16")]["seconds_per_step"] / best[("full", "fp32")]["seconds_per_step"],
-        "sparse_step_bf16_over_fp32": best[("sparse", "bf16")]["seconds_per_step"] / best[("sparse", "fp32")]["seconds_per_step"],
-        "sparse_over_full_fp32": best[("sparse", "fp32")]["seconds_per_step"] / best[("full", "fp32")]["seconds_per_step"],
-        "sparse_over_full_bf16": best[("sparse", "bf16")]["seconds_per_step"] / best[("full", "bf16")]["seconds_per_step"],
+        "score_bf16_speedup": best[("score", "bf16")]["examples_per_second"]
+        / best[("score", "fp32")]["examples_per_second"],
+        "full_step_bf16_over_fp32": best[("full", "bf16")]["seconds_per_step"]
+        / best[("full", "fp32")]["seconds_per_step"],
+        "sparse_step_bf16_over_fp32": best[("sparse", "bf16")]["seconds_per_step"]
+        / best[("sparse", "fp32")]["seconds_per_step"],
+        "sparse_over_full_fp32": best[("sparse", "fp32")]["seconds_per_step"]
+        / best[("full", "fp32")]["seconds_per_step"],
+        "sparse_over_full_bf16": best[("sparse", "bf16")]["seconds_per_step"]
+        / best[("full", "bf16")]["seconds_per_step"],
     }
     if args.json:
         print(json.dumps({"device": device, "args": vars(args), "best": table, "ratios": ratios}, indent=2))
         return
-    print(f"{device} · MiniLM · {args.task} · score {args.examples} examples · steps of {args.batch_size} x " f"≤{args.max_length} tokens · best of {args.rounds} rounds")
+    print(
+        f"{device} · MiniLM · {args.task} · score {args.examples} examples · steps of {args.batch_size} x "
+        f"≤{args.max_length} tokens · best of {args.rounds} rounds"
+    )
     print(f"{'':28}{'fp32':>12}{'bf16':>12}{'bf16/fp32':>11}")
     rate32, rate16 = best[("score", "fp32")]["examples_per_second"], best[("score", "bf16")]["examples_per_second"]
     print(f"{'score: examples / s':28}{rate32:>12.1f}{rate16:>12.1f}{rate16 / rate32:>11.2f}")
     for side in ("full", "sparse"):
         a, b = best[(side, "fp32")], best[(side, "bf16")]
-        print(f"{side + ' step: s':28}{a['seconds_per_step']:>12.4f}{b['seconds_per_step']:>12.4f}"
-              f"{b['seconds_per_step'] / a['seconds_per_step']:>11.2f}")
+        print(
+            f"{side + ' step: s':28}{a['seconds_per_step']:>12.4f}{b['seconds_per_step']:>12.4f}"
+            f"{b['seconds_per_step'] / a['seconds_per_step']:>11.2f}"
+        )
         if a["peak_mib"] is not None:
-            print(f"{side + ' step: peak MiB':28}{a['peak_mib']:>12.0f}{b['peak_mib']:>12.0f}"
-                  f"{b['peak_mib'] / a['peak_mib']:>11.2f}")
+            print(
+                f"{side + ' step: peak MiB':28}{a['peak_mib']:>12.0f}{b['peak_mib']:>12.0f}"
+                f"{b['peak_mib'] / a['peak_mib']:>11.2f}"
+            )
     print(f"{'sparse / full step':28}{ratios['sparse_over_full_fp32']:>12.2f}{ratios['sparse_over_full_bf16']:>12.2f}")
 
 

@@ -32,7 +32,13 @@ def bare(args) -> dict:
     from sparsetune.stages.score import _scoring_rows
     from sparsetune.tasks import get_task
 
-    config = ScoreConfig(task=args.task, data_dir=args.data_dir, examples=args.examples, batch_size=args.batch_size, max_length=args.max_length)
+    config = ScoreConfig(
+        task=args.task,
+        data_dir=args.data_dir,
+        examples=args.examples,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+    )
     task = get_task(config.task)
     loaded = load_model(None, task, seed=config.seed)
     rows, _ = _scoring_rows(config, task, [])
@@ -52,8 +58,17 @@ def score_side(args) -> dict:
     from sparsetune import score
     from sparsetune.config import ScoreConfig
 
-    config = ScoreConfig(task=args.task, data_dir=args.data_dir, examples=args.examples, batch_size=args.batch_size,
-                         max_length=args.max_length, method=args.method, output=None, device="cpu", precision=args.precision)
+    config = ScoreConfig(
+        task=args.task,
+        data_dir=args.data_dir,
+        examples=args.examples,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        method=args.method,
+        output=None,
+        device="cpu",
+        precision=args.precision,
+    )
     result = score(config)
     return {"seconds": result.pass_seconds, "whole_call_seconds": result.seconds, "examples": result.examples}
 
@@ -73,8 +88,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                        help="bf16: both sides under CPU bf16 autocast (bf16 against fp32 for the pass: benchmarks/device.py)")
+    parser.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="bf16: both sides under CPU bf16 autocast (bf16 against fp32 for the pass: benchmarks/device.py)",
+    )
     parser.add_argument("--child", choices=["bare", "score"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -84,13 +103,18 @@ def main() -> None:
     runs: dict[str, list[dict]] = {"bare": [], "score": []}
     for round_number in range(args.rounds):
         for side in ("bare", "score") if round_number % 2 == 0 else ("score", "bare"):
-            output = subprocess.run([sys.executable, __file__, *forward, "--child", side], capture_output=True, text=True, check=True)
+            output = subprocess.run(
+                [sys.executable, __file__, *forward, "--child", side], capture_output=True, text=True, check=True
+            )
             runs[side].append(json.loads(output.stdout.strip().splitlines()[-1]))
             print(f"round {round_number + 1} {side:5s}: {runs[side][-1]}", file=sys.stderr)
     # Other processes share the CPU: each round's pair ran back to back, so the median of
     # the per-round ratios is the robust figure; the best-of-rounds ratio is printed beside it.
     pairs = [s["seconds"] / s["examples"] / (b["seconds"] / b["examples"]) for s, b in zip(runs["score"], runs["bare"])]
-    whole = [s["whole_call_seconds"] / (b["seconds"]) * b["examples"] / s["examples"] for s, b in zip(runs["score"], runs["bare"])]
+    whole = [
+        s["whole_call_seconds"] / (b["seconds"]) * b["examples"] / s["examples"]
+        for s, b in zip(runs["score"], runs["bare"])
+    ]
     best = {side: min(results, key=lambda r: r["seconds"]) for side, results in runs.items()}
     per_example = {side: best[side]["seconds"] / best[side]["examples"] for side in best}
     report = {

@@ -51,10 +51,20 @@ def main() -> None:
     for shape in [(384, 384), (1536, 384), (384, 1536)]:
         for p in (0.005, 0.05):
             k = int(shape[0] * shape[1] * p)
-            cases.append((f"random {shape} p={p}", shape, torch.randperm(shape[0] * shape[1], generator=generator)[:k].sort().values))
+            cases.append(
+                (
+                    f"random {shape} p={p}",
+                    shape,
+                    torch.randperm(shape[0] * shape[1], generator=generator)[:k].sort().values,
+                )
+            )
     if Path(args.sam).is_file():
         mask = Mask.load(args.sam)
-        cases += [(f"sam {name.removeprefix('bert.encoder.')}", mask.shapes[name], mask.indices[name].long()) for name in SAM_TENSORS if name in mask.indices]
+        cases += [
+            (f"sam {name.removeprefix('bert.encoder.')}", mask.shapes[name], mask.indices[name].long())
+            for name in SAM_TENSORS
+            if name in mask.indices
+        ]
     for dtype in (torch.float32, torch.bfloat16):
         print(dtype)
         for label, shape, index in cases:
@@ -73,8 +83,13 @@ def main() -> None:
 
                 measured[kind] = _best_ms(run)
             chosen, best = min(estimate, key=estimate.get), min(measured, key=measured.get)
-            cells = " ".join(f"{kind}:{measured[kind]:.1f}/{estimate[kind] * args.tokens / 1e6:.1f}" for kind in sd.PLANS)
-            print(f"  {label:48} k={index.numel():6} model={chosen:6} {measured[chosen]:6.2f} ms  " f"best={best:6} {measured[best]:6.2f} ms | {cells}")
+            cells = " ".join(
+                f"{kind}:{measured[kind]:.1f}/{estimate[kind] * args.tokens / 1e6:.1f}" for kind in sd.PLANS
+            )
+            print(
+                f"  {label:48} k={index.numel():6} model={chosen:6} {measured[chosen]:6.2f} ms  "
+                f"best={best:6} {measured[best]:6.2f} ms | {cells}"
+            )
 
 
 if __name__ == "__main__":

@@ -37,18 +37,48 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for task in args.tasks:
             mask = Path(tmp) / f"{task}.safetensors"
-            score(ScoreConfig(task=task, p=args.p, data_dir=args.data_dir, batch_size=args.batch_size,
-                              max_length=args.max_length, output=str(mask)))
+            score(
+                ScoreConfig(
+                    task=task,
+                    p=args.p,
+                    data_dir=args.data_dir,
+                    batch_size=args.batch_size,
+                    max_length=args.max_length,
+                    output=str(mask),
+                )
+            )
             for lr in args.lrs:
                 out = Path(tmp) / f"{task}-{lr}"
-                record = train(TrainConfig(output=str(out), mask=str(mask), data_dir=args.data_dir, lr=lr, epochs=args.epochs,
-                                           batch_size=args.batch_size, max_length=args.max_length))
-                per_epoch = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if '"dev"' in line]
-                print(json.dumps({
-                    "task": task, "lr": lr, "epochs": args.epochs, "batch_size": args.batch_size, "max_length": args.max_length,
-                    "best_dev_score": record.best["score"], "best_epoch": per_epoch[[e["step"] for e in per_epoch].index(record.best["step"])]["epoch"],
-                    "dev_scores": [round(e["dev"]["score"], 4) for e in per_epoch], "seconds": record.seconds,
-                }), flush=True)
+                record = train(
+                    TrainConfig(
+                        output=str(out),
+                        mask=str(mask),
+                        data_dir=args.data_dir,
+                        lr=lr,
+                        epochs=args.epochs,
+                        batch_size=args.batch_size,
+                        max_length=args.max_length,
+                    )
+                )
+                per_epoch = [
+                    json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if '"dev"' in line
+                ]
+                print(
+                    json.dumps(
+                        {
+                            "task": task,
+                            "lr": lr,
+                            "epochs": args.epochs,
+                            "batch_size": args.batch_size,
+                            "max_length": args.max_length,
+                            "best_dev_score": record.best["score"],
+                            "best_epoch": per_epoch[[e["step"] for e in per_epoch].index(record.best["step"])]["epoch"],
+                            "dev_scores": [round(e["dev"]["score"], 4) for e in per_epoch],
+                            "seconds": record.seconds,
+                        }
+                    ),
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

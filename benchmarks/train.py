@@ -178,7 +178,19 @@ def sam_mask_path(args, p: float) -> Path:
     path = Path(args.cache) / f"sam-cb-{p}.safetensors"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "sparsetune", "score", "--task", "cb", "-p", str(p), "-o", str(path), "--quiet"]
+        command = [
+            sys.executable,
+            "-m",
+            "sparsetune",
+            "score",
+            "--task",
+            "cb",
+            "-p",
+            str(p),
+            "-o",
+            str(path),
+            "--quiet",
+        ]
         if args.data_dir:
             command += ["--data-dir", args.data_dir]
         subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -219,13 +231,22 @@ def main() -> None:
     parser.add_argument("--masks", nargs="+", default=["sam", "random"], choices=["sam", "random"])
     parser.add_argument("-p", nargs="+", type=float, default=[0.005, 0.05])
     parser.add_argument("--reference", action="store_true", help="also time the reference parametrization")
-    parser.add_argument("--scaling", nargs="*", type=float, default=[0.0005, 0.005, 0.05, 0.2], help="SAM fp32 sparse step at these p")
+    parser.add_argument(
+        "--scaling", nargs="*", type=float, default=[0.0005, 0.005, 0.05, 0.2], help="SAM fp32 sparse step at these p"
+    )
     parser.add_argument("--no-scaling", dest="scaling", action="store_const", const=[])
-    parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the BERT-base 8 x 64 memory regime")
+    parser.add_argument(
+        "--no-memory", dest="memory", action="store_false", help="skip the BERT-base 8 x 64 memory regime"
+    )
     parser.add_argument("--data-dir", default=os.environ.get("SPARSETUNE_DATA_DIR"))
     parser.add_argument("--cache", default=str(Path(__file__).parent / ".cache"), help="where SAM masks are kept")
-    parser.add_argument("--interleave", type=int, default=6, metavar="ROUNDS",
-                        help="time the MiniLM sides in one process per precision, one step each in turn (0: per-side processes only)")
+    parser.add_argument(
+        "--interleave",
+        type=int,
+        default=6,
+        metavar="ROUNDS",
+        help="time the MiniLM sides in one process per precision, one step each in turn (0: per-side processes only)",
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--interleave-precision", help=argparse.SUPPRESS)
     # child-only
@@ -243,12 +264,22 @@ def main() -> None:
         print(json.dumps({_key_text(key): value for key, value in interleaved(args, sides).items()}))
         return
 
-    common = {"steps": args.steps, "warmup": args.warmup, "cache": args.cache, **({"data_dir": args.data_dir} if args.data_dir else {})}
+    common = {
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "cache": args.cache,
+        **({"data_dir": args.data_dir} if args.data_dir else {}),
+    }
     speed = {"model": "minilm", "batch_size": args.batch_size, "length": args.length}
     jobs: dict[tuple, dict] = {}
     for precision in args.precision:
         for key in _speed_sides(args, precision):
-            jobs[key] = {**speed, "side": key[1], "precision": precision, **({"mask": key[2], "p": key[3]} if len(key) == 4 else {})}
+            jobs[key] = {
+                **speed,
+                "side": key[1],
+                "precision": precision,
+                **({"mask": key[2], "p": key[3]} if len(key) == 4 else {}),
+            }
     if args.memory:
         regime = {"model": "bert-base", "batch_size": 8, "length": 64, "precision": "fp32"}
         for side in ("full", "sparse", "floor"):
@@ -271,7 +302,10 @@ def main() -> None:
             if done.returncode:
                 sys.exit(f"{' '.join(command)} failed:\n{done.stderr}")
             result = json.loads(done.stdout.strip().splitlines()[-1])
-            print(f"round {round_ + 1}: {key} {result['seconds_per_step']:.3f} s, {result['peak_rss_mib']:.0f} MiB", file=sys.stderr)
+            print(
+                f"round {round_ + 1}: {key} {result['seconds_per_step']:.3f} s, {result['peak_rss_mib']:.0f} MiB",
+                file=sys.stderr,
+            )
             old = best.get(key)
             if old is None or result["seconds_per_step"] < old["seconds_per_step"]:
                 best[key] = {**result, "peak_rss_mib": max(result["peak_rss_mib"], old["peak_rss_mib"] if old else 0)}
@@ -281,14 +315,25 @@ def main() -> None:
     if args.interleave:
         passthrough = [a for a in sys.argv[1:] if a != "--json"]
         for precision in args.precision:
-            command = [sys.executable, __file__, *passthrough, "--interleave-precision", precision, "--steps", str(args.interleave)]
+            command = [
+                sys.executable,
+                __file__,
+                *passthrough,
+                "--interleave-precision",
+                precision,
+                "--steps",
+                str(args.interleave),
+            ]
             done = subprocess.run(command, capture_output=True, text=True)
             if done.returncode:
                 sys.exit(f"{' '.join(command)} failed:\n{done.stderr}")
             for text, timed in json.loads(done.stdout.strip().splitlines()[-1]).items():
                 key = _key_from_text(text)
                 best[key] = {**best[key], "process_seconds_per_step": best[key]["seconds_per_step"], **timed}
-                print(f"interleaved: {key} {timed['seconds_per_step']:.3f} s, CPU {timed['cpu_seconds_per_step']:.3f} s", file=sys.stderr)
+                print(
+                    f"interleaved: {key} {timed['seconds_per_step']:.3f} s, CPU {timed['cpu_seconds_per_step']:.3f} s",
+                    file=sys.stderr,
+                )
     if args.json:
         print(json.dumps({_key_text(key): value for key, value in best.items()}, indent=2))
         return
@@ -300,7 +345,9 @@ def _speed_sides(args, precision: str) -> list[tuple]:
     sides = [(precision, "full"), (precision, "floor")]
     for kind in args.masks:
         for p in args.p:
-            sides += [(precision, side, kind, p) for side in (("sparse", "reference") if args.reference else ("sparse",))]
+            sides += [
+                (precision, side, kind, p) for side in (("sparse", "reference") if args.reference else ("sparse",))
+            ]
     if precision == "fp32":
         sides += [("fp32", "sparse", "sam", p) for p in args.scaling if ("fp32", "sparse", "sam", p) not in sides]
     return sides
@@ -316,9 +363,16 @@ def _key_from_text(text: str) -> tuple:
 
 
 def report(args, best: dict[tuple, dict]) -> None:
-    how = f"interleaved in one process per precision, best of {args.interleave} steps per side" if args.interleave else f"best of {args.rounds} rounds x {args.steps} steps"
+    how = (
+        f"interleaved in one process per precision, best of {args.interleave} steps per side"
+        if args.interleave
+        else f"best of {args.rounds} rounds x {args.steps} steps"
+    )
     print(f"MiniLM, batch {args.batch_size} x {args.length}, 1 thread; times: {how}; peak RSS: one process per side")
-    print("| precision | mask | p | full s | floor s | sparse s | sparse / full | floor / full | sparse / " "floor | same, CPU time: sparse / full, floor / full | peak RSS sparse / full |")
+    print(
+        "| precision | mask | p | full s | floor s | sparse s | sparse / full | floor / full | sparse / "
+        "floor | same, CPU time: sparse / full, floor / full | peak RSS sparse / full |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for precision in args.precision:
         full, floor = best[(precision, "full")], best[(precision, "floor")]
@@ -328,26 +382,39 @@ def report(args, best: dict[tuple, dict]) -> None:
                     s = best[(precision, side, kind, p)]
                     label = kind if side == "sparse" else f"{kind} (reference)"
                     print(
-                        f"| {precision} | {label} | {p} | {full['seconds_per_step']:.3f} | " f"{floor['seconds_per_step']:.3f} "
+                        f"| {precision} | {label} | {p} | {full['seconds_per_step']:.3f} | "
+                        f"{floor['seconds_per_step']:.3f} "
                         f"| {s['seconds_per_step']:.3f} | **{s['seconds_per_step'] / full['seconds_per_step']:.2f}** "
-                        f"| {floor['seconds_per_step'] / full['seconds_per_step']:.2f} | " f"{s['seconds_per_step'] / floor['seconds_per_step']:.2f} "
-                        f"| {s['cpu_seconds_per_step'] / full['cpu_seconds_per_step']:.2f}, " f"{floor['cpu_seconds_per_step'] / full['cpu_seconds_per_step']:.2f} "
-                        f"| {s['peak_rss_mib'] / full['peak_rss_mib']:.2f} ({s['peak_rss_mib']:.0f} / " f"{full['peak_rss_mib']:.0f} MiB) |"
+                        f"| {floor['seconds_per_step'] / full['seconds_per_step']:.2f} | "
+                        f"{s['seconds_per_step'] / floor['seconds_per_step']:.2f} "
+                        f"| {s['cpu_seconds_per_step'] / full['cpu_seconds_per_step']:.2f}, "
+                        f"{floor['cpu_seconds_per_step'] / full['cpu_seconds_per_step']:.2f} "
+                        f"| {s['peak_rss_mib'] / full['peak_rss_mib']:.2f} ({s['peak_rss_mib']:.0f} / "
+                        f"{full['peak_rss_mib']:.0f} MiB) |"
                     )
     if args.scaling and ("fp32", "full") in best:
         full = best[("fp32", "full")]["seconds_per_step"]
-        cells = [f"p = {p}: {best[('fp32', 'sparse', 'sam', p)]['seconds_per_step']:.3f} s " f"({best[('fp32', 'sparse', 'sam', p)]['seconds_per_step'] / full:.2f})" for p in args.scaling]
+        cells = [
+            f"p = {p}: {best[('fp32', 'sparse', 'sam', p)]['seconds_per_step']:.3f} s "
+            f"({best[('fp32', 'sparse', 'sam', p)]['seconds_per_step'] / full:.2f})"
+            for p in args.scaling
+        ]
         print(f"\nscaling (SAM, fp32; ratio to full): {', '.join(cells)}")
     if args.memory:
         full, sparse, floor = (best[("memory", side)] for side in ("full", "sparse", "floor"))
         print("\nBERT-base from BertConfig() (random weights), batch 8 x 64, fp32, random mask p = 0.005")
-        print("| side | s / step | peak RSS MiB | RSS / full | RSS before the first step MiB | peak − that, / " "full's | training-state MiB |")
+        print(
+            "| side | s / step | peak RSS MiB | RSS / full | RSS before the first step MiB | peak − that, / "
+            "full's | training-state MiB |"
+        )
         print("|---|---|---|---|---|---|---|")
         grown = lambda r: r["peak_rss_mib"] - r["loaded_rss_mib"]  # noqa: E731
         for name, r in (("full", full), ("sparse", sparse), ("floor", floor)):
             print(
-                f"| {name} | {r['seconds_per_step']:.3f} | {r['peak_rss_mib']:.0f} | " f"**{r['peak_rss_mib'] / full['peak_rss_mib']:.2f}** "
-                f"| {r['loaded_rss_mib']:.0f} | {grown(r):.0f} ({grown(r) / grown(full):.2f}) | " f"{r['training_state_bytes'] / 2**20:.2f} |"
+                f"| {name} | {r['seconds_per_step']:.3f} | {r['peak_rss_mib']:.0f} | "
+                f"**{r['peak_rss_mib'] / full['peak_rss_mib']:.2f}** "
+                f"| {r['loaded_rss_mib']:.0f} | {grown(r):.0f} ({grown(r) / grown(full):.2f}) | "
+                f"{r['training_state_bytes'] / 2**20:.2f} |"
             )
 
 

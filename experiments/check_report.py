@@ -49,7 +49,7 @@ def average_ranks(values: dict[str, float], reverse: bool) -> dict[str, float]:
         end = start
         while end + 1 < len(ordered) and round(values[ordered[end + 1]], 6) == round(values[ordered[start]], 6):
             end += 1
-        for key in ordered[start:end + 1]:
+        for key in ordered[start : end + 1]:
             ranks[key] = (start + end) / 2 + 1
         start = end + 1
     return ranks
@@ -91,8 +91,11 @@ def runs_from_disk(results_file: Path, table_p: str) -> FromDisk:
             "test score": (test, result["test"]["score"]),
             "best dev score": (record["best"].get("score"), result["dev"].get("score")),
         }
-        problems += [f"{result['run_id']}: {name} {ours!r} in run.json, {theirs!r} in the results file"
-                     for name, (ours, theirs) in checks.items() if ours != theirs]
+        problems += [
+            f"{result['run_id']}: {name} {ours!r} in run.json, {theirs!r} in the results file"
+            for name, (ours, theirs) in checks.items()
+            if ours != theirs
+        ]
         if p in ("dense", table_p):
             scores.setdefault((label, task), []).append(100 * test)
         if label == SWEEP_METHOD and p != "dense":
@@ -147,8 +150,9 @@ def check(results_file: Path, report: Path) -> list[str]:
             if shown is None:
                 problems.append(f"Table 1 {method}/{column}: missing from the report")
             elif off(shown[0], mean) or off(shown[1], std) or shown[2] != rank:
-                problems.append(f"Table 1 {method}/{column}: report {shown}, run.json gives "
-                                f"({mean:.2f}, {std:.2f}, {rank:g})")
+                problems.append(
+                    f"Table 1 {method}/{column}: report {shown}, run.json gives ({mean:.2f}, {std:.2f}, {rank:g})"
+                )
     stability, performance = [], []
     for task in tasks:
         present = [m for m in methods if (m, task) in computed]
@@ -161,8 +165,10 @@ def check(results_file: Path, report: Path) -> list[str]:
         problems.append(f"Spearman ρ: report {printed_rho}, run.json gives {rho:.4f}")
     problems += check_sweep(report.read_text(encoding="utf-8"), sweep)
     cells = sum(1 for key in computed if key[1] in columns)
-    print(f"checked {checked} runs, {cells} Table 1 cells, ρ = {rho:.4f} and {len(sweep) if len(sweep) > 1 else 0} "
-          f"sweep rows against run.json: {len(problems)} mismatches")
+    print(
+        f"checked {checked} runs, {cells} Table 1 cells, ρ = {rho:.4f} and {len(sweep) if len(sweep) > 1 else 0} "
+        f"sweep rows against run.json: {len(problems)} mismatches"
+    )
     return problems
 
 

@@ -29,14 +29,22 @@ from ._version import __version__
 # The public API, imported on first use (PEP 562): `import sparsetune` and the CLI's
 # `--help` must not pay for torch, transformers and scipy before a command needs them.
 _API = {
-    "EvalConfig": "config", "ScoreConfig": "config", "TrainConfig": "config",
-    "apply_delta": "stages.apply", "diff": "stages.diff",
+    "EvalConfig": "config",
+    "ScoreConfig": "config",
+    "TrainConfig": "config",
+    "apply_delta": "stages.apply",
+    "diff": "stages.diff",
     "SparsetuneError": "errors",
     "evaluate": "stages.evaluate",
     "Mask": "formats.mask",
-    "load_model": "models", "load_tokenizer": "models",
-    "ScoreResult": "stages.score", "rethreshold": "stages.score", "score": "stages.score",
-    "TASKS": "tasks", "Task": "tasks", "get_task": "tasks",
+    "load_model": "models",
+    "load_tokenizer": "models",
+    "ScoreResult": "stages.score",
+    "rethreshold": "stages.score",
+    "score": "stages.score",
+    "TASKS": "tasks",
+    "Task": "tasks",
+    "get_task": "tasks",
     "train": "stages.train",
 }
 
@@ -51,6 +59,7 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted([*globals(), *_API])
+
 
 __all__ = [
     "EvalConfig",

@@ -28,8 +28,7 @@ from .tasks import Task
 
 SPLITS = ("train", "validation")
 HOW_TO_GET_DATA = (
-    f"pass --data-dir DIR or set {DATA_DIR_ENV} to a folder holding <task>/train.jsonl and "
-    "<task>/validation.jsonl"
+    f"pass --data-dir DIR or set {DATA_DIR_ENV} to a folder holding <task>/train.jsonl and <task>/validation.jsonl"
 )
 
 
@@ -40,7 +39,10 @@ def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
         return None
     path = Path(chosen)
     if not path.is_dir():
-        raise DataError(f"data dir {path} does not exist; {HOW_TO_GET_DATA}, or leave both unset to download from the " "Hugging Face hub")
+        raise DataError(
+            f"data dir {path} does not exist; {HOW_TO_GET_DATA}, or leave both unset to download from the "
+            "Hugging Face hub"
+        )
     return path
 
 
@@ -63,8 +65,10 @@ def read_jsonl(path: Path, task: Task) -> list[dict[str, Any]]:
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as err:
-                raise DataError(f"{path}:{number}: not UTF-8 text (byte 0x{raw[err.start]:02x} at column {err.start + 1}); "
-                                "save the file as UTF-8") from None
+                raise DataError(
+                    f"{path}:{number}: not UTF-8 text (byte 0x{raw[err.start]:02x} at column {err.start + 1}); "
+                    "save the file as UTF-8"
+                ) from None
             if not line.strip():
                 continue
             try:
@@ -101,7 +105,9 @@ def _load_from_hub(task: Task, split: str) -> Dataset:
         dataset = load_dataset(*task.hub, split=split)
     except Exception as err:  # noqa: BLE001 - network, auth and missing-config errors alike
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DataError(f"could not load {where} [{split}] from the hub or its cache ({reason}); {HOW_TO_GET_DATA}") from None
+        raise DataError(
+            f"could not load {where} [{split}] from the hub or its cache ({reason}); {HOW_TO_GET_DATA}"
+        ) from None
     for number, row in enumerate(dataset):
         problem = task.check_row(row)
         if problem:
@@ -113,9 +119,13 @@ def load_split(task: Task, split: str, data_dir: str | os.PathLike | None = None
     """One official split (`train` or `validation`) of a task, validated."""
     if split not in SPLITS:
         raise UsageError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
-    if split in task.files and not Path(task.files[split]).is_file():  # a custom task's own file: no --data-dir involved
-        raise DataError(f"task {task.name}: its {split} file {task.files[split]} does not exist; fix {split!r} in the "
-                        "task's .json file (paths are relative to it)")
+    if (
+        split in task.files and not Path(task.files[split]).is_file()
+    ):  # a custom task's own file: no --data-dir involved
+        raise DataError(
+            f"task {task.name}: its {split} file {task.files[split]} does not exist; fix {split!r} in the "
+            "task's .json file (paths are relative to it)"
+        )
     path = split_file(task, split, resolve_data_dir(data_dir))
     if path is None:
         return _load_from_hub(task, split)
@@ -138,14 +148,17 @@ def split_train_dev(train: Dataset, dev_fraction: float, seed: int) -> tuple[Dat
     held_out = math.ceil(dev_fraction * len(train))  # as datasets rounds a float test_size
     if len(train) - held_out < 1:
         raise DataError(
-            f"the train split has {len(train)} row(s): holding out {dev_fraction:g} of it for the dev part leaves none to "
+            f"the train split has {len(train)} row(s): holding out {dev_fraction:g} of it "
+            f"for the dev part leaves none to "
             "train on; the protocol needs a train file with at least two rows"
         )
     parts = train.train_test_split(test_size=dev_fraction, seed=seed, shuffle=True)
     return parts["train"], parts["test"]
 
 
-def load_task_data(task: Task, data_dir=None, dev_fraction: float = DEFAULT_DEV_FRACTION, seed: int = DEFAULT_SEED) -> TaskData:
+def load_task_data(
+    task: Task, data_dir=None, dev_fraction: float = DEFAULT_DEV_FRACTION, seed: int = DEFAULT_SEED
+) -> TaskData:
     train, dev = split_train_dev(load_split(task, "train", data_dir), dev_fraction, seed)
     return TaskData(train=train, dev=dev, test=load_split(task, "validation", data_dir))
 

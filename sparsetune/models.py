@@ -101,7 +101,9 @@ def hub_kwargs(source: str, revision: str | None = None) -> dict:
 
     if is_local(source):
         if revision:
-            raise UsageError(f"--revision {revision}: {source} is a local folder; a revision names a commit of a hub repository")
+            raise UsageError(
+                f"--revision {revision}: {source} is a local folder; a revision names a commit of a hub repository"
+            )
         return {}
     kwargs: dict = {"revision": revision} if revision else {}
     if offline_requested() or not hub_reachable():
@@ -237,7 +239,9 @@ def load_model(
     if seed is not None:
         torch.manual_seed(seed)
     try:
-        loaded, info = _auto_class(task).from_pretrained(source, output_loading_info=True, **where, **_head_kwargs(task))
+        loaded, info = _auto_class(task).from_pretrained(
+            source, output_loading_info=True, **where, **_head_kwargs(task)
+        )
     except (OSError, ValueError) as err:
         raise ModelLoadError(f"cannot load model {source!r}: {_first_line(err)}") from None
     params = {name for name, _ in loaded.named_parameters()}
@@ -250,8 +254,9 @@ def load_model(
 
 # Model types whose position ids start after the padding index (RoBERTa's family): they
 # hold max_position_embeddings - 2 tokens.
-_OFFSET_POSITIONS = frozenset({"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "data2vec-text", "mpnet",
-                               "longformer", "bart", "mbart"})
+_OFFSET_POSITIONS = frozenset(
+    {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "data2vec-text", "mpnet", "longformer", "bart", "mbart"}
+)
 
 
 def max_positions(model) -> int | None:
@@ -270,7 +275,9 @@ def check_max_length(model, max_length: int, where: str = "--max-length") -> Non
     in the middle of a pass otherwise, or only for the longest inputs)."""
     limit = max_positions(model)
     if limit is not None and max_length > limit:
-        raise UsageError(f"{where} {max_length} is more than the {limit} positions the model has; pass --max-length {limit} or less")
+        raise UsageError(
+            f"{where} {max_length} is more than the {limit} positions the model has; pass --max-length {limit} or less"
+        )
 
 
 def module_type(name: str) -> str:

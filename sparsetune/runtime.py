@@ -85,9 +85,14 @@ def resolve_device(device: str) -> str:
         if ":" in device:
             index = int(device.split(":")[1])
             if index >= torch.cuda.device_count():
-                raise UsageError(f"--device {device}: there are {torch.cuda.device_count()} CUDA device(s), numbered from 0")
+                raise UsageError(
+                    f"--device {device}: there are {torch.cuda.device_count()} CUDA device(s), numbered from 0"
+                )
             if launched_processes() > 1:
-                raise UsageError(f"--device {device}: under a multi-process launch each process takes its local GPU; use " "--device cuda")
+                raise UsageError(
+                    f"--device {device}: under a multi-process launch each process takes its local GPU; use "
+                    "--device cuda"
+                )
     if device == "mps" and not _mps_available():
         raise UsageError("--device mps: this PyTorch sees no Apple MPS device; use --device cpu (or auto)")
     return device
@@ -107,9 +112,14 @@ def check_precision_on(precision: str, device: str) -> None:
     check_precision(precision)
     kind = device.split(":")[0]
     if precision == "fp16" and kind == "cpu":
-        raise UsageError("--precision fp16 needs a GPU (fp16 autocast and loss scaling are CUDA features); on a CPU use " "--precision bf16")
+        raise UsageError(
+            "--precision fp16 needs a GPU (fp16 autocast and loss scaling are CUDA features); on a CPU use "
+            "--precision bf16"
+        )
     if precision == "bf16" and kind == "cuda" and not torch.cuda.is_bf16_supported():
-        raise UsageError(f"--precision bf16: {torch.cuda.get_device_name()} has no bfloat16 support; use --precision fp16")
+        raise UsageError(
+            f"--precision bf16: {torch.cuda.get_device_name()} has no bfloat16 support; use --precision fp16"
+        )
 
 
 @dataclass
@@ -175,7 +185,10 @@ class Runtime:
         digests = gather_object([digest])
         if len(set(digests)) > 1:
             ranks = ", ".join(f"rank {rank}: {value}" for rank, value in enumerate(digests))
-            raise UsageError(f"the {self.processes} processes of this launch were given different {what} flags ({ranks}); " "launch every process with the same command")
+            raise UsageError(
+                f"the {self.processes} processes of this launch were given different {what} flags ({ranks}); "
+                "launch every process with the same command"
+            )
 
 
 def check_tracker(report_to: str) -> str:
@@ -187,7 +200,9 @@ def check_tracker(report_to: str) -> str:
 
         available = is_tensorboard_available() if report_to == "tensorboard" else is_wandb_available()
         if not available:
-            raise UsageError(f"--report-to {report_to}: the {report_to} package is not installed; pip install {report_to}")
+            raise UsageError(
+                f"--report-to {report_to}: the {report_to} package is not installed; pip install {report_to}"
+            )
     return report_to
 
 
@@ -208,7 +223,10 @@ def runtime(
     check_tracker(report_to)
     trackers = {}
     if report_to != "none":
-        trackers = {"log_with": report_to, "project_config": ProjectConfiguration(project_dir=str(logging_dir), logging_dir=str(logging_dir))}
+        trackers = {
+            "log_with": report_to,
+            "project_config": ProjectConfiguration(project_dir=str(logging_dir), logging_dir=str(logging_dir)),
+        }
     cpu = resolved == "cpu"
     wanted = _ACCELERATE_PRECISION[precision]
     if PartialState._shared_state:
@@ -265,7 +283,9 @@ def _differs(current: torch.device, resolved: str, cpu: bool) -> bool:
     if cpu:
         return current.type != "cpu"
     if ":" in resolved:
-        return str(current) != resolved and not (current.type == "cuda" and current.index is None and resolved == "cuda:0")
+        return str(current) != resolved and not (
+            current.type == "cuda" and current.index is None and resolved == "cuda:0"
+        )
     return current.type != resolved
 
 

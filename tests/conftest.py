@@ -62,7 +62,12 @@ def synthetic_row(task: str, rng: random.Random, idx: int) -> dict:
     if task == "cola":
         return {"sentence": _sentence(rng), "label": rng.randint(0, 1), "idx": idx}
     if task == "stsb":
-        return {"sentence1": _sentence(rng), "sentence2": _sentence(rng), "label": round(rng.uniform(0, 5), 1), "idx": idx}
+        return {
+            "sentence1": _sentence(rng),
+            "sentence2": _sentence(rng),
+            "label": round(rng.uniform(0, 5), 1),
+            "idx": idx,
+        }
     if task in ("mrpc", "rte"):
         return {"sentence1": _sentence(rng), "sentence2": _sentence(rng), "label": rng.randint(0, 1), "idx": idx}
     if task == "cb":

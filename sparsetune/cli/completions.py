@@ -98,14 +98,18 @@ def command_specs() -> list[CommandSpec]:
 
 
 def render_bash(specs: list[CommandSpec]) -> str:
-    lines = [HEADER.format(shell="bash"), "_sparsetune() {", '    local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}"']
+    lines = [
+        HEADER.format(shell="bash"),
+        "_sparsetune() {",
+        '    local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}"',
+    ]
     commands = " ".join(spec.name for spec in specs)
     lines += [
         "    if [[ $COMP_CWORD -eq 1 ]]; then",
         f'        COMPREPLY=( $(compgen -W "{commands} --help --version" -- "$cur") )',
         "        return",
         "    fi",
-        "    local opts=\"\"",
+        '    local opts=""',
         '    case "${COMP_WORDS[1]}" in',
     ]
     for spec in specs:
@@ -115,17 +119,20 @@ def render_bash(specs: list[CommandSpec]) -> str:
             if option.choices:
                 pattern = "|".join(option.long + option.short)
                 lines.append(
-                    f'            case "$prev" in {pattern}) COMPREPLY=( $(compgen -W ' f'"{" ".join(option.choices)}" -- "$cur") ); return ;; esac'
+                    f'            case "$prev" in {pattern}) COMPREPLY=( $(compgen -W '
+                    f'"{" ".join(option.choices)}" -- "$cur") ); return ;; esac'
                 )
             elif option.suggestions:
                 pattern = "|".join(option.long + option.short)
                 lines.append(
-                    f'            case "$prev" in {pattern}) COMPREPLY=( $(compgen -W ' f'"{" ".join(option.suggestions)}" -- "$cur") '
+                    f'            case "$prev" in {pattern}) COMPREPLY=( $(compgen -W '
+                    f'"{" ".join(option.suggestions)}" -- "$cur") '
                     '$(compgen -f -- "$cur") ); return ;; esac'
                 )
         if spec.argument_choices:
             lines.append(
-                '            [[ "$cur" != -* ]] && ' f'{{ COMPREPLY=( $(compgen -W "{" ".join(spec.argument_choices)}" -- "$cur") ); return; }}'
+                '            [[ "$cur" != -* ]] && '
+                f'{{ COMPREPLY=( $(compgen -W "{" ".join(spec.argument_choices)}" -- "$cur") ); return; }}'
             )
         lines.append("            ;;")
     lines += [
@@ -142,7 +149,13 @@ def render_bash(specs: list[CommandSpec]) -> str:
 
 
 def render_zsh(specs: list[CommandSpec]) -> str:
-    lines = ["#compdef sparsetune", HEADER.format(shell="zsh"), "_sparsetune() {", "    local -a commands", "    commands=("]
+    lines = [
+        "#compdef sparsetune",
+        HEADER.format(shell="zsh"),
+        "_sparsetune() {",
+        "    local -a commands",
+        "    commands=(",
+    ]
     lines += [f"        '{spec.name}:{spec.help}'" for spec in specs]
     lines += [
         "    )",
@@ -183,7 +196,9 @@ def render_fish(specs: list[CommandSpec]) -> str:
         if spec.argument_choices:
             lines.append(f"complete -c sparsetune {condition} -xa '{' '.join(spec.argument_choices)}'")
         for option in spec.options:
-            names = " ".join([f"-l {n[2:]}" for n in option.long] + [f"-s {n[1:]}" for n in option.short if len(n) == 2])
+            names = " ".join(
+                [f"-l {n[2:]}" for n in option.long] + [f"-s {n[1:]}" for n in option.short if len(n) == 2]
+            )
             value = ""
             if option.choices:
                 value = f" -xa '{' '.join(option.choices)}'"

@@ -1,6 +1,6 @@
 """`sparsetune diff`: the entries a fine-tune changed, as a delta file.
 
-    sparsetune diff out/ > delta.safetensors
+sparsetune diff out/ > delta.safetensors
 """
 
 from __future__ import annotations
@@ -32,24 +32,33 @@ EPILOG = (
 def diff_command(
     run: Path = typer.Argument(..., help="A run dir (sparsetune train -o) or any fine-tuned model dir."),
     base: OptionalStr = typer.Option(
-        None, "--base", help="The pretrained model the fine-tune started from. Default: the run's, else the embedded MiniLM."
+        None,
+        "--base",
+        help="The pretrained model the fine-tune started from. Default: the run's, else the embedded MiniLM.",
     ),
     output: OptionalPath = typer.Option(
         None, "--output", "-o", help="Delta file to write. Default: stdout, when it is not a terminal."
     ),
     values: ValueDtype = typer.Option(
-        "float32", "--values", help="Value dtype: float32 (exact: the values), float16 or bfloat16 (rounded differences)."
+        "float32",
+        "--values",
+        help="Value dtype: float32 (exact: the values), float16 or bfloat16 (rounded differences).",
     ),
     top_p: Optional[float] = typer.Option(
         None, "--top-p", help="Keep only the fraction P of eligible entries with the largest |θ − θ0|."
     ),
     task: OptionalStr = TaskOption,
     pooler: OptionalPooler = typer.Option(
-        None, "--pooler", help="head: the BERT pooler travels dense with the head; eligible: as changed entries. Default: the " "run's, else head."
+        None,
+        "--pooler",
+        help="head: the BERT pooler travels dense with the head; eligible: as changed entries. Default: the "
+        "run's, else head.",
     ),
     force: bool = ForceOption,
     quiet: bool = QuietOption,
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (on stderr when the delta goes to stdout)."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the summary as JSON (on stderr when the delta goes to stdout)."
+    ),
 ) -> None:
     """Export the entries that differ from the base (bitwise), plus the dense head, as a delta.
 
@@ -60,10 +69,19 @@ def diff_command(
     from ..stages.diff import delta_summary, diff
 
     if output is None and sys.stdout.isatty():
-        raise UsageError("refusing to write a binary delta to the terminal; pass -o delta.safetensors or redirect: " "sparsetune diff RUN > delta.safetensors")
+        raise UsageError(
+            "refusing to write a binary delta to the terminal; pass -o delta.safetensors or redirect: "
+            "sparsetune diff RUN > delta.safetensors"
+        )
     config = DiffConfig(
-        run=str(run), base=base, output=str(output) if output else None, values=values.value, top_p=top_p, task=task,
-        pooler=pooler.value if pooler is not None else None, force=force,
+        run=str(run),
+        base=base,
+        output=str(output) if output else None,
+        values=values.value,
+        top_p=top_p,
+        task=task,
+        pooler=pooler.value if pooler is not None else None,
+        force=force,
     )
     with progress_bar(quiet or as_json) as progress:
         result = diff(config, progress)
@@ -73,21 +91,28 @@ def diff_command(
     stats = delta_summary(result.delta, len(result.data))
     share = stats["changed"] / stats["eligible"] if stats["eligible"] else 0.0
     if as_json:  # stdout may be the delta itself
-        summary = {**stats, "method": result.delta.metadata.get("method") or None, "tensors": len(result.delta.indices),
-                   "head_tensors": len(result.delta.head), "output": str(output) if output else None}
+        summary = {
+            **stats,
+            "method": result.delta.metadata.get("method") or None,
+            "tensors": len(result.delta.indices),
+            "head_tensors": len(result.delta.head),
+            "output": str(output) if output else None,
+        }
         print_json(summary, stream=console.file if output is None else None)
         return
     if quiet:
         return
     if result.delta.metadata.get("method"):  # LoRA, adapters: the method's own tensors (stages.method_delta)
         console.print(
-            f"method {result.delta.metadata['method']}: {stats['head_entries']:,} entries of its own (with " "the head) in "
+            f"method {result.delta.metadata['method']}: {stats['head_entries']:,} entries of its own (with "
+            "the head) in "
             f"{len(result.delta.head)} tensors; {stats['bytes']:,} bytes -> {output or 'stdout'}",
             soft_wrap=True,
         )
         return
     console.print(
-        f"{stats['changed']:,} changed entries of {stats['eligible']:,} ({share:.4%}) in " f"{len(result.delta.indices)} tensors"
+        f"{stats['changed']:,} changed entries of {stats['eligible']:,} ({share:.4%}) in "
+        f"{len(result.delta.indices)} tensors"
         f" + {stats['head_entries']:,} head entries; {stats['bytes']:,} bytes = "
         f"{stats['bytes_per_changed_entry']:.2f} bytes per changed entry -> {output or 'stdout'}",
         soft_wrap=True,

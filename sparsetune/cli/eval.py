@@ -29,10 +29,15 @@ def eval_command(
     split: Split = SplitOption,
     data_dir: OptionalStr = DataDirOption,
     batch_size: int = typer.Option(EVAL_BATCH_SIZE, "--batch-size", help="Examples per forward pass."),
-    max_length: OptionalInt = typer.Option(None, "--max-length", help=f"Truncate inputs. Default: the run's, else {MAX_LENGTH}."),
+    max_length: OptionalInt = typer.Option(
+        None, "--max-length", help=f"Truncate inputs. Default: the run's, else {MAX_LENGTH}."
+    ),
     device: str = DeviceOption,
     precision: Optional[Precision] = typer.Option(
-        None, "--precision", rich_help_panel="Runtime", help="fp32, bf16 or fp16 (CUDA) autocast. Default: the run's training precision, else fp32."
+        None,
+        "--precision",
+        rich_help_panel="Runtime",
+        help="fp32, bf16 or fp16 (CUDA) autocast. Default: the run's training precision, else fp32.",
     ),
     quiet: bool = QuietOption,
     as_json: bool = JsonOption,
@@ -40,8 +45,16 @@ def eval_command(
     """Score a fine-tuned model on one split with the task's metrics (every component and score)."""
     from ..stages.evaluate import evaluate
 
-    config = EvalConfig(target=target, task=task, split=split, data_dir=data_dir, batch_size=batch_size, max_length=max_length,
-                        device=device, precision=precision)
+    config = EvalConfig(
+        target=target,
+        task=task,
+        split=split,
+        data_dir=data_dir,
+        batch_size=batch_size,
+        max_length=max_length,
+        device=device,
+        precision=precision,
+    )
     with progress_bar(quiet or as_json) as progress:
         result = evaluate(config, progress=progress)
     if not is_main_process():  # one process of a launch speaks

@@ -1,7 +1,7 @@
 """`sparsetune grid`: every (method, task, p, seed) of a config as score + train + eval.
 
-    sparsetune grid experiments/paper.toml --dry-run
-    sparsetune grid experiments/example.toml -o results/example/results.jsonl
+sparsetune grid experiments/paper.toml --dry-run
+sparsetune grid experiments/example.toml -o results/example/results.jsonl
 """
 
 from __future__ import annotations
@@ -29,13 +29,22 @@ EPILOG = (
 
 
 def grid_command(
-    config: Path = typer.Argument(..., help="Grid config (TOML, or YAML as .yaml/.yml): model, tasks, seeds, methods with their flags."),
-    output: Path = typer.Option(Path("results.jsonl"), "--output", "-o", help="Results file (JSONL); appended, so reruns resume."),
-    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Runs at once (each in its own process, cores split between them)."),
+    config: Path = typer.Argument(
+        ..., help="Grid config (TOML, or YAML as .yaml/.yml): model, tasks, seeds, methods with their flags."
+    ),
+    output: Path = typer.Option(
+        Path("results.jsonl"), "--output", "-o", help="Results file (JSONL); appended, so reruns resume."
+    ),
+    jobs: int = typer.Option(
+        1, "--jobs", "-j", min=1, help="Runs at once (each in its own process, cores split between them)."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and a time estimate; run nothing."),
     data_dir: OptionalStr = DataDirOption,
     launcher: OptionalStr = typer.Option(
-        None, "--launcher", help='Run each run as a multi-process launch, e.g. "torchrun --nproc_per_node 2". Default: the ' 'config\'s, else one process.'
+        None,
+        "--launcher",
+        help='Run each run as a multi-process launch, e.g. "torchrun --nproc_per_node 2". Default: the '
+        "config's, else one process.",
     ),
     quiet: bool = QuietOption,
     as_json: bool = JsonOption,
@@ -58,18 +67,29 @@ def grid_command(
         rows = [(spec, spec.run_id in done, estimate_run(spec, rate)) for spec in specs]
         remaining = sum(seconds or 0 for spec, finished, seconds in rows if not finished)
         if as_json:
-            print_json({"runs": [{"run_id": s.run_id, "done": d, "seconds": t} for s, d, t in rows],
-                        "remaining_seconds": remaining, "jobs": jobs})
+            print_json(
+                {
+                    "runs": [{"run_id": s.run_id, "done": d, "seconds": t} for s, d, t in rows],
+                    "remaining_seconds": remaining,
+                    "jobs": jobs,
+                }
+            )
             return
         table = Table(title=f"{config}: {len(specs)} runs, {len(done)} done")
         for column in ("run", "train", "mask", "estimate"):
             table.add_column(column)
         for spec, finished, seconds in rows:
-            table.add_row(spec.run_id, spec.method.train, spec.method.score or "-",
-                          "done" if finished else ("?" if seconds is None else _duration(seconds)))
+            table.add_row(
+                spec.run_id,
+                spec.method.train,
+                spec.method.score or "-",
+                "done" if finished else ("?" if seconds is None else _duration(seconds)),
+            )
         out.print(table)
-        console.print(f"estimate: {_duration(remaining / jobs)} with --jobs {jobs} "
-                      f"(measured {rate * 1e6:.2f} µs per example-token here; runs without local data not counted)")
+        console.print(
+            f"estimate: {_duration(remaining / jobs)} with --jobs {jobs} "
+            f"(measured {rate * 1e6:.2f} µs per example-token here; runs without local data not counted)"
+        )
         return
     from ..io import check_writable
 
@@ -78,7 +98,9 @@ def grid_command(
         with progress_bar(quiet) as progress:
             results, failures = run_grid(specs, output, jobs, progress, launcher or grid.launcher)
     except KeyboardInterrupt:  # the workers got the Ctrl-C too: each running one checkpointed
-        raise TrainingInterrupted(f"grid interrupted; finished runs are in {output}: rerun the same command to resume") from None
+        raise TrainingInterrupted(
+            f"grid interrupted; finished runs are in {output}: rerun the same command to resume"
+        ) from None
     if not quiet and len(failures) > 1:  # the error line below quotes the first
         for failure in failures:
             console.print(f"[red]failed:[/] {failure}", soft_wrap=True)
@@ -88,4 +110,6 @@ def grid_command(
         say(f"{len(results)} runs finished, {len(failures)} failed, {len(done)} already done -> {output}", quiet)
     if failures:
         first = failures[0] if len(failures) == 1 else f"first: {failures[0]}"
-        raise TrainingError(f"{len(failures)} of {len(specs) - len(done)} runs failed ({first}); rerun the same command to retry them")
+        raise TrainingError(
+            f"{len(failures)} of {len(specs) - len(done)} runs failed ({first}); rerun the same command to retry them"
+        )

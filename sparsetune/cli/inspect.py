@@ -20,11 +20,14 @@ EPILOG = "Example: sparsetune inspect mask.safetensors --plot mask.png"
 
 def inspect_command(
     file: str = typer.Argument(
-        ..., help="A sparsetune file: mask, scores or delta (.safetensors), a run's log.jsonl, a run dir (or its run.json), "
-        "OUT/checkpoint/ or OUT/method/."
+        ...,
+        help="A sparsetune file: mask, scores or delta (.safetensors), a run's log.jsonl, a run dir (or its run.json), "
+        "OUT/checkpoint/ or OUT/method/.",
     ),
     plot: OptionalStr = typer.Option(
-        None, "--plot", help="Write a PNG: the per-layer × module-type heatmap, or for a log.jsonl the loss with mask changes marked."
+        None,
+        "--plot",
+        help="Write a PNG: the per-layer × module-type heatmap, or for a log.jsonl the loss with mask changes marked.",
     ),
     force: bool = ForceOption,
     quiet: bool = QuietOption,
@@ -45,7 +48,17 @@ def inspect_command(
 
 
 # Column headings short enough for an 80-column terminal; --json keeps the full names.
-SHORT = {"embeddings": "emb", "query": "q", "key": "k", "value": "v", "attention-out": "att-o", "ffn-in": "ffn-i", "ffn-out": "ffn-o", "layernorm": "LN", "pooler": "pool"}
+SHORT = {
+    "embeddings": "emb",
+    "query": "q",
+    "key": "k",
+    "value": "v",
+    "attention-out": "att-o",
+    "ffn-in": "ffn-i",
+    "ffn-out": "ffn-o",
+    "layernorm": "LN",
+    "pooler": "pool",
+}
 
 
 def _format(value) -> str:
@@ -73,7 +86,10 @@ def render_summary(summary: dict) -> None:
         fraction = table["value"].endswith(" fraction")
         unit = " (%)" if fraction else ""
         grid = Table(title=f"{table['value']}{unit} per layer × module type", padding=(0, 0), box=box.SIMPLE_HEAD)
-        texts = [["-" if v is None else (f"{100 * v:.2g}" if fraction else f"{v:.0e}") for v in row] for row in table["cells"]]
+        texts = [
+            ["-" if v is None else (f"{100 * v:.2g}" if fraction else f"{v:.0e}") for v in row]
+            for row in table["cells"]
+        ]
         labels = [row.replace("layer ", "L").replace("embeddings", "emb") for row in table["rows"]]
         grid.add_column("", no_wrap=True, min_width=max(map(len, labels)))
         for j, column in enumerate(table["columns"]):

@@ -18,6 +18,8 @@ ModelArg = typer.Argument(
     help="Hub id or local folder of the pretrained model. Default: the embedded MiniLM-L6-H384.",
     show_default=False,
 )
+
+
 def task_names() -> tuple[str, ...]:
     from ..tasks import TASKS  # light: the registry imports no torch
 
@@ -48,7 +50,11 @@ Precision = Literal[PRECISIONS]
 Tracker = Literal[TRACKERS]
 
 TaskOption = typer.Option(
-    None, "--task", "-t", metavar="[" + "|".join(TASK_NAMES) + "|FILE.json]", autocompletion=suggest(TASK_NAMES),
+    None,
+    "--task",
+    "-t",
+    metavar="[" + "|".join(TASK_NAMES) + "|FILE.json]",
+    autocompletion=suggest(TASK_NAMES),
     help="Task name (see `sparsetune tasks`) or a task .json file.",
 )
 DataDirOption = typer.Option(
@@ -61,19 +67,35 @@ SeedOption = typer.Option(DEFAULT_SEED, "--seed", help="Random seed (data split,
 ForceOption = typer.Option(False, "--force", help="Overwrite an existing output.")
 QuietOption = typer.Option(False, "--quiet", "-q", help="No progress bar or summary.")
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
-SparsityOption = typer.Option(DEFAULT_SPARSITY, "-p", "--sparsity", help="Fraction p of the eligible entries to select, in (0, 1].")
+SparsityOption = typer.Option(
+    DEFAULT_SPARSITY, "-p", "--sparsity", help="Fraction p of the eligible entries to select, in (0, 1]."
+)
 ScopeOption = typer.Option(
-    DEFAULT_SCOPE, "--scope", help="global: one top-k over all eligible entries (Theorem 3); per-tensor: ⌊n·p⌋ in each tensor."
+    DEFAULT_SCOPE,
+    "--scope",
+    help="global: one top-k over all eligible entries (Theorem 3); per-tensor: ⌊n·p⌋ in each tensor.",
 )
 
 DeviceOption = typer.Option(
-    DEFAULT_DEVICE, "--device", rich_help_panel="Runtime", metavar="[" + "|".join(DEVICES) + "]", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps. Under torchrun each process takes " "its local GPU."
+    DEFAULT_DEVICE,
+    "--device",
+    rich_help_panel="Runtime",
+    metavar="[" + "|".join(DEVICES) + "]",
+    help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps. Under torchrun each process takes "
+    "its local GPU.",
 )
 PrecisionOption = typer.Option(
-    DEFAULT_PRECISION, "--precision", rich_help_panel="Runtime", help="fp32 (exact), bf16 (autocast; the fast path on recent CPUs and GPUs) or fp16 (CUDA, with loss scaling)."
+    DEFAULT_PRECISION,
+    "--precision",
+    rich_help_panel="Runtime",
+    help="fp32 (exact), bf16 (autocast; the fast path on recent CPUs and GPUs) or fp16 (CUDA, with loss scaling).",
 )
 OptionalPrecisionOption = typer.Option(
-    None, "--precision", rich_help_panel="Runtime", help="fp32, bf16 or fp16 (CUDA) autocast; weights and optimizer state stay fp32. Default: " f"{DEFAULT_PRECISION} (a resumed run: its own)."
+    None,
+    "--precision",
+    rich_help_panel="Runtime",
+    help="fp32, bf16 or fp16 (CUDA) autocast; weights and optimizer state stay fp32. Default: "
+    f"{DEFAULT_PRECISION} (a resumed run: its own).",
 )
 PoolerPolicy = Enum("PoolerPolicy", {name: name for name in POOLER_POLICIES}, type=str)
 POOLER_HELP = (
@@ -82,7 +104,9 @@ POOLER_HELP = (
 )
 
 RevisionOption = typer.Option(
-    None, "--revision", help="A hub id's branch, tag or commit hash (files record the commit it resolved to). Default: the main branch."
+    None,
+    "--revision",
+    help="A hub id's branch, tag or commit hash (files record the commit it resolved to). Default: the main branch.",
 )
 
 OptionalPath = Optional[Path]
@@ -92,6 +116,8 @@ SplitOption = typer.Option(
     "validation", "--split", help="validation (the test set), dev (held-out part of train) or train."
 )
 ReportToOption = typer.Option(
-    "none", "--report-to", rich_help_panel="Runtime",
+    "none",
+    "--report-to",
+    rich_help_panel="Runtime",
     help="Also log loss, lr and dev metrics to tensorboard (OUT/logs/) or wandb, through accelerate.",
 )

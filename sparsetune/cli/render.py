@@ -18,7 +18,9 @@ PROGRESS_SECONDS_ENV = "SPARSETUNE_PROGRESS_SECONDS"
 
 
 def _info_text(info: dict) -> str:
-    return "  ".join(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}" for key, value in info.items())
+    return "  ".join(
+        f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}" for key, value in info.items()
+    )
 
 
 def _duration(seconds: float) -> str:
@@ -78,7 +80,9 @@ def progress_bar(quiet: bool = False) -> Iterator:
         if stage not in tasks:
             tasks[stage] = bars.add_task(stage, total=total, info="", rate="")
         rate, _ = rates(stage, done, total)
-        bars.update(tasks[stage], completed=done, total=total, info=_info_text(info), rate=f"{rate:.3g}/s" if rate else "")
+        bars.update(
+            tasks[stage], completed=done, total=total, info=_info_text(info), rate=f"{rate:.3g}/s" if rate else ""
+        )
 
     with bars:
         yield update

@@ -1,6 +1,6 @@
 """`sparsetune report`: a results file -> Table 1, stability vs performance, and the paper's figures.
 
-    sparsetune report results/example/results.jsonl -o results/example/
+sparsetune report results/example/results.jsonl -o results/example/
 """
 
 from __future__ import annotations
@@ -38,8 +38,14 @@ def report_command(
     report = write_report(results, output, p, sweep_method, data_dir, force=force)
     if as_json:
         chosen = {item.method: item.setting for item in report.choices if item.chosen}
-        print_json({"rho": report.stability.rho, "p_value": report.stability.p_value, "chosen_on_dev": chosen,
-                    "files": [str(f) for f in report.files]})
+        print_json(
+            {
+                "rho": report.stability.rho,
+                "p_value": report.stability.p_value,
+                "chosen_on_dev": chosen,
+                "files": [str(f) for f in report.files],
+            }
+        )
         return
     if quiet:
         return

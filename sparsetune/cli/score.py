@@ -43,7 +43,9 @@ if TYPE_CHECKING:
     from ..stages.score import ScoreResult
 
 
-SCORER_HELP = "Scoring method. " + "; ".join(f"{name}: {cls.description}" for name, cls in sorted(SCORERS.items())) + "."
+SCORER_HELP = (
+    "Scoring method. " + "; ".join(f"{name}: {cls.description}" for name, cls in sorted(SCORERS.items())) + "."
+)
 
 
 def parse_examples(value: str) -> int | None:
@@ -66,17 +68,25 @@ def score_command(
     model: OptionalStr = ModelArg,
     task: OptionalStr = TaskOption,
     p: Optional[float] = typer.Option(
-        None, "-p", "--sparsity", help=f"Fraction p of the eligible entries to select, in (0, 1]. Default: {DEFAULT_SPARSITY} (bitfit: " "all biases; p is reported)."
+        None,
+        "-p",
+        "--sparsity",
+        help=f"Fraction p of the eligible entries to select, in (0, 1]. Default: {DEFAULT_SPARSITY} (bitfit: "
+        "all biases; p is reported).",
     ),
     method: ScorerName = typer.Option(DEFAULT_SCORER, "--method", "-m", help=SCORER_HELP),
-    examples: str = typer.Option("all", "--examples", help="Training examples to score on: a number (seeded subset) or all."),
+    examples: str = typer.Option(
+        "all", "--examples", help="Training examples to score on: a number (seeded subset) or all."
+    ),
     batch_size: int = typer.Option(BATCH_SIZE, "--batch-size", help="Examples per forward/backward."),
     max_length: int = typer.Option(MAX_LENGTH, "--max-length", help="Truncate inputs to this many tokens."),
     scope: Scope = ScopeOption,
     seed: int = SeedOption,
     data_dir: OptionalStr = DataDirOption,
     output: str = typer.Option(MASK_FILE, "--output", "-o", help="Where to write the mask."),
-    save_scores: OptionalStr = typer.Option(None, "--save-scores", help="Also write the raw scores here (for `sparsetune mask`)."),
+    save_scores: OptionalStr = typer.Option(
+        None, "--save-scores", help="Also write the raw scores here (for `sparsetune mask`)."
+    ),
     pooler: PoolerPolicy = typer.Option(DEFAULT_POOLER, "--pooler", help=POOLER_HELP),
     revision: OptionalStr = RevisionOption,
     device: str = DeviceOption,
@@ -140,7 +150,8 @@ def print_summary(result: "ScoreResult") -> None:
         f"{summary['seconds']:.1f} s · {rate}"
     )
     say(
-        f"head ({', '.join(summary['head_tensors']) or 'none'}; {summary['head_parameters']:,} entries; " f"--pooler {summary['pooler']}): "
+        f"head ({', '.join(summary['head_tensors']) or 'none'}; {summary['head_parameters']:,} entries; "
+        f"--pooler {summary['pooler']}): "
         "not eligible, not counted in p, always trained"
     )
     shares = " · ".join(f"{kind} {100 * share:.1f}%" for kind, share in summary["share_by_module_type"].items())

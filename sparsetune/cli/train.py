@@ -73,7 +73,9 @@ def with_method_flags(command: Callable) -> Callable:
     its `method_option` parameter; their values reach it as `flag_values={MethodFlag: value}`."""
     flags = method_flags()
     signature = inspect.signature(command)
-    taken = {name for param in signature.parameters.values() for name in getattr(param.default, "param_decls", ()) or ()}
+    taken = {
+        name for param in signature.parameters.values() for name in getattr(param.default, "param_decls", ()) or ()
+    }
     parameters = []
     for param in signature.parameters.values():
         if param.name == "flag_values":
@@ -82,9 +84,13 @@ def with_method_flags(command: Callable) -> Callable:
         if param.name == "method_option":
             for flag in flags:
                 if taken & set(flag.flags):
-                    raise ValueError(f"method setting {flag.option!r}: {sorted(taken & set(flag.flags))[0]} is already a train flag")
+                    raise ValueError(
+                        f"method setting {flag.option!r}: {sorted(taken & set(flag.flags))[0]} is already a train flag"
+                    )
                 option = typer.Option(None, *flag.flags, rich_help_panel=flag.panel, help=flag.help, show_default=False)
-                parameters.append(inspect.Parameter(f"flag_{flag.option}", param.kind, default=option, annotation=Optional[flag.type]))
+                parameters.append(
+                    inspect.Parameter(f"flag_{flag.option}", param.kind, default=option, annotation=Optional[flag.type])
+                )
 
     @functools.wraps(command)
     def run(**kwargs):
@@ -95,26 +101,59 @@ def with_method_flags(command: Callable) -> Callable:
     return run
 
 
-EPILOG = "Example: sparsetune train --mask mask.safetensors -o out/   |   baseline: sparsetune train " "--method full --task cb -o full/"
+EPILOG = (
+    "Example: sparsetune train --mask mask.safetensors -o out/   |   baseline: sparsetune train "
+    "--method full --task cb -o full/"
+)
 
 
 @with_method_flags
 def train_command(
     model: OptionalStr = ModelArg,
-    mask: OptionalStr = typer.Option(None, "--mask", help="Mask file from `sparsetune score`: train exactly its entries (method sparse)."),
-    method: Optional[MethodName] = typer.Option(None, "--method", "-m", help="Training method (sparse with --mask; full, ...). Default: sparse."),
+    mask: OptionalStr = typer.Option(
+        None, "--mask", help="Mask file from `sparsetune score`: train exactly its entries (method sparse)."
+    ),
+    method: Optional[MethodName] = typer.Option(
+        None, "--method", "-m", help="Training method (sparse with --mask; full, ...). Default: sparse."
+    ),
     task: OptionalStr = TaskOption,
-    output: str = typer.Option(..., "--output", "-o", help="Run directory to create (model, run.json, log.jsonl, checkpoint/)."),
-    epochs: OptionalInt = typer.Option(None, "--epochs", help="Passes over the train part. Default: per task (README)."),
-    max_steps: OptionalInt = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps (overrides --epochs)."),
-    lr: OptionalFloat = typer.Option(None, "--lr", help="Peak learning rate of AdamW. Default: per task and method (README)."),
+    output: str = typer.Option(
+        ..., "--output", "-o", help="Run directory to create (model, run.json, log.jsonl, checkpoint/)."
+    ),
+    epochs: OptionalInt = typer.Option(
+        None, "--epochs", help="Passes over the train part. Default: per task (README)."
+    ),
+    max_steps: OptionalInt = typer.Option(
+        None, "--max-steps", help="Stop after this many optimizer steps (overrides --epochs)."
+    ),
+    lr: OptionalFloat = typer.Option(
+        None, "--lr", help="Peak learning rate of AdamW. Default: per task and method (README)."
+    ),
     batch_size: OptionalInt = typer.Option(None, "--batch-size", help="Examples per step. Default: per task."),
-    max_length: OptionalInt = typer.Option(None, "--max-length", help="Truncate inputs to this many tokens. Default: per task."),
-    warmup_ratio: OptionalFloat = typer.Option(None, "--warmup-ratio", help=f"Fraction of steps of linear warm-up. Default: {Hyperparameters.warmup_ratio}."),
-    weight_decay: OptionalFloat = typer.Option(None, "--weight-decay", help=f"AdamW weight decay (trainable entries only). Default: {Hyperparameters.weight_decay}."),
-    seed: OptionalInt = typer.Option(None, "--seed", help=f"Seed for head initialisation, data order and dropout. Default: {DEFAULT_SEED}."),
-    eval_every: OptionalInt = typer.Option(None, "--eval-every", help="Evaluate on the dev part every N steps (and at each epoch end)."),
-    method_option: List[str] = typer.Option([], "--method-option", "-O", rich_help_panel="Method options: Any method", help="A method setting KEY=VALUE (repeatable)."),
+    max_length: OptionalInt = typer.Option(
+        None, "--max-length", help="Truncate inputs to this many tokens. Default: per task."
+    ),
+    warmup_ratio: OptionalFloat = typer.Option(
+        None, "--warmup-ratio", help=f"Fraction of steps of linear warm-up. Default: {Hyperparameters.warmup_ratio}."
+    ),
+    weight_decay: OptionalFloat = typer.Option(
+        None,
+        "--weight-decay",
+        help=f"AdamW weight decay (trainable entries only). Default: {Hyperparameters.weight_decay}.",
+    ),
+    seed: OptionalInt = typer.Option(
+        None, "--seed", help=f"Seed for head initialisation, data order and dropout. Default: {DEFAULT_SEED}."
+    ),
+    eval_every: OptionalInt = typer.Option(
+        None, "--eval-every", help="Evaluate on the dev part every N steps (and at each epoch end)."
+    ),
+    method_option: List[str] = typer.Option(
+        [],
+        "--method-option",
+        "-O",
+        rich_help_panel="Method options: Any method",
+        help="A method setting KEY=VALUE (repeatable).",
+    ),
     # here: one option per flag a method declares (`with_method_flags`)
     pooler: OptionalPooler = typer.Option(None, "--pooler", help=f"{POOLER_HELP} Default: the mask's, else head."),
     data_dir: OptionalStr = DataDirOption,

@@ -36,6 +36,8 @@ def after_dropout(adapter: Bottleneck):
 
 def inside_layernorm(adapter: Bottleneck):
     def hook(module, inputs, output):  # inputs[0] = d + x, output = LN(d + x)
-        return F.layer_norm(inputs[0] + adapter(output), module.normalized_shape, module.weight, module.bias, module.eps)
+        return F.layer_norm(
+            inputs[0] + adapter(output), module.normalized_shape, module.weight, module.bias, module.eps
+        )
 
     return hook

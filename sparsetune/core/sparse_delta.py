@@ -105,7 +105,9 @@ class LinearPlan:
     order: torch.Tensor | None = None  # sddmm: result position of each entry (index may be unsorted)
 
 
-def linear_costs(rows: torch.Tensor, cols: torch.Tensor, shape: tuple[int, int], costs: dict[str, float]) -> dict[str, float]:
+def linear_costs(
+    rows: torch.Tensor, cols: torch.Tensor, shape: tuple[int, int], costs: dict[str, float]
+) -> dict[str, float]:
     """Estimated ns per token of each plan for entries at (rows, cols) of an [out, in] weight."""
     out_features, in_features = shape
     k = rows.numel()
@@ -125,7 +127,9 @@ def linear_costs(rows: torch.Tensor, cols: torch.Tensor, shape: tuple[int, int],
     }
 
 
-def build_linear_plan(index: torch.Tensor, shape: tuple[int, int], device_type: str, dtype: torch.dtype, kind: str | None = None) -> LinearPlan:
+def build_linear_plan(
+    index: torch.Tensor, shape: tuple[int, int], device_type: str, dtype: torch.dtype, kind: str | None = None
+) -> LinearPlan:
     """The cheapest plan by the cost model (or `kind`, for tests and benchmarks)."""
     out_features, in_features = shape
     rows, cols = index // in_features, index % in_features
@@ -134,7 +138,9 @@ def build_linear_plan(index: torch.Tensor, shape: tuple[int, int], device_type: 
         if device_type != "cpu":
             estimate.pop("sddmm")
         kind = min(estimate, key=estimate.get)  # ties: the first in PLANS order
-    use_rows = kind in ("rows", "block") or (kind == "sddmm" and _prefers_gather(rows, out_features, device_type, dtype))
+    use_rows = kind in ("rows", "block") or (
+        kind == "sddmm" and _prefers_gather(rows, out_features, device_type, dtype)
+    )
     use_cols = kind in ("cols", "block") or (kind == "sddmm" and _prefers_gather(cols, in_features, device_type, dtype))
     distinct_rows = torch.unique(rows) if use_rows else None
     distinct_cols = torch.unique(cols) if use_cols else None
@@ -152,7 +158,11 @@ def build_linear_plan(index: torch.Tensor, shape: tuple[int, int], device_type: 
     with warnings.catch_warnings():  # "sparse CSR support is in beta": we use one kernel of it, tested
         warnings.simplefilter("ignore", UserWarning)
         csr = torch.sparse_csr_tensor(
-            crow, sorted_flat % width, torch.zeros(sorted_flat.numel(), dtype=torch.float32), (height, width), check_invariants=False
+            crow,
+            sorted_flat % width,
+            torch.zeros(sorted_flat.numel(), dtype=torch.float32),
+            (height, width),
+            check_invariants=False,
         )
     position = torch.empty_like(order)
     position[order] = torch.arange(order.numel())
@@ -279,7 +289,13 @@ def build_embedding_plan(index: torch.Tensor, shape: tuple[int, int], padding_id
     slot[distinct_rows] = torch.arange(distinct_rows.numel())
     if padding_idx is not None:
         slot[padding_idx] = -1  # F.embedding gives the padding row no gradient
-    return EmbeddingPlan(distinct_rows, distinct_cols, slot, torch.searchsorted(distinct_rows, rows), torch.searchsorted(distinct_cols, cols))
+    return EmbeddingPlan(
+        distinct_rows,
+        distinct_cols,
+        slot,
+        torch.searchsorted(distinct_rows, rows),
+        torch.searchsorted(distinct_cols, cols),
+    )
 
 
 class SparseDelta(nn.Module):
@@ -345,7 +361,9 @@ class SparseDelta(nn.Module):
         key = ("embedding", device)
         if key not in self._plans:
             plan = build_embedding_plan(self.index.cpu(), shape, padding_idx)
-            self._plans[key] = EmbeddingPlan(*(t.to(device) for t in (plan.rows, plan.cols, plan.slot, plan.entry_row, plan.entry_col)))
+            self._plans[key] = EmbeddingPlan(
+                *(t.to(device) for t in (plan.rows, plan.cols, plan.slot, plan.entry_row, plan.entry_col))
+            )
         return self._plans[key]
 
 

@@ -18,7 +18,7 @@ from typing import Sequence
 
 import torch
 
-from ..errors import NumericalError, UsageError
+from ..errors import NumericalError
 
 SAMPLE = 1 << 20  # entries in the strided sample that estimates the bound
 

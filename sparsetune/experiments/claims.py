@@ -77,8 +77,10 @@ def best_on_average(table: TableOne, method: str = "sam") -> Claim:
     p_better = stats.norm.sf(gap / se) if se > 0 else (0.0 if gap > 0 else 1.0)  # P(a gap this large if equal)
     p_worse = stats.norm.sf(-gap / se) if se > 0 else (0.0 if gap < 0 else 1.0)
     rank = table.cells[(name, AVERAGE)].rank
-    evidence = (f"{name} {mine.mean:.1f} (rank {rank:g}) vs the best other, {rival}, {theirs.mean:.1f}: "
-                f"gap {gap:+.1f} ± {se:.1f} (standard error)")
+    evidence = (
+        f"{name} {mine.mean:.1f} (rank {rank:g}) vs the best other, {rival}, {theirs.mean:.1f}: "
+        f"gap {gap:+.1f} ± {se:.1f} (standard error)"
+    )
     if gap > 0 and p_better < ALPHA:
         return Claim(claim, HOLDS, evidence + f", one-sided p = {p_better:.3g}")
     if gap < 0 and p_worse < ALPHA:
@@ -98,8 +100,10 @@ def more_stable(table: TableOne, stable: list[str], than: str, claim: str) -> Cl
         return Claim(claim, UNSURE, "one seed: no spread to compare")
     var_a = sum(var * dof for var, dof in pooled) / dof_a
     who = stable[0] if len(stable) == 1 else f"{len(stable)} sparse methods"
-    evidence = (f"pooled std over seeds: {who} {math.sqrt(var_a):.2f} ({dof_a} d.o.f.) vs {than} "
-                f"{math.sqrt(var_b):.2f} ({dof_b} d.o.f.)")
+    evidence = (
+        f"pooled std over seeds: {who} {math.sqrt(var_a):.2f} ({dof_a} d.o.f.) vs {than} "
+        f"{math.sqrt(var_b):.2f} ({dof_b} d.o.f.)"
+    )
     if var_a == var_b:
         return Claim(claim, UNSURE, evidence)
     if var_a == 0 or var_b == 0:
@@ -118,7 +122,10 @@ def stability_correlates(stability: Stability) -> Claim:
     claim = "stability correlates with performance (Spearman ρ > 0)"
     if math.isnan(stability.rho):
         return Claim(claim, UNSURE, "ρ is undefined (one seed, or constant ranks)")
-    evidence = f"ρ = {stability.rho:.3f} over {len(stability.points)} (method, task) pairs, two-sided p = {stability.p_value:.3g}"
+    evidence = (
+        f"ρ = {stability.rho:.3f} over {len(stability.points)} (method, task) pairs, "
+        "two-sided p = {stability.p_value:.3g}"
+    )
     if stability.p_value < ALPHA:
         return Claim(claim, HOLDS if stability.rho > 0 else FAILS, evidence)
     return Claim(claim, UNSURE, evidence)
@@ -144,11 +151,17 @@ def inverted_u(sweep: list[SweepPoint]) -> Claim:
 
     if 0 < best < len(sweep) - 1:
         p_values = [p_above(sweep[best], end) for end in ends]
-        evidence = f"mean score by p: {means}; best at p = {sweep[best].p:g}, one-sided p vs the ends {p_values[0]:.3g}, {p_values[1]:.3g}"
+        evidence = (
+            f"mean score by p: {means}; best at p = {sweep[best].p:g}, "
+            "one-sided p vs the ends {p_values[0]:.3g}, {p_values[1]:.3g}"
+        )
         return Claim(claim, HOLDS if max(p_values) < ALPHA else UNSURE, evidence)
     end = ends[0] if best == 0 else ends[1]
     inner = [p_above(end, point) for point in sweep[1:-1]]
-    evidence = f"mean score by p: {means}; best at the end p = {end.p:g}, one-sided p vs each inner p {', '.join(f'{v:.3g}' for v in inner)}"
+    evidence = (
+        f"mean score by p: {means}; best at the end p = {end.p:g}, "
+        "one-sided p vs each inner p {', '.join(f'{v:.3g}' for v in inner)}"
+    )
     return Claim(claim, FAILS if max(inner) < ALPHA else UNSURE, evidence)
 
 
@@ -158,7 +171,14 @@ def paper_claims(table: TableOne, stability: Stability, sweep: list[SweepPoint])
     claims = [best_on_average(table, "sam")]
     if full is not None:
         sparse = [m for m in table.methods if m != full]
-        claims.append(more_stable(table, sparse, full, "the sparse methods (all but full fine-tuning) are more stable than full fine-tuning"))
+        claims.append(
+            more_stable(
+                table,
+                sparse,
+                full,
+                "the sparse methods (all but full fine-tuning) are more stable than full fine-tuning",
+            )
+        )
         random = _find(table, "random")
         if random is not None:
             claims.append(more_stable(table, [random], full, "Random is more stable than full fine-tuning"))

@@ -26,7 +26,10 @@ def seconds_per_example_token(model: str | None, batch_size: int = 8, length: in
     """Wall seconds of one forward+backward, per example and token, after one warm-up."""
     loaded = load_model(model, get_task("rte"), seed=0)
     vocab = loaded.model.config.vocab_size
-    inputs = {"input_ids": torch.randint(1000, vocab, (batch_size, length)), "labels": torch.zeros(batch_size, dtype=torch.long)}
+    inputs = {
+        "input_ids": torch.randint(1000, vocab, (batch_size, length)),
+        "labels": torch.zeros(batch_size, dtype=torch.long),
+    }
     timings = []
     for _ in range(2):
         started = time.perf_counter()

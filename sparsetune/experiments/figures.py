@@ -81,18 +81,34 @@ def projection_figure(log_path: str | os.PathLike, path: str | os.PathLike, titl
     steps, losses, changes = read_loss_log(log_path)
     dev_steps, dev_scores = read_dev_log(log_path)
     rows = 2 if dev_steps else 1
-    figure, axes = plt.subplots(rows, 1, figsize=(7, 3.5 + 1.8 * (rows - 1)), sharex=True, squeeze=False,
-                                gridspec_kw={"height_ratios": [2, 1][:rows]})
+    figure, axes = plt.subplots(
+        rows,
+        1,
+        figsize=(7, 3.5 + 1.8 * (rows - 1)),
+        sharex=True,
+        squeeze=False,
+        gridspec_kw={"height_ratios": [2, 1][:rows]},
+    )
     loss_axis = axes[0][0]
     loss_axis.plot(steps, losses, linewidth=0.6, alpha=0.5, label="training loss")
     window = max(1, len(losses) // 40)
     if window > 1:  # one batch's loss is noisy; the running mean shows the trend (and any jump)
-        loss_axis.plot(steps[window - 1:], running_mean(losses, window), linewidth=1.5, color="tab:blue",
-                       label=f"running mean ({window} steps)")
+        loss_axis.plot(
+            steps[window - 1 :],
+            running_mean(losses, window),
+            linewidth=1.5,
+            color="tab:blue",
+            label=f"running mean ({window} steps)",
+        )
     for axis in axes[:, 0]:
         for index, step in enumerate(changes):
-            axis.axvline(step, color="tab:red", linestyle="--", linewidth=0.6,
-                         label="mask change" if index == 0 and axis is loss_axis else None)
+            axis.axvline(
+                step,
+                color="tab:red",
+                linestyle="--",
+                linewidth=0.6,
+                label="mask change" if index == 0 and axis is loss_axis else None,
+            )
     loss_axis.set(ylabel="loss", title=f"{title}: {loss_title(len(changes))}")
     loss_axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")  # beside the curve, never on it
     if dev_steps:
@@ -110,14 +126,21 @@ def stability_figure(stability: Stability, path: str | os.PathLike) -> Path:
     figure, axis = plt.subplots(figsize=(7.5, 5), layout="constrained")
     methods = sorted({point[0] for point in stability.points})
     tasks = sorted({point[1] for point in stability.points})
-    colours = {method: plt.get_cmap("tab10" if len(methods) <= 10 else "tab20")(index) for index, method in enumerate(methods)}
+    colours = {
+        method: plt.get_cmap("tab10" if len(methods) <= 10 else "tab20")(index) for index, method in enumerate(methods)
+    }
     markers = {task: MARKERS[index % len(MARKERS)] for index, task in enumerate(tasks)}
     for method, task, x, y in stability.points:
-        axis.scatter(x, y, color=colours[method], marker=markers[task], s=40, alpha=0.85, edgecolors="black", linewidths=0.3)
+        axis.scatter(
+            x, y, color=colours[method], marker=markers[task], s=40, alpha=0.85, edgecolors="black", linewidths=0.3
+        )
     axis.set(
         xlabel="stability rank (1 = smallest std over seeds)",
         ylabel="performance rank (1 = best mean)",
-        title=f"Spearman ρ = {stability.rho:.4f} (p = {stability.p_value:.3g})\n{len(methods)} methods × tasks {', '.join(tasks)}",
+        title=(
+            f"Spearman ρ = {stability.rho:.4f} (p = {stability.p_value:.3g})"
+            "\n{len(methods)} methods × tasks {', '.join(tasks)}"
+        ),
     )
     method_handles = [plt.Line2D([], [], color=colours[m], marker="o", linestyle="", label=m) for m in methods]
     task_handles = [plt.Line2D([], [], color="grey", marker=markers[t], linestyle="", label=t) for t in tasks]
@@ -131,21 +154,39 @@ def sweep_figure(points: list[SweepPoint], path: str | os.PathLike, method: str 
     the mean over tasks); below, on its own axis, the std over seeds. Ticks at the p run."""
     from matplotlib.ticker import FixedLocator, NullLocator
 
-    figure, (score_axis, std_axis) = plt.subplots(2, 1, figsize=(6.5, 5.5), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
+    figure, (score_axis, std_axis) = plt.subplots(
+        2, 1, figsize=(6.5, 5.5), sharex=True, gridspec_kw={"height_ratios": [2, 1]}
+    )
     ps = [point.p for point in points]
     tasks = sorted({row[0] for point in points for row in point.per_task})
     seeds = sorted({row[3] for point in points for row in point.per_task})
     for index, task in enumerate(tasks):
         rows = [(point.p, row) for point in points for row in point.per_task if row[0] == task]
         dodge = 1 + 0.06 * (index - (len(tasks) - 1) / 2)  # tasks' error bars side by side, not on top of each other
-        score_axis.errorbar([p * dodge for p, _ in rows], [row[1] for _, row in rows], yerr=[row[2] for _, row in rows],
-                            marker=MARKERS[index % len(MARKERS)], capsize=3, linewidth=0.8, alpha=0.8, label=task)
-        std_axis.plot([p for p, _ in rows], [row[2] for _, row in rows], marker=MARKERS[index % len(MARKERS)],
-                      linewidth=0.8, alpha=0.8, label=task)
+        score_axis.errorbar(
+            [p * dodge for p, _ in rows],
+            [row[1] for _, row in rows],
+            yerr=[row[2] for _, row in rows],
+            marker=MARKERS[index % len(MARKERS)],
+            capsize=3,
+            linewidth=0.8,
+            alpha=0.8,
+            label=task,
+        )
+        std_axis.plot(
+            [p for p, _ in rows],
+            [row[2] for _, row in rows],
+            marker=MARKERS[index % len(MARKERS)],
+            linewidth=0.8,
+            alpha=0.8,
+            label=task,
+        )
     score_axis.plot(ps, [point.mean for point in points], color="black", linewidth=2, label="mean over tasks")
     std_axis.plot(ps, [point.std for point in points], color="black", linewidth=2, label="mean over tasks")
     seed_text = f"{seeds[0]} seeds" if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]} seeds"
-    score_axis.set(ylabel="score ×100 (± std)", title=f"{method} sparsity sweep: {', '.join(tasks)}; {seed_text} per point")
+    score_axis.set(
+        ylabel="score ×100 (± std)", title=f"{method} sparsity sweep: {', '.join(tasks)}; {seed_text} per point"
+    )
     std_axis.set(xscale="log", xlabel="p (fraction of entries tuned)", ylabel="std over seeds ×100")
     std_axis.xaxis.set_major_locator(FixedLocator(ps))
     std_axis.xaxis.set_minor_locator(NullLocator())

@@ -122,7 +122,9 @@ def _method(raw: dict[str, Any], index: int, path: str) -> MethodSpec:
     known = {"name", "train", "score", "p", "flags", "score_flags", "options"}
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise FileFormatError(f"{path}: method {raw['name']!r} has unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+        raise FileFormatError(
+            f"{path}: method {raw['name']!r} has unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})"
+        )
     p = _tuple(raw.get("p", [None]), "p", path)
     if raw.get("score") and p == (None,):
         raise FileFormatError(f"{path}: method {raw['name']!r} scores a mask, so it needs p = [...]")
@@ -164,7 +166,9 @@ def load_grid(path: str | Path) -> GridConfig:
     except OSError as err:
         raise FileFormatError(f"cannot read grid config {path}: {err.strerror}") from None
     except UnicodeDecodeError as err:
-        raise FileFormatError(f"grid config {path} is not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start})") from None
+        raise FileFormatError(
+            f"grid config {path} is not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start})"
+        ) from None
     if not isinstance(raw, dict):
         raise FileFormatError(f"grid config {path} is not a table of keys (model, tasks, seeds, methods)")
     for key in ("tasks", "seeds", "methods"):
@@ -195,11 +199,26 @@ def load_grid(path: str | Path) -> GridConfig:
 
 
 # Flags a grid sets for every run itself: a config cannot set them.
-_SET_BY_GRID = {"output", "task", "model", "seed", "data_dir", "mask", "method", "method_options", "resume", "force", "p",
-                "save_scores"}
+_SET_BY_GRID = {
+    "output",
+    "task",
+    "model",
+    "seed",
+    "data_dir",
+    "mask",
+    "method",
+    "method_options",
+    "resume",
+    "force",
+    "p",
+    "save_scores",
+}
 # Bounds of the values `score` takes, where they differ from the run hyperparameters'.
-_SCORE_BOUNDS = {"examples": schema.nullable(schema.integer(1)), "max_length": schema.integer(8),
-                 "scope": schema.string(schema.SCOPES)}
+_SCORE_BOUNDS = {
+    "examples": schema.nullable(schema.integer(1)),
+    "max_length": schema.integer(8),
+    "scope": schema.string(schema.SCOPES),
+}
 
 
 def _flags_spec(config_class: type, bounds: dict[str, schema.Expect]) -> schema.table:
@@ -237,10 +256,17 @@ def _grid_spec() -> schema.table:
     score = _flags_spec(ScoreConfig, {**dict(schema.HYPERPARAMETERS.fields), **_SCORE_BOUNDS})
     option = schema.any_of((schema.string(empty=True), schema.number(), schema.boolean()))
     method = schema.table(
-        {"name": schema.string(), "train": schema.string(methods), "score": schema.string(scorers),
-         "p": schema.any_of((schema.FRACTION, schema.list_of(schema.FRACTION, min_items=1, unique=True))),
-         "flags": train, "score_flags": score, "options": schema.dict_of(option)},
-        required=("name",), closed=True,
+        {
+            "name": schema.string(),
+            "train": schema.string(methods),
+            "score": schema.string(scorers),
+            "p": schema.any_of((schema.FRACTION, schema.list_of(schema.FRACTION, min_items=1, unique=True))),
+            "flags": train,
+            "score_flags": score,
+            "options": schema.dict_of(option),
+        },
+        required=("name",),
+        closed=True,
     )
     return schema.table(
         {
@@ -277,8 +303,10 @@ def _check(raw: dict[str, Any], path: Path) -> None:
     for index, method in enumerate(raw["methods"]):
         name = method.get("train", "sparse")
         if name == "sparse" and not method.get("score"):
-            raise FileFormatError(f"grid config {path}: methods[{index}] ({method['name']}) trains sparsely but names no "
-                                  "score method (score = \"sam\") to make its mask, nor another train method")
+            raise FileFormatError(
+                f"grid config {path}: methods[{index}] ({method['name']}) trains sparsely but names no "
+                'score method (score = "sam") to make its mask, nor another train method'
+            )
         if method.get("options"):
             from ..methods import get_method
 

@@ -1,6 +1,6 @@
 """`sparsetune report`: results file -> report.md + the paper's figures as PNGs.
 
-    sparsetune report results/example/results.jsonl -o results/example/
+sparsetune report results/example/results.jsonl -o results/example/
 """
 
 from __future__ import annotations
@@ -12,14 +12,12 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config import DEFAULT_SPARSITY
 from ..errors import FileFormatError, OutputError
+from ..formats.log import LOG_FILE
 from ..formats.mask import check_fraction
 from ..formats.run_record import RunRecord, is_run_dir
 from ..io import check_writable, output_error, refuse_to_overwrite
-from ..config import DEFAULT_SPARSITY
-from ..formats.log import LOG_FILE
-from ..formats.run_record import RunRecord, is_run_dir
-from ..io import atomic_path
 from ..methods import METHODS
 from . import figures
 from .claims import claims_markdown, paper_claims
@@ -65,8 +63,9 @@ def projection_log(results: list[RunResult]) -> tuple[str, Path] | None:
     return None
 
 
-def _markdown(source: str, table: TableOne, stability: Stability, sweep, choices: list[Setting], p: float | None,
-              runs: int) -> str:
+def _markdown(
+    source: str, table: TableOne, stability: Stability, sweep, choices: list[Setting], p: float | None, runs: int
+) -> str:
     lines = [
         "# sparsetune report",
         "",
@@ -76,13 +75,20 @@ def _markdown(source: str, table: TableOne, stability: Stability, sweep, choices
         f"## Table 1 (sparse methods at p = {p:g})" if p is not None else "## Table 1",
         "",
         table.to_markdown(),
-        *([f"The last row, {FLOOR_ROW}, is what always answering the train part's most frequent label "
-           "scores on the test set (0 for STS-B's correlations): a method below it learned nothing.", ""]
-          if table.floors else []),
+        *(
+            [
+                f"The last row, {FLOOR_ROW}, is what always answering the train part's most frequent label "
+                "scores on the test set (0 for STS-B's correlations): a method below it learned nothing.",
+                "",
+            ]
+            if table.floors
+            else []
+        ),
         "## Stability vs performance (Figure 2)",
         "",
         f"Spearman ρ between per-task stability ranks (by std) and performance ranks (by mean), "
-        f"over {len(stability.points)} (method, task) pairs: **ρ = {stability.rho:.4f}** (p-value " f"{stability.p_value:.3g}). "
+        f"over {len(stability.points)} (method, task) pairs: **ρ = {stability.rho:.4f}** (p-value "
+        f"{stability.p_value:.3g}). "
         "The paper reports ρ = 0.4356.",
         "",
     ]
@@ -114,8 +120,14 @@ def _markdown(source: str, table: TableOne, stability: Stability, sweep, choices
 REPORT_FILES = ("report.md", "figure1_projection.png", "figure2_stability.png", "figure3_sparsity.png")
 
 
-def write_report(results_path: str | os.PathLike, output_dir: str | os.PathLike, p: float | None = DEFAULT_SPARSITY,
-                 sweep_method: str = "SAM", data_dir: str | os.PathLike | None = None, force: bool = False) -> Report:
+def write_report(
+    results_path: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    p: float | None = DEFAULT_SPARSITY,
+    sweep_method: str = "SAM",
+    data_dir: str | os.PathLike | None = None,
+    force: bool = False,
+) -> Report:
     """Compute everything from the results file and write report.md and figure PNGs.
 
     With the tasks' data (`data_dir`, or $SPARSETUNE_DATA_DIR), Table 1 gains the row of
@@ -130,7 +142,9 @@ def write_report(results_path: str | os.PathLike, output_dir: str | os.PathLike,
     check_writable(output, "-o")
     results = read_results(results_path)
     if not results:
-        raise FileFormatError(f"results file {results_path} holds no finished run; `sparsetune grid CONFIG -o {results_path}` writes them")
+        raise FileFormatError(
+            f"results file {results_path} holds no finished run; `sparsetune grid CONFIG -o {results_path}` writes them"
+        )
     existed = output.exists()
     try:
         output.mkdir(parents=True, exist_ok=True)

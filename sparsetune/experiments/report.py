@@ -74,12 +74,17 @@ class TableOne:
         if self.floors:
             known = [self.floors[task] for task in self.tasks if task in self.floors]
             floors = {**self.floors, AVERAGE: float(np.mean(known))} if len(known) == len(self.tasks) else self.floors
-            lines.append(f"| {FLOOR_ROW} | " + " | ".join("–" if column not in floors else f"{floors[column]:.1f}"
-                                                           for column in self.columns) + " |")
+            lines.append(
+                f"| {FLOOR_ROW} | "
+                + " | ".join("–" if column not in floors else f"{floors[column]:.1f}" for column in self.columns)
+                + " |"
+            )
         return "\n".join(lines) + "\n"
 
 
-def table_one(results: list[RunResult], p: float | None = DEFAULT_SPARSITY, methods: list[str] | None = None) -> TableOne:
+def table_one(
+    results: list[RunResult], p: float | None = DEFAULT_SPARSITY, methods: list[str] | None = None
+) -> TableOne:
     """Mean ± std of the test score ×100 per (method, task), an Avg column, per-column ranks."""
     chosen = [result for result in results if in_table(result, p)]
     methods = methods or list(dict.fromkeys(result.method for result in chosen))
@@ -147,7 +152,12 @@ def sparsity_sweep(results: list[RunResult], method: str = "sam") -> list[SweepP
     for p in sorted(by_p):
         per_task = tuple((task, *_mean_std(scores), len(scores)) for task, scores in sorted(by_p[p].items()))
         points.append(
-            SweepPoint(p, float(np.mean([m for _, m, _, _ in per_task])), float(np.mean([s for _, _, s, _ in per_task])),
-                       len(per_task), per_task)
+            SweepPoint(
+                p,
+                float(np.mean([m for _, m, _, _ in per_task])),
+                float(np.mean([s for _, _, s, _ in per_task])),
+                len(per_task),
+                per_task,
+            )
         )
     return points

@@ -40,8 +40,12 @@ def _versions() -> dict[str, str]:
 
     from .._version import __version__
 
-    return {"sparsetune": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-            "python": platform.python_version()}
+    return {
+        "sparsetune": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def git_commit() -> str | None:
@@ -93,9 +97,22 @@ def run_one(spec: RunSpec, progress: ProgressCallback = no_progress) -> RunResul
     if spec.method.score:
         mask = spec.run_dir.parent / f"{spec.run_dir.name}.mask.safetensors"
         if not mask.is_file():
-            score(ScoreConfig(**{**spec.method.score_flags, "task": spec.task, "model": spec.model, "p": spec.p,
-                                 "method": spec.method.score, "seed": spec.seed, "data_dir": spec.data_dir,
-                                 "output": str(mask), "force": True}), progress)
+            score(
+                ScoreConfig(
+                    **{
+                        **spec.method.score_flags,
+                        "task": spec.task,
+                        "model": spec.model,
+                        "p": spec.p,
+                        "method": spec.method.score,
+                        "seed": spec.seed,
+                        "data_dir": spec.data_dir,
+                        "output": str(mask),
+                        "force": True,
+                    }
+                ),
+                progress,
+            )
     record = train(TrainConfig(**_train_kwargs(spec, mask)), progress)
     test = evaluate(EvalConfig(target=str(spec.run_dir), split="validation", data_dir=spec.data_dir), progress)
     return RunResult(
@@ -124,8 +141,9 @@ def _run_in_worker(spec: RunSpec, threads: int, launcher: str | None = None) -> 
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "SPARSETUNE_WORKER_THREADS": str(threads)}
     env.pop(PARENT_ENV, None)  # a launcher's workers have the launcher for parent: the lifeline covers them
     if launcher is None:
-        done = subprocess.run(WORKER, input=spec_to_json(spec), capture_output=True, text=True,
-                              env={**env, PARENT_ENV: str(os.getpid())})
+        done = subprocess.run(
+            WORKER, input=spec_to_json(spec), capture_output=True, text=True, env={**env, PARENT_ENV: str(os.getpid())}
+        )
     else:
         spec.run_dir.parent.mkdir(parents=True, exist_ok=True)
         spec_file = spec.run_dir.parent / f"{spec.run_dir.name}.spec.json"

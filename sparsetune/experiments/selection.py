@@ -67,14 +67,17 @@ def choose_on_dev(results: list[RunResult]) -> list[Setting]:
         tasks_of.setdefault(method, set()).update(per_task)
     methods = list(tasks_of)
     settings = []
-    for (method, setting), per_task in sorted(collected.items(),
-                                              key=lambda item: (methods.index(item[0][0]), _value_order(item[0][1]))):
+    for (method, setting), per_task in sorted(
+        collected.items(), key=lambda item: (methods.index(item[0][0]), _value_order(item[0][1]))
+    ):
         dev = {task: float(np.mean(scores)) for task, scores in per_task.items()}
         complete = set(dev) == tasks_of[method]
         settings.append(Setting(method, setting, dev, float(np.mean(list(dev.values()))) if complete else float("nan")))
     best: dict[str, Setting] = {}
     for item in settings:
-        if item.mean == item.mean and (item.method not in best or round(item.mean, 9) > round(best[item.method].mean, 9)):
+        if item.mean == item.mean and (
+            item.method not in best or round(item.mean, 9) > round(best[item.method].mean, 9)
+        ):
             best[item.method] = item
     return [Setting(s.method, s.setting, s.dev, s.mean, chosen=best.get(s.method) is s) for s in settings]
 

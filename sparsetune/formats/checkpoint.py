@@ -27,9 +27,9 @@ import torch
 
 from ..errors import FileFormatError, TrainingError
 from ..io import atomic_path
+from .common import json_format
 from .integrity import CHECKSUM, bytes_digest, json_digest
 from .schema import CHECKPOINT_STATE, validate
-from .common import json_format, load_tensors
 
 KIND = "checkpoint"
 CHECKPOINT_DIR = "checkpoint"
@@ -96,7 +96,9 @@ def has_checkpoint(run_dir: str | os.PathLike) -> bool:
 def load_checkpoint(run_dir: str | os.PathLike) -> Checkpoint:
     folder = Path(run_dir) / CHECKPOINT_DIR
     if not has_checkpoint(run_dir):
-        raise TrainingError(f"--resume: {folder} does not exist; start without --resume (add --force to replace {run_dir})")
+        raise TrainingError(
+            f"--resume: {folder} does not exist; start without --resume (add --force to replace {run_dir})"
+        )
     return read_checkpoint(folder)
 
 
@@ -118,7 +120,9 @@ def read_checkpoint(folder: Path) -> Checkpoint:
     version = state.get("version")
     if version is not None:  # checkpoints from before version 2 carry no checksums
         if version != VERSION:
-            raise FileFormatError(f"{where} is version {version!r} of the checkpoint format; this sparsetune reads version {VERSION}")
+            raise FileFormatError(
+                f"{where} is version {version!r} of the checkpoint format; this sparsetune reads version {VERSION}"
+            )
         if state.get(CHECKSUM) != json_digest(state):
             raise FileFormatError(f"{where} is corrupt: it does not match the checksum it was written with")
         if state.get("tensors_sha256") != bytes_digest(data):
@@ -134,7 +138,7 @@ def read_checkpoint(folder: Path) -> Checkpoint:
     per_param: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         if key.startswith("optim/"):
-            name, _, slot = key[len("optim/"):].rpartition("/")
+            name, _, slot = key[len("optim/") :].rpartition("/")
             if name not in names:
                 raise FileFormatError(f"{folder / TENSORS}: optimizer state for {name!r}, which {STATE} does not list")
             per_param.setdefault(names.index(name), {})[slot] = value
@@ -145,8 +149,8 @@ def read_checkpoint(folder: Path) -> Checkpoint:
         group.update({k: tuple(v) for k, v in group.items() if k == "betas"})
     return Checkpoint(
         step=state.pop("step"),
-        model={k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")},
-        best={k[len("best/"):]: v for k, v in tensors.items() if k.startswith("best/")},
+        model={k[len("model/") :]: v for k, v in tensors.items() if k.startswith("model/")},
+        best={k[len("best/") :]: v for k, v in tensors.items() if k.startswith("best/")},
         optimizer={"state": per_param, "param_groups": groups},
         scheduler=state.pop("scheduler"),
         rng=tensors.get("rng/torch"),

@@ -20,7 +20,19 @@ from ..io import atomic_path
 from ..models import layer_index, module_type
 
 KINDS = ("mask", "scores", "delta")  # the safetensors kinds
-COLUMNS = ("embeddings", "query", "key", "value", "attention-out", "ffn-in", "ffn-out", "layernorm", "bias", "pooler", "other")
+COLUMNS = (
+    "embeddings",
+    "query",
+    "key",
+    "value",
+    "attention-out",
+    "ffn-in",
+    "ffn-out",
+    "layernorm",
+    "bias",
+    "pooler",
+    "other",
+)
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
@@ -86,8 +98,9 @@ def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise FileFormatError(f"{path} is corrupt or truncated ({err})") from None
 
 
-def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, object],
-                 checksum: bool = False) -> None:
+def save_tensors(
+    path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, object], checksum: bool = False
+) -> None:
     """Atomically write tensors with metadata (non-string values stored as JSON).
 
     Byte-identical for identical inputs: safetensors writes `__metadata__` from a hash
@@ -160,6 +173,9 @@ def layer_table(per_tensor: dict[str, tuple[float, int]], value: str) -> dict:
         cell[1] += entries
     rows = sorted({row for row, _ in sums}, key=_row_order)
     columns = [column for column in COLUMNS if any(col == column for _, col in sums)]
-    cells = [[sums[(r, c)][0] / sums[(r, c)][1] if (r, c) in sums and sums[(r, c)][1] else None for c in columns] for r in rows]
+    cells = [
+        [sums[(r, c)][0] / sums[(r, c)][1] if (r, c) in sums and sums[(r, c)][1] else None for c in columns]
+        for r in rows
+    ]
     entries = [[int(sums[(r, c)][1]) if (r, c) in sums else 0 for c in columns] for r in rows]
     return {"value": value, "rows": rows, "columns": columns, "cells": cells, "entries": entries}

@@ -58,7 +58,18 @@ VERSIONS = ("1", "2")
 VALUE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # Metadata values stored as JSON; all others are plain strings.
 TYPED_FIELDS = frozenset(
-    {"fingerprint", "shapes", "untouched", "head", "config", "changed", "eligible", "head_entries", "top_p", "max_length"}
+    {
+        "fingerprint",
+        "shapes",
+        "untouched",
+        "head",
+        "config",
+        "changed",
+        "eligible",
+        "head_entries",
+        "top_p",
+        "max_length",
+    }
 )
 INTERNAL_FIELDS = ("format", "version", "shapes", "head", "values_dtype", "values_kind", "content_sha256", CHECKSUM)
 
@@ -119,7 +130,8 @@ class Delta:
         for name, expected in self.fingerprint.items():
             if digests.get(name) != expected:
                 raise MismatchError(
-                    f"{source} was made for base {self.metadata.get('base_model', '?')}, but tensor {name!r} " "of this base "
+                    f"{source} was made for base {self.metadata.get('base_model', '?')}, but tensor {name!r} "
+                    "of this base "
                     "differs from it; pass the right --base (or --force to apply anyway)"
                 )
 
@@ -182,10 +194,14 @@ class Delta:
             raise FileFormatError(f"{path}: unknown values_dtype {values_dtype!r}")
         kind = "absolute" if values_dtype == "float32" else "difference"
         if raw.get("values_kind", kind) != kind:
-            raise FileFormatError(f"{path}: values_kind {raw.get('values_kind')!r} does not go with values_dtype {values_dtype} (expected {kind!r})")
+            raise FileFormatError(
+                f"{path}: values_kind {raw.get('values_kind')!r} does not go with "
+                f"values_dtype {values_dtype} (expected {kind!r})"
+            )
         layout = {key: json_field(raw, key, path) for key in ("shapes", "head")}
-        problem = table({"shapes": dict_of(list_of(integer(0))), "head": list_of(string())},
-                        required=("shapes", "head")).problem(layout, "")
+        problem = table(
+            {"shapes": dict_of(list_of(integer(0))), "head": list_of(string())}, required=("shapes", "head")
+        ).problem(layout, "")
         if problem:
             raise FileFormatError(f"{path}: {problem}")
         shapes = {name: tuple(shape) for name, shape in layout["shapes"].items()}
@@ -230,7 +246,10 @@ def summarise(path: Path) -> dict:
     size = path.stat().st_size
     keep = ("base_model", "task", "max_length", "architecture", "top_p", "sparsetune_version")
     return {
-        "metadata": {**{k: delta.metadata[k] for k in keep if k in delta.metadata}, "values": f"{delta.values_dtype} ({delta.values_kind})"},
+        "metadata": {
+            **{k: delta.metadata[k] for k in keep if k in delta.metadata},
+            "values": f"{delta.values_dtype} ({delta.values_kind})",
+        },
         "totals": {
             "changed": delta.changed,
             "eligible": eligible,

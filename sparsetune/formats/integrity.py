@@ -47,8 +47,13 @@ def with_checksum(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, st
     return {**metadata, CHECKSUM: checksum(tensors, metadata)}
 
 
-def verify(path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str], versions: tuple[str, ...],
-           legacy: tuple[str, ...] = ("1",)) -> None:
+def verify(
+    path,
+    tensors: Mapping[str, torch.Tensor],
+    metadata: Mapping[str, str],
+    versions: tuple[str, ...],
+    legacy: tuple[str, ...] = ("1",),
+) -> None:
     """Check `version` is known and, for every version but the `legacy` ones, that the
     checksum is present and matches. A legacy file with a checksum is checked too."""
     version = metadata.get("version")

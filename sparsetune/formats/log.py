@@ -16,7 +16,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import FileFormatError
 from ..io import atomic_path
 from .schema import LOG_RECORD, read_json_lines
 

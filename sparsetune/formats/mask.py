@@ -181,8 +181,11 @@ class Mask:
         raw = expect_kind(path, "mask")
         tensors = load_tensors(path)
         verify(path, tensors, raw, VERSIONS)
-        decoded = {key: json_field(raw, key, path) if key in TYPED_FIELDS else value for key, value in raw.items()
-                   if key not in ("format", "version", CHECKSUM)}
+        decoded = {
+            key: json_field(raw, key, path) if key in TYPED_FIELDS else value
+            for key, value in raw.items()
+            if key not in ("format", "version", CHECKSUM)
+        }
         validate(decoded, MASK_METADATA, str(path), hint="; re-create the mask with sparsetune score")
         shapes = {name: tuple(shape) for name, shape in decoded["shapes"].items()}
         for name, index in tensors.items():
@@ -200,7 +203,9 @@ class Mask:
             raise FileFormatError(f"{path}: {problem}")
         for key, actual in (("selected", mask.selected), ("eligible", mask.eligible)):
             if key in decoded and decoded[key] != actual:
-                raise FileFormatError(f"{path}: metadata {key}={decoded[key]} but the file holds {actual}; it was edited or is corrupt")
+                raise FileFormatError(
+                    f"{path}: metadata {key}={decoded[key]} but the file holds {actual}; it was edited or is corrupt"
+                )
         return mask
 
 

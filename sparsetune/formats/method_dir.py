@@ -27,10 +27,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import FileFormatError, UsageError
+from ..errors import FileFormatError
 from ..io import atomic_path
-from ..models import LEGACY_POOLER, display_name, head_metadata
-from .common import json_format, load_tensors, save_tensors
+from ..models import display_name, head_metadata
+from .common import json_format, save_tensors
 from .schema import METHOD_DESCRIPTION, validate
 
 KIND = "method"
@@ -62,7 +62,8 @@ def has_method_dir(path: str | os.PathLike) -> bool:
 
 
 def read_description(path: str | os.PathLike) -> dict[str, Any]:
-    """method.json of the folder `path` (a run dir, or a dir `apply` wrote)."""
+    """method.json of the folder `path` (a run dir, or a dir `apply` wrote), its schema
+    checked; `methods.structural.read_method_description` also checks the method."""
     return _read(Path(path) / METHOD_DIR / METHOD_FILE)
 
 
@@ -74,15 +75,6 @@ def _read(file: Path) -> dict[str, Any]:
     if not isinstance(description, dict) or description.get("format") != FORMAT or "method" not in description:
         raise FileFormatError(f"{file} is not a sparsetune method description")
     validate(description, METHOD_DESCRIPTION, str(file))
-    if not is_structural(description["method"]):
-        raise FileFormatError(f"{file}: method {description['method']!r} is not a method with weights of its own (lora, adapter)")
-    from .methods import get_method
-    from .methods.base import parse_options
-
-    try:
-        parse_options(get_method(description["method"]).Options, description.get("options") or {}, description["method"])
-    except UsageError as err:
-        raise FileFormatError(f"{file}: {err}") from None
     return description
 
 

@@ -54,7 +54,9 @@ class RunRecord:
     def load(cls, run_dir: str | os.PathLike) -> "RunRecord":
         path = Path(run_dir) / RUN_FILE
         if not path.is_file():
-            raise UsageError(f"{run_dir} is not a sparsetune run (no {RUN_FILE}); pass --task (and --base) for a plain model dir")
+            raise UsageError(
+                f"{run_dir} is not a sparsetune run (no {RUN_FILE}); pass --task (and --base) for a plain model dir"
+            )
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -83,25 +85,55 @@ def summarise(path: Path) -> dict:
     """What `sparsetune inspect` shows of a run: what it was, what it trained, how it scored."""
     record = RunRecord.load(path if path.is_dir() else path.parent)
     counts = record.trainable_parameters
-    metadata = {"base_model": record.base_model, "task": record.task, "method": record.method, "seed": record.seed,
-                "mask_sha256": record.mask_sha256, "sparsetune_version": record.sparsetune_version,
-                **{key: record.extra[key] for key in ("model_commit",) if key in record.extra}}
+    metadata = {
+        "base_model": record.base_model,
+        "task": record.task,
+        "method": record.method,
+        "seed": record.seed,
+        "mask_sha256": record.mask_sha256,
+        "sparsetune_version": record.sparsetune_version,
+        **{key: record.extra[key] for key in ("model_commit",) if key in record.extra},
+    }
     totals = {
-        **{key: counts[key] for key in ("trainable", "pretrained_trainable", "added", "head", "eligible", "fraction") if key in counts},
+        **{
+            key: counts[key]
+            for key in ("trainable", "pretrained_trainable", "added", "head", "eligible", "fraction")
+            if key in counts
+        },
         "steps": record.extra.get("steps"),
         "seconds": record.seconds,
         "best_step": record.best.get("step"),
         "best_dev_score": record.best.get("score"),
-        **{f"{split}_score": metrics["score"] for split, metrics in record.metrics.items() if split != "dev" and "score" in metrics},
+        **{
+            f"{split}_score": metrics["score"]
+            for split, metrics in record.metrics.items()
+            if split != "dev" and "score" in metrics
+        },
     }
-    return {"metadata": {k: v for k, v in metadata.items() if v is not None}, "totals": totals,
-            "hyperparameters": record.hyperparameters, "metrics": record.metrics}
+    return {
+        "metadata": {k: v for k, v in metadata.items() if v is not None},
+        "totals": totals,
+        "hyperparameters": record.hyperparameters,
+        "metrics": record.metrics,
+    }
 
 
 # -- the model card (OUT/README.md) ---------------------------------------------------
 CARD_FILE = "README.md"
-HYPERPARAMETERS = ("epochs", "max_steps", "lr", "batch_size", "max_length", "warmup_ratio", "weight_decay",
-                   "max_grad_norm", "seed", "dev_fraction", "precision", "method_options")
+HYPERPARAMETERS = (
+    "epochs",
+    "max_steps",
+    "lr",
+    "batch_size",
+    "max_length",
+    "warmup_ratio",
+    "weight_decay",
+    "max_grad_norm",
+    "seed",
+    "dev_fraction",
+    "precision",
+    "method_options",
+)
 
 
 def _hub_id(base: str) -> str | None:
@@ -147,7 +179,8 @@ def render(record: RunRecord, folder_name: str = "OUT") -> str:
         "",
         "## Results",
         "",
-        f"- dev (held-out part of train, best step {record.best.get('step', '?')}): " f"{_metrics(record.best.get('dev', {}))}",
+        f"- dev (held-out part of train, best step {record.best.get('step', '?')}): "
+        f"{_metrics(record.best.get('dev', {}))}",
     ]
     if "validation" in record.metrics:
         lines.append(f"- test (the official validation split): {_metrics(record.metrics['validation'])}")

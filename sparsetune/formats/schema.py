@@ -88,8 +88,15 @@ def integer(low: int | None = None, high: int | None = None) -> Expect:
     return _Predicate(text, lambda v: _is_int(v) and (low is None or v >= low) and (high is None or v <= high))
 
 
-def number(low: float | None = None, high: float | None = None, *, low_open: bool = False, high_open: bool = False,
-           finite: bool = True, nan: bool = False) -> Expect:
+def number(
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    finite: bool = True,
+    nan: bool = False,
+) -> Expect:
     """A finite number (int or float, never a bool) within the given bounds; `finite=False`
     also takes ±inf, `nan=True` also NaN (a metric of a collapsed model)."""
     if low is not None and high is not None:
@@ -118,7 +125,9 @@ def string(choices: Iterable[str] | None = None, *, empty: bool = False) -> Expe
     if choices is not None:
         allowed = tuple(choices)
         return _Predicate(f"one of {', '.join(map(repr, allowed))}", lambda v: isinstance(v, str) and v in allowed)
-    return _Predicate("a string" if empty else "a non-empty string", lambda v: isinstance(v, str) and (empty or v != ""))
+    return _Predicate(
+        "a string" if empty else "a non-empty string", lambda v: isinstance(v, str) and (empty or v != "")
+    )
 
 
 def boolean() -> Expect:
@@ -127,8 +136,15 @@ def boolean() -> Expect:
 
 def hexdigest(length: int | None = None) -> Expect:
     text = f"a {length}-character hex digest" if length else "a hex digest"
-    return _Predicate(text, lambda v: isinstance(v, str) and v != "" and (length is None or len(v) == length)
-                      and all(c in "0123456789abcdef" for c in v))
+    return _Predicate(
+        text,
+        lambda v: (
+            isinstance(v, str)
+            and v != ""
+            and (length is None or len(v) == length)
+            and all(c in "0123456789abcdef" for c in v)
+        ),
+    )
 
 
 ANY: Expect = _Predicate("any value", lambda v: True)
@@ -148,7 +164,13 @@ class nullable(Expect):  # noqa: N801 - reads like the other constructors
         if value is None:
             return None
         inner = self.inner.problem(value, key)
-        return None if inner is None else f"{key} must be {self.text}, got {show(value)}" if inner.startswith(f"{key} must") else inner
+        return (
+            None
+            if inner is None
+            else f"{key} must be {self.text}, got {show(value)}"
+            if inner.startswith(f"{key} must")
+            else inner
+        )
 
 
 @dataclass(frozen=True)
@@ -179,8 +201,13 @@ class list_of(Expect):  # noqa: N801
     @property
     def text(self) -> str:  # type: ignore[override]
         items = _plural(self.item.text)
-        text = f"a list of at least {self.min_items} {items}" if self.min_items > 1 else \
-            f"a non-empty list of {items}" if self.min_items == 1 else f"a list of {items}"
+        text = (
+            f"a list of at least {self.min_items} {items}"
+            if self.min_items > 1
+            else f"a non-empty list of {items}"
+            if self.min_items == 1
+            else f"a list of {items}"
+        )
         return text + (" without duplicates" if self.unique else "")
 
     def problem(self, value: Any, key: str) -> str | None:
@@ -211,7 +238,10 @@ class dict_of(Expect):  # noqa: N801
 
     def problem(self, value: Any, key: str) -> str | None:
         if not isinstance(value, dict) or len(value) < self.min_items:
-            return f"{key} must be {'a non-empty ' if self.min_items else 'an '}object of name -> {self.value.text}, got {show(value)}"
+            return (
+                f"{key} must be {'a non-empty ' if self.min_items else 'an '}object of name -> {self.value.text}, "
+                "got {show(value)}"
+            )
         for name, item in value.items():
             if not isinstance(name, str):
                 return f"{key} must have string keys, got {show(name)}"
@@ -240,11 +270,17 @@ class table(Expect):  # noqa: N801
             return f"{key + ' must be' if key else 'must hold'} a JSON object (a table of keys), got {show(value)}"
         for name in self.required:
             if name not in value:
-                return f"{prefix}{name} is missing ({self.fields[name].text})" if name in self.fields else f"{prefix}{name} is missing"
+                return (
+                    f"{prefix}{name} is missing ({self.fields[name].text})"
+                    if name in self.fields
+                    else f"{prefix}{name} is missing"
+                )
         if self.closed:
             unknown = sorted(str(name) for name in value if name not in self.fields)
             if unknown:
-                return f"unknown key {unknown[0]!r}{' in ' + key if key else ''} (known: {', '.join(sorted(self.fields))})"
+                return (
+                    f"unknown key {unknown[0]!r}{' in ' + key if key else ''} (known: {', '.join(sorted(self.fields))})"
+                )
         for name, item in value.items():
             expect = self.fields.get(name, self.extra)
             if expect is not None:
@@ -296,11 +332,21 @@ _SCORED = {
     "model_commit": string(),
     "sparsetune_version": string(empty=True),
 }
-MASK_METADATA = table({**_SCORED, "p": FRACTION, "scope": string(SCOPES), "selected": integer(0),
-                       "eligible": integer(1), "shapes": dict_of(list_of(integer(0)), min_items=1)},
-                      required=("shapes",))
-SCORES_METADATA = table({**_SCORED, "scope": string(SCOPES), "eligible": integer(1),
-                         "shapes": dict_of(list_of(integer(0)), min_items=1)}, required=("shapes",))
+MASK_METADATA = table(
+    {
+        **_SCORED,
+        "p": FRACTION,
+        "scope": string(SCOPES),
+        "selected": integer(0),
+        "eligible": integer(1),
+        "shapes": dict_of(list_of(integer(0)), min_items=1),
+    },
+    required=("shapes",),
+)
+SCORES_METADATA = table(
+    {**_SCORED, "scope": string(SCOPES), "eligible": integer(1), "shapes": dict_of(list_of(integer(0)), min_items=1)},
+    required=("shapes",),
+)
 DELTA_METADATA = table(
     {
         "base_model": string(),
@@ -346,8 +392,9 @@ _HYPERPARAMETER_FIELDS = {
     "revision": nullable(string()),
 }
 HYPERPARAMETERS = table(_HYPERPARAMETER_FIELDS)
-RESUMABLE_HYPERPARAMETERS = table(_HYPERPARAMETER_FIELDS,
-                                  required=("method", "model", "task", "epochs", "lr", "batch_size", "max_length"))
+RESUMABLE_HYPERPARAMETERS = table(
+    _HYPERPARAMETER_FIELDS, required=("method", "model", "task", "epochs", "lr", "batch_size", "max_length")
+)
 _BEST = table({"step": integer(0), "epoch": number(0), "score": SCORE, "dev": METRIC_VALUES})
 RUN_RECORD = table(
     {
@@ -373,8 +420,9 @@ CHECKPOINT_STATE = table(
         "step": integer(0),
         "epoch": number(0),
         "parameter_names": NAMES,
-        "param_groups": list_of(table({"params": list_of(integer(0)), "lr": number(0), "weight_decay": number(0)},
-                                      required=("params",))),
+        "param_groups": list_of(
+            table({"params": list_of(integer(0)), "lr": number(0), "weight_decay": number(0)}, required=("params",))
+        ),
         "scheduler": dict_of(ANY),
         "best": _BEST,
         "hyperparameters": RESUMABLE_HYPERPARAMETERS,
@@ -384,8 +432,15 @@ CHECKPOINT_STATE = table(
     required=("step", "parameter_names", "param_groups", "scheduler", "best", "hyperparameters"),
 )
 METHOD_DESCRIPTION = table(
-    {"format": string(), "version": string(), "method": string(), "options": dict_of(ANY), "base_model": string(),
-     "pooler": string(POOLERS), "head": NAMES},
+    {
+        "format": string(),
+        "version": string(),
+        "method": string(),
+        "options": dict_of(ANY),
+        "base_model": string(),
+        "pooler": string(POOLERS),
+        "head": NAMES,
+    },
     required=("method",),
 )
 LOG_RECORD = table(
@@ -424,8 +479,9 @@ RESULT_LINE = table(
 )
 
 
-def read_json_lines(path, spec: table, what: str, error: type[SparsetuneError] = FileFormatError,
-                    allow_torn_tail: bool = False) -> list[dict]:
+def read_json_lines(
+    path, spec: table, what: str, error: type[SparsetuneError] = FileFormatError, allow_torn_tail: bool = False
+) -> list[dict]:
     """Every record of a JSON-lines file, each an object meeting `spec` (errors name
     `path:line`). Non-UTF-8 bytes are an error, not a traceback. With `allow_torn_tail`,
     a last line cut short by a kill (no closing brace) is dropped."""

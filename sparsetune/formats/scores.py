@@ -67,8 +67,11 @@ class Scores:
         raw = expect_kind(path, "scores")
         stored = load_tensors(path)
         verify(path, stored, raw, VERSIONS)
-        decoded = {key: json_field(raw, key, path) if key in TYPED_FIELDS else value for key, value in raw.items()
-                   if key not in ("format", "version", CHECKSUM)}
+        decoded = {
+            key: json_field(raw, key, path) if key in TYPED_FIELDS else value
+            for key, value in raw.items()
+            if key not in ("format", "version", CHECKSUM)
+        }
         validate(decoded, SCORES_METADATA, str(path), hint="; re-create it with sparsetune score --save-scores")
         shapes = decoded["shapes"]
         if set(shapes) != set(stored) or any(list(stored[n].shape) != shapes[n] for n in shapes):
@@ -78,8 +81,12 @@ class Scores:
             if not tensor.is_floating_point():
                 raise FileFormatError(f"{path}: scores of {name!r} are {tensor.dtype}, expected float32")
             if not bool(torch.isfinite(tensor).all()):
-                raise FileFormatError(f"{path}: scores of {name!r} hold NaN or infinite values; re-score with sparsetune score")
-        metadata: dict[str, object] = {key: value for key, value in decoded.items() if key not in ("eligible", "shapes")}
+                raise FileFormatError(
+                    f"{path}: scores of {name!r} hold NaN or infinite values; re-score with sparsetune score"
+                )
+        metadata: dict[str, object] = {
+            key: value for key, value in decoded.items() if key not in ("eligible", "shapes")
+        }
         return cls(tensors, metadata)
 
     @classmethod

@@ -43,7 +43,9 @@ DEFAULT_REDUCTION = 16.0
 @dataclasses.dataclass(frozen=True)
 class AdapterOptions:
     adapter_config: str = option("houlsby", "houlsby (after attention and FFN) or pfeiffer (FFN)", "--adapter-config")
-    adapter_size: int = option(0, "bottleneck width (or give --reduction-factor)", "--adapter-size", shown="")  # 0: hidden / factor
+    adapter_size: int = option(
+        0, "bottleneck width (or give --reduction-factor)", "--adapter-size", shown=""
+    )  # 0: hidden / factor
     reduction_factor: float = option(  # 0: 16, the `adapters` library's default for both configs
         0.0, "hidden size / bottleneck width", "--reduction-factor", shown=f"{DEFAULT_REDUCTION:g}"
     )
@@ -82,11 +84,15 @@ class AdapterMethod(StructuralMethod):
         from ..core.adapters import Bottleneck, after_dropout, inside_layernorm
 
         if self.options.adapter_config not in CONFIGS:
-            raise UsageError(f"--adapter-config must be one of {', '.join(CONFIGS)}, got {self.options.adapter_config!r}")
+            raise UsageError(
+                f"--adapter-config must be one of {', '.join(CONFIGS)}, got {self.options.adapter_config!r}"
+            )
         attention, activation, train_norms = CONFIGS[self.options.adapter_config]
         blocks = _sublayers(loaded.model)
         if not blocks:
-            raise UsageError(f"--method adapter: {type(loaded.model).__name__} has no BERT-style output blocks to attach adapters to")
+            raise UsageError(
+                f"--method adapter: {type(loaded.model).__name__} has no BERT-style output blocks to attach adapters to"
+            )
         for parameter in loaded.model.parameters():
             parameter.requires_grad_(False)
         for _, module, is_attention in blocks:

@@ -70,9 +70,12 @@ _KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a s
 
 def _convert(raw: Any, kind: type, key: str) -> Any:
     if not isinstance(raw, str) or kind is str:  # a value from a file (method.json, a grid config): its own type
-        fits = {int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-                float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-                bool: lambda v: isinstance(v, bool), str: lambda v: isinstance(v, str)}.get(kind)
+        fits = {
+            int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+            float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+            bool: lambda v: isinstance(v, bool),
+            str: lambda v: isinstance(v, str),
+        }.get(kind)
         if fits is not None and not fits(raw):
             raise UsageError(f"method option {key}={raw!r}: expected {_KINDS[kind]}")
         return raw
@@ -141,11 +144,16 @@ class TrainingMethod:
         trainable = self.trainable()
         missing = sorted(set(trainable) - set(state))
         if missing:
-            raise FileFormatError(f"checkpoint lacks trainable tensor {missing[0]!r}; it was written by another method or mask")
+            raise FileFormatError(
+                f"checkpoint lacks trainable tensor {missing[0]!r}; it was written by another method or mask"
+            )
         with torch.no_grad():
             for name, parameter in trainable.items():
                 if tuple(state[name].shape) != tuple(parameter.shape):
-                    raise FileFormatError(f"checkpoint tensor {name!r} has shape {list(state[name].shape)}, expected {list(parameter.shape)}")
+                    raise FileFormatError(
+                        f"checkpoint tensor {name!r} has shape {list(state[name].shape)}, "
+                        f"expected {list(parameter.shape)}"
+                    )
                 parameter.copy_(state[name])
 
     # -- results --------------------------------------------------------------

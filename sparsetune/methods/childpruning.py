@@ -46,7 +46,9 @@ class ChildPruningMethod(ProjectingMethod):
         self.parameters_: dict[str, nn.Parameter] = {}
         for name in self.eligible:
             self.parameters_[name] = attach(
-                loaded.model, name, ProjectedTensor(lambda theta: theta, self._eval_value(name), holds=self.origins[name])
+                loaded.model,
+                name,
+                ProjectedTensor(lambda theta: theta, self._eval_value(name), holds=self.origins[name]),
             )
         for parameter in loaded.model.parameters():
             parameter.requires_grad_(True)
@@ -65,7 +67,9 @@ class ChildPruningMethod(ProjectingMethod):
         import torch
 
         with torch.no_grad():
-            return {name: (theta - self.origins[name].theta0).abs() for name, theta in self.parameters_.items()}  # each shaped like θ
+            return {
+                name: (theta - self.origins[name].theta0).abs() for name, theta in self.parameters_.items()
+            }  # each shaped like θ
 
     def trainable(self) -> dict[str, nn.Parameter]:
         return {**self.parameters_, **self.head}
@@ -80,7 +84,9 @@ class ChildPruningMethod(ProjectingMethod):
         mask = self.current_projection()
         with torch.no_grad():
             for name, theta in self.parameters_.items():
-                theta.copy_(torch.where(mask.bool_tensor(name).to(theta.device), theta, self.origins[name].theta0))  # outside: θ0 bit for bit
+                theta.copy_(
+                    torch.where(mask.bool_tensor(name).to(theta.device), theta, self.origins[name].theta0)
+                )  # outside: θ0 bit for bit
         return self._keep(mask)
 
     def _projected_shapes(self) -> dict[str, tuple[int, ...]]:

@@ -138,7 +138,9 @@ class DiffPruningMethod(ProjectingMethod):
         from ..core.projection import materialise
 
         kept = self.current_projection()
-        before = {name: parameter.detach().clone() for name, parameter in self.eligible.items()}  # θ0: export overwrites it
+        before = {
+            name: parameter.detach().clone() for name, parameter in self.eligible.items()
+        }  # θ0: export overwrites it
         model = materialise(self.loaded.model, list(self.gates))
         exported = dict(model.named_parameters())
         self._final = changed_support({name: exported[name] for name in before}, before, kept.metadata)

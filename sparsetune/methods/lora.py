@@ -126,4 +126,6 @@ class LoraMethod(StructuralMethod):
         config.base_model_name_or_path = portable_name(self.loaded.source)
         if not type(self.loaded.model).__name__.endswith("ForMultipleChoice"):
             config.task_type = "SEQ_CLS"
-        config.save_pretrained(str(Path(folder) / METHOD_DIR))  # adapter_config.json: PeftModel.from_pretrained reads method/
+        config.save_pretrained(
+            str(Path(folder) / METHOD_DIR)
+        )  # adapter_config.json: PeftModel.from_pretrained reads method/

@@ -41,7 +41,9 @@ MASK_STATE = "projection/kept"  # checkpoint key of the current kept set (flat i
 class ProjectionOptions:
     p: float = option(DEFAULT_SPARSITY, "fraction of eligible entries the result may change", "-p", "--sparsity")
     project_every: int = option(100, "optimizer steps between projections", "--project-every")
-    scope: str = option(DEFAULT_SCOPE, "global: one top-k over all eligible entries (Theorem 3); per-tensor: ⌊n·p⌋ in each")
+    scope: str = option(
+        DEFAULT_SCOPE, "global: one top-k over all eligible entries (Theorem 3); per-tensor: ⌊n·p⌋ in each"
+    )
 
 
 class ProjectingMethod(TrainingMethod):
@@ -74,7 +76,11 @@ class ProjectingMethod(TrainingMethod):
         raise NotImplementedError
 
     def _metadata(self) -> dict[str, Any]:
-        return {"model": display_name(self.loaded.source), "method": self.name, "project_every": self.options.project_every}
+        return {
+            "model": display_name(self.loaded.source),
+            "method": self.name,
+            "project_every": self.options.project_every,
+        }
 
     def current_projection(self) -> Mask:
         """Π's support for the current state (cached until the next step or state load)."""

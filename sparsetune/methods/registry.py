@@ -74,7 +74,9 @@ def method_flags(methods: dict[str, type] | None = None) -> list[MethodFlag]:
             declared = (flags, type(field.default), field.default, field.metadata["help"], field.metadata["shown"])
             entry = found.setdefault(field.name, {"declared": declared, "methods": [], "titles": []})
             if entry["declared"] != declared:
-                raise ValueError(f"methods {entry['methods'][0]!r} and {name!r} declare setting {field.name!r} differently")
+                raise ValueError(
+                    f"methods {entry['methods'][0]!r} and {name!r} declare setting {field.name!r} differently"
+                )
             entry["methods"].append(name)
             entry["titles"].append(cls.title or name)
     result = []

@@ -37,7 +37,9 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class SparseOptions:
-    backward: str = option("sparse", "sparse: ∂L/∂values at the selected entries only; reference: the plain parametrization")
+    backward: str = option(
+        "sparse", "sparse: ∂L/∂values at the selected entries only; reference: the plain parametrization"
+    )
 
 
 @register_method("sparse")
@@ -56,7 +58,9 @@ class SparseMethod(TrainingMethod):
         self.mask.validate_against(self.eligible)
         factories = {"sparse": sparse_delta.SparseDelta, "reference": sparse.SelectedValues}
         if self.options.backward not in factories:
-            raise UsageError(f"--method-option backward must be one of {', '.join(factories)}, got {self.options.backward!r}")
+            raise UsageError(
+                f"--method-option backward must be one of {', '.join(factories)}, got {self.options.backward!r}"
+            )
         self.values = sparse.attach(loaded.model, self.mask, self.eligible, factory=factories[self.options.backward])
         for parameter in self.head.values():
             parameter.requires_grad_(True)
@@ -84,7 +88,8 @@ def check_mask_fits(mask: Mask, loaded: LoadedModel) -> None:
                     "it was made with the pooler eligible: train it with --pooler eligible"
                 )
             raise MismatchError(
-                f"the mask covers {name!r}, a tensor this model does not have pretrained (its task head); " "was it made for another model?"
+                f"the mask covers {name!r}, a tensor this model does not have pretrained (its task head); "
+                "was it made for another model?"
             )
     for name in loaded.eligible():
         if is_pooler(name) and name not in mask.shapes:

@@ -55,17 +55,26 @@ class StructuralMethod(TrainingMethod):
         expected = self.own_tensors()
         odd = sorted(set(expected) ^ set(tensors))
         if odd:
-            raise MismatchError(f"method {self.name!r}: tensor {odd[0]!r} is missing or unexpected; were the weights made " "with other options?")
+            raise MismatchError(
+                f"method {self.name!r}: tensor {odd[0]!r} is missing or unexpected; were the weights made "
+                "with other options?"
+            )
         for name, tensor in tensors.items():
             if tuple(tensor.shape) != tuple(expected[name].shape):
-                raise MismatchError(f"method {self.name!r}: tensor {name!r} has shape {list(tensor.shape)}, expected " f"{list(expected[name].shape)}")
+                raise MismatchError(
+                    f"method {self.name!r}: tensor {name!r} has shape {list(tensor.shape)}, expected "
+                    f"{list(expected[name].shape)}"
+                )
 
     def model(self) -> nn.Module:
         """The trained model as it runs (what training evaluated on the dev part)."""
         raise NotImplementedError
 
     def merged(self) -> nn.Module:
-        raise UsageError(f"method {self.name!r} cannot be merged into a plain model (its modules are not linear); apply " "without --merge")
+        raise UsageError(
+            f"method {self.name!r} cannot be merged into a plain model (its modules are not linear); apply "
+            "without --merge"
+        )
 
     def save_files(self, folder: Path) -> None:
         """`folder/method/`: method.json and the method's own tensors (`formats.method_dir`)."""
@@ -109,7 +118,14 @@ def is_structural(method_name: str) -> bool:
 
 
 def build(
-    method_name: str, options: dict[str, Any], base: str | None, task, tensors, fingerprint: bool = False, *, pooler: str
+    method_name: str,
+    options: dict[str, Any],
+    base: str | None,
+    task,
+    tensors,
+    fingerprint: bool = False,
+    *,
+    pooler: str,
 ):
     """Base model + `task` head (with the run's pooler policy) -> the method's structure -> `tensors` loaded.
 
@@ -129,13 +145,41 @@ def build(
     return method, digests
 
 
+def read_method_description(path: str | os.PathLike) -> dict[str, Any]:
+    """method.json of `path`, checked as a file (`formats.method_dir`) and as a method:
+    one with weights of its own, with options it takes."""
+    from ..errors import FileFormatError
+    from ..formats.method_dir import METHOD_DIR, METHOD_FILE, read_description
+    from .base import parse_options
+
+    description = read_description(path)
+    file = Path(path) / METHOD_DIR / METHOD_FILE
+    if not is_structural(description["method"]):
+        raise FileFormatError(
+            f"{file}: method {description['method']!r} is not a method with weights of its own (lora, adapter)"
+        )
+    try:
+        parse_options(
+            get_method(description["method"]).Options, description.get("options") or {}, description["method"]
+        )
+    except UsageError as err:
+        raise FileFormatError(f"{file}: {err}") from None
+    return description
+
+
 def load_method_model(path: str | os.PathLike, task, base: str | None = None) -> nn.Module:
     """The model a folder with `method/` defines, in eval mode (what `eval` scores)."""
     from ..formats.common import load_tensors
-    from ..formats.method_dir import METHOD_DIR, WEIGHTS_FILE, read_description
+    from ..formats.method_dir import METHOD_DIR, WEIGHTS_FILE
 
-    description = read_description(path)
+    description = read_method_description(path)
     tensors = load_tensors(Path(path) / METHOD_DIR / WEIGHTS_FILE)
-    method, _ = build(description["method"], description.get("options") or {}, base or description.get("base_model"), task, tensors,
-                      pooler=description.get("pooler", LEGACY_POOLER))
+    method, _ = build(
+        description["method"],
+        description.get("options") or {},
+        base or description.get("base_model"),
+        task,
+        tensors,
+        pooler=description.get("pooler", LEGACY_POOLER),
+    )
     return method.model()

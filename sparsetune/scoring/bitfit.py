@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Mapping
 
-from ..errors import MismatchError, UsageError
+from ..errors import MismatchError
 from .base import Scorer, ScoringContext
 from .registry import register_scorer
 

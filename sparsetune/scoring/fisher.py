@@ -33,5 +33,9 @@ class FisherScorer(Scorer):
             for name, gradient in eligible_gradients(context).items():
                 sums[name].add_(gradient.float().pow(2))
             batches += 1
-        batches = int(context.reduce_sum(torch.tensor([batches], dtype=torch.float64, device=next(iter(sums.values())).device)).item())
+        batches = int(
+            context.reduce_sum(
+                torch.tensor([batches], dtype=torch.float64, device=next(iter(sums.values())).device)
+            ).item()
+        )
         return {name: context.reduce_sum(total) / max(batches, 1) for name, total in sums.items()}

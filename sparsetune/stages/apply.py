@@ -56,9 +56,14 @@ def _check(model_params: dict[str, torch.Tensor], named: list[tuple[str, Delta]]
     for source, delta in named:
         for name, shape in list(delta.shapes.items()) + [(n, tuple(t.shape)) for n, t in delta.head.items()]:
             if name not in model_params:
-                raise MismatchError(f"{source}: tensor {name!r} is not in the model; was the delta made for another architecture?")
+                raise MismatchError(
+                    f"{source}: tensor {name!r} is not in the model; was the delta made for another architecture?"
+                )
             if tuple(model_params[name].shape) != tuple(shape):
-                raise MismatchError(f"{source}: tensor {name!r} has shape {list(shape)} but the model's is " f"{list(model_params[name].shape)}")
+                raise MismatchError(
+                    f"{source}: tensor {name!r} has shape {list(shape)} but the model's is "
+                    f"{list(model_params[name].shape)}"
+                )
         dense = {name: other for other, carrier in named for name in carrier.head}
         for name in delta.indices:  # a pooler as changed entries here, as head there (another --pooler)
             if name in dense:
@@ -67,7 +72,9 @@ def _check(model_params: dict[str, torch.Tensor], named: list[tuple[str, Delta]]
                     "made with different --pooler; diff the runs again with the same --pooler"
                 )
         if not force:
-            delta.check_base(source, {name: tensor_digest(model_params[name]) for name in delta.fingerprint if name in model_params})
+            delta.check_base(
+                source, {name: tensor_digest(model_params[name]) for name in delta.fingerprint if name in model_params}
+            )
 
 
 def _target(delta: Delta, name: str, base: torch.Tensor) -> torch.Tensor:
@@ -131,8 +138,10 @@ def apply(config: ApplyConfig, progress: ProgressCallback = no_progress) -> Appl
         task, max_length = apply_method(config, named, progress)
         return ApplyResult(str(config.output), 1, 0, named[0][0], task, max_length)
     if config.merge:
-        raise UsageError(f"--merge folds a LoRA delta into a plain model; {named[0][0]} is a delta of changed entries, "
-                         "which apply writes as a plain model anyway: drop --merge")
+        raise UsageError(
+            f"--merge folds a LoRA delta into a plain model; {named[0][0]} is a delta of changed entries, "
+            "which apply writes as a plain model anyway: drop --merge"
+        )
     bases = {str(delta.metadata.get("base_model", "")) for _, delta in named}
     if config.base is None and len(bases) > 1:
         raise UsageError(f"the deltas name different bases ({', '.join(sorted(bases))}); pass --base")
@@ -155,7 +164,9 @@ def apply(config: ApplyConfig, progress: ProgressCallback = no_progress) -> Appl
     heads = {name for _, delta in named for name in delta.head}
     missing = sorted(_new_names(model, info) - heads)
     if missing:
-        raise MismatchError(f"the base {display_name(base)} lacks {missing[0]!r} and no delta carries it; is it the right --base?")
+        raise MismatchError(
+            f"the base {display_name(base)} lacks {missing[0]!r} and no delta carries it; is it the right --base?"
+        )
     apply_delta(model, named, force=config.force, progress=progress)
     tokenizer = load_tokenizer(base)
     with atomic_path(config.output) as tmp, writing(config.output):
@@ -163,7 +174,9 @@ def apply(config: ApplyConfig, progress: ProgressCallback = no_progress) -> Appl
         tokenizer.save_pretrained(tmp)
     head = _head_source(named)
     task, max_length = str(shaped.metadata.get("task", "")), shaped.metadata.get("max_length")
-    return ApplyResult(str(config.output), len(named), sum(d.changed for _, d in named), head[0] if head else None, task, max_length)
+    return ApplyResult(
+        str(config.output), len(named), sum(d.changed for _, d in named), head[0] if head else None, task, max_length
+    )
 
 
 __all__ = ["ApplyResult", "apply", "apply_delta"]

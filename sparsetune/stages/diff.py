@@ -15,7 +15,6 @@ A structural run (LoRA, adapters) ships its own tensors instead (`stages.method_
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,7 +106,9 @@ def diff(config: DiffConfig, progress: ProgressCallback = no_progress) -> DiffRe
     if has_method_dir(run):  # LoRA, adapters: the method's own tensors (stages.method_delta)
         return _written(config, diff_method(config, progress))
     if not (run / "config.json").is_file():
-        raise FileFormatError(f"{run} is not a model dir (no config.json); pass a run dir (sparsetune train -o) or a saved model")
+        raise FileFormatError(
+            f"{run} is not a model dir (no config.json); pass a run dir (sparsetune train -o) or a saved model"
+        )
     base, task, max_length, pooler = config.base, config.task, None, DEFAULT_POOLER
     if is_run_dir(run):
         record = RunRecord.load(run)
@@ -132,7 +133,9 @@ def diff(config: DiffConfig, progress: ProgressCallback = no_progress) -> DiffRe
     theta, theta0 = dict(tuned.named_parameters()), dict(pretrained.named_parameters())
     if set(theta) != set(theta0):
         name = sorted(set(theta) ^ set(theta0))[0]
-        raise MismatchError(f"parameter {name!r} is in only one of {run} and the base {display_name(base)}; is it the right --base?")
+        raise MismatchError(
+            f"parameter {name!r} is in only one of {run} and the base {display_name(base)}; is it the right --base?"
+        )
 
     changed: dict[str, torch.Tensor] = {}  # name -> (numel,) bool
     for step, (name, before) in enumerate(theta0.items()):
@@ -142,7 +145,8 @@ def diff(config: DiffConfig, progress: ProgressCallback = no_progress) -> DiffRe
             continue
         if after.shape != before.shape or after.dtype != before.dtype:
             raise MismatchError(
-                f"parameter {name!r} is {after.dtype}{list(after.shape)} in {run} but " f"{before.dtype}{list(before.shape)} "
+                f"parameter {name!r} is {after.dtype}{list(after.shape)} in {run} but "
+                f"{before.dtype}{list(before.shape)} "
                 f"in the base {display_name(base)}; is it the right --base?"
             )
         changed[name] = differs(after, before).reshape(-1)

@@ -75,7 +75,9 @@ def predict(
     return np.concatenate(predictions), np.concatenate(labels)
 
 
-def metrics_on(model, task, dataset, tokenizer, batch_size, max_length, progress=no_progress, stage="eval", rt=None) -> dict[str, float]:
+def metrics_on(
+    model, task, dataset, tokenizer, batch_size, max_length, progress=no_progress, stage="eval", rt=None
+) -> dict[str, float]:
     predictions, labels = predict(model, task, dataset, tokenizer, batch_size, max_length, progress, stage, rt)
     return {key: float(value) for key, value in task.compute_metrics(predictions, labels).items()}
 
@@ -96,7 +98,10 @@ def _check_head(target: Path, task: Task) -> None:
     try:
         model_config = AutoConfig.from_pretrained(target)
     except (OSError, ValueError) as err:
-        raise FileFormatError(f"{target} is not a model dir transformers can read ({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__})") from None
+        raise FileFormatError(
+            f"{target} is not a model dir transformers can read "
+            f"({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__})"
+        ) from None
     wanted = "ForMultipleChoice" if task.head == "multiple_choice" else "ForSequenceClassification"
     architectures = model_config.architectures or []
     has_head = any(name.endswith(wanted) for name in architectures)
@@ -141,7 +146,13 @@ def evaluate(config: EvalConfig, progress: ProgressCallback = no_progress) -> di
     max_length = config.max_length or hyper.get("max_length") or MAX_LENGTH
     precision = config.precision or hyper.get("precision") or DEFAULT_PRECISION  # evaluate as trained
     rt = runtime(config.device, precision)
-    dataset = _split_data(task, config.split, config.data_dir, hyper.get("dev_fraction", DEFAULT_DEV_FRACTION), hyper.get("split_seed", DEFAULT_SEED))
+    dataset = _split_data(
+        task,
+        config.split,
+        config.data_dir,
+        hyper.get("dev_fraction", DEFAULT_DEV_FRACTION),
+        hyper.get("split_seed", DEFAULT_SEED),
+    )
     _check_head(target, task)
     if has_method_dir(target):  # LoRA, adapters: base + the method's own weights, as trained
         model = load_method_model(target, task)
@@ -149,7 +160,10 @@ def evaluate(config: EvalConfig, progress: ProgressCallback = no_progress) -> di
         loaded = load_model(target, task)
         if loaded.new_parameters:
             first = sorted(loaded.new_parameters)[0]
-            raise MismatchError(f"{target} has no trained {task.name} head ({first} is missing or has another shape); train it first with `sparsetune train`")
+            raise MismatchError(
+                f"{target} has no trained {task.name} head ({first} is missing or has another shape); "
+                f"train it first with `sparsetune train`"
+            )
         model = loaded.model
     check_max_length(model, max_length)
     model = rt.accelerator.prepare_model(model, evaluation_mode=True)  # device + autocast, no DDP
@@ -159,4 +173,10 @@ def evaluate(config: EvalConfig, progress: ProgressCallback = no_progress) -> di
         fresh.metrics[config.split] = metrics
         fresh.save(target)
     rt.barrier()
-    return {"task": task.name, "split": config.split, "examples": len(dataset), "precision": precision, "metrics": metrics}
+    return {
+        "task": task.name,
+        "split": config.split,
+        "examples": len(dataset),
+        "precision": precision,
+        "metrics": metrics,
+    }

@@ -48,7 +48,9 @@ def inspect_file(path: str | os.PathLike, plot: str | os.PathLike | None = None,
         elif summary.get("table"):
             plot_heatmap(summary, Path(plot))
         else:
-            raise UsageError(f"--plot: a {kind} has no per-layer table to draw; plot a mask, scores, delta or log.jsonl")
+            raise UsageError(
+                f"--plot: a {kind} has no per-layer table to draw; plot a mask, scores, delta or log.jsonl"
+            )
         summary["plot"] = str(plot)
     return summary
 
@@ -75,7 +77,9 @@ def plot_heatmap(summary: dict, path: Path) -> None:
     from matplotlib.colors import LogNorm, PowerNorm
 
     table = summary["table"]
-    values = np.array([[np.nan if v is None else v for v in row] for row in table["cells"]], dtype=float)  # [rows, cols]
+    values = np.array(
+        [[np.nan if v is None else v for v in row] for row in table["cells"]], dtype=float
+    )  # [rows, cols]
     fraction = table["value"].endswith(" fraction")
     positive = values[np.isfinite(values) & (values > 0)]
     if fraction:
@@ -91,7 +95,9 @@ def plot_heatmap(summary: dict, path: Path) -> None:
     for (i, j), value in np.ndenumerate(values):
         if math.isfinite(value):
             text = f"{100 * value:.2g}%" if fraction else f"{value:.1e}"
-            axes.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if image.norm(value) < 0.6 else "black")
+            axes.text(
+                j, i, text, ha="center", va="center", fontsize=7, color="white" if image.norm(value) < 0.6 else "black"
+            )
     meta = summary.get("metadata", {})
     title = f"{Path(summary['file']).name}: {table['value']}"
     details = ", ".join(f"{key} {meta[key]}" for key in ("method", "task", "p", "scope") if key in meta)
@@ -99,7 +105,9 @@ def plot_heatmap(summary: dict, path: Path) -> None:
     if fraction:  # the cells read in %, so does the colourbar
         from matplotlib.ticker import PercentFormatter
 
-        figure.colorbar(image, ax=axes, label=table["value"].replace(" fraction", " (%)"), format=PercentFormatter(xmax=1.0))
+        figure.colorbar(
+            image, ax=axes, label=table["value"].replace(" fraction", " (%)"), format=PercentFormatter(xmax=1.0)
+        )
     else:
         figure.colorbar(image, ax=axes, label=table["value"])
     figure.tight_layout()

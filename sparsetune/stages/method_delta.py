@@ -24,10 +24,10 @@ from ..config import ApplyConfig, DiffConfig
 from ..errors import MismatchError, UsageError
 from ..formats.common import load_tensors
 from ..formats.delta import Delta, portable_config
-from ..formats.method_dir import METHOD_DIR, WEIGHTS_FILE, read_description
+from ..formats.method_dir import METHOD_DIR, WEIGHTS_FILE
 from ..formats.run_record import RunRecord, is_run_dir
-from ..io import atomic_path
-from ..methods.structural import build, is_structural
+from ..io import atomic_path, writing
+from ..methods.structural import build, is_structural, read_method_description
 from ..models import LEGACY_POOLER, display_name, load_tokenizer
 from ..progress import ProgressCallback, no_progress
 
@@ -39,10 +39,12 @@ def is_structural_delta(delta: Delta) -> bool:
 def diff_method(config: DiffConfig, progress: ProgressCallback = no_progress) -> Delta:
     """The delta of a folder with `method/`: the method's own tensors + how to rebuild."""
     run = Path(config.run)
-    description = read_description(run)
+    description = read_method_description(run)
     name = description["method"]
     if config.top_p is not None or config.values != "float32":
-        raise UsageError(f"--top-p and --values apply to changed entries; a {name} run ships its own tensors in float32: drop them")
+        raise UsageError(
+            f"--top-p and --values apply to changed entries; a {name} run ships its own tensors in float32: drop them"
+        )
     record = RunRecord.load(run) if is_run_dir(run) else None
     task = config.task or (record.task if record else None)
     if task is None:
@@ -54,8 +56,13 @@ def diff_method(config: DiffConfig, progress: ProgressCallback = no_progress) ->
     tensors = load_tensors(run / METHOD_DIR / WEIGHTS_FILE)
     pooler = description.get("pooler", LEGACY_POOLER)
     if config.pooler is not None and config.pooler != pooler:
-        raise UsageError(f"--pooler {config.pooler}: a {name} run's structure fixes the head (this one: --pooler " f"{pooler}); drop --pooler")
-    method, fingerprint = build(name, description.get("options") or {}, base, get_task(task), tensors, fingerprint=True, pooler=pooler)
+        raise UsageError(
+            f"--pooler {config.pooler}: a {name} run's structure fixes the head (this one: --pooler "
+            f"{pooler}); drop --pooler"
+        )
+    method, fingerprint = build(
+        name, description.get("options") or {}, base, get_task(task), tensors, fingerprint=True, pooler=pooler
+    )
     progress("load", 1, 1)
     hf_config = method.loaded.model.config  # the transformers model inside any wrapper
     metadata = {
@@ -91,11 +98,16 @@ def apply_method(
     try:
         options = json.loads(str(delta.metadata.get("method_options", "{}")))
     except json.JSONDecodeError:
-        raise MismatchError(f"{source}: metadata method_options is not valid JSON; re-create it with sparsetune diff") from None
+        raise MismatchError(
+            f"{source}: metadata method_options is not valid JSON; re-create it with sparsetune diff"
+        ) from None
     if not isinstance(options, dict):
-        raise MismatchError(f"{source}: metadata method_options must be a JSON object, got {str(options)[:40]}; re-create it with sparsetune diff")
-    from .methods import get_method
-    from .methods.base import parse_options
+        raise MismatchError(
+            f"{source}: metadata method_options must be a JSON object, got {str(options)[:40]}; "
+            f"re-create it with sparsetune diff"
+        )
+    from ..methods import get_method
+    from ..methods.base import parse_options
 
     try:
         parse_options(get_method(name).Options, options, name)

@@ -21,10 +21,18 @@ import torch
 from ..config import DEFAULT_SCOPE, DEFAULT_SPARSITY, MaskConfig, ScoreConfig, check_scope
 from ..data import global_batches, load_task_data, make_loader
 from ..errors import NumericalError, UsageError
-from ..formats.mask import SCOPES, Mask, check_fraction
+from ..formats.mask import Mask, check_fraction
 from ..formats.scores import Scores
 from ..io import check_writable, refuse_to_overwrite
-from ..models import check_max_length, check_pooler, display_name, head_metadata, load_model, load_tokenizer, module_type
+from ..models import (
+    check_max_length,
+    check_pooler,
+    display_name,
+    head_metadata,
+    load_model,
+    load_tokenizer,
+    module_type,
+)
 from ..progress import ProgressCallback, no_progress
 from ..runtime import check_device, check_precision, runtime
 from ..scoring import SCORERS, get_scorer
@@ -151,7 +159,14 @@ def score(config: ScoreConfig, progress: ProgressCallback | None = None) -> Scor
         examples = len(rows)
         every = global_batches(range(examples), config.batch_size)
         num_batches = len(every)
-        batches = make_loader(rows, task, load_tokenizer(config.model, config.revision), config.batch_size, config.max_length, batches=rt.shard(every))
+        batches = make_loader(
+            rows,
+            task,
+            load_tokenizer(config.model, config.revision),
+            config.batch_size,
+            config.max_length,
+            batches=rt.shard(every),
+        )
     context = ScoringContext(
         loaded=loaded,
         batches=batches,
@@ -185,7 +200,9 @@ def score(config: ScoreConfig, progress: ProgressCallback | None = None) -> Scor
     p = DEFAULT_SPARSITY if config.p is None else config.p
     mask = scorer.select(scores, p, config.scope, metadata)
     if scorer.fixed_selection and config.p is not None:
-        notes.append(f"--method {scorer.name} selects its own entries: -p {config.p} is ignored (density {mask.density:.6g})")
+        notes.append(
+            f"--method {scorer.name} selects its own entries: -p {config.p} is ignored (density {mask.density:.6g})"
+        )
     mask.validate_against(loaded.eligible())
     if rt.is_main:
         if config.save_scores:
@@ -212,11 +229,15 @@ def _check_scores(scores: dict[str, torch.Tensor], source: str) -> None:
     zero (a loss with no gradient here), which would select entries by position alone."""
     for name, value in scores.items():
         if not bool(torch.isfinite(value).all()):
-            raise NumericalError(f"{source}: the scores of {name} hold NaN or infinite values; the gradient pass diverged "
-                                 "(use --precision fp32, a smaller --max-length or --batch-size)")
+            raise NumericalError(
+                f"{source}: the scores of {name} hold NaN or infinite values; the gradient pass diverged "
+                "(use --precision fp32, a smaller --max-length or --batch-size)"
+            )
     if not any(bool(value.any()) for value in scores.values()):
-        raise NumericalError(f"{source}: every score is 0, so the scores rank no entry above another (the loss has no "
-                             "gradient on these examples?); a mask from them would be chosen by position alone")
+        raise NumericalError(
+            f"{source}: every score is 0, so the scores rank no entry above another (the loss has no "
+            "gradient on these examples?); a mask from them would be chosen by position alone"
+        )
 
 
 def _loss_scale(precision: str, examples: int, batch_size: int) -> float:

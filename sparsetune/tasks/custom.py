@@ -28,8 +28,13 @@ from .metrics import METRICS
 DEFAULT_METRIC = {"classification": "accuracy", "regression": "pearson_spearman"}
 # Which metrics fit which head: a correlation of class ids, or an accuracy of real
 # numbers, would be computed without complaint and mean nothing.
-METRIC_HEADS = {"accuracy": "classification", "accuracy_f1": "classification", "accuracy_macro_f1": "classification",
-                "matthews": "classification", "pearson_spearman": "regression"}
+METRIC_HEADS = {
+    "accuracy": "classification",
+    "accuracy_f1": "classification",
+    "accuracy_macro_f1": "classification",
+    "matthews": "classification",
+    "pearson_spearman": "regression",
+}
 SPEC = table(
     {
         "name": string(),
@@ -66,16 +71,25 @@ def load_custom_task(path: str | Path) -> Task:
     labels = None
     if head == "classification":
         if "labels" not in spec:
-            raise FileFormatError(f"{where}: labels is missing (a classification task names its classes, e.g. [\"negative\", \"positive\"])")
+            raise FileFormatError(
+                f'{where}: labels is missing (a classification task names its classes, e.g. ["negative", "positive"])'
+            )
         labels = tuple(spec["labels"])
     elif "labels" in spec:
-        raise FileFormatError(f"{where}: labels is given but type is {head!r}; a regression task has no classes (drop labels, or set type to classification)")
+        raise FileFormatError(
+            f"{where}: labels is given but type is {head!r}; a regression task has no classes "
+            f"(drop labels, or set type to classification)"
+        )
     metric = spec.get("metric", DEFAULT_METRIC[head])
     if METRIC_HEADS.get(metric, head) != head:
         fits = ", ".join(name for name, kind in METRIC_HEADS.items() if kind == head)
-        raise FileFormatError(f"{where}: metric {metric!r} is for {METRIC_HEADS[metric]} tasks, but type is {head!r} (use one of {fits})")
+        raise FileFormatError(
+            f"{where}: metric {metric!r} is for {METRIC_HEADS[metric]} tasks, but type is {head!r} (use one of {fits})"
+        )
     if metric == "accuracy_f1" and labels is not None and len(labels) != 2:
-        raise FileFormatError(f"{where}: metric 'accuracy_f1' is binary F1, but labels has {len(labels)} classes (use accuracy_macro_f1)")
+        raise FileFormatError(
+            f"{where}: metric 'accuracy_f1' is binary F1, but labels has {len(labels)} classes (use accuracy_macro_f1)"
+        )
     label_field = spec.get("label", "label")
     if label_field in text_fields:
         raise FileFormatError(f"{where}: label {label_field!r} is also a text column")

@@ -29,7 +29,9 @@ class Pipeline:
     lora_delta: Path
     results: Path
 
-    def grid_config(self, folder: Path, name: str = "grid.toml", method: str = 'train = "full"', extra: str = "") -> Path:
+    def grid_config(
+        self, folder: Path, name: str = "grid.toml", method: str = 'train = "full"', extra: str = ""
+    ) -> Path:
         """A one-run grid on the tiny model (runs under `folder/runs`)."""
         path = folder / name
         path.write_text(
@@ -46,9 +48,22 @@ def _must(*args) -> None:
 
 
 def _results_line(run_id: str, method: str, task: str, seed: int, score: float) -> dict:
-    return {"run_id": run_id, "method": method, "task": task, "seed": seed, "p": None,
-            "test": {"accuracy": score, "score": score}, "dev": {"score": score}, "trainable_parameters": {},
-            "seconds": 1.0, "peak_rss_mb": 1.0, "config_hash": "x", "run_dir": "", "git_commit": None, "versions": {}}
+    return {
+        "run_id": run_id,
+        "method": method,
+        "task": task,
+        "seed": seed,
+        "p": None,
+        "test": {"accuracy": score, "score": score},
+        "dev": {"score": score},
+        "trainable_parameters": {},
+        "seconds": 1.0,
+        "peak_rss_mb": 1.0,
+        "config_hash": "x",
+        "run_dir": "",
+        "git_commit": None,
+        "versions": {},
+    }
 
 
 @pytest.fixture(scope="session")
@@ -56,18 +71,62 @@ def pipeline(tmp_path_factory, tiny_model_dir, tiny_data_dir) -> Pipeline:
     root = tmp_path_factory.mktemp("bad-input-pipeline")
     data = ("--data-dir", str(tiny_data_dir))
     mask, scores = root / "mask.safetensors", root / "scores.safetensors"
-    _must("score", tiny_model_dir, "--task", "cb", "-p", "0.05", "--examples", "16", "--batch-size", "8",
-          "--max-length", "24", "-o", mask, "--save-scores", scores, *data)
+    _must(
+        "score",
+        tiny_model_dir,
+        "--task",
+        "cb",
+        "-p",
+        "0.05",
+        "--examples",
+        "16",
+        "--batch-size",
+        "8",
+        "--max-length",
+        "24",
+        "-o",
+        mask,
+        "--save-scores",
+        scores,
+        *data,
+    )
     _must("train", "--mask", mask, "-o", root / "run", *TRAIN, *data)
     _must("eval", root / "run", *data)
     _must("diff", root / "run", "-o", root / "delta.safetensors")
-    _must("train", tiny_model_dir, "--method", "lora", "--task", "cb", "-o", root / "lora", "--max-steps", "2",
-          "--batch-size", "8", "--max-length", "24", *data)
+    _must(
+        "train",
+        tiny_model_dir,
+        "--method",
+        "lora",
+        "--task",
+        "cb",
+        "-o",
+        root / "lora",
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "8",
+        "--max-length",
+        "24",
+        *data,
+    )
     _must("diff", root / "lora", "-o", root / "lora.safetensors")
     results = root / "results.jsonl"
-    lines = [_results_line(f"{method}/cb/dense/seed{seed}", method, "cb", seed, score)
-             for method, scores_ in (("A", (0.5, 0.6)), ("B", (0.4, 0.7)), ("C", (0.3, 0.35)))
-             for seed, score in zip((1, 2), scores_)]
+    lines = [
+        _results_line(f"{method}/cb/dense/seed{seed}", method, "cb", seed, score)
+        for method, scores_ in (("A", (0.5, 0.6)), ("B", (0.4, 0.7)), ("C", (0.3, 0.35)))
+        for seed, score in zip((1, 2), scores_)
+    ]
     results.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    return Pipeline(root, tiny_model_dir, tiny_data_dir, mask, scores, root / "run", root / "delta.safetensors",
-                    root / "lora", root / "lora.safetensors", results)
+    return Pipeline(
+        root,
+        tiny_model_dir,
+        tiny_data_dir,
+        mask,
+        scores,
+        root / "run",
+        root / "delta.safetensors",
+        root / "lora",
+        root / "lora.safetensors",
+        results,
+    )

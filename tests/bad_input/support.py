@@ -82,7 +82,9 @@ def assert_flags_exist(text: str, command: str) -> None:
     assert not foreign, f"the message names {foreign}, which `sparsetune {command}` does not have: {text}"
 
 
-def assert_one_error(result, code: int | None = 1, *, command: str | None = None, mentions: tuple[str, ...] = ()) -> str:
+def assert_one_error(
+    result, code: int | None = 1, *, command: str | None = None, mentions: tuple[str, ...] = ()
+) -> str:
     """The contract of a refused input (by `sparsetune COMMAND`); returns the error line."""
     assert result.exit_code != 0, f"accepted: {result.output}"
     if code is not None:
@@ -102,7 +104,9 @@ def assert_one_error(result, code: int | None = 1, *, command: str | None = None
     return lines[0]
 
 
-def run(*args, code: int | None = 1, mentions: tuple[str, ...] = (), quiet: bool = True, env: dict | None = None) -> str:
+def run(
+    *args, code: int | None = 1, mentions: tuple[str, ...] = (), quiet: bool = True, env: dict | None = None
+) -> str:
     """Invoke and assert a refusal in one step; returns the error line."""
     result = invoke(*args, quiet=quiet, env=env)
     return assert_one_error(result, code, command=str(args[0]), mentions=mentions)
@@ -190,12 +194,14 @@ def full_disk(limit: int = 200):
 def devices_untouchable(monkeypatch):
     """A safety net for tests that name /dev/full: any attempt to replace, remove or
     chmod something under /dev fails the test instead of clobbering the device."""
+
     def guard(function):
         def guarded(*args, **kwargs):
             for arg in args[:2]:
                 if isinstance(arg, (str, os.PathLike)) and str(arg).startswith("/dev/"):
                     raise AssertionError(f"{function.__name__} on {arg}")
             return function(*args, **kwargs)
+
         return guarded
 
     for name in ("replace", "rename", "unlink", "remove", "chmod", "rmdir"):
@@ -213,8 +219,11 @@ def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
 def checksum(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
     """The version-2 checksum, as the README describes it (independent of the package)."""
     digest = hashlib.sha256()
-    digest.update(json.dumps({k: v for k, v in metadata.items() if k != "checksum"}, sort_keys=True,
-                             ensure_ascii=False).encode("utf-8"))
+    digest.update(
+        json.dumps({k: v for k, v in metadata.items() if k != "checksum"}, sort_keys=True, ensure_ascii=False).encode(
+            "utf-8"
+        )
+    )
     for name in sorted(tensors):
         tensor = tensors[name].contiguous()
         digest.update(f"\0{name}\0{tensor.dtype}\0{list(tensor.shape)}\0".encode("utf-8"))
@@ -222,8 +231,13 @@ def checksum(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
     return digest.hexdigest()
 
 
-def rewrite_safetensors(source: Path, target: Path, metadata: dict | None = None,
-                        tensors: dict[str, torch.Tensor] | None = None, sign: bool = True) -> Path:
+def rewrite_safetensors(
+    source: Path,
+    target: Path,
+    metadata: dict | None = None,
+    tensors: dict[str, torch.Tensor] | None = None,
+    sign: bool = True,
+) -> Path:
     """Copy a sparsetune safetensors file with metadata keys replaced (a value None drops
     the key; non-strings are stored as JSON) and tensors replaced, re-signed."""
     old_tensors, old_metadata = read_safetensors(source)
@@ -241,8 +255,11 @@ def rewrite_safetensors(source: Path, target: Path, metadata: dict | None = None
 
 
 def json_checksum(data: dict) -> str:
-    return hashlib.sha256(json.dumps({k: v for k, v in data.items() if k != "checksum"}, sort_keys=True,
-                                     ensure_ascii=False).encode("utf-8")).hexdigest()
+    return hashlib.sha256(
+        json.dumps({k: v for k, v in data.items() if k != "checksum"}, sort_keys=True, ensure_ascii=False).encode(
+            "utf-8"
+        )
+    ).hexdigest()
 
 
 def edit_json(path: Path, edit) -> None:

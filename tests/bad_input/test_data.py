@@ -18,13 +18,45 @@ def _data_copy(pipeline, tmp_path):
 
 
 def _score(pipeline, data, tmp_path, *extra):
-    return ("score", pipeline.model, "--task", "cb", "-p", "0.05", "--batch-size", "8", "--max-length", "24",
-            "--data-dir", data, "-o", tmp_path / "m.safetensors", *extra)
+    return (
+        "score",
+        pipeline.model,
+        "--task",
+        "cb",
+        "-p",
+        "0.05",
+        "--batch-size",
+        "8",
+        "--max-length",
+        "24",
+        "--data-dir",
+        data,
+        "-o",
+        tmp_path / "m.safetensors",
+        *extra,
+    )
 
 
 def _train(pipeline, data, tmp_path, *extra):
-    return ("train", pipeline.model, "--method", "full", "--task", "cb", "-o", tmp_path / "out", "--max-steps", "1",
-            "--batch-size", "8", "--max-length", "24", "--data-dir", data, *extra)
+    return (
+        "train",
+        pipeline.model,
+        "--method",
+        "full",
+        "--task",
+        "cb",
+        "-o",
+        tmp_path / "out",
+        "--max-steps",
+        "1",
+        "--batch-size",
+        "8",
+        "--max-length",
+        "24",
+        "--data-dir",
+        data,
+        *extra,
+    )
 
 
 @pytest.mark.parametrize("split", ["train", "validation"])
@@ -54,24 +86,39 @@ def test_train_file_too_small_for_a_dev_part(rows, pipeline, tmp_path):
     assert_unchanged(before, snapshot(tmp_path, pipeline.root))
 
 
-@pytest.mark.parametrize("task, change, expected", [
-    ("cb", {"premise": 5}, "premise must be text"),
-    ("cb", {"hypothesis": ["a", "b"]}, "hypothesis must be text"),
-    ("cb", {"label": "maybe"}, "label"),
-    ("cb", {"label": True}, "label"),
-    ("wsc", {"span1_index": "zero"}, "span1_index must be a word index"),
-    ("wsc", {"span2_index": 1.5}, "span2_index must be a word index"),
-    ("stsb", {"label": "high"}, "expected a number"),
-    ("copa", {"question": "why"}, "question"),
-])
+@pytest.mark.parametrize(
+    "task, change, expected",
+    [
+        ("cb", {"premise": 5}, "premise must be text"),
+        ("cb", {"hypothesis": ["a", "b"]}, "hypothesis must be text"),
+        ("cb", {"label": "maybe"}, "label"),
+        ("cb", {"label": True}, "label"),
+        ("wsc", {"span1_index": "zero"}, "span1_index must be a word index"),
+        ("wsc", {"span2_index": 1.5}, "span2_index must be a word index"),
+        ("stsb", {"label": "high"}, "expected a number"),
+        ("copa", {"question": "why"}, "question"),
+    ],
+)
 def test_wrong_typed_row_values(task, change, expected, pipeline, tmp_path):
     data = _data_copy(pipeline, tmp_path)
     path = data / task / "train.jsonl"
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     rows[4].update(change)
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    args = ("score", pipeline.model, "--task", task, "-p", "0.05", "--max-length", "24", "--data-dir", data,
-            "-o", tmp_path / "m.safetensors")
+    args = (
+        "score",
+        pipeline.model,
+        "--task",
+        task,
+        "-p",
+        "0.05",
+        "--max-length",
+        "24",
+        "--data-dir",
+        data,
+        "-o",
+        tmp_path / "m.safetensors",
+    )
     run(*args, mentions=("train.jsonl:5", expected))
     assert not (tmp_path / "m.safetensors").exists()
 
@@ -91,8 +138,9 @@ def test_max_length_beyond_the_models_positions(command, pipeline, tmp_path):
     assert_unchanged(before, snapshot(tmp_path, pipeline.root))
 
 
-@pytest.mark.parametrize("flag, value", [("--batch-size", "0"), ("--batch-size", "-2"), ("--max-length", "0"),
-                                         ("--max-length", "-5")])
+@pytest.mark.parametrize(
+    "flag, value", [("--batch-size", "0"), ("--batch-size", "-2"), ("--max-length", "0"), ("--max-length", "-5")]
+)
 @pytest.mark.parametrize("command", ["score", "train", "eval"])
 def test_zero_and_negative_sizes(command, flag, value, pipeline, tmp_path):
     before = snapshot(tmp_path, pipeline.root)
@@ -106,8 +154,18 @@ def test_zero_and_negative_sizes(command, flag, value, pipeline, tmp_path):
     assert_unchanged(before, snapshot(tmp_path, pipeline.root))
 
 
-@pytest.mark.parametrize("flag, value", [("--examples", "0"), ("--examples", "-1"), ("--examples", "many"), ("--seed", "-1"),
-                                         ("-p", "0"), ("-p", "1.5"), ("-p", "nan")])
+@pytest.mark.parametrize(
+    "flag, value",
+    [
+        ("--examples", "0"),
+        ("--examples", "-1"),
+        ("--examples", "many"),
+        ("--seed", "-1"),
+        ("-p", "0"),
+        ("-p", "1.5"),
+        ("-p", "nan"),
+    ],
+)
 def test_score_sizes(flag, value, pipeline, tmp_path):
     run(*_score(pipeline, pipeline.data, tmp_path, flag, value), code=2)
     assert not (tmp_path / "m.safetensors").exists()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 import yaml
@@ -19,16 +18,37 @@ from .support import DROP, assert_unchanged, copy_run, edit_json, rewrite_safete
 BAD = '"x"'  # a JSON string where a number, list or object belongs
 
 MASK_CASES = [
-    ("p", BAD), ("p", 2), ("p", 0), ("p", "NaN"), ("p", -0.1),
-    ("seed", BAD), ("seed", -1), ("seed", 1.5), ("seed", "true"),
-    ("examples", -1), ("examples", BAD),
-    ("max_length", 0), ("max_length", BAD),
-    ("batch_size", 0), ("batch_size", 2.5),
-    ("dev_fraction", 1), ("dev_fraction", 0), ("dev_fraction", BAD),
-    ("shapes", BAD), ("shapes", {"a": "b"}), ("shapes", {}), ("shapes", [1, 2]),
-    ("head", 5), ("head", [1]),
-    ("pooler", "weird"), ("scope", "weird"), ("precision", "fp64"),
-    ("selected", 7), ("selected", BAD), ("eligible", 12345), ("eligible", 0),
+    ("p", BAD),
+    ("p", 2),
+    ("p", 0),
+    ("p", "NaN"),
+    ("p", -0.1),
+    ("seed", BAD),
+    ("seed", -1),
+    ("seed", 1.5),
+    ("seed", "true"),
+    ("examples", -1),
+    ("examples", BAD),
+    ("max_length", 0),
+    ("max_length", BAD),
+    ("batch_size", 0),
+    ("batch_size", 2.5),
+    ("dev_fraction", 1),
+    ("dev_fraction", 0),
+    ("dev_fraction", BAD),
+    ("shapes", BAD),
+    ("shapes", {"a": "b"}),
+    ("shapes", {}),
+    ("shapes", [1, 2]),
+    ("head", 5),
+    ("head", [1]),
+    ("pooler", "weird"),
+    ("scope", "weird"),
+    ("precision", "fp64"),
+    ("selected", 7),
+    ("selected", BAD),
+    ("eligible", 12345),
+    ("eligible", 0),
 ]
 
 
@@ -47,8 +67,17 @@ def test_mask_metadata(key, value, pipeline, tmp_path):
 
 
 SCORES_CASES = [
-    ("shapes", BAD), ("shapes", {"a": [1, "x"]}), ("seed", BAD), ("examples", -3), ("max_length", BAD),
-    ("batch_size", 0), ("dev_fraction", 1.5), ("pooler", "weird"), ("head", 5), ("eligible", BAD), ("scope", "x"),
+    ("shapes", BAD),
+    ("shapes", {"a": [1, "x"]}),
+    ("seed", BAD),
+    ("examples", -3),
+    ("max_length", BAD),
+    ("batch_size", 0),
+    ("dev_fraction", 1.5),
+    ("pooler", "weird"),
+    ("head", 5),
+    ("eligible", BAD),
+    ("scope", "x"),
     ("precision", "int8"),
 ]
 
@@ -63,11 +92,27 @@ def test_scores_metadata(key, value, pipeline, tmp_path):
 
 
 DELTA_CASES = [
-    ("fingerprint", BAD), ("fingerprint", {"a": 5}), ("fingerprint", {"a": "not-hex"}),
-    ("config", BAD), ("config", {"model_type": 5}), ("config", {}),
-    ("untouched", 5), ("untouched", {"a": ["x"]}), ("eligible", BAD), ("changed", -1), ("head_entries", BAD),
-    ("pooler", "zzz"), ("top_p", 2), ("max_length", BAD), ("max_length", 0), ("base_model", ""),
-    ("shapes", BAD), ("head", BAD), ("head", [3]), ("values_kind", "difference"), ("values_dtype", "int8"),
+    ("fingerprint", BAD),
+    ("fingerprint", {"a": 5}),
+    ("fingerprint", {"a": "not-hex"}),
+    ("config", BAD),
+    ("config", {"model_type": 5}),
+    ("config", {}),
+    ("untouched", 5),
+    ("untouched", {"a": ["x"]}),
+    ("eligible", BAD),
+    ("changed", -1),
+    ("head_entries", BAD),
+    ("pooler", "zzz"),
+    ("top_p", 2),
+    ("max_length", BAD),
+    ("max_length", 0),
+    ("base_model", ""),
+    ("shapes", BAD),
+    ("head", BAD),
+    ("head", [3]),
+    ("values_kind", "difference"),
+    ("values_dtype", "int8"),
     ("version", "7"),
 ]
 
@@ -89,16 +134,36 @@ def test_structural_delta_method_options(pipeline, tmp_path):
 
 
 RUN_CASES = [
-    ("base_model", 5), ("task", 5), ("method", DROP), ("method", ["sparse"]), ("hyperparameters", "x"),
-    ("hyperparameters.max_length", "x"), ("hyperparameters.max_length", 0), ("hyperparameters.precision", "fp64"),
-    ("hyperparameters.pooler", "zz"), ("hyperparameters.lr", -1), ("hyperparameters.dev_fraction", 2),
-    ("hyperparameters.split_seed", "x"), ("seed", "x"), ("best", [1]), ("best.score", "x"), ("best.step", -1),
-    ("metrics", [1]), ("metrics.validation", "x"), ("metrics.validation.score", "x"), ("extra", 5),
-    ("extra.steps", "x"), ("mask_sha256", "not-hex"), ("seconds", -1), ("trainable_parameters", 5),
+    ("base_model", 5),
+    ("task", 5),
+    ("method", DROP),
+    ("method", ["sparse"]),
+    ("hyperparameters", "x"),
+    ("hyperparameters.max_length", "x"),
+    ("hyperparameters.max_length", 0),
+    ("hyperparameters.precision", "fp64"),
+    ("hyperparameters.pooler", "zz"),
+    ("hyperparameters.lr", -1),
+    ("hyperparameters.dev_fraction", 2),
+    ("hyperparameters.split_seed", "x"),
+    ("seed", "x"),
+    ("best", [1]),
+    ("best.score", "x"),
+    ("best.step", -1),
+    ("metrics", [1]),
+    ("metrics.validation", "x"),
+    ("metrics.validation.score", "x"),
+    ("extra", 5),
+    ("extra.steps", "x"),
+    ("mask_sha256", "not-hex"),
+    ("seconds", -1),
+    ("trainable_parameters", 5),
 ]
 
 
-@pytest.mark.parametrize("key, value", RUN_CASES, ids=[f"{k}={v if v is not DROP else 'dropped'}" for k, v in RUN_CASES])
+@pytest.mark.parametrize(
+    "key, value", RUN_CASES, ids=[f"{k}={v if v is not DROP else 'dropped'}" for k, v in RUN_CASES]
+)
 def test_run_json(key, value, pipeline, tmp_path):
     folder = copy_run(pipeline.run, tmp_path / "run")
     edit_json(folder / "run.json", lambda data: set_key(data, key, value))
@@ -120,15 +185,27 @@ def test_run_json_that_is_no_object(content, pipeline, tmp_path):
 
 
 CHECKPOINT_CASES = [
-    ("step", "x"), ("step", -3), ("step", 99999), ("epoch", "x"), ("parameter_names", 5), ("parameter_names", [1]),
-    ("param_groups", "x"), ("param_groups", [{"lr": 1}]), ("scheduler", "x"), ("best", [1]), ("best.score", "x"),
-    ("hyperparameters", "x"), ("hyperparameters.lr", "x"), ("hyperparameters.method", DROP),
+    ("step", "x"),
+    ("step", -3),
+    ("step", 99999),
+    ("epoch", "x"),
+    ("parameter_names", 5),
+    ("parameter_names", [1]),
+    ("param_groups", "x"),
+    ("param_groups", [{"lr": 1}]),
+    ("scheduler", "x"),
+    ("best", [1]),
+    ("best.score", "x"),
+    ("hyperparameters", "x"),
+    ("hyperparameters.lr", "x"),
+    ("hyperparameters.method", DROP),
     ("hyperparameters.batch_size", 0),
 ]
 
 
-@pytest.mark.parametrize("key, value", CHECKPOINT_CASES,
-                         ids=[f"{k}={v if v is not DROP else 'dropped'}" for k, v in CHECKPOINT_CASES])
+@pytest.mark.parametrize(
+    "key, value", CHECKPOINT_CASES, ids=[f"{k}={v if v is not DROP else 'dropped'}" for k, v in CHECKPOINT_CASES]
+)
 def test_checkpoint_state(key, value, pipeline, tmp_path):
     folder = copy_run(pipeline.run, tmp_path / "run")
     edit_json(folder / "checkpoint" / "state.json", lambda data: set_key(data, key, value))
@@ -157,16 +234,26 @@ def test_checkpoint_tensors_that_do_not_fit(change, pipeline, tmp_path):
         tensors[name] = torch.zeros(3, 3)
     data = save(tensors, metadata=metadata)
     tensors_path.write_bytes(data)
-    edit_json(folder / "checkpoint" / "state.json",
-              lambda state: state.__setitem__("tensors_sha256", hashlib.sha256(data).hexdigest()))
+    edit_json(
+        folder / "checkpoint" / "state.json",
+        lambda state: state.__setitem__("tensors_sha256", hashlib.sha256(data).hexdigest()),
+    )
     before = snapshot(tmp_path, pipeline.root)
     run("train", "--resume", "-o", folder, "--data-dir", pipeline.data, mentions=("checkpoint",))
     assert_unchanged(before, snapshot(tmp_path, pipeline.root))
 
 
 METHOD_CASES = [
-    ("method", 5), ("method", "full"), ("method", "nosuch"), ("options", "x"), ("options.lora_r", "x"),
-    ("options.lora_r", [1]), ("options.nosuch", 1), ("pooler", "zz"), ("head", 5), ("base_model", 5),
+    ("method", 5),
+    ("method", "full"),
+    ("method", "nosuch"),
+    ("options", "x"),
+    ("options.lora_r", "x"),
+    ("options.lora_r", [1]),
+    ("options.nosuch", 1),
+    ("pooler", "zz"),
+    ("head", 5),
+    ("base_model", 5),
 ]
 
 
@@ -214,10 +301,19 @@ def test_log_jsonl_not_utf8(pipeline, tmp_path):
 
 
 RESULT_CASES = {
-    "a list": "[1, 2]", "a number": "5", "a string": '"x"',
-    "run_id a number": {"run_id": 5}, "seed a string": {"seed": "x"}, "seed negative": {"seed": -1},
-    "p a string": {"p": "x"}, "p above 1": {"p": 2}, "test a string": {"test": "x"}, "score a string": {"test": {"score": "x"}},
-    "no test": {"test": DROP}, "no run_id": {"run_id": DROP}, "versions a list": {"versions": [1]},
+    "a list": "[1, 2]",
+    "a number": "5",
+    "a string": '"x"',
+    "run_id a number": {"run_id": 5},
+    "seed a string": {"seed": "x"},
+    "seed negative": {"seed": -1},
+    "p a string": {"p": "x"},
+    "p above 1": {"p": 2},
+    "test a string": {"test": "x"},
+    "score a string": {"test": {"score": "x"}},
+    "no test": {"test": DROP},
+    "no run_id": {"run_id": DROP},
+    "versions a list": {"versions": [1]},
 }
 
 
@@ -236,8 +332,14 @@ def test_results_lines(case, pipeline, tmp_path):
     results.write_text("\n".join([lines[0], bad, *lines[2:]]) + "\n")
     before = snapshot(tmp_path, pipeline.root)
     run("report", results, "-o", tmp_path / "report", "--data-dir", pipeline.data, mentions=("results.jsonl:2",))
-    run("grid", pipeline.grid_config(tmp_path / "grid-dir" if False else tmp_path, "g.toml"), "-o", results, "--dry-run",
-        mentions=("results.jsonl:2",))
+    run(
+        "grid",
+        pipeline.grid_config(tmp_path / "grid-dir" if False else tmp_path, "g.toml"),
+        "-o",
+        results,
+        "--dry-run",
+        mentions=("results.jsonl:2",),
+    )
     (tmp_path / "g.toml").unlink()
     assert_unchanged(before, snapshot(tmp_path, pipeline.root))
 
@@ -272,8 +374,13 @@ TASK_CASES = {
 
 @pytest.mark.parametrize("case", sorted(TASK_CASES))
 def test_custom_task_json(case, pipeline, tmp_path):
-    spec = {"name": "t", "train": str(pipeline.data / "cb" / "train.jsonl"), "validation": str(pipeline.data / "cb" / "validation.jsonl"),
-            "text": ["premise", "hypothesis"], "labels": ["a", "b", "c"]}
+    spec = {
+        "name": "t",
+        "train": str(pipeline.data / "cb" / "train.jsonl"),
+        "validation": str(pipeline.data / "cb" / "validation.jsonl"),
+        "text": ["premise", "hypothesis"],
+        "labels": ["a", "b", "c"],
+    }
     for key, value in TASK_CASES[case].items():
         set_key(spec, key, value)
     path = tmp_path / "task.json"
@@ -292,20 +399,40 @@ def test_custom_task_json_unreadable(content, tmp_path):
 
 
 GRID_CASES = {
-    "methods a number": ("methods", 5), "methods empty": ("methods", []), "seeds strings": ("seeds", ["abc"]),
-    "seeds booleans": ("seeds", [True]), "seeds negative": ("seeds", [-1]), "seeds twice": ("seeds", [1, 1]),
-    "tasks a number": ("tasks", 5), "tasks empty": ("tasks", []), "tasks unknown": ("tasks", ["zz"]),
-    "flags a number": ("methods.0.flags", 5), "p strings": ("methods.0.p", ["abc"]), "p above 1": ("methods.0.p", [2]),
-    "train a number": ("methods.0.train", 5), "train unknown": ("methods.0.train", "nosuch"),
-    "score unknown": ("methods.0.score", "nosuch"), "options a number": ("methods.0.options", 5),
+    "methods a number": ("methods", 5),
+    "methods empty": ("methods", []),
+    "seeds strings": ("seeds", ["abc"]),
+    "seeds booleans": ("seeds", [True]),
+    "seeds negative": ("seeds", [-1]),
+    "seeds twice": ("seeds", [1, 1]),
+    "tasks a number": ("tasks", 5),
+    "tasks empty": ("tasks", []),
+    "tasks unknown": ("tasks", ["zz"]),
+    "flags a number": ("methods.0.flags", 5),
+    "p strings": ("methods.0.p", ["abc"]),
+    "p above 1": ("methods.0.p", [2]),
+    "train a number": ("methods.0.train", 5),
+    "train unknown": ("methods.0.train", "nosuch"),
+    "score unknown": ("methods.0.score", "nosuch"),
+    "options a number": ("methods.0.options", 5),
     "option of a wrong type": ("methods.0.options", {"mixout_p": "x"}),
-    "option unknown": ("methods.0.options", {"nosuch": 1}), "lr a string": ("train.lr", "x"),
-    "lr negative": ("train.lr", -1), "unknown train flag": ("train.bogus", 1), "flag the grid sets": ("train.output", "x"),
-    "eval_every zero": ("train.eval_every", 0), "weight decay negative": ("train.weight_decay", -0.1),
-    "score max_length too small": ("score", {"max_length": 4}), "table_p a string": ("table_p", "x"),
-    "runs_dir a number": ("runs_dir", 5), "model a number": ("model", 5), "unknown top key": ("bogus", 1),
-    "method name a number": ("methods.0.name", 5), "method names twice": ("methods.1", {"name": "Full", "train": "full"}),
-    "unknown method key": ("methods.0.lr", 1), "pooler unknown": ("pooler", "zz"), "launcher a number": ("launcher", 5),
+    "option unknown": ("methods.0.options", {"nosuch": 1}),
+    "lr a string": ("train.lr", "x"),
+    "lr negative": ("train.lr", -1),
+    "unknown train flag": ("train.bogus", 1),
+    "flag the grid sets": ("train.output", "x"),
+    "eval_every zero": ("train.eval_every", 0),
+    "weight decay negative": ("train.weight_decay", -0.1),
+    "score max_length too small": ("score", {"max_length": 4}),
+    "table_p a string": ("table_p", "x"),
+    "runs_dir a number": ("runs_dir", 5),
+    "model a number": ("model", 5),
+    "unknown top key": ("bogus", 1),
+    "method name a number": ("methods.0.name", 5),
+    "method names twice": ("methods.1", {"name": "Full", "train": "full"}),
+    "unknown method key": ("methods.0.lr", 1),
+    "pooler unknown": ("pooler", "zz"),
+    "launcher a number": ("launcher", 5),
     "sparse without a score": ("methods.0.train", "sparse"),
 }
 
@@ -322,8 +449,12 @@ def _toml(data: dict) -> str:
             return "[" + ", ".join(value(x) for x in item) + "]"
         return "{ " + ", ".join(f"{k} = {value(v)}" for k, v in item.items()) + " }"
 
-    lines = [f"{key} = {value(item)}" for key, item in data.items()
-             if not isinstance(item, dict) and not (key == "methods" and isinstance(item, list) and item and isinstance(item[0], dict))]
+    lines = [
+        f"{key} = {value(item)}"
+        for key, item in data.items()
+        if not isinstance(item, dict)
+        and not (key == "methods" and isinstance(item, list) and item and isinstance(item[0], dict))
+    ]
     for key, item in data.items():
         if isinstance(item, dict):
             lines += [f"[{key}]", *(f"{k} = {value(v)}" for k, v in item.items())]
@@ -348,8 +479,15 @@ def _set(data, dotted: str, item) -> None:
 @pytest.mark.parametrize("syntax", ["toml", "yaml"])
 @pytest.mark.parametrize("case", sorted(GRID_CASES))
 def test_grid_config(case, syntax, pipeline, tmp_path):
-    config = {"model": str(pipeline.model), "tasks": ["cb"], "seeds": [1], "runs_dir": str(tmp_path / "runs"),
-              "data_dir": str(pipeline.data), "train": {"max_steps": 1}, "methods": [{"name": "Full", "train": "full"}]}
+    config = {
+        "model": str(pipeline.model),
+        "tasks": ["cb"],
+        "seeds": [1],
+        "runs_dir": str(tmp_path / "runs"),
+        "data_dir": str(pipeline.data),
+        "train": {"max_steps": 1},
+        "methods": [{"name": "Full", "train": "full"}],
+    }
     key, item = GRID_CASES[case]
     _set(config, key, item)
     path = tmp_path / f"grid.{syntax}"
@@ -357,7 +495,12 @@ def test_grid_config(case, syntax, pipeline, tmp_path):
     before = snapshot(tmp_path, pipeline.root)
     leaf = [part for part in key.split(".") if not part.isdigit()][-1]
     line = run("grid", path, "--dry-run", "-o", tmp_path / "results.jsonl", mentions=(str(path),))
-    assert leaf in line or case in ("tasks unknown", "method names twice", "sparse without a score", "option unknown"), line
+    assert leaf in line or case in (
+        "tasks unknown",
+        "method names twice",
+        "sparse without a score",
+        "option unknown",
+    ), line
     assert_unchanged(before, snapshot(tmp_path, pipeline.root))
 
 

@@ -38,7 +38,7 @@ def _loads(path: Path) -> bool:
 def test_every_flipped_bit_is_caught(kind, pipeline, tmp_path):
     source = {"mask": pipeline.mask, "scores": pipeline.scores, "delta": pipeline.delta}[kind]
     data = source.read_bytes()
-    target = tmp_path / f"flipped.safetensors"
+    target = tmp_path / "flipped.safetensors"
     missed = []
     for offset, bit in _positions(data, seed=len(data)):
         target.write_bytes(flip_bit(data, offset, bit))
@@ -70,8 +70,11 @@ def test_a_flipped_bit_in_a_checkpoint(part, pipeline, tmp_path):
     path = pipeline.run / "checkpoint" / part
     data = path.read_bytes()
     rng = random.Random(7)
-    offsets = rng.sample(range(len(data)), 12) if part == "state.json" else \
-        rng.sample(range(header_size(data), len(data)), 12) + rng.sample(range(header_size(data)), 4)
+    offsets = (
+        rng.sample(range(len(data)), 12)
+        if part == "state.json"
+        else rng.sample(range(header_size(data), len(data)), 12) + rng.sample(range(header_size(data)), 4)
+    )
     for offset in offsets:
         folder = tmp_path / f"run-{offset}"
         copy_run(pipeline.run, folder)
@@ -113,8 +116,20 @@ def bitfit_delta(pipeline, tmp_path_factory):
     root = tmp_path_factory.mktemp("bitfit")
     data = ("--data-dir", pipeline.data)
     ok("score", pipeline.model, "--task", "cb", "--method", "bitfit", "-o", root / "mask.safetensors", *data)
-    ok("train", "--mask", root / "mask.safetensors", "-o", root / "run", "--max-steps", "2", "--batch-size", "8",
-       "--max-length", "24", *data)
+    ok(
+        "train",
+        "--mask",
+        root / "mask.safetensors",
+        "-o",
+        root / "run",
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "8",
+        "--max-length",
+        "24",
+        *data,
+    )
     ok("diff", root / "run", "-o", root / "delta.safetensors")
     return root / "delta.safetensors"
 

@@ -3,7 +3,6 @@ each is now refused with one line, before anything is written."""
 
 from __future__ import annotations
 
-
 import json
 
 import pytest
@@ -14,26 +13,59 @@ from .support import assert_unchanged, copy_run, ok, read_safetensors, rewrite_s
 TRAIN = ("--max-steps", "1", "--batch-size", "8", "--max-length", "24")
 
 
-@pytest.mark.parametrize("flag, value", [
-    ("--weight-decay", "-0.01"), ("--weight-decay", "inf"), ("--eval-every", "0"), ("--eval-every", "-5"),
-    ("--lr", "inf"), ("--lr", "nan"), ("--lr", "0"), ("--lr", "-1e-4"), ("--warmup-ratio", "1"), ("--warmup-ratio", "nan"),
-    ("--seed", "-1"), ("--max-steps", "0"), ("--epochs", "0"),
-])
+@pytest.mark.parametrize(
+    "flag, value",
+    [
+        ("--weight-decay", "-0.01"),
+        ("--weight-decay", "inf"),
+        ("--eval-every", "0"),
+        ("--eval-every", "-5"),
+        ("--lr", "inf"),
+        ("--lr", "nan"),
+        ("--lr", "0"),
+        ("--lr", "-1e-4"),
+        ("--warmup-ratio", "1"),
+        ("--warmup-ratio", "nan"),
+        ("--seed", "-1"),
+        ("--max-steps", "0"),
+        ("--epochs", "0"),
+    ],
+)
 def test_train_hyperparameters(flag, value, pipeline, tmp_path):
     before = snapshot(tmp_path, pipeline.root)
-    run("train", "--mask", pipeline.mask, "-o", tmp_path / "out", "--data-dir", pipeline.data, *TRAIN, flag, value,
-        code=2, mentions=(flag,))
+    run(
+        "train",
+        "--mask",
+        pipeline.mask,
+        "-o",
+        tmp_path / "out",
+        "--data-dir",
+        pipeline.data,
+        *TRAIN,
+        flag,
+        value,
+        code=2,
+        mentions=(flag,),
+    )
     assert_unchanged(before, snapshot(tmp_path, pipeline.root))
 
 
-@pytest.mark.parametrize("labels, metric, expected", [
-    (["pos", "neg", "pos"], "accuracy", "twice"),
-    (["pos", "neg"], "pearson_spearman", "for regression tasks"),
-    (["a", "b", "c"], "accuracy_f1", "binary"),
-])
+@pytest.mark.parametrize(
+    "labels, metric, expected",
+    [
+        (["pos", "neg", "pos"], "accuracy", "twice"),
+        (["pos", "neg"], "pearson_spearman", "for regression tasks"),
+        (["a", "b", "c"], "accuracy_f1", "binary"),
+    ],
+)
 def test_custom_task_that_cannot_mean_anything(labels, metric, expected, pipeline, tmp_path):
-    spec = {"train": str(pipeline.data / "cb" / "train.jsonl"), "validation": str(pipeline.data / "cb" / "validation.jsonl"),
-            "text": ["premise", "hypothesis"], "labels": labels, "metric": metric}
+    spec = {
+        "train": str(pipeline.data / "cb" / "train.jsonl"),
+        "validation": str(pipeline.data / "cb" / "validation.jsonl"),
+        "text": ["premise", "hypothesis"],
+        "labels": labels,
+        "metric": metric,
+    }
     (tmp_path / "task.json").write_text(json.dumps(spec))
     run("tasks", "--task", tmp_path / "task.json", mentions=(expected,))
 
@@ -69,12 +101,29 @@ def test_degenerate_scores_from_the_pass(fill, pipeline, tmp_path, monkeypatch):
 
     def degenerate(self, context):
         scores = original(self, context)
-        return {name: torch.zeros_like(value) if fill == "zeros" else torch.full_like(value, float("nan"))
-                for name, value in scores.items()}
+        return {
+            name: torch.zeros_like(value) if fill == "zeros" else torch.full_like(value, float("nan"))
+            for name, value in scores.items()
+        }
 
     monkeypatch.setattr(sam, "compute", degenerate)
-    run("score", pipeline.model, "--task", "cb", "--examples", "8", "--batch-size", "8", "--max-length", "24",
-        "--data-dir", pipeline.data, "-o", tmp_path / "m.safetensors", mentions=("every score is 0" if fill == "zeros" else "NaN",))
+    run(
+        "score",
+        pipeline.model,
+        "--task",
+        "cb",
+        "--examples",
+        "8",
+        "--batch-size",
+        "8",
+        "--max-length",
+        "24",
+        "--data-dir",
+        pipeline.data,
+        "-o",
+        tmp_path / "m.safetensors",
+        mentions=("every score is 0" if fill == "zeros" else "NaN",),
+    )
     assert not (tmp_path / "m.safetensors").exists()
 
 
@@ -110,7 +159,9 @@ def test_report_does_not_overwrite_without_force(pipeline, tmp_path):
 
 @pytest.mark.parametrize("command", ["score", "mask", "inspect", "diff", "apply"])
 def test_no_overwrite_without_force(command, pipeline, tmp_path):
-    existing = tmp_path / ("existing" if command == "apply" else "existing.png" if command == "inspect" else "existing.safetensors")
+    existing = tmp_path / (
+        "existing" if command == "apply" else "existing.png" if command == "inspect" else "existing.safetensors"
+    )
     existing.mkdir() if command == "apply" else existing.write_text("precious")
     args = {
         "score": ("score", pipeline.model, "--task", "cb", "--data-dir", pipeline.data, "-o", existing),
@@ -127,13 +178,31 @@ def test_no_overwrite_without_force(command, pipeline, tmp_path):
 def test_train_does_not_overwrite_a_run(pipeline, tmp_path):
     folder = copy_run(pipeline.run, tmp_path / "run")
     before = snapshot(tmp_path)
-    run("train", "--mask", pipeline.mask, "-o", folder, "--data-dir", pipeline.data, *TRAIN, mentions=("--force", "--resume"))
+    run(
+        "train",
+        "--mask",
+        pipeline.mask,
+        "-o",
+        folder,
+        "--data-dir",
+        pipeline.data,
+        *TRAIN,
+        mentions=("--force", "--resume"),
+    )
     assert_unchanged(before, snapshot(tmp_path))
 
 
 def test_mask_for_a_task_that_no_longer_resolves(pipeline, tmp_path):
     bad = rewrite_safetensors(pipeline.mask, tmp_path / "bad.safetensors", {"task": "/gone/task.json"})
-    run("train", "--mask", bad, "-o", tmp_path / "out", "--data-dir", pipeline.data, *TRAIN, mentions=("--task", str(bad)))
+    run(
+        "train",
+        "--mask",
+        bad,
+        "-o",
+        tmp_path / "out",
+        "--data-dir",
+        pipeline.data,
+        *TRAIN,
+        mentions=("--task", str(bad)),
+    )
     assert not (tmp_path / "out").exists()
-
-

@@ -17,7 +17,9 @@ COPY = shutil.ignore_patterns("__pycache__", "*.pyc")
 
 
 def _examples() -> dict[str, str]:
-    return {match["path"]: match["code"] for match in EXAMPLE.finditer((REPO / "README.md").read_text(encoding="utf-8"))}
+    return {
+        match["path"]: match["code"] for match in EXAMPLE.finditer((REPO / "README.md").read_text(encoding="utf-8"))
+    }
 
 
 def test_the_readme_shows_one_method_and_one_scorer_file_that_do_not_exist_yet():
@@ -51,8 +53,15 @@ def test_one_new_file_is_a_registered_method_with_flags_completions_and_passing_
     assert "--top-layers" in train_help and "Method options: Top layers" in train_help and "toplayers" in train_help
     assert "snip" in run("-m", "sparsetune", "score", "--help")
     report = run(
-        "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "toplayers or snip",
-        "tests/contract/test_training_methods.py", "tests/contract/test_scoring_methods.py",
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-k",
+        "toplayers or snip",
+        "tests/contract/test_training_methods.py",
+        "tests/contract/test_scoring_methods.py",
     )
     passed = re.search(r"(\d+) passed", report)
     assert passed and int(passed.group(1)) >= 9 and "failed" not in report, report[-2000:]

@@ -28,8 +28,18 @@ def samples(tmp_path_factory, tiny_model_dir, tiny_data_dir) -> dict[str, Path]:
     """One real file (or folder) of every kind, made by the pipeline on the tiny BERT."""
     root = tmp_path_factory.mktemp("formats")
     mask_path = write_mask(root, tiny_model_dir)
-    score(ScoreConfig(task="cb", model=str(tiny_model_dir), data_dir=str(tiny_data_dir), p=0.05, batch_size=8, max_length=32,
-                      output=None, save_scores=str(root / "scores.safetensors")))
+    score(
+        ScoreConfig(
+            task="cb",
+            model=str(tiny_model_dir),
+            data_dir=str(tiny_data_dir),
+            p=0.05,
+            batch_size=8,
+            max_length=32,
+            output=None,
+            save_scores=str(root / "scores.safetensors"),
+        )
+    )
     run(root / "sparse", tiny_data_dir, mask=str(mask_path), max_steps=2)
     run(root / "lora", tiny_data_dir, method="lora", task="cb", model=str(tiny_model_dir), max_steps=1)
     diff(DiffConfig(run=str(root / "sparse"), output=str(root / "delta.safetensors")))
@@ -64,9 +74,12 @@ def _method_stand_in(folder: Path):
     from sparsetune.formats.common import load_tensors
 
     tensors = load_tensors(folder / method_dir.WEIGHTS_FILE)
-    loaded = SimpleNamespace(source=description["base_model"], pooler=description["pooler"], head_names=description["head"])
-    return SimpleNamespace(name=description["method"], config=lambda: description["options"], own_tensors=lambda: tensors,
-                           loaded=loaded)
+    loaded = SimpleNamespace(
+        source=description["base_model"], pooler=description["pooler"], head_names=description["head"]
+    )
+    return SimpleNamespace(
+        name=description["method"], config=lambda: description["options"], own_tensors=lambda: tensors, loaded=loaded
+    )
 
 
 def _round_trip(kind: str, sample: Path, out: Path) -> None:
@@ -93,7 +106,9 @@ def _round_trip(kind: str, sample: Path, out: Path) -> None:
             assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine), part
     elif kind == "method":
         method_dir.save_method_dir(_method_stand_in(sample), out)
-        assert json.loads((out / method_dir.METHOD_FILE).read_text()) == json.loads((sample / method_dir.METHOD_FILE).read_text())
+        assert json.loads((out / method_dir.METHOD_FILE).read_text()) == json.loads(
+            (sample / method_dir.METHOD_FILE).read_text()
+        )
         assert (out / method_dir.WEIGHTS_FILE).read_bytes() == (sample / method_dir.WEIGHTS_FILE).read_bytes()
     elif kind == "log":
         writer = log.LogWriter(out, keep_until=None)
@@ -112,7 +127,10 @@ LOADERS = {
     "delta": (delta.Delta.load, _flip_last_byte),
     "run": (run_record.RunRecord.load, lambda folder: (folder / run_record.RUN_FILE).write_text("{")),
     "checkpoint": (checkpoint.read_checkpoint, lambda folder: (folder / checkpoint.STATE).write_text("[1, 2")),
-    "method": (lambda folder: method_dir.read_description(folder.parent), lambda folder: (folder / method_dir.METHOD_FILE).write_text("{")),
+    "method": (
+        lambda folder: method_dir.read_description(folder.parent),
+        lambda folder: (folder / method_dir.METHOD_FILE).write_text("{"),
+    ),
     "log": (log.summarise, lambda path: path.write_text(path.read_text() + "not json\n")),
 }
 KINDS = sorted(FORMATS)

@@ -19,8 +19,17 @@ SCORER_NAMES = sorted(SCORERS)
 
 
 def _config(name, tiny_model_dir, tiny_data_dir, tmp_path, **changes) -> ScoreConfig:
-    base = dict(task="cb", model=str(tiny_model_dir), data_dir=str(tiny_data_dir), method=name, p=0.03, batch_size=8,
-                max_length=32, seed=5, output=str(tmp_path / "mask.safetensors"))
+    base = dict(
+        task="cb",
+        model=str(tiny_model_dir),
+        data_dir=str(tiny_data_dir),
+        method=name,
+        p=0.03,
+        batch_size=8,
+        max_length=32,
+        seed=5,
+        output=str(tmp_path / "mask.safetensors"),
+    )
     return ScoreConfig(**{**base, **changes})
 
 
@@ -48,8 +57,16 @@ def test_density_is_exactly_as_promised(name, scope, tiny_model_dir, tiny_data_d
 
 @pytest.mark.parametrize("name", SCORER_NAMES)
 def test_same_seed_same_file_and_save_load_round_trip(name, tiny_model_dir, tiny_data_dir, tmp_path):
-    first = score(_config(name, tiny_model_dir, tiny_data_dir, tmp_path, output=str(tmp_path / "a.safetensors"),
-                          save_scores=str(tmp_path / "scores.safetensors")))
+    first = score(
+        _config(
+            name,
+            tiny_model_dir,
+            tiny_data_dir,
+            tmp_path,
+            output=str(tmp_path / "a.safetensors"),
+            save_scores=str(tmp_path / "scores.safetensors"),
+        )
+    )
     score(_config(name, tiny_model_dir, tiny_data_dir, tmp_path, output=str(tmp_path / "b.safetensors")))
     assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
     loaded = Mask.load(tmp_path / "a.safetensors")
@@ -57,7 +74,9 @@ def test_same_seed_same_file_and_save_load_round_trip(name, tiny_model_dir, tiny
     assert all(torch.equal(loaded.indices[n], first.mask.indices[n]) for n in loaded.indices)
     assert loaded.metadata["method"] == name and loaded.selected == first.mask.selected
     again = rethreshold(MaskConfig(scores=str(tmp_path / "scores.safetensors"), p=0.03, output=None))
-    assert all(torch.equal(again.indices[n], loaded.indices[n]) for n in loaded.indices) and set(again.indices) == set(loaded.indices)
+    assert all(torch.equal(again.indices[n], loaded.indices[n]) for n in loaded.indices) and set(again.indices) == set(
+        loaded.indices
+    )
 
 
 class _NoForward(torch.nn.Module):

@@ -62,7 +62,9 @@ def test_method_declares_itself(name):
     cls = METHODS[name]
     assert cls.title and isinstance(cls.projects, bool) and (cls.default_lr is None or cls.default_lr > 0)
     for setting in dataclasses.fields(cls.Options):
-        assert setting.metadata.get("help"), f"{name}: declare setting {setting.name!r} with methods.option(default, help)"
+        assert setting.metadata.get("help"), (
+            f"{name}: declare setting {setting.name!r} with methods.option(default, help)"
+        )
     if cls.projects:
         assert {"p", "project_every"} <= {setting.name for setting in dataclasses.fields(cls.Options)}
 
@@ -158,7 +160,9 @@ def test_every_method_sees_the_same_eligible_set_and_trains_the_whole_head(name,
     for tensor in HEAD:
         # LoRA trains peft's copy of a head module (modules_to_save), the others the tensor itself.
         module, _, leaf = tensor.rpartition(".")
-        trained = [p for n, p in method.trainable().items() if n.endswith((tensor, f"{module}.modules_to_save.default.{leaf}"))]
+        trained = [
+            p for n, p in method.trainable().items() if n.endswith((tensor, f"{module}.modules_to_save.default.{leaf}"))
+        ]
         assert len(trained) == 1, f"{name} does not train head tensor {tensor} (whole)"
         assert trained[0].requires_grad and trained[0].shape == method.head[tensor].shape, tensor
     summary = method.summary()
@@ -212,4 +216,6 @@ def test_diff_then_apply_rebuilds_a_model_with_identical_predictions(name, tmp_p
     run(tmp_path / "out", tiny_data_dir, max_steps=3, lr=5e-2, **_method_args(name, tmp_path, tiny_model_dir))
     diff(DiffConfig(run=str(tmp_path / "out"), output=str(tmp_path / "delta.safetensors")))
     apply(ApplyConfig(deltas=(str(tmp_path / "delta.safetensors"),), output=str(tmp_path / "applied")))
-    assert torch.equal(_validation_logits(tmp_path / "applied", tiny_data_dir), _validation_logits(tmp_path / "out", tiny_data_dir))
+    assert torch.equal(
+        _validation_logits(tmp_path / "applied", tiny_data_dir), _validation_logits(tmp_path / "out", tiny_data_dir)
+    )

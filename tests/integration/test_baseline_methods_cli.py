@@ -40,7 +40,11 @@ def _eval(target, data, *flags: str) -> dict:
 
 @pytest.mark.parametrize(
     "method, flags",
-    [("adapter", ("--adapter-config", "pfeiffer", "--reduction-factor", "32")), ("mixout", ("--mixout-p", "0.5")), ("full", ())],
+    [
+        ("adapter", ("--adapter-config", "pfeiffer", "--reduction-factor", "32")),
+        ("mixout", ("--mixout-p", "0.5")),
+        ("full", ()),
+    ],
 )
 def test_baseline_trains_and_evaluates_on_minilm(method, flags, tmp_path, shared_data_dir):
     data = ["--data-dir", str(shared_data_dir)]
@@ -116,10 +120,13 @@ def test_peft_auto_class_loads_the_lora_dir_on_the_embedded_base(shared_data_dir
         "import sys, torch\n"
         "from peft import AutoPeftModelForSequenceClassification\n"
         "from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer\n"
-        "labels = AutoConfig.from_pretrained(sys.argv[1]).num_labels  # the head's size, as with any peft " "SEQ_CLS adapter\n"
-        "peft_model = AutoPeftModelForSequenceClassification.from_pretrained(sys.argv[1] + '/method', " "num_labels=labels).eval()\n"
+        "labels = AutoConfig.from_pretrained(sys.argv[1]).num_labels  # the head's size, as with any peft "
+        "SEQ_CLS adapter\n"
+        "peft_model = AutoPeftModelForSequenceClassification.from_pretrained(sys.argv[1] + '/method', "
+        "num_labels=labels).eval()\n"
         "merged = AutoModelForSequenceClassification.from_pretrained(sys.argv[1]).eval()\n"
-        "batch = AutoTokenizer.from_pretrained(sys.argv[1])(['the cat sat', 'it rained all day'], " "return_tensors='pt', padding=True)\n"
+        "batch = AutoTokenizer.from_pretrained(sys.argv[1])(['the cat sat', 'it rained all day'], "
+        "return_tensors='pt', padding=True)\n"
         "with torch.no_grad():\n"
         "    torch.testing.assert_close(peft_model(**batch).logits, merged(**batch).logits, rtol=1e-4, atol=1e-5)\n"
         "print('same logits')\n"

@@ -26,7 +26,9 @@ def invoke(*args: str) -> str:
 def test_diff_apply_round_trip_on_a_real_sparse_run(shared_data_dir, tmp_path):
     data = ["--data-dir", str(shared_data_dir)]
     mask, run = tmp_path / "mask.safetensors", tmp_path / "out"
-    invoke("score", "--task", "rte", "-p", "0.005", "--examples", "16", "--max-length", "64", "-o", str(mask), "-q", *data)
+    invoke(
+        "score", "--task", "rte", "-p", "0.005", "--examples", "16", "--max-length", "64", "-o", str(mask), "-q", *data
+    )
     invoke("train", "--mask", str(mask), "--max-steps", "2", "--max-length", "64", "-o", str(run), "-q", *data)
 
     # diff through a real pipe, as in the README: sparsetune diff out/ > delta.safetensors
@@ -40,7 +42,12 @@ def test_diff_apply_round_trip_on_a_real_sparse_run(shared_data_dir, tmp_path):
     assert 0 < delta.changed <= selected  # only mask entries can have changed
     assert delta.metadata["base_model"] == "embedded:all-MiniLM-L6-v2" and delta.metadata["task"] == "rte"
     # The head travels dense: the classifier and, head by default, the whole pooler (never index + value).
-    assert set(delta.head) == {"bert.pooler.dense.weight", "bert.pooler.dense.bias", "classifier.weight", "classifier.bias"}
+    assert set(delta.head) == {
+        "bert.pooler.dense.weight",
+        "bert.pooler.dense.bias",
+        "classifier.weight",
+        "classifier.bias",
+    }
     assert delta.metadata["pooler"] == "head" and not any("pooler" in name for name in delta.indices)
     head_bytes = sum(tensor.numel() * tensor.element_size() for tensor in delta.head.values())
     assert (len(proc.stdout) - head_bytes) / delta.changed < 8.5

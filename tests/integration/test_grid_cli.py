@@ -71,7 +71,10 @@ def test_grid_report_and_check_on_minilm(shared_data_dir, tmp_path):
     assert summary["chosen_on_dev"]["SAM"] in {"lr=0.0001", "lr=0.001"}
     assert "## Hyperparameters chosen on dev" in (tmp_path / "report" / "report.md").read_text()
 
-    check = subprocess.run([sys.executable, str(CHECK_SCRIPT), str(results), str(tmp_path / "report" / "report.md")],
-                           capture_output=True, text=True)
+    check = subprocess.run(
+        [sys.executable, str(CHECK_SCRIPT), str(results), str(tmp_path / "report" / "report.md")],
+        capture_output=True,
+        text=True,
+    )
     assert check.returncode == 0, check.stdout + check.stderr
     assert "checked 3 runs, 6 Table 1 cells" in check.stdout

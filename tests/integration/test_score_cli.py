@@ -25,12 +25,29 @@ def invoke(*args):
 
 def test_score_cb_json_summary_and_train_ready_metadata(shared_data_dir, tmp_path):
     mask_path = tmp_path / "cb.safetensors"
-    result = invoke("score", "--task", "cb", "--data-dir", shared_data_dir, "--examples", 64, "--max-length", 64,
-                    "-o", mask_path, "--json")
+    result = invoke(
+        "score",
+        "--task",
+        "cb",
+        "--data-dir",
+        shared_data_dir,
+        "--examples",
+        64,
+        "--max-length",
+        64,
+        "-o",
+        mask_path,
+        "--json",
+    )
     summary = json.loads(result.stdout)
     assert summary["examples"] == 64 and summary["examples_available"] == 225  # 90% of 250
     assert summary["eligible"] == MINILM_ELIGIBLE and summary["selected"] == math.floor(MINILM_ELIGIBLE * 0.005)
-    assert summary["head_tensors"] == ["bert.pooler.dense.bias", "bert.pooler.dense.weight", "classifier.bias", "classifier.weight"]
+    assert summary["head_tensors"] == [
+        "bert.pooler.dense.bias",
+        "bert.pooler.dense.weight",
+        "classifier.bias",
+        "classifier.weight",
+    ]
     assert summary["head_parameters"] == 3 * 384 + 3 + MINILM_POOLER and summary["pooler"] == "head"
     assert "pooler" not in summary["share_by_module_type"]  # SAM's mask holds no pooler entry
     mask = Mask.load(mask_path)
@@ -43,8 +60,22 @@ def test_score_cb_json_summary_and_train_ready_metadata(shared_data_dir, tmp_pat
 def test_the_literal_pooler_takes_a_large_share_of_sams_budget(shared_data_dir, tmp_path):
     """Issue 14: with the pooler eligible, SAM's global top-k spends much of p on it (63% on
     cb with every example, README); the default makes it task head, so none."""
-    result = invoke("score", "--task", "cb", "--data-dir", shared_data_dir, "--examples", 64, "--max-length", 64,
-                    "--pooler", "eligible", "-o", tmp_path / "literal.safetensors", "--json")
+    result = invoke(
+        "score",
+        "--task",
+        "cb",
+        "--data-dir",
+        shared_data_dir,
+        "--examples",
+        64,
+        "--max-length",
+        64,
+        "--pooler",
+        "eligible",
+        "-o",
+        tmp_path / "literal.safetensors",
+        "--json",
+    )
     summary = json.loads(result.stdout)
     assert summary["eligible"] == MINILM_ELIGIBLE + MINILM_POOLER and summary["pooler"] == "eligible"
     assert summary["share_by_module_type"]["pooler"] > 0.3
@@ -52,8 +83,23 @@ def test_the_literal_pooler_takes_a_large_share_of_sams_budget(shared_data_dir, 
 
 def test_score_rte_then_mask_then_inspect_plot(shared_data_dir, tmp_path):
     mask_path, scores_path = tmp_path / "rte.safetensors", tmp_path / "rte-scores.safetensors"
-    result = invoke("score", "--task", "rte", "--data-dir", shared_data_dir, "--examples", 64, "--max-length", 64,
-                    "--batch-size", 32, "-o", mask_path, "--save-scores", scores_path)
+    result = invoke(
+        "score",
+        "--task",
+        "rte",
+        "--data-dir",
+        shared_data_dir,
+        "--examples",
+        64,
+        "--max-length",
+        64,
+        "--batch-size",
+        32,
+        "-o",
+        mask_path,
+        "--save-scores",
+        scores_path,
+    )
     assert "not counted in p, always trained" in result.stdout and "share of the mask by module type" in result.stdout
     assert "examples 64 of 2,241" in result.stdout
     assert Scores.load(scores_path).eligible == MINILM_ELIGIBLE

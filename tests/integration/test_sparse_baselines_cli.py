@@ -40,9 +40,30 @@ def test_data_free_masks_on_minilm(method, tmp_path):
 @pytest.mark.parametrize("method", ["diffpruning", "childpruning"])
 def test_projection_methods_on_minilm_and_cb(method, shared_data_dir, tmp_path):
     out = tmp_path / "out"
-    invoke("train", "--task", "cb", "--method", method, "-p", "0.005", "--project-every", "2", "-o", str(out),
-           "--max-steps", "4", "--max-length", "64", "--batch-size", "8", "--eval-every", "4", "-q",
-           "--data-dir", str(shared_data_dir))
+    invoke(
+        "train",
+        "--task",
+        "cb",
+        "--method",
+        method,
+        "-p",
+        "0.005",
+        "--project-every",
+        "2",
+        "-o",
+        str(out),
+        "--max-steps",
+        "4",
+        "--max-length",
+        "64",
+        "--batch-size",
+        "8",
+        "--eval-every",
+        "4",
+        "-q",
+        "--data-dir",
+        str(shared_data_dir),
+    )
     steps = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if '"loss"' in line]
     assert [s["step"] for s in steps] == [1, 2, 3, 4] and steps[1]["mask_changed"] == 1
     mask = Mask.load(out / "mask.safetensors")
@@ -50,5 +71,7 @@ def test_projection_methods_on_minilm_and_cb(method, shared_data_dir, tmp_path):
     invoke("diff", str(out), "-o", str(tmp_path / "delta.safetensors"))
     delta = Delta.load(tmp_path / "delta.safetensors")
     assert delta.changed == mask.selected and set(delta.indices) == set(mask.indices)
-    summary = json.loads(invoke("inspect", str(out / "log.jsonl"), "--plot", str(tmp_path / "loss.png"), "--json").stdout)
+    summary = json.loads(
+        invoke("inspect", str(out / "log.jsonl"), "--plot", str(tmp_path / "loss.png"), "--json").stdout
+    )
     assert summary["totals"]["projections"] == 2 and (tmp_path / "loss.png").stat().st_size > 1000

@@ -20,7 +20,12 @@ def _gradients(mask: Mask, factory, batch) -> tuple[dict[str, torch.Tensor], set
     loaded.model.train()
     torch.manual_seed(0)  # the same dropout masks on both sides
     loaded.model(**batch).loss.backward()
-    kinds = {plan.kind for delta in sparse.attached(loaded.model).values() for key, plan in getattr(delta, "_plans", {}).items() if key[0] == "linear"}
+    kinds = {
+        plan.kind
+        for delta in sparse.attached(loaded.model).values()
+        for key, plan in getattr(delta, "_plans", {}).items()
+        if key[0] == "linear"
+    }
     return {name: value.grad for name, value in values.items()}, kinds
 
 

@@ -26,13 +26,48 @@ def invoke(*args: str):
 def test_train_from_the_mask_alone_then_eval(shared_data_dir, tmp_path):
     data = ["--data-dir", str(shared_data_dir)]
     mask_path, out = tmp_path / "mask.safetensors", tmp_path / "out"
-    invoke("score", "--task", "cb", "-p", "0.005", "--examples", "16", "--max-length", "64", "-o", str(mask_path), "-q", *data)
+    invoke(
+        "score",
+        "--task",
+        "cb",
+        "-p",
+        "0.005",
+        "--examples",
+        "16",
+        "--max-length",
+        "64",
+        "-o",
+        str(mask_path),
+        "-q",
+        *data,
+    )
     # No MODEL, no --task: both come from the mask.
-    invoke("train", "--mask", str(mask_path), "-o", str(out), "--max-steps", "3", "--batch-size", "8", "--max-length", "64",
-           "--eval-every", "2", "-q", *data)
+    invoke(
+        "train",
+        "--mask",
+        str(mask_path),
+        "-o",
+        str(out),
+        "--max-steps",
+        "3",
+        "--batch-size",
+        "8",
+        "--max-length",
+        "64",
+        "--eval-every",
+        "2",
+        "-q",
+        *data,
+    )
     record = json.loads((out / "run.json").read_text())
-    assert record["task"] == "cb" and record["base_model"] == "embedded:all-MiniLM-L6-v2" and record["method"] == "sparse"
-    assert [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines() if "loss" in line] == [1, 2, 3]
+    assert (
+        record["task"] == "cb" and record["base_model"] == "embedded:all-MiniLM-L6-v2" and record["method"] == "sparse"
+    )
+    assert [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines() if "loss" in line] == [
+        1,
+        2,
+        3,
+    ]
 
     mask = Mask.load(mask_path)
     trained = load_file(str(out / "model.safetensors"))
@@ -59,11 +94,40 @@ def test_bf16_score_train_eval_on_minilm(shared_data_dir, tmp_path):
     precision recorded, the files' tensors still float32, exact sparsity kept."""
     data = ["--data-dir", str(shared_data_dir)]
     mask_path, out = tmp_path / "mask.safetensors", tmp_path / "out"
-    invoke("score", "--task", "cb", "--examples", "16", "--max-length", "64", "--precision", "bf16", "-o", str(mask_path), "-q", *data)
+    invoke(
+        "score",
+        "--task",
+        "cb",
+        "--examples",
+        "16",
+        "--max-length",
+        "64",
+        "--precision",
+        "bf16",
+        "-o",
+        str(mask_path),
+        "-q",
+        *data,
+    )
     mask = Mask.load(mask_path)
     assert mask.metadata["precision"] == "bf16" and mask.selected > 0
-    invoke("train", "--mask", str(mask_path), "-o", str(out), "--max-steps", "2", "--batch-size", "8", "--max-length", "64",
-           "--precision", "bf16", "-q", *data)
+    invoke(
+        "train",
+        "--mask",
+        str(mask_path),
+        "-o",
+        str(out),
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "8",
+        "--max-length",
+        "64",
+        "--precision",
+        "bf16",
+        "-q",
+        *data,
+    )
     record = json.loads((out / "run.json").read_text())
     assert record["hyperparameters"]["precision"] == "bf16" and "device" not in record["hyperparameters"]
     trained = load_file(str(out / "model.safetensors"))

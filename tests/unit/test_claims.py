@@ -12,7 +12,9 @@ from sparsetune.experiments.report import sparsity_sweep, stability_vs_performan
 from sparsetune.experiments.results import RunResult
 
 
-def grid(scores: dict[str, dict[str, list[float]]], sweep: dict[float, dict[str, list[float]]] | None = None) -> list[RunResult]:
+def grid(
+    scores: dict[str, dict[str, list[float]]], sweep: dict[float, dict[str, list[float]]] | None = None
+) -> list[RunResult]:
     """Results as a tiny grid would write them: method -> task -> one score per seed."""
     out = []
     for method, tasks in scores.items():
@@ -30,8 +32,10 @@ def grid(scores: dict[str, dict[str, list[float]]], sweep: dict[float, dict[str,
 def verdicts(results: list[RunResult]) -> dict[str, str]:
     table = table_one(results, 0.005)
     claims = paper_claims(table, stability_vs_performance(table), sparsity_sweep(results, "SAM"))
-    return {claim.claim.split(" ")[0] + ("-random" if claim.claim.startswith("Random") else ""): claim.verdict
-            for claim in claims}
+    return {
+        claim.claim.split(" ")[0] + ("-random" if claim.claim.startswith("Random") else ""): claim.verdict
+        for claim in claims
+    }
 
 
 STABLE_SAM = {  # SAM clearly best and tight; full fine-tuning spread wide; Random tight but low
@@ -42,8 +46,10 @@ STABLE_SAM = {  # SAM clearly best and tight; full fine-tuning spread wide; Rand
 
 
 def test_every_claim_holds_when_the_numbers_say_so_beyond_the_noise():
-    sweep = {0.0005: {"cb": [0.60, 0.61, 0.60], "rte": [0.50, 0.51, 0.50]},
-             0.05: {"cb": [0.70, 0.71, 0.70], "rte": [0.60, 0.61, 0.60]}}
+    sweep = {
+        0.0005: {"cb": [0.60, 0.61, 0.60], "rte": [0.50, 0.51, 0.50]},
+        0.05: {"cb": [0.70, 0.71, 0.70], "rte": [0.60, 0.61, 0.60]},
+    }
     # ρ: more stable methods rank higher here on both tasks (SAM, Random, Full), 6 pairs.
     got = verdicts(grid(STABLE_SAM, sweep))
     assert got["SAM"] == HOLDS
@@ -107,6 +113,11 @@ def test_report_writes_the_claims_section_for_a_table_but_not_for_a_sweep(tmp_pa
     assert "| SAM is best on average | **holds** |" in markdown
     sweep = tmp_path / "sweep.jsonl"  # Method@key=value names: a sweep compares settings, so no claims
     for result in grid({f"{method}@lr=0.001": tasks for method, tasks in STABLE_SAM.items()}):
-        append_result(sweep, RunResult(result.run_id, result.method, result.task, result.seed, result.p, result.test, dev={"score": 0.5}))
+        append_result(
+            sweep,
+            RunResult(
+                result.run_id, result.method, result.task, result.seed, result.p, result.test, dev={"score": 0.5}
+            ),
+        )
     swept = write_report(sweep, tmp_path / "swept").markdown
     assert "## Hyperparameters chosen on dev" in swept and "The paper's claims" not in swept

@@ -100,8 +100,15 @@ def test_loader_collates_padded_batches(name, tiny_data_dir, tiny_model_dir):
 def test_custom_task_from_json(tmp_path, tiny_model_dir):
     write_jsonl(tmp_path / "d" / "tr.jsonl", [{"review": "good", "y": "pos"}, {"review": "bad", "y": 0}])
     write_jsonl(tmp_path / "d" / "va.jsonl", [{"review": "fine", "y": "pos"}])
-    spec = {"name": "sentiment", "train": "d/tr.jsonl", "validation": "d/va.jsonl", "text": "review", "label": "y",
-            "type": "classification", "labels": ["neg", "pos"]}
+    spec = {
+        "name": "sentiment",
+        "train": "d/tr.jsonl",
+        "validation": "d/va.jsonl",
+        "text": "review",
+        "label": "y",
+        "type": "classification",
+        "labels": ["neg", "pos"],
+    }
     (tmp_path / "sentiment.json").write_text(json.dumps(spec))
     task = get_task(str(tmp_path / "sentiment.json"))
     assert task.name == "sentiment" and task.metric == "accuracy" and task.num_labels == 2
@@ -116,7 +123,10 @@ def test_custom_task_from_json(tmp_path, tiny_model_dir):
         ({"train": "a", "validation": "b", "text": "t", "type": "ranking"}, "type must be"),
         ({"train": "a", "validation": "b", "type": "classification", "labels": ["x", "y"]}, "text is missing"),
         ({"train": "a", "validation": "b", "text": "t", "labels": ["x"]}, "at least 2"),
-        ({"train": "a", "validation": "b", "text": "t", "type": "regression", "metric": "bleu"}, "metric must be one of"),
+        (
+            {"train": "a", "validation": "b", "text": "t", "type": "regression", "metric": "bleu"},
+            "metric must be one of",
+        ),
     ],
 )
 def test_custom_task_errors(tmp_path, spec, message):

@@ -8,8 +8,15 @@ from sparsetune.models import DEFAULT_MODEL_NAME
 
 @pytest.mark.parametrize(
     "method, lr",
-    [("sparse", 1e-4), ("full", 1e-4), ("mixout", 1e-4), ("diffpruning", 1e-4), ("childpruning", 1e-4),
-     ("lora", 1e-3), ("adapter", 1e-3)],
+    [
+        ("sparse", 1e-4),
+        ("full", 1e-4),
+        ("mixout", 1e-4),
+        ("diffpruning", 1e-4),
+        ("childpruning", 1e-4),
+        ("lora", 1e-3),
+        ("adapter", 1e-3),
+    ],
 )
 def test_learning_rate_follows_the_method(method, lr):
     assert defaults_for("copa", DEFAULT_MODEL_NAME, method).lr == lr

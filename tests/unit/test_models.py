@@ -51,7 +51,10 @@ def test_the_pooler_is_head_by_default_and_eligible_with_the_option(tiny_model_d
     assert set(POOLER) <= set(literal.eligible()) and not set(POOLER) & set(default.eligible())
     assert default.new_parameters == literal.new_parameters  # "new" keeps its meaning: missing from the checkpoint
     assert set(default.eligible()) | set(default.head()) == {name for name, _ in default.model.named_parameters()}
-    assert sum(p.numel() for p in literal.eligible().values()) - sum(p.numel() for p in default.eligible().values()) == 32 * 32 + 32
+    assert (
+        sum(p.numel() for p in literal.eligible().values()) - sum(p.numel() for p in default.eligible().values())
+        == 32 * 32 + 32
+    )
     with pytest.raises(UsageError, match="--pooler must be one of head, eligible"):
         load_model(tiny_model_dir, TASKS[task], pooler="dense")
 
@@ -61,22 +64,37 @@ def test_a_model_whose_classifier_reads_no_pooler_is_unaffected(tmp_path):
     its own instead (transformers passes add_pooling_layer=False): head = new tensors only."""
     from transformers import RobertaConfig, RobertaModel
 
-    config = RobertaConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                           max_position_embeddings=40)
+    config = RobertaConfig(
+        vocab_size=64,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=40,
+    )
     torch.manual_seed(0)
     RobertaModel(config).save_pretrained(tmp_path)  # pooler included in the checkpoint
     for policy in ("head", "eligible"):
         loaded = load_model(tmp_path, TASKS["cb"], seed=0, pooler=policy)
         assert not any(is_pooler(name) for name, _ in loaded.model.named_parameters())
-        assert loaded.head_names == loaded.new_parameters and all(n.startswith("classifier.") for n in loaded.head_names)
+        assert loaded.head_names == loaded.new_parameters and all(
+            n.startswith("classifier.") for n in loaded.head_names
+        )
 
 
 def test_albert_pooler_is_head_too(tmp_path):
     """ALBERT's classifier reads its pooler, a Linear named `albert.pooler` (no `.dense`)."""
     from transformers import AlbertConfig, AlbertModel
 
-    config = AlbertConfig(vocab_size=64, embedding_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                          intermediate_size=32, max_position_embeddings=40)
+    config = AlbertConfig(
+        vocab_size=64,
+        embedding_size=8,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=40,
+    )
     torch.manual_seed(0)
     AlbertModel(config).save_pretrained(tmp_path)
     loaded = load_model(tmp_path, TASKS["cb"], seed=0)

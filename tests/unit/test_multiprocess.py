@@ -33,7 +33,9 @@ def torchrun(*args: str, timeout: int = 240) -> subprocess.CompletedProcess:
 
 
 def single(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sparsetune", *args], capture_output=True, text=True, env=_env(), timeout=240)
+    return subprocess.run(
+        [sys.executable, "-m", "sparsetune", *args], capture_output=True, text=True, env=_env(), timeout=240
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,10 +52,25 @@ def no_dropout_model(tmp_path_factory, tiny_model_dir) -> Path:
 
 def test_two_process_score_writes_the_one_process_mask(tmp_path, tiny_model_dir, tiny_data_dir):
     flags = [str(tiny_model_dir), "--task", "cb", "--data-dir", str(tiny_data_dir), "--batch-size", "3", "-q"]
-    one = single("score", *flags, "-o", str(tmp_path / "one.safetensors"), "--save-scores", str(tmp_path / "one-scores.safetensors"))
+    one = single(
+        "score",
+        *flags,
+        "-o",
+        str(tmp_path / "one.safetensors"),
+        "--save-scores",
+        str(tmp_path / "one-scores.safetensors"),
+    )
     assert one.returncode == 0, one.stderr
-    two = torchrun("-m", "sparsetune", "score", *flags, "-o", str(tmp_path / "two.safetensors"),
-                   "--save-scores", str(tmp_path / "two-scores.safetensors"))
+    two = torchrun(
+        "-m",
+        "sparsetune",
+        "score",
+        *flags,
+        "-o",
+        str(tmp_path / "two.safetensors"),
+        "--save-scores",
+        str(tmp_path / "two-scores.safetensors"),
+    )
     assert two.returncode == 0, two.stderr
     a, b = Mask.load(tmp_path / "one.safetensors"), Mask.load(tmp_path / "two.safetensors")
     assert a.indices.keys() == b.indices.keys()
@@ -69,8 +86,23 @@ def test_two_process_train_takes_the_one_process_steps_and_writes_once(tmp_path,
     mask = write_mask(tmp_path, no_dropout_model)
     # 36 train rows in global batches of 7: the last batch has one row, so one
     # process runs a weight-0 stand-in (data.local_part).
-    flags = ["train", str(no_dropout_model), "--mask", str(mask), "--data-dir", str(tiny_data_dir), "--batch-size", "7",
-             "--epochs", "2", "--lr", "1e-2", "--eval-every", "3", "-q"]
+    flags = [
+        "train",
+        str(no_dropout_model),
+        "--mask",
+        str(mask),
+        "--data-dir",
+        str(tiny_data_dir),
+        "--batch-size",
+        "7",
+        "--epochs",
+        "2",
+        "--lr",
+        "1e-2",
+        "--eval-every",
+        "3",
+        "-q",
+    ]
     one = single(*flags, "-o", str(tmp_path / "one"))
     assert one.returncode == 0, one.stderr
     two = torchrun("-m", "sparsetune", *flags, "-o", str(tmp_path / "two"))
@@ -95,7 +127,8 @@ def test_sharded_evaluation_gathers_every_prediction(tmp_path, tiny_model_dir, t
     """The gathered predictions of two processes are the one-process predictions, as a
     multiset (metrics do not depend on order), for a split that does not divide evenly."""
     script = tmp_path / "predict.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import json, os, sys
         from sparsetune.data import load_split
         from sparsetune.stages.evaluate import predict
@@ -110,12 +143,18 @@ def test_sharded_evaluation_gathers_every_prediction(tmp_path, tiny_model_dir, t
         if os.environ.get("RANK", "0") == "0":
             pairs = sorted(zip(labels.tolist(), predictions.tolist()))
             open(sys.argv[2], "w").write(json.dumps(pairs))
-    """))
-    one = subprocess.run([sys.executable, str(script), "one", str(tmp_path / "one.json")], capture_output=True, text=True, env=_env())
+    """)
+    )
+    one = subprocess.run(
+        [sys.executable, str(script), "one", str(tmp_path / "one.json")], capture_output=True, text=True, env=_env()
+    )
     assert one.returncode == 0, one.stderr
     two = torchrun(str(script), "sharded", str(tmp_path / "two.json"))
     assert two.returncode == 0, two.stderr
-    one_pairs, two_pairs = json.loads((tmp_path / "one.json").read_text()), json.loads((tmp_path / "two.json").read_text())
+    one_pairs, two_pairs = (
+        json.loads((tmp_path / "one.json").read_text()),
+        json.loads((tmp_path / "two.json").read_text()),
+    )
     assert len(one_pairs) == len(two_pairs) == 16  # 16 rows in batches of 3: nothing lost, nothing repeated
     # Whole batches go to each process, but accelerate completes the short last batch with
     # rows from the start, so its padding (and so its rounding) may differ.
@@ -128,7 +167,8 @@ def test_interrupt_under_two_processes_then_resume_equals_an_uninterrupted_run(t
     `--resume` under two processes then ends where an uninterrupted run ends, bit for bit."""
     mask = write_mask(tmp_path, tiny_model_dir)
     script = tmp_path / "interrupted.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import os, signal, sys, threading, time
         from pathlib import Path
         from sparsetune import TrainConfig, train
@@ -149,24 +189,49 @@ def test_interrupt_under_two_processes_then_resume_equals_an_uninterrupted_run(t
         except TrainingInterrupted as stop:
             print(stop, file=sys.stderr)
             sys.exit(130)
-    """))
+    """)
+    )
     stopped = torchrun(str(script), str(tmp_path / "run"))
     assert stopped.returncode != 0 and "interrupted at step" in stopped.stderr, stopped.stderr
     assert (tmp_path / "run" / "checkpoint").is_dir() and not (tmp_path / "run" / "run.json").exists()
-    resumed = torchrun("-m", "sparsetune", "train", "--resume", "-o", str(tmp_path / "run"), "--data-dir", str(tiny_data_dir), "-q")
+    resumed = torchrun(
+        "-m", "sparsetune", "train", "--resume", "-o", str(tmp_path / "run"), "--data-dir", str(tiny_data_dir), "-q"
+    )
     assert resumed.returncode == 0, resumed.stderr
-    straight = torchrun("-m", "sparsetune", "train", str(tiny_model_dir), "--mask", str(mask), "--data-dir", str(tiny_data_dir),
-                        "--epochs", "40", "--batch-size", "8", "-o", str(tmp_path / "straight"), "-q")
+    straight = torchrun(
+        "-m",
+        "sparsetune",
+        "train",
+        str(tiny_model_dir),
+        "--mask",
+        str(mask),
+        "--data-dir",
+        str(tiny_data_dir),
+        "--epochs",
+        "40",
+        "--batch-size",
+        "8",
+        "-o",
+        str(tmp_path / "straight"),
+        "-q",
+    )
     assert straight.returncode == 0, straight.stderr
     a, b = load_file(tmp_path / "run" / "model.safetensors"), load_file(tmp_path / "straight" / "model.safetensors")
     assert all(torch.equal(a[name], b[name]) for name in a)
-    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines() if '"loss"' in line]
+    steps = [
+        json.loads(line)["step"]
+        for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+        if '"loss"' in line
+    ]
     assert steps == list(range(1, len(steps) + 1))  # every step logged exactly once across the interruption
 
 
-def test_processes_given_different_flags_are_refused_and_a_failing_rank_ends_the_launch(tmp_path, tiny_model_dir, tiny_data_dir):
+def test_processes_given_different_flags_are_refused_and_a_failing_rank_ends_the_launch(
+    tmp_path, tiny_model_dir, tiny_data_dir
+):
     script = tmp_path / "disagree.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import os, sys
         from sparsetune import score
         from sparsetune.config import ScoreConfig
@@ -185,7 +250,8 @@ def test_processes_given_different_flags_are_refused_and_a_failing_rank_ends_the
             if rank == 1:
                 raise SystemExit(3)
             rt.barrier()
-    """))
+    """)
+    )
     refused = torchrun(str(script), "flags", timeout=120)
     assert refused.returncode != 0
     assert "different score flags" in refused.stderr and "launch every process with the same command" in refused.stderr
@@ -202,11 +268,12 @@ def test_grid_runs_each_run_through_a_launcher(tmp_path, tiny_model_dir, tiny_da
     from sparsetune.experiments.runner import run_grid
 
     config = tmp_path / "grid.toml"
-    config.write_text(textwrap.dedent(f"""
+    config.write_text(
+        textwrap.dedent(f"""
         model = "{tiny_model_dir}"
         tasks = ["cb"]
         seeds = [1]
-        runs_dir = "{tmp_path / 'runs'}"
+        runs_dir = "{tmp_path / "runs"}"
         data_dir = "{tiny_data_dir}"
         launcher = "{sys.executable} -m torch.distributed.run --standalone --nproc_per_node 2"
         [train]
@@ -218,7 +285,8 @@ def test_grid_runs_each_run_through_a_launcher(tmp_path, tiny_model_dir, tiny_da
         score = "sam"
         p = [0.02]
         score_flags = {{ examples = 8, max_length = 24, batch_size = 4 }}
-    """))
+    """)
+    )
     grid = load_grid(config)
     results, failures = run_grid(plan(grid), tmp_path / "results.jsonl", launcher=grid.launcher)
     assert not failures and len(results) == 1
@@ -233,7 +301,8 @@ def test_the_process_group_is_destroyed_before_exit(tmp_path):
     `runtime` destroys the group at exit. An atexit hook registered first runs last, so it
     sees what every later hook left behind."""
     script = tmp_path / "exits.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import atexit, os, torch
         from pathlib import Path
         from sparsetune.runtime import runtime
@@ -243,7 +312,8 @@ def test_the_process_group_is_destroyed_before_exit(tmp_path):
         rt = runtime("cpu")
         assert rt.processes == 2 and torch.distributed.is_initialized()
         rt.sum(torch.ones(3))
-    """))
+    """)
+    )
     ran = torchrun(str(script), timeout=120)
     assert ran.returncode == 0, ran.stderr
     assert [(tmp_path / f"rank{rank}").read_text() for rank in (0, 1)] == ["False", "False"]

@@ -60,10 +60,27 @@ def test_a_flag_that_contradicts_the_mask_is_one_line(tmp_path, tiny_model_dir, 
     with pytest.raises(UsageError, match=r"--pooler eligible: the mask .* was made with --pooler head; drop --pooler"):
         run(tmp_path / "out", tiny_data_dir, mask=str(tmp_path / "head.safetensors"), pooler="eligible")
     assert not (tmp_path / "out").exists()
-    result = runner.invoke(app, ["train", "--mask", str(tmp_path / "head.safetensors"), "--pooler", "eligible", "-o", str(tmp_path / "o"),
-                                 "--data-dir", str(tiny_data_dir), "--max-steps", "1", "--quiet"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--mask",
+            str(tmp_path / "head.safetensors"),
+            "--pooler",
+            "eligible",
+            "-o",
+            str(tmp_path / "o"),
+            "--data-dir",
+            str(tiny_data_dir),
+            "--max-steps",
+            "1",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1 and "drop --pooler" in result.stderr
-    agreeing = run(tmp_path / "same", tiny_data_dir, mask=str(tmp_path / "head.safetensors"), pooler="head", max_steps=1)
+    agreeing = run(
+        tmp_path / "same", tiny_data_dir, mask=str(tmp_path / "head.safetensors"), pooler="head", max_steps=1
+    )
     assert agreeing.hyperparameters["pooler"] == "head"
 
 
@@ -81,7 +98,9 @@ def test_an_old_mask_without_the_key_trains_as_it_was_made(tmp_path, tiny_model_
 def test_a_mask_over_the_pooler_is_refused_when_the_pooler_is_head(tiny_model_dir):
     """The metadata normally prevents it; a hand-made mask (Python) gets one clear line."""
     literal, head = random_mask(tiny_model_dir, "cb", pooler="eligible"), random_mask(tiny_model_dir, "cb")
-    with pytest.raises(MismatchError, match=r"'bert\.pooler\.dense\.weight', which is task head with --pooler head") as err:
+    with pytest.raises(
+        MismatchError, match=r"'bert\.pooler\.dense\.weight', which is task head with --pooler head"
+    ) as err:
         get_method("sparse")(literal).bind(load_model(tiny_model_dir, get_task("cb")))
     assert "\n" not in str(err.value) and "--pooler eligible" in str(err.value)
     with pytest.raises(MismatchError, match=r"does not cover 'bert\.pooler\.dense\.weight'.*--pooler head"):
@@ -102,7 +121,13 @@ def test_resume_keeps_the_runs_policy(tmp_path, tiny_model_dir, tiny_data_dir):
 def test_a_checkpoint_from_before_the_policy_resumes_with_the_pooler_eligible(tmp_path, tiny_model_dir, tiny_data_dir):
     _legacy(random_mask(tiny_model_dir, "cb", pooler="eligible")).save(tmp_path / "old.safetensors")
     with pytest.raises(TrainingInterrupted):
-        run(tmp_path / "out", tiny_data_dir, progress=_interrupt_at(2), mask=str(tmp_path / "old.safetensors"), max_steps=4)
+        run(
+            tmp_path / "out",
+            tiny_data_dir,
+            progress=_interrupt_at(2),
+            mask=str(tmp_path / "old.safetensors"),
+            max_steps=4,
+        )
     state = tmp_path / "out" / "checkpoint" / "state.json"
     info = json.loads(state.read_text())
     del info["hyperparameters"]["pooler"]  # as an older sparsetune wrote it
@@ -113,16 +138,47 @@ def test_a_checkpoint_from_before_the_policy_resumes_with_the_pooler_eligible(tm
 
 def test_cli_score_and_train_pooler_flags(tmp_path, tiny_model_dir, tiny_data_dir):
     common = ["--data-dir", str(tiny_data_dir), "--max-length", "32"]
-    scored = runner.invoke(app, ["score", str(tiny_model_dir), "--task", "cb", "-p", "0.05", "--pooler", "eligible", "--batch-size", "8",
-                                 "-o", str(tmp_path / "m.safetensors"), *common])
+    scored = runner.invoke(
+        app,
+        [
+            "score",
+            str(tiny_model_dir),
+            "--task",
+            "cb",
+            "-p",
+            "0.05",
+            "--pooler",
+            "eligible",
+            "--batch-size",
+            "8",
+            "-o",
+            str(tmp_path / "m.safetensors"),
+            *common,
+        ],
+    )
     assert scored.exit_code == 0, scored.output
     assert "--pooler eligible" in scored.stdout and "classifier.bias, classifier.weight" in scored.stdout
     assert Mask.load(tmp_path / "m.safetensors").metadata["pooler"] == "eligible"
-    trained = runner.invoke(app, ["train", "--mask", str(tmp_path / "m.safetensors"), "-o", str(tmp_path / "out"), "--max-steps", "1",
-                                  "--batch-size", "8", *common])
+    trained = runner.invoke(
+        app,
+        [
+            "train",
+            "--mask",
+            str(tmp_path / "m.safetensors"),
+            "-o",
+            str(tmp_path / "out"),
+            "--max-steps",
+            "1",
+            "--batch-size",
+            "8",
+            *common,
+        ],
+    )
     assert trained.exit_code == 0, trained.output
     assert json.loads((tmp_path / "out" / "run.json").read_text())["hyperparameters"]["pooler"] == "eligible"
-    bad = runner.invoke(app, ["score", str(tiny_model_dir), "--task", "cb", "--pooler", "dense", "-o", str(tmp_path / "x"), *common])
+    bad = runner.invoke(
+        app, ["score", str(tiny_model_dir), "--task", "cb", "--pooler", "dense", "-o", str(tmp_path / "x"), *common]
+    )
     assert bad.exit_code == 2 and "dense" in bad.output
     shown = runner.invoke(app, ["inspect", str(tmp_path / "m.safetensors"), "--json"])
     assert json.loads(shown.stdout)["metadata"]["head"] == CLASSIFIER
@@ -131,8 +187,10 @@ def test_cli_score_and_train_pooler_flags(tmp_path, tiny_model_dir, tiny_data_di
 
 
 def test_grid_pooler_goes_to_every_score_and_train(tmp_path):
-    text = 'tasks = ["cb"]\nseeds = [1]\npooler = "eligible"\n[[methods]]\nname = "SAM"\nscore = "sam"\np = [0.01]\n' \
-           '[[methods]]\nname = "Full"\ntrain = "full"\n'
+    text = (
+        'tasks = ["cb"]\nseeds = [1]\npooler = "eligible"\n[[methods]]\nname = "SAM"\nscore = "sam"\np = [0.01]\n'
+        '[[methods]]\nname = "Full"\ntrain = "full"\n'
+    )
     (tmp_path / "g.toml").write_text(text)
     for spec in plan(load_grid(tmp_path / "g.toml")):
         assert spec.method.train_flags["pooler"] == "eligible" and spec.method.score_flags["pooler"] == "eligible"

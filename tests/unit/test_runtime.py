@@ -53,8 +53,17 @@ def test_one_process_switches_precision_between_calls():
 
 def test_bf16_score_train_eval_end_to_end(tmp_path, tiny_model_dir, tiny_data_dir):
     mask_path = tmp_path / "mask.safetensors"
-    result = score(ScoreConfig(task="cb", model=str(tiny_model_dir), data_dir=str(tiny_data_dir), p=0.05,
-                               output=str(mask_path), precision="bf16", device="cpu"))
+    result = score(
+        ScoreConfig(
+            task="cb",
+            model=str(tiny_model_dir),
+            data_dir=str(tiny_data_dir),
+            p=0.05,
+            output=str(mask_path),
+            precision="bf16",
+            device="cpu",
+        )
+    )
     mask = Mask.load(mask_path)
     assert mask.metadata["precision"] == "bf16" and mask.selected == result.mask.selected > 0
     fp32 = score(ScoreConfig(task="cb", model=str(tiny_model_dir), data_dir=str(tiny_data_dir), p=0.05, output=None))
@@ -84,10 +93,21 @@ def test_resume_keeps_the_runs_precision(tmp_path, tiny_model_dir, tiny_data_dir
     with pytest.raises(TrainingInterrupted):
         run(tmp_path / "out", tiny_data_dir, progress=stop_at_2, mask=str(mask), precision="bf16")
     with pytest.raises(UsageError, match="--precision fp32 differs from the interrupted run's bf16"):
-        run(tmp_path / "out", tiny_data_dir, mask=None, resume=True, precision="fp32",
-            **{"max_steps": None, "eval_every": None, "lr": None, "batch_size": None, "max_length": None})
-    record = run(tmp_path / "out", tiny_data_dir, mask=None, resume=True,
-                 **{"max_steps": None, "eval_every": None, "lr": None, "batch_size": None, "max_length": None})
+        run(
+            tmp_path / "out",
+            tiny_data_dir,
+            mask=None,
+            resume=True,
+            precision="fp32",
+            **{"max_steps": None, "eval_every": None, "lr": None, "batch_size": None, "max_length": None},
+        )
+    record = run(
+        tmp_path / "out",
+        tiny_data_dir,
+        mask=None,
+        resume=True,
+        **{"max_steps": None, "eval_every": None, "lr": None, "batch_size": None, "max_length": None},
+    )
     assert record.hyperparameters["precision"] == "bf16"
 
 
@@ -96,7 +116,10 @@ def test_resume_keeps_the_runs_precision(tmp_path, tiny_model_dir, tiny_data_dir
     [
         (["score", "--task", "cb", "--device", "gpu"], "--device must be one of"),
         (["score", "--task", "cb", "--precision", "fp16", "--device", "cpu"], "fp16 needs a GPU"),
-        (["train", "--method", "full", "--task", "cb", "-o", "OUT", "--precision", "half"], "'half' is not one of 'fp32', 'bf16', 'fp16'"),
+        (
+            ["train", "--method", "full", "--task", "cb", "-o", "OUT", "--precision", "half"],
+            "'half' is not one of 'fp32', 'bf16', 'fp16'",
+        ),
         (["eval", ".", "--device", "tpu"], "--device must be one of"),
     ],
 )

@@ -31,7 +31,9 @@ def write_mask(tmp_path: Path, model_dir: Path, task: str = "cb", p: float = 0.0
 
 
 def short_config(out: Path, data_dir: Path, **overrides) -> TrainConfig:
-    settings = dict(output=str(out), data_dir=str(data_dir), max_steps=8, eval_every=3, lr=5e-3, batch_size=8, max_length=32)
+    settings = dict(
+        output=str(out), data_dir=str(data_dir), max_steps=8, eval_every=3, lr=5e-3, batch_size=8, max_length=32
+    )
     settings.update(overrides)
     return TrainConfig(**settings)
 

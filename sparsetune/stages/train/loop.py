@@ -40,7 +40,6 @@ from ...errors import FileFormatError, TrainingError, TrainingInterrupted, Usage
 from ...formats.checkpoint import Checkpoint, has_checkpoint, load_checkpoint, save_checkpoint
 from ...formats.log import LOG_FILE, LogWriter
 from ...formats.run_record import RunRecord
-from ...io import atomic_path
 from ...progress import ProgressCallback, no_progress
 from ...runtime import check_tracker, resolve_device, runtime
 from ..evaluate import metrics_on
@@ -62,7 +61,10 @@ def _deferred_sigint():
     schedulers) pass a Ctrl-C on to their workers as SIGTERM."""
     flag = {"stop": False}
     signals = (signal.SIGINT, signal.SIGTERM)
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
         yield flag
         return
 
@@ -92,7 +94,9 @@ def _groups(numbers: dict[str, Any]) -> dict[str, dict[str, float]]:
 
 def _scalars(hyper: dict[str, Any]) -> dict[str, Any]:
     """Hyperparameters as trackers accept them (TensorBoard's hparams: numbers and strings)."""
-    return {key: value if isinstance(value, (int, float, str, bool)) else json.dumps(value) for key, value in hyper.items()}
+    return {
+        key: value if isinstance(value, (int, float, str, bool)) else json.dumps(value) for key, value in hyper.items()
+    }
 
 
 def _optimizer(setup: RunSetup) -> tuple[torch.optim.Optimizer, list[str]]:
@@ -146,7 +150,10 @@ def _train(config: TrainConfig, setup: RunSetup, rt, progress: ProgressCallback,
     hyper, out, main = setup.hyper, setup.output, rt.is_main
     rt.barrier()  # OUT exists for every process
     if rt.processes > 1 and hyper["batch_size"] < rt.processes:
-        raise UsageError(f"--batch-size {hyper['batch_size']} is smaller than the {rt.processes} processes; each needs at " "least one example per step")
+        raise UsageError(
+            f"--batch-size {hyper['batch_size']} is smaller than the {rt.processes} processes; each needs at "
+            "least one example per step"
+        )
     tracking = config.report_to != "none"
     if tracking:  # accelerate logs from the main process only
         rt.accelerator.init_trackers("sparsetune", config=_scalars(hyper))
@@ -164,12 +171,16 @@ def _train(config: TrainConfig, setup: RunSetup, rt, progress: ProgressCallback,
             scheduler.load_state_dict(checkpoint.scheduler)
         except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as err:
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise FileFormatError(f"{out}/checkpoint does not fit this run ({reason}); it was edited, or written by "
-                                  "another version: start over with --force") from None
+            raise FileFormatError(
+                f"{out}/checkpoint does not fit this run ({reason}); it was edited, or written by "
+                "another version: start over with --force"
+            ) from None
         step, best, best_info = checkpoint.step, checkpoint.best, checkpoint.info["best"]
         if step > total:
-            raise FileFormatError(f"{out}/checkpoint is at step {step}, past the run's {total} steps; it was edited: "
-                                  "start over with --force")
+            raise FileFormatError(
+                f"{out}/checkpoint is at step {step}, past the run's {total} steps; it was edited: "
+                "start over with --force"
+            )
     rt.barrier()  # every process has read the checkpoint before the main one replaces it
     # The scheduler is not prepared: accelerate would step it once per process.
     model, optimizer = rt.accelerator.prepare(setup.model, optimizer)
@@ -181,9 +192,17 @@ def _train(config: TrainConfig, setup: RunSetup, rt, progress: ProgressCallback,
         if log is not None:
             log.write(**record)
         if tracking:
-            numbers = {"dev": record["dev"]} if "dev" in record else {key: record[key] for key in ("loss", "lr", "epoch")}
-            rt.accelerator.log({f"{group}/{key}": value for group, values in _groups(numbers).items() for key, value in values.items()},
-                               step=record["step"])
+            numbers = (
+                {"dev": record["dev"]} if "dev" in record else {key: record[key] for key in ("loss", "lr", "epoch")}
+            )
+            rt.accelerator.log(
+                {
+                    f"{group}/{key}": value
+                    for group, values in _groups(numbers).items()
+                    for key, value in values.items()
+                },
+                step=record["step"],
+            )
 
     def checkpoint_now() -> None:
         nonlocal last_saved
@@ -202,11 +221,21 @@ def _train(config: TrainConfig, setup: RunSetup, rt, progress: ProgressCallback,
 
     def evaluate_dev() -> float:
         nonlocal best, best_info
-        metrics = metrics_on(rt.accelerator.unwrap_model(model), task, setup.data.dev, tokenizer,
-                             max(32, hyper["batch_size"]), hyper["max_length"], rt=rt)
+        metrics = metrics_on(
+            rt.accelerator.unwrap_model(model),
+            task,
+            setup.data.dev,
+            tokenizer,
+            max(32, hyper["batch_size"]),
+            hyper["max_length"],
+            rt=rt,
+        )
         write_log(step=step, epoch=step / steps_per_epoch, dev=metrics)
         if metrics["score"] > best_info["score"]:
-            best, best_info = setup.method.state_dict(), {"score": metrics["score"], "step": step, "epoch": step / steps_per_epoch, "dev": metrics}
+            best, best_info = (
+                setup.method.state_dict(),
+                {"score": metrics["score"], "step": step, "epoch": step / steps_per_epoch, "dev": metrics},
+            )
         return metrics["score"]
 
     model.train()
@@ -216,9 +245,18 @@ def _train(config: TrainConfig, setup: RunSetup, rt, progress: ProgressCallback,
             while step < total:
                 epoch, offset = divmod(step, steps_per_epoch)
                 order = epoch_order(len(setup.data.train), hyper["seed"], epoch)
-                parts = [local_part(batch, rt.rank, rt.processes) for batch in global_batches(order, hyper["batch_size"])[offset:]]
-                loader = make_loader(setup.data.train, task, tokenizer, hyper["batch_size"], hyper["max_length"],
-                                     batches=[rows for rows, _ in parts])
+                parts = [
+                    local_part(batch, rt.rank, rt.processes)
+                    for batch in global_batches(order, hyper["batch_size"])[offset:]
+                ]
+                loader = make_loader(
+                    setup.data.train,
+                    task,
+                    tokenizer,
+                    hyper["batch_size"],
+                    hyper["max_length"],
+                    batches=[rows for rows, _ in parts],
+                )
                 for position, (batch, (_, weight)) in enumerate(zip(loader, parts), start=offset + 1):
                     in_update = True
                     torch.manual_seed(_step_seed(hyper["seed"], step, rt.rank))
@@ -235,7 +273,8 @@ def _train(config: TrainConfig, setup: RunSetup, rt, progress: ProgressCallback,
                     if not torch.isfinite(loss):
                         raise TrainingError(
                             f"the training loss became {loss.item()} at step {step + 1}; stopped. The last good "
-                            f"checkpoint (step {last_saved}) is in {out}/checkpoint; lower --lr and retrain " "with --force"
+                            f"checkpoint (step {last_saved}) is in {out}/checkpoint; lower --lr and retrain "
+                            "with --force"
                         )
                     rt.accelerator.backward(loss)
                     rt.accelerator.clip_grad_norm_(list(setup.method.trainable().values()), hyper["max_grad_norm"])
@@ -260,16 +299,24 @@ def _train(config: TrainConfig, setup: RunSetup, rt, progress: ProgressCallback,
     except KeyboardInterrupt:
         saved = config.resume or has_checkpoint(out)
         if in_update and not saved:  # mid-step with nothing saved yet: OUT is removed (train), nothing to resume
-            raise TrainingInterrupted(f"interrupted during step {step + 1}, before the first checkpoint; nothing was kept: "
-                                      "rerun the same command to start over") from None
+            raise TrainingInterrupted(
+                f"interrupted during step {step + 1}, before the first checkpoint; nothing was kept: "
+                "rerun the same command to start over"
+            ) from None
         if in_update:  # mid-step: the state is half-updated, keep the last checkpoint
-            raise TrainingInterrupted(f"interrupted during step {step + 1}; resume from step {last_saved} with --resume -o {out}") from None
+            raise TrainingInterrupted(
+                f"interrupted during step {step + 1}; resume from step {last_saved} with --resume -o {out}"
+            ) from None
         if step == 0 and not saved:
-            raise TrainingInterrupted("interrupted before the first step; nothing was kept: rerun the same command") from None
+            raise TrainingInterrupted(
+                "interrupted before the first step; nothing was kept: rerun the same command"
+            ) from None
         if last_saved != step:
             checkpoint_now()
         rt.barrier()
-        raise TrainingInterrupted(f"interrupted at step {step}/{total}; checkpoint written, continue with: sparsetune train --resume -o {out}") from None
+        raise TrainingInterrupted(
+            f"interrupted at step {step}/{total}; checkpoint written, continue with: sparsetune train --resume -o {out}"
+        ) from None
     finally:
         if log is not None:
             log.close()

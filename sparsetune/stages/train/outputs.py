@@ -20,8 +20,8 @@ from ...errors import SparsetuneError
 from ...formats.checkpoint import has_checkpoint
 from ...formats.run_record import RunRecord, is_run_dir
 from ...io import atomic_path, normal_modes, output_error, writing
-from ...run_lock import LOCK_FILE, RunLock
 from ...models import head_metadata
+from ...run_lock import LOCK_FILE, RunLock
 from .setup import RunSetup, _sha256
 
 
@@ -89,7 +89,9 @@ def write_outputs(setup: RunSetup, best: dict[str, Any], steps: int, seconds: fl
     digest = setup.mask_sha256
     if final is not None and setup.mask_sha256 is None:
         # Enough metadata that `train --mask OUT/mask.safetensors` needs no other flag.
-        final.metadata.update({key: hyper[key] for key in ("model", "task", "dev_fraction") if hyper.get(key) is not None})
+        final.metadata.update(
+            {key: hyper[key] for key in ("model", "task", "dev_fraction") if hyper.get(key) is not None}
+        )
         final.metadata["seed"] = hyper["split_seed"]
         final.metadata.update(head_metadata(setup.method.loaded))
         final.save(out / MASK_FILE)
@@ -101,7 +103,10 @@ def write_outputs(setup: RunSetup, best: dict[str, Any], steps: int, seconds: fl
         except SparsetuneError:
             previous = None
         if previous is not None and previous.best.get("step") == record.best.get("step"):
-            record.metrics = {**{split: values for split, values in previous.metrics.items() if split != "dev"}, **record.metrics}
+            record.metrics = {
+                **{split: values for split, values in previous.metrics.items() if split != "dev"},
+                **record.metrics,
+            }
     record.save(out)
     return record
 
@@ -116,7 +121,12 @@ def _record(setup: RunSetup, best: dict[str, Any], steps: int, seconds: float, d
         seed=hyper["seed"],
         mask_sha256=digest,
         trainable_parameters=setup.method.summary(),
-        best={"step": best["step"], "epoch": best.get("epoch", 0.0), "score": best["score"], "dev": best.get("dev", {})},
+        best={
+            "step": best["step"],
+            "epoch": best.get("epoch", 0.0),
+            "score": best["score"],
+            "dev": best.get("dev", {}),
+        },
         metrics={"dev": best.get("dev", {})},
         seconds=round(seconds, 2),
         sparsetune_version=__version__,

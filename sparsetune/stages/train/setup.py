@@ -31,21 +31,38 @@ from ...methods.base import TrainingMethod
 from ...models import (
     DEFAULT_POOLER,
     LEGACY_POOLER,
+    check_max_length,
     check_pooler,
     display_name,
     load_model,
-    check_max_length,
     load_tokenizer,
     recorded_pooler,
 )
-from ...run_lock import LOCK_FILE, RunLock, check_free, has_stale_lock
+from ...run_lock import check_free, has_stale_lock
 from ...runtime import DEFAULT_PRECISION, check_precision
 from ...tasks import Task, get_task
 
 # Hyperparameters a resumed run must share with the interrupted one.
-RESUMABLE = ("method", "model", "task", "epochs", "max_steps", "lr", "batch_size", "max_length", "warmup_ratio",
-             "weight_decay", "max_grad_norm", "seed", "eval_every", "dev_fraction", "method_options", "precision", "pooler",
-             "revision")
+RESUMABLE = (
+    "method",
+    "model",
+    "task",
+    "epochs",
+    "max_steps",
+    "lr",
+    "batch_size",
+    "max_length",
+    "warmup_ratio",
+    "weight_decay",
+    "max_grad_norm",
+    "seed",
+    "eval_every",
+    "dev_fraction",
+    "method_options",
+    "precision",
+    "pooler",
+    "revision",
+)
 
 
 @dataclass
@@ -79,14 +96,20 @@ def _requested(config: TrainConfig, mask: Mask | None) -> dict[str, Any]:
         try:
             get_task(str(task))
         except SparsetuneError as err:
-            raise FileFormatError(f"{config.mask}: its task {task!r} cannot be used here ({err}); pass --task") from None
+            raise FileFormatError(
+                f"{config.mask}: its task {task!r} cannot be used here ({err}); pass --task"
+            ) from None
     return {
         "method": method,
         "model": display_name(config.model or meta.get("model") or None),
         "task": str(task),
         "dev_fraction": config.dev_fraction or meta.get("dev_fraction") or None,
         "split_seed": meta.get("seed"),
-        **{key: getattr(config, key) for key in RESUMABLE if key not in ("method", "model", "task", "dev_fraction", "pooler", "revision")},
+        **{
+            key: getattr(config, key)
+            for key in RESUMABLE
+            if key not in ("method", "model", "task", "dev_fraction", "pooler", "revision")
+        },
         "revision": config.revision or meta.get("revision") or None,
         "method_options": dict(config.method_options),
         "pooler": _pooler(config, mask),
@@ -101,7 +124,9 @@ def _pooler(config: TrainConfig, mask: Mask | None) -> str:
         return given or DEFAULT_POOLER
     made = recorded_pooler(mask.metadata, mask.shapes, config.mask)
     if given is not None and given != made:
-        raise UsageError(f"--pooler {given}: the mask {config.mask} was made with --pooler {made}; drop --pooler to use the mask's")
+        raise UsageError(
+            f"--pooler {given}: the mask {config.mask} was made with --pooler {made}; drop --pooler to use the mask's"
+        )
     return made
 
 
@@ -120,7 +145,10 @@ def _check_resume(config: TrainConfig, stored: dict[str, Any]) -> dict[str, Any]
         elif key == "method_options":
             value = dict(value)
         if value != (stored_value if key == "task" else stored.get(key)):
-            raise UsageError(f"--{key.replace('_', '-')} {value} differs from the interrupted run's {stored.get(key)}; " "drop it to resume")
+            raise UsageError(
+                f"--{key.replace('_', '-')} {value} differs from the interrupted run's {stored.get(key)}; "
+                "drop it to resume"
+            )
     return stored
 
 
@@ -164,15 +192,21 @@ def prepare_run(config: TrainConfig) -> RunSetup:
     if config.resume:
         if not has_checkpoint(out):
             if abandoned(out):
-                raise UsageError(f"--resume: {out} stopped before its first checkpoint, so there is nothing to resume; "
-                                 "run the same command without --resume to start it over")
+                raise UsageError(
+                    f"--resume: {out} stopped before its first checkpoint, so there is nothing to resume; "
+                    "run the same command without --resume to start it over"
+                )
             raise UsageError(f"--resume: no checkpoint in {out}/checkpoint; start without --resume")
         stored = load_checkpoint(out).info["hyperparameters"]
     else:
         if out.exists() and not config.force and not abandoned(out):
             if out.is_dir() and not has_checkpoint(out) and not is_run_dir(out):
-                raise OutputExistsError(f"{out} already exists and holds no checkpoint to resume; pass --force to replace it")
-            raise OutputExistsError(f"{out} already exists; pass --force to replace it, or --resume to continue its run")
+                raise OutputExistsError(
+                    f"{out} already exists and holds no checkpoint to resume; pass --force to replace it"
+                )
+            raise OutputExistsError(
+                f"{out} already exists; pass --force to replace it, or --resume to continue its run"
+            )
     check_writable(out, "-o")  # a read-only folder fails now, before anything loads
     mask_path = Path(config.mask) if config.mask else None
     if config.resume and mask_path is None and get_method(stored["method"]).needs_mask:
@@ -187,7 +221,9 @@ def prepare_run(config: TrainConfig) -> RunSetup:
     task = get_task(hyper["task"])
     data = load_task_data(task, config.data_dir, dev_fraction=hyper["dev_fraction"], seed=hyper["split_seed"])
     tokenizer = load_tokenizer(hyper["model"], hyper.get("revision"))
-    loaded = load_model(hyper["model"], task, seed=hyper["seed"], pooler=hyper["pooler"], revision=hyper.get("revision"))
+    loaded = load_model(
+        hyper["model"], task, seed=hyper["seed"], pooler=hyper["pooler"], revision=hyper.get("revision")
+    )
     check_max_length(loaded.model, hyper["max_length"])
     method = method_cls(mask, hyper["method_options"])
     model = method.bind(loaded)

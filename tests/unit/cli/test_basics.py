@@ -111,7 +111,10 @@ def test_importing_the_cli_imports_no_heavy_library():
     import subprocess
     import sys
 
-    code = "import sys, sparsetune.cli; print(sorted(m for m in ('torch', 'transformers', 'scipy', " "'datasets', 'sklearn', 'accelerate', 'peft', 'matplotlib') if m in sys.modules))"
+    code = (
+        "import sys, sparsetune.cli; print(sorted(m for m in ('torch', 'transformers', 'scipy', "
+        "'datasets', 'sklearn', 'accelerate', 'peft', 'matplotlib') if m in sys.modules))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
 

@@ -70,7 +70,7 @@ def test_completions_offer_registered_task_method_and_scorer_names():
         script = render(shell)
         for names in (METHODS, SCORERS, TASKS):
             assert " ".join(sorted(names)) in script, (shell, sorted(names))
-    assert "--precision) COMPREPLY=( $(compgen -W \"fp32 bf16 fp16\"" in render("bash")
+    assert '--precision) COMPREPLY=( $(compgen -W "fp32 bf16 fp16"' in render("bash")
 
 
 def test_cli_choices_are_exactly_the_registries():
@@ -79,4 +79,8 @@ def test_cli_choices_are_exactly_the_registries():
     from sparsetune.scoring import SCORERS
     from sparsetune.tasks import TASKS
 
-    assert METHOD_NAMES == tuple(sorted(METHODS)) and SCORER_NAMES == tuple(sorted(SCORERS)) and TASK_NAMES == tuple(sorted(TASKS))
+    assert (
+        METHOD_NAMES == tuple(sorted(METHODS))
+        and SCORER_NAMES == tuple(sorted(SCORERS))
+        and TASK_NAMES == tuple(sorted(TASKS))
+    )

@@ -18,8 +18,25 @@ runner = CliRunner()
 
 
 def _train(mask, out, data_dir, *extra):
-    args = ["train", "--mask", str(mask), "-o", str(out), "--data-dir", str(data_dir), "--max-steps", "4",
-            "--batch-size", "8", "--max-length", "32", "--lr", "0.01", "--quiet", *extra]
+    args = [
+        "train",
+        "--mask",
+        str(mask),
+        "-o",
+        str(out),
+        "--data-dir",
+        str(data_dir),
+        "--max-steps",
+        "4",
+        "--batch-size",
+        "8",
+        "--max-length",
+        "32",
+        "--lr",
+        "0.01",
+        "--quiet",
+        *extra,
+    ]
     return runner.invoke(app, args)
 
 
@@ -33,7 +50,9 @@ def test_train_then_eval_json(tmp_path, tiny_model_dir, tiny_data_dir):
     assert evaluated.exit_code == 0, evaluated.output
     payload = json.loads(evaluated.stdout)
     assert payload["task"] == "cb" and set(payload["metrics"]) == {"accuracy", "macro_f1", "score"}
-    table = runner.invoke(app, ["eval", str(tmp_path / "out"), "--data-dir", str(tiny_data_dir)], env={"COLUMNS": "120"})
+    table = runner.invoke(
+        app, ["eval", str(tmp_path / "out"), "--data-dir", str(tiny_data_dir)], env={"COLUMNS": "120"}
+    )
     assert table.exit_code == 0 and "macro_f1" in table.stdout
 
 
@@ -63,7 +82,9 @@ def test_ctrl_c_exits_130_with_a_resume_hint_and_resume_finishes(tmp_path, tiny_
     result = _train(mask, tmp_path / "out", tiny_data_dir)
     assert result.exit_code == 130, result.output
     assert "sparsetune train --resume -o" in result.stderr
-    result = runner.invoke(app, ["train", "-o", str(tmp_path / "out"), "--resume", "--data-dir", str(tiny_data_dir), "--quiet"])
+    result = runner.invoke(
+        app, ["train", "-o", str(tmp_path / "out"), "--resume", "--data-dir", str(tiny_data_dir), "--quiet"]
+    )
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "out" / "run.json").read_text())["extra"]["steps"] == 4
 
@@ -80,8 +101,24 @@ def test_progress_is_plain_lines_while_the_run_goes_when_stderr_is_a_pipe(tmp_pa
 
     mask = write_mask(tmp_path, tiny_model_dir)
     env = {**os.environ, "SPARSETUNE_PROGRESS_SECONDS": "0", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "sparsetune", "train", "--mask", str(mask), "--data-dir", str(tiny_data_dir),
-               "-o", str(tmp_path / "out"), "--epochs", "30", "--batch-size", "8", "--max-length", "24"]
+    command = [
+        sys.executable,
+        "-m",
+        "sparsetune",
+        "train",
+        "--mask",
+        str(mask),
+        "--data-dir",
+        str(tiny_data_dir),
+        "-o",
+        str(tmp_path / "out"),
+        "--epochs",
+        "30",
+        "--batch-size",
+        "8",
+        "--max-length",
+        "24",
+    ]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
     try:
         first = process.stderr.readline()
@@ -98,9 +135,29 @@ def test_report_to_tensorboard_writes_readable_events(tmp_path, tiny_model_dir, 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     mask = write_mask(tmp_path, tiny_model_dir)
-    result = CliRunner().invoke(app, ["train", "--mask", str(mask), "--data-dir", str(tiny_data_dir), "-o", str(tmp_path / "out"),
-                                      "--max-steps", "4", "--eval-every", "2", "--batch-size", "8", "--max-length", "24",
-                                      "--report-to", "tensorboard", "-q"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--mask",
+            str(mask),
+            "--data-dir",
+            str(tiny_data_dir),
+            "-o",
+            str(tmp_path / "out"),
+            "--max-steps",
+            "4",
+            "--eval-every",
+            "2",
+            "--batch-size",
+            "8",
+            "--max-length",
+            "24",
+            "--report-to",
+            "tensorboard",
+            "-q",
+        ],
+    )
     assert result.exit_code == 0, result.output
     events = EventAccumulator(str(tmp_path / "out" / "logs" / "sparsetune"))
     events.Reload()
@@ -108,15 +165,38 @@ def test_report_to_tensorboard_writes_readable_events(tmp_path, tiny_model_dir, 
     assert {"train/loss", "train/lr", "train/epoch", "dev/score"} <= scalars
     assert [event.step for event in events.Scalars("train/loss")] == [1, 2, 3, 4]
     logged = [json.loads(line) for line in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
-    assert [event.value for event in events.Scalars("dev/score")] == pytest.approx([line["dev"]["score"] for line in logged if "dev" in line])
+    assert [event.value for event in events.Scalars("dev/score")] == pytest.approx(
+        [line["dev"]["score"] for line in logged if "dev" in line]
+    )
 
 
 def test_model_card_describes_the_run_and_follows_eval(tmp_path, tiny_model_dir, tiny_data_dir):
     mask = write_mask(tmp_path, tiny_model_dir)
     out = tmp_path / "out"
     args = ["--data-dir", str(tiny_data_dir)]
-    assert CliRunner().invoke(app, ["train", "--mask", str(mask), "-o", str(out), "--max-steps", "2", "--batch-size", "8",
-                                    "--max-length", "24", "-q", *args]).exit_code == 0
+    assert (
+        CliRunner()
+        .invoke(
+            app,
+            [
+                "train",
+                "--mask",
+                str(mask),
+                "-o",
+                str(out),
+                "--max-steps",
+                "2",
+                "--batch-size",
+                "8",
+                "--max-length",
+                "24",
+                "-q",
+                *args,
+            ],
+        )
+        .exit_code
+        == 0
+    )
     card = (out / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: transformers") and "# cb · sparse fine-tune of" in card
     assert "| lr | " in card and "test: not evaluated yet" in card and "sparsetune diff out > delta.safetensors" in card

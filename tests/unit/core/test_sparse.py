@@ -26,7 +26,9 @@ def test_attach_keeps_the_forward_and_trains_only_values(tiny_model_dir):
     inputs = {"input_ids": torch.randint(5, 40, (3, 7)), "attention_mask": torch.ones(3, 7, dtype=torch.long)}
     assert torch.equal(reference(**inputs).logits, loaded.model(**inputs).logits)
     trainable = {name for name, p in loaded.model.named_parameters() if p.requires_grad}
-    assert {p for p in loaded.model.parameters() if p.requires_grad} == set(values.values()) | set(loaded.head().values())
+    assert {p for p in loaded.model.parameters() if p.requires_grad} == set(values.values()) | set(
+        loaded.head().values()
+    )
     assert all(name.endswith(".values") or name in loaded.head() for name in trainable)  # classifier + pooler
     assert sum(v.numel() for v in values.values()) == mask.selected
 
@@ -168,7 +170,9 @@ def test_fast_path_gradients_equal_the_reference(tiny_model_dir, plan, which):
     mask = _structured_mask(loaded) if which == "structured" else random_mask(tiny_model_dir, "cb", p=0.1)
     inputs = _inputs()
     logits, reference, head = _grads(tiny_model_dir, mask, sparse.SelectedValues, inputs)
-    fast_logits, fast, fast_head = _grads(tiny_model_dir, mask, lambda o, i: sparse_delta.SparseDelta(o, i, plan=plan), inputs)
+    fast_logits, fast, fast_head = _grads(
+        tiny_model_dir, mask, lambda o, i: sparse_delta.SparseDelta(o, i, plan=plan), inputs
+    )
     assert torch.equal(logits, fast_logits)  # the forward is θ0 with values in, bit for bit
     assert reference.keys() == fast.keys() == set(mask.indices)
     for name in reference:
@@ -186,7 +190,9 @@ def test_fast_path_is_installed_for_linear_and_embedding_weights_only(tiny_model
     weights = {name.rpartition(".")[0] for name in sparse.attached(loaded.model) if name.endswith(".weight")}
     for module_name, module in loaded.model.named_modules():
         fast = "forward" in module.__dict__
-        assert fast == (module_name in weights and isinstance(module, (torch.nn.Linear, torch.nn.Embedding))), module_name
+        assert fast == (module_name in weights and isinstance(module, (torch.nn.Linear, torch.nn.Embedding))), (
+            module_name
+        )
     assert any("forward" in m.__dict__ for m in loaded.model.modules())
     assert not any(p.requires_grad for n, p in loaded.model.named_parameters() if n.endswith(".original"))
     sparse.materialise(loaded.model)
@@ -224,7 +230,9 @@ def test_bf16_autocast_step_runs_and_keeps_values_fp32(tiny_model_dir):
     inputs = _inputs()
     _, reference, _ = _grads(tiny_model_dir, mask, sparse.SelectedValues, inputs, autocast=True)
     for plan in (None, *sparse_delta.PLANS):
-        _, fast, _ = _grads(tiny_model_dir, mask, lambda o, i: sparse_delta.SparseDelta(o, i, plan=plan), inputs, autocast=True)
+        _, fast, _ = _grads(
+            tiny_model_dir, mask, lambda o, i: sparse_delta.SparseDelta(o, i, plan=plan), inputs, autocast=True
+        )
         for name, grad in fast.items():
             assert grad.dtype == torch.float32 and torch.isfinite(grad).all(), name
             # bf16 rounds differently on the two paths; they must still agree closely.

@@ -12,8 +12,12 @@ from sparsetune.formats.run_record import RunRecord
 from ...conftest import REPO
 
 SCRIPT = REPO / "experiments" / "check_report.py"
-SCORES = {("FullTuning", "dense"): [0.70, 0.60], ("SAM", "p0.005"): [0.80, 0.78], ("SAM", "p0.1"): [0.1, 0.2],
-          ("BitFit", "p0.005"): [0.50, 0.70]}
+SCORES = {
+    ("FullTuning", "dense"): [0.70, 0.60],
+    ("SAM", "p0.005"): [0.80, 0.78],
+    ("SAM", "p0.1"): [0.1, 0.2],
+    ("BitFit", "p0.005"): [0.50, 0.70],
+}
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +37,19 @@ def published(tmp_path):
                 run_id = f"{label}/{task}/{p}/seed{seed}"
                 run_dir = tmp_path / "runs" / run_id
                 test = {"accuracy": score + shift, "score": score + shift}
-                RunRecord(base_model="m", task=task, method="x", seed=seed, best={"score": 0.5},
-                          metrics={"dev": {"score": 0.5}, "validation": test}).save(run_dir)
+                RunRecord(
+                    base_model="m",
+                    task=task,
+                    method="x",
+                    seed=seed,
+                    best={"score": 0.5},
+                    metrics={"dev": {"score": 0.5}, "validation": test},
+                ).save(run_dir)
                 p_value = None if p == "dense" else float(p[1:])
-                append_result(results, RunResult(run_id, label, task, seed, p_value, test, dev={"score": 0.5},
-                                                 run_dir=str(run_dir)))
+                append_result(
+                    results,
+                    RunResult(run_id, label, task, seed, p_value, test, dev={"score": 0.5}, run_dir=str(run_dir)),
+                )
     write_report(results, tmp_path / "report", p=0.005)
     return results, tmp_path / "report" / "report.md"
 

@@ -73,18 +73,25 @@ def test_bad_configs(tmp_path, text, message):
 
 def test_yaml_config_plans_like_its_toml_twin(tmp_path):
     toml = tmp_path / "grid.toml"
-    toml.write_text('tasks = ["cb"]\nseeds = [1, 2]\n[train]\nmax_steps = 2\n[[methods]]\nname = "SAM"\n'
-                    'score = "sam"\np = [0.01]\nflags = { lr = 0.001 }\n[[methods]]\nname = "Full"\ntrain = "full"\n')
+    toml.write_text(
+        'tasks = ["cb"]\nseeds = [1, 2]\n[train]\nmax_steps = 2\n[[methods]]\nname = "SAM"\n'
+        'score = "sam"\np = [0.01]\nflags = { lr = 0.001 }\n[[methods]]\nname = "Full"\ntrain = "full"\n'
+    )
     yaml = tmp_path / "grid.yaml"
-    yaml.write_text("tasks: [cb]\nseeds: [1, 2]\ntrain: {max_steps: 2}\nmethods:\n"
-                    "  - {name: SAM, score: sam, p: [0.01], flags: {lr: 0.001}}\n  - {name: Full, train: full}\n")
+    yaml.write_text(
+        "tasks: [cb]\nseeds: [1, 2]\ntrain: {max_steps: 2}\nmethods:\n"
+        "  - {name: SAM, score: sam, p: [0.01], flags: {lr: 0.001}}\n  - {name: Full, train: full}\n"
+    )
     assert [spec.config_hash for spec in plan(load_grid(yaml))] == [spec.config_hash for spec in plan(load_grid(toml))]
 
 
 @pytest.mark.parametrize(
     "text, message",
-    [("tasks: [cb\n", "not valid YAML"), ("- just\n- a list\n", "not a table of keys"),
-     ("!!python/object/apply:os.system ['true']\n", "not valid YAML")],
+    [
+        ("tasks: [cb\n", "not valid YAML"),
+        ("- just\n- a list\n", "not a table of keys"),
+        ("!!python/object/apply:os.system ['true']\n", "not valid YAML"),
+    ],
 )
 def test_bad_yaml_configs(tmp_path, text, message):
     path = tmp_path / "bad.yml"

@@ -91,8 +91,13 @@ def test_figure_helpers_read_dev_evaluations_and_name_what_happened(tmp_path):
     from sparsetune.experiments.figures import loss_title, read_dev_log, read_loss_log, running_mean
 
     log = tmp_path / "log.jsonl"
-    lines = [{"step": 1, "loss": 0.7}, {"step": 2, "loss": 0.5, "mask_changed": True}, {"step": 2, "dev": {"score": 0.61}},
-             {"step": 3, "loss": 0.3}, {"step": 3, "dev": {"score": 0.65, "accuracy": 0.7}}]
+    lines = [
+        {"step": 1, "loss": 0.7},
+        {"step": 2, "loss": 0.5, "mask_changed": True},
+        {"step": 2, "dev": {"score": 0.61}},
+        {"step": 3, "loss": 0.3},
+        {"step": 3, "dev": {"score": 0.65, "accuracy": 0.7}},
+    ]
     log.write_text("".join(json.dumps(line) + "\n" for line in lines))
     assert read_loss_log(log) == ([1, 2, 3], [0.7, 0.5, 0.3], [2])
     assert read_dev_log(log) == ([2, 3], [pytest.approx(61.0), pytest.approx(65.0)])
@@ -176,7 +181,10 @@ def test_table_one_shows_each_tasks_floor_as_its_last_row(tmp_path, tiny_data_di
     floors = {task: majority_floor(task, tiny_data_dir) for task in ("cb", "rte")}
     row = [line for line in report.markdown.splitlines() if line.startswith("| majority class (floor) |")]
     assert report.table.tasks == ["rte", "cb"]  # the paper's column order
-    assert row == [f"| majority class (floor) | {floors['rte']:.1f} | {floors['cb']:.1f} | " f"{statistics.fmean(floors.values()):.1f} |"]
+    assert row == [
+        f"| majority class (floor) | {floors['rte']:.1f} | {floors['cb']:.1f} | "
+        f"{statistics.fmean(floors.values()):.1f} |"
+    ]
     without = write_report(path, tmp_path / "bare", p=0.005, data_dir=tmp_path / "no-data")
     assert "majority class" not in without.markdown
 

@@ -13,11 +13,14 @@ def _run(method, task, seed, dev, test):
 def _sweep():
     return [
         # SAM: lr=0.001 is better on dev on average (0.70, 0.60 vs 0.60, 0.62) but worse on test.
-        _run("SAM@lr=0.0001", "cb", 1, 0.60, 0.90), _run("SAM@lr=0.0001", "cb", 2, 0.60, 0.90),
+        _run("SAM@lr=0.0001", "cb", 1, 0.60, 0.90),
+        _run("SAM@lr=0.0001", "cb", 2, 0.60, 0.90),
         _run("SAM@lr=0.0001", "copa", 1, 0.62, 0.90),
-        _run("SAM@lr=0.001", "cb", 1, 0.80, 0.10), _run("SAM@lr=0.001", "cb", 2, 0.60, 0.10),
+        _run("SAM@lr=0.001", "cb", 1, 0.80, 0.10),
+        _run("SAM@lr=0.001", "cb", 2, 0.60, 0.10),
         _run("SAM@lr=0.001", "copa", 1, 0.60, 0.10),
-        _run("LoRA@lr=0.0001", "cb", 1, 0.50, 0.5), _run("LoRA@lr=0.001", "cb", 1, 0.50, 0.5),
+        _run("LoRA@lr=0.0001", "cb", 1, 0.50, 0.5),
+        _run("LoRA@lr=0.001", "cb", 1, 0.50, 0.5),
         _run("Plain", "cb", 1, 0.99, 0.99),
     ]
 
@@ -69,6 +72,9 @@ def test_report_of_a_sweep_has_the_dev_section(tmp_path):
     for result in _sweep():
         append_result(path, result)
     report = write_report(path, tmp_path / "report")
-    assert {item.method: item.setting for item in report.choices if item.chosen} == {"SAM": "lr=0.001", "LoRA": "lr=0.0001"}
+    assert {item.method: item.setting for item in report.choices if item.chosen} == {
+        "SAM": "lr=0.001",
+        "LoRA": "lr=0.0001",
+    }
     text = (tmp_path / "report" / "report.md").read_text()
     assert "## Hyperparameters chosen on dev" in text and "| SAM | lr=0.001 | 70.0 | 60.0 | 65.0 | **yes** |" in text

@@ -1,6 +1,5 @@
 """The grid configs under experiments/ parse, plan, and say what the README says they do."""
 
-
 import pytest
 
 from sparsetune.experiments.grid import load_grid, plan
@@ -9,10 +8,30 @@ from sparsetune.experiments.selection import split_variant
 from ...conftest import REPO
 
 EXPERIMENTS = REPO / "experiments"
-TABLE_ONE = ["FullTuning", "Random", "MixOut", "BitFit", "MagPruning", "Adapter", "LoRA", "DiffPruning",
-             "ChildPruning", "SAM"]
-CHOSEN_LR = {"FullTuning": 1e-4, "Random": 1e-3, "MixOut": 1e-4, "BitFit": 1e-3, "MagPruning": 1e-3,
-             "Adapter": 1e-3, "LoRA": 1e-3, "DiffPruning": 1e-4, "ChildPruning": 1e-4, "SAM": 1e-4}
+TABLE_ONE = [
+    "FullTuning",
+    "Random",
+    "MixOut",
+    "BitFit",
+    "MagPruning",
+    "Adapter",
+    "LoRA",
+    "DiffPruning",
+    "ChildPruning",
+    "SAM",
+]
+CHOSEN_LR = {
+    "FullTuning": 1e-4,
+    "Random": 1e-3,
+    "MixOut": 1e-4,
+    "BitFit": 1e-3,
+    "MagPruning": 1e-3,
+    "Adapter": 1e-3,
+    "LoRA": 1e-3,
+    "DiffPruning": 1e-4,
+    "ChildPruning": 1e-4,
+    "SAM": 1e-4,
+}
 
 
 @pytest.mark.parametrize("name", sorted(path.name for path in EXPERIMENTS.glob("*.toml")))

@@ -105,7 +105,16 @@ def test_totals_density_and_bool_tensor():
 
 
 def test_save_load_round_trip_keeps_indices_shapes_and_typed_metadata(tmp_path):
-    metadata = {"model": "m", "task": "rte", "method": "sam", "examples": 36, "seed": 3, "dev_fraction": 0.1, "max_length": 64, "batch_size": 8}
+    metadata = {
+        "model": "m",
+        "task": "rte",
+        "method": "sam",
+        "examples": 36,
+        "seed": 3,
+        "dev_fraction": 0.1,
+        "max_length": 64,
+        "batch_size": 8,
+    }
     mask = Mask.from_scores(random_scores(), 0.2, "global", metadata)
     mask.save(tmp_path / "m.safetensors")
     loaded = Mask.load(tmp_path / "m.safetensors")
@@ -152,7 +161,10 @@ def test_validate_against_a_module(tiny_model_dir):
     loaded = load_model(tiny_model_dir, TASKS["rte"], seed=0)
     scores = {name: torch.rand(p.shape) for name, p in loaded.eligible().items()}
     Mask.from_scores(scores, 0.01).validate_against(loaded.model)
-    other = {name: torch.rand(3, *p.shape[1:]) if p.dim() == 2 else torch.rand(p.shape) for name, p in loaded.eligible().items()}
+    other = {
+        name: torch.rand(3, *p.shape[1:]) if p.dim() == 2 else torch.rand(p.shape)
+        for name, p in loaded.eligible().items()
+    }
     with pytest.raises(MismatchError, match="has shape"):
         Mask.from_scores(other, 0.01).validate_against(loaded.model)
 

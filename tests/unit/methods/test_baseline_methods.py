@@ -49,12 +49,19 @@ def _bound(name, tiny_model_dir, **options):
 def test_lora_run_predicts_like_the_same_peft_model_built_directly(tmp_path, tiny_model_dir, tiny_data_dir):
     from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
 
-    record = run(tmp_path / "lora", tiny_data_dir, method="lora", task="cb", model=str(tiny_model_dir), max_steps=4, lr=5e-2)
+    record = run(
+        tmp_path / "lora", tiny_data_dir, method="lora", task="cb", model=str(tiny_model_dir), max_steps=4, lr=5e-2
+    )
     ours = load_method_model(tmp_path / "lora", CB)
     # The same model written with peft's own API: same base and seed, the run's tensors.
     base = load_model(tiny_model_dir, CB, seed=42).model
-    config = LoraConfig(r=16, lora_alpha=16, lora_dropout=0.0, modules_to_save=["bert.pooler.dense", "classifier"],
-                        target_modules=["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"])
+    config = LoraConfig(
+        r=16,
+        lora_alpha=16,
+        lora_dropout=0.0,
+        modules_to_save=["bert.pooler.dense", "classifier"],
+        target_modules=["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"],
+    )
     direct = get_peft_model(base, config)
     set_peft_model_state_dict(direct, load_tensors(tmp_path / "lora" / "method" / "adapter_model.safetensors"))
     assert torch.equal(_logits(ours, tiny_model_dir, tiny_data_dir), _logits(direct, tiny_model_dir, tiny_data_dir))
@@ -70,8 +77,16 @@ def test_lora_run_predicts_like_the_same_peft_model_built_directly(tmp_path, tin
 
 
 def test_lora_merge_gives_a_plain_model_with_the_same_predictions(tmp_path, tiny_model_dir, tiny_data_dir):
-    run(tmp_path / "lora", tiny_data_dir, method="lora", task="cb", model=str(tiny_model_dir), max_steps=3, lr=5e-2,
-        method_options=(("lora_r", "4"), ("lora_targets", "query,value")))
+    run(
+        tmp_path / "lora",
+        tiny_data_dir,
+        method="lora",
+        task="cb",
+        model=str(tiny_model_dir),
+        max_steps=3,
+        lr=5e-2,
+        method_options=(("lora_r", "4"), ("lora_targets", "query,value")),
+    )
     diff(DiffConfig(run=str(tmp_path / "lora"), output=str(tmp_path / "lora.delta")))
     delta = Delta.load(tmp_path / "lora.delta")
     assert delta.metadata["method"] == "lora" and json.loads(delta.metadata["method_options"])["lora_r"] == 4
@@ -81,7 +96,10 @@ def test_lora_merge_gives_a_plain_model_with_the_same_predictions(tmp_path, tiny
     assert not has_method_dir(tmp_path / "merged")
     plain = load_model(tmp_path / "merged", CB)
     assert not plain.new_parameters
-    merged, unmerged = _logits(plain.model, tiny_model_dir, tiny_data_dir), _logits(load_method_model(tmp_path / "lora", CB), tiny_model_dir, tiny_data_dir)
+    merged, unmerged = (
+        _logits(plain.model, tiny_model_dir, tiny_data_dir),
+        _logits(load_method_model(tmp_path / "lora", CB), tiny_model_dir, tiny_data_dir),
+    )
     assert torch.equal(merged.argmax(-1), unmerged.argmax(-1)) and torch.allclose(merged, unmerged, atol=1e-5)
 
 
@@ -90,7 +108,9 @@ def test_lora_merge_gives_a_plain_model_with_the_same_predictions(tmp_path, tiny
 def test_adapters_start_at_theta0_and_count_their_parameters(config, per_layer, tiny_model_dir, tiny_data_dir):
     method = _bound("adapter", tiny_model_dir, adapter_config=config, adapter_size=4)
     base = load_model(tiny_model_dir, CB, seed=0).model
-    assert torch.equal(_logits(method.model(), tiny_model_dir, tiny_data_dir), _logits(base, tiny_model_dir, tiny_data_dir))
+    assert torch.equal(
+        _logits(method.model(), tiny_model_dir, tiny_data_dir), _logits(base, tiny_model_dir, tiny_data_dir)
+    )
     counts = method.summary()
     assert counts["added"] == 2 * per_layer * (2 * 32 * 4 + 4 + 32)  # 2 layers, W_down/W_up + biases
     layernorms = 2 * 2 * 2 * 32 if config == "houlsby" else 0  # houlsby trains both LayerNorms per layer
@@ -175,7 +195,9 @@ def _mixed(method) -> set[str]:
     """Linear layers whose weight mixout parametrized."""
     from torch.nn.utils import parametrize
 
-    return {name for name, module in method.loaded.model.named_modules() if parametrize.is_parametrized(module, "weight")}
+    return {
+        name for name, module in method.loaded.model.named_modules() if parametrize.is_parametrized(module, "weight")
+    }
 
 
 def test_mixout_leaves_the_head_unmixed_unless_asked(tiny_model_dir):
@@ -186,20 +208,51 @@ def test_mixout_leaves_the_head_unmixed_unless_asked(tiny_model_dir):
     assert "classifier" not in default and "bert.pooler.dense" not in default
     literal = get_method("mixout")(None, {})
     literal.bind(load_model(tiny_model_dir, CB, seed=0, pooler="eligible"))
-    assert "bert.pooler.dense" in _mixed(literal) and "classifier" not in _mixed(literal)  # eligible: mixed like any encoder layer
+    assert "bert.pooler.dense" in _mixed(literal) and "classifier" not in _mixed(
+        literal
+    )  # eligible: mixed like any encoder layer
     assert {"classifier", "bert.pooler.dense"} <= _mixed(_bound("mixout", tiny_model_dir, mixout_head=True))
 
 
 # -- CLI aliases ----------------------------------------------------------------------
 def test_named_flags_are_method_options(tmp_path, tiny_model_dir, tiny_data_dir):
-    common = [str(tiny_model_dir), "--task", "cb", "--data-dir", str(tiny_data_dir), "--max-steps", "1", "--batch-size", "8",
-              "--max-length", "32", "-q"]
-    result = CliRunner().invoke(app, ["train", *common, "--method", "adapter", "--adapter-config", "pfeiffer", "--adapter-size", "2",
-                                      "-o", str(tmp_path / "ad")])
+    common = [
+        str(tiny_model_dir),
+        "--task",
+        "cb",
+        "--data-dir",
+        str(tiny_data_dir),
+        "--max-steps",
+        "1",
+        "--batch-size",
+        "8",
+        "--max-length",
+        "32",
+        "-q",
+    ]
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            *common,
+            "--method",
+            "adapter",
+            "--adapter-config",
+            "pfeiffer",
+            "--adapter-size",
+            "2",
+            "-o",
+            str(tmp_path / "ad"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     options = json.loads((tmp_path / "ad" / "run.json").read_text())["hyperparameters"]["method_options"]
     assert options == {"adapter_config": "pfeiffer", "adapter_size": "2"}
-    wrong = CliRunner().invoke(app, ["train", *common, "--method", "lora", "--mixout-p", "0.5", "-o", str(tmp_path / "x")])
+    wrong = CliRunner().invoke(
+        app, ["train", *common, "--method", "lora", "--mixout-p", "0.5", "-o", str(tmp_path / "x")]
+    )
     assert wrong.exit_code == 2 and "mixout" in wrong.stderr and "lora_r" in wrong.stderr
-    twice = CliRunner().invoke(app, ["train", *common, "--method", "lora", "--lora-r", "4", "-O", "lora_r=8", "-o", str(tmp_path / "y")])
+    twice = CliRunner().invoke(
+        app, ["train", *common, "--method", "lora", "--lora-r", "4", "-O", "lora_r=8", "-o", str(tmp_path / "y")]
+    )
     assert twice.exit_code == 2 and "--lora-r" in twice.stderr

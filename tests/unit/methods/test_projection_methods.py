@@ -67,8 +67,11 @@ def _bound(name, tiny_model_dir, **options):
 
 def _batch():
     torch.manual_seed(1)
-    return {"input_ids": torch.randint(5, 60, (4, 12)), "attention_mask": torch.ones(4, 12, dtype=torch.long),
-            "labels": torch.tensor([0, 1, 2, 0])}
+    return {
+        "input_ids": torch.randint(5, 60, (4, 12)),
+        "attention_mask": torch.ones(4, 12, dtype=torch.long),
+        "labels": torch.tensor([0, 1, 2, 0]),
+    }
 
 
 @pytest.mark.parametrize("name", ["childpruning", "diffpruning"])
@@ -114,7 +117,9 @@ def test_childpruning_resets_every_dropped_entry_to_theta0_bit_for_bit(tiny_mode
     kept = method.kept
     for name, theta in method.parameters_.items():
         inside = kept.bool_tensor(name)
-        assert torch.equal(theta[~inside], theta0[name][~inside]) and bool((theta[inside] != theta0[name][inside]).all())
+        assert torch.equal(theta[~inside], theta0[name][~inside]) and bool(
+            (theta[inside] != theta0[name][inside]).all()
+        )
     assert method.after_step(4)["mask_changed"] == 0  # nothing moved since: the same set
 
 
@@ -143,8 +148,12 @@ def test_diffpruning_penalty_closes_gates_and_state_holds_the_kept_mask(tiny_mod
 
 @pytest.mark.parametrize(
     "options, message",
-    [({"p": 0.0}, r"-p must be in \(0, 1\]"), ({"project_every": 0}, "--project-every must be a positive"),
-     ({"p": 1e-9}, "keeps no entry"), ({"scope": "layer"}, "scope must be one of")],
+    [
+        ({"p": 0.0}, r"-p must be in \(0, 1\]"),
+        ({"project_every": 0}, "--project-every must be a positive"),
+        ({"p": 1e-9}, "keeps no entry"),
+        ({"scope": "layer"}, "scope must be one of"),
+    ],
 )
 def test_bad_projection_options_are_usage_errors(options, message, tiny_model_dir):
     from sparsetune.errors import UsageError
@@ -156,9 +165,31 @@ def test_bad_projection_options_are_usage_errors(options, message, tiny_model_di
 # -- through the loop and the CLI ---------------------------------------------------------
 def test_cli_flags_log_and_inspect_plot(tmp_path, tiny_model_dir, tiny_data_dir):
     out = tmp_path / "out"
-    args = ["train", str(tiny_model_dir), "--task", "cb", "--method", "childpruning", "-p", "0.02", "--project-every", "2",
-            "-o", str(out), "--data-dir", str(tiny_data_dir), "--max-steps", "5", "--batch-size", "8", "--max-length", "32",
-            "--lr", "0.05", "--quiet"]
+    args = [
+        "train",
+        str(tiny_model_dir),
+        "--task",
+        "cb",
+        "--method",
+        "childpruning",
+        "-p",
+        "0.02",
+        "--project-every",
+        "2",
+        "-o",
+        str(out),
+        "--data-dir",
+        str(tiny_data_dir),
+        "--max-steps",
+        "5",
+        "--batch-size",
+        "8",
+        "--max-length",
+        "32",
+        "--lr",
+        "0.05",
+        "--quiet",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     steps = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if '"loss"' in line]
@@ -181,8 +212,23 @@ def test_cli_flags_log_and_inspect_plot(tmp_path, tiny_model_dir, tiny_data_dir)
 
     both = runner.invoke(app, [*args[:-1], "--force", "-O", "p=0.1"])
     assert both.exit_code == 2 and "-p and --method-option p=... both given" in both.stderr
-    full = runner.invoke(app, ["train", str(tiny_model_dir), "--task", "cb", "--method", "full", "-p", "0.1", "-o",
-                               str(tmp_path / "full"), "--data-dir", str(tiny_data_dir)])
+    full = runner.invoke(
+        app,
+        [
+            "train",
+            str(tiny_model_dir),
+            "--task",
+            "cb",
+            "--method",
+            "full",
+            "-p",
+            "0.1",
+            "-o",
+            str(tmp_path / "full"),
+            "--data-dir",
+            str(tiny_data_dir),
+        ],
+    )
     assert full.exit_code == 2 and "method 'full' has no option 'p' (its options: none)" in full.stderr
 
 

@@ -38,8 +38,19 @@ def test_a_setting_declared_twice_differently_is_refused():
 
 def test_the_registered_flags_keep_their_spellings():
     spellings = {name for flag in method_flags() for name in flag.flags}
-    assert {"-p", "--sparsity", "--project-every", "--lora-r", "--lora-alpha", "--lora-dropout", "--lora-targets",
-            "--adapter-config", "--adapter-size", "--reduction-factor", "--mixout-p"} <= spellings
+    assert {
+        "-p",
+        "--sparsity",
+        "--project-every",
+        "--lora-r",
+        "--lora-alpha",
+        "--lora-dropout",
+        "--lora-targets",
+        "--adapter-config",
+        "--adapter-size",
+        "--reduction-factor",
+        "--mixout-p",
+    } <= spellings
     by_option = {flag.option: flag for flag in method_flags()}
     assert by_option["p"].methods == tuple(name for name in METHODS if METHODS[name].projects)
     assert by_option["reduction_factor"].help == "adapter: hidden size / bottleneck width. Default: 16."

@@ -25,7 +25,9 @@ def _score(tiny_model_dir, **changes):
 def test_random_depends_on_the_seed_only_and_spreads_uniformly(tiny_model_dir):
     first, same, other = (_score(tiny_model_dir, method="random", seed=s).mask for s in (1, 1, 2))
     assert all(torch.equal(first.indices[n], same.indices[n]) for n in first.indices)
-    overlap = sum(int(torch.isin(first.indices[n], other.indices[n]).sum()) for n in first.indices if n in other.indices)
+    overlap = sum(
+        int(torch.isin(first.indices[n], other.indices[n]).sum()) for n in first.indices if n in other.indices
+    )
     assert overlap < 0.2 * first.selected  # independent draws at p = 0.05 share ~5%
     # Global scope, yet every big tensor gets close to its share n·p (binomial, 5 sigma).
     for name, (selected, entries) in first.per_tensor().items():
@@ -51,7 +53,9 @@ def test_bitfit_takes_every_bias_including_layernorm_beta_not_gamma(tiny_model_d
     assert "bert.embeddings.LayerNorm.bias" in selected
     assert "bert.pooler.dense.bias" not in selected and "bert.pooler.dense.bias" in result.head  # head: trains anyway
     assert not any(name.endswith(".weight") for name in selected)
-    literal = _score(tiny_model_dir, method="bitfit", p=None, pooler="eligible")  # the pooler's bias is a bias like any other
+    literal = _score(
+        tiny_model_dir, method="bitfit", p=None, pooler="eligible"
+    )  # the pooler's bias is a bias like any other
     assert set(literal.mask.indices) == selected | {"bert.pooler.dense.bias"}
     assert result.notes == []  # no -p given: nothing to warn about
     explicit = _score(tiny_model_dir, method="bitfit", p=0.3)
@@ -67,5 +71,7 @@ def test_cli_bitfit_notes_an_explicit_p_and_reports_the_density(tiny_model_dir, 
     noted = runner.invoke(app, [*args, "-p", "0.01", "--force"])
     assert noted.exit_code == 0, noted.output
     assert "-p 0.01 is ignored" in noted.stdout
-    bad = runner.invoke(app, ["score", str(tiny_model_dir), "--task", "cb", "--method", "random", "-p", "2", "-o", str(tmp_path / "x")])
+    bad = runner.invoke(
+        app, ["score", str(tiny_model_dir), "--task", "cb", "--method", "random", "-p", "2", "-o", str(tmp_path / "x")]
+    )
     assert bad.exit_code == 2 and "-p must be in (0, 1]" in bad.stderr

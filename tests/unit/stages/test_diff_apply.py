@@ -27,8 +27,9 @@ from sparsetune.tasks import get_task
 SPARSETUNE = [sys.executable, "-c", "from sparsetune.cli import main; main()"]
 
 
-def make_run(base: Path, folder: Path, changes: dict[str, list[tuple[int, float]]], task="rte", seed=1, record=True,
-             pooler=None) -> Path:
+def make_run(
+    base: Path, folder: Path, changes: dict[str, list[tuple[int, float]]], task="rte", seed=1, record=True, pooler=None
+) -> Path:
     """A fine-tuned dir: base + task head (seeded), with `changes` {name: [(flat index, added)]}.
 
     Its run.json records `pooler` when given; without it, it is a run from before the pooler
@@ -79,11 +80,17 @@ def assert_bitwise_equal(left: dict[str, torch.Tensor], right: dict[str, torch.T
 def test_round_trip_is_bitwise_and_config_identical(run_a, tmp_path):
     result = diff(DiffConfig(run=str(run_a), output=str(tmp_path / "d.safetensors")))
     assert result.delta.changed == 5
-    assert {name: idx.tolist() for name, idx in result.delta.indices.items()} == {QUERY: [3, 40, 41], NORM: [0], WORDS: [7]}
+    assert {name: idx.tolist() for name, idx in result.delta.indices.items()} == {
+        QUERY: [3, 40, 41],
+        NORM: [0],
+        WORDS: [7],
+    }
     assert set(result.delta.head) == {"classifier.weight", "classifier.bias"}
     apply(ApplyConfig(deltas=(str(tmp_path / "d.safetensors"),), output=str(tmp_path / "applied")))
     assert_bitwise_equal(weights(run_a), weights(tmp_path / "applied"))
-    assert json.loads((run_a / "config.json").read_text()) == json.loads((tmp_path / "applied" / "config.json").read_text())
+    assert json.loads((run_a / "config.json").read_text()) == json.loads(
+        (tmp_path / "applied" / "config.json").read_text()
+    )
     assert (tmp_path / "applied" / "tokenizer_config.json").is_file()
 
 
@@ -97,7 +104,9 @@ def test_metadata_names_base_fingerprint_and_counts(run_a, tiny_model_dir, tmp_p
     assert set(meta["fingerprint"]) == set(eligible)  # the whole base, not only the touched tensors
     assert meta["changed"] == 5 and meta["head_entries"] == 2 * 32 + 2
     # run_a's run.json predates the pooler policy: its pooler was eligible, so it counts here.
-    assert meta["eligible"] == sum(p.numel() for p in load_model(tiny_model_dir, get_task("rte"), pooler="eligible").eligible().values())
+    assert meta["eligible"] == sum(
+        p.numel() for p in load_model(tiny_model_dir, get_task("rte"), pooler="eligible").eligible().values()
+    )
     assert meta["pooler"] == "eligible"
     assert meta["architecture"] == "BertForSequenceClassification"
     assert delta.values_dtype == "float32" and delta.values_kind == "absolute"
@@ -134,7 +143,9 @@ def test_a_head_pooler_travels_dense_and_applies_bit_for_bit(tiny_model_dir, tmp
     assert delta.metadata["pooler"] == "head" and delta.changed == 1
     head_policy = load_model(tiny_model_dir, get_task("rte"))
     assert delta.metadata["eligible"] == sum(p.numel() for p in head_policy.eligible().values())
-    assert delta.metadata["eligible"] + 32 * 32 + 32 == sum(p.numel() for p in load_model(tiny_model_dir, get_task("rte"), pooler="eligible").eligible().values())
+    assert delta.metadata["eligible"] + 32 * 32 + 32 == sum(
+        p.numel() for p in load_model(tiny_model_dir, get_task("rte"), pooler="eligible").eligible().values()
+    )
     assert not set(POOLER) & set(delta.metadata["untouched"]) and not set(POOLER) & set(delta.metadata["fingerprint"])
     apply(ApplyConfig(deltas=(str(path),), output=str(tmp_path / "applied")))
     assert_bitwise_equal(weights(run), weights(tmp_path / "applied"))
@@ -152,11 +163,24 @@ def test_deltas_made_with_different_pooler_policies_do_not_compose(run_b, tiny_m
     head_run = make_run(tiny_model_dir, tmp_path / "head", {QUERY: [(3, 0.01)]}, pooler="head")
     diff(DiffConfig(run=str(run_b), output=str(tmp_path / "b.safetensors")))
     diff(DiffConfig(run=str(head_run), output=str(tmp_path / "h.safetensors")))
-    with pytest.raises(MismatchError, match=r"b\.safetensors changes entries of 'bert\.pooler\.dense\.bias'.*different --pooler"):
-        apply(ApplyConfig(deltas=(str(tmp_path / "b.safetensors"), str(tmp_path / "h.safetensors")), output=str(tmp_path / "x")))
+    with pytest.raises(
+        MismatchError, match=r"b\.safetensors changes entries of 'bert\.pooler\.dense\.bias'.*different --pooler"
+    ):
+        apply(
+            ApplyConfig(
+                deltas=(str(tmp_path / "b.safetensors"), str(tmp_path / "h.safetensors")), output=str(tmp_path / "x")
+            )
+        )
     assert not (tmp_path / "x").exists()
-    diff(DiffConfig(run=str(head_run), output=str(tmp_path / "h-literal.safetensors"), pooler="eligible"))  # the way out
-    apply(ApplyConfig(deltas=(str(tmp_path / "b.safetensors"), str(tmp_path / "h-literal.safetensors")), output=str(tmp_path / "ok")))
+    diff(
+        DiffConfig(run=str(head_run), output=str(tmp_path / "h-literal.safetensors"), pooler="eligible")
+    )  # the way out
+    apply(
+        ApplyConfig(
+            deltas=(str(tmp_path / "b.safetensors"), str(tmp_path / "h-literal.safetensors")),
+            output=str(tmp_path / "ok"),
+        )
+    )
 
 
 def test_a_plain_model_dir_takes_the_default_pooler_policy(tiny_model_dir, tmp_path):
@@ -171,7 +195,11 @@ def test_a_plain_model_dir_takes_the_default_pooler_policy(tiny_model_dir, tmp_p
 def test_top_p_keeps_the_largest_changes(tiny_model_dir, tmp_path):
     torch.manual_seed(0)
     eligible = load_model(tiny_model_dir, get_task("rte")).eligible()
-    changes = {name: [(i, float(x)) for i, x in enumerate(torch.randn(p.numel()) * 1e-2)] for name, p in eligible.items() if "bias" in name}
+    changes = {
+        name: [(i, float(x)) for i, x in enumerate(torch.randn(p.numel()) * 1e-2)]
+        for name, p in eligible.items()
+        if "bias" in name
+    }
     run = make_run(tiny_model_dir, tmp_path / "dense", changes, pooler="head")
     m = sum(p.numel() for p in eligible.values())
     result = diff(DiffConfig(run=str(run), top_p=0.002))
@@ -179,7 +207,16 @@ def test_top_p_keeps_the_largest_changes(tiny_model_dir, tmp_path):
     tuned, base = weights(run), {n: p.detach() for n, p in eligible.items()}
     kept = torch.cat([(tuned[n].view(-1)[i] - base[n].view(-1)[i]).abs() for n, i in result.delta.indices.items()])
     dropped_max = max(
-        float((tuned[n] - base[n]).abs().view(-1)[torch.ones(base[n].numel(), dtype=torch.bool).index_fill_(0, result.delta.indices.get(n, torch.tensor([], dtype=torch.long)), False)].max())
+        float(
+            (tuned[n] - base[n])
+            .abs()
+            .view(-1)[
+                torch.ones(base[n].numel(), dtype=torch.bool).index_fill_(
+                    0, result.delta.indices.get(n, torch.tensor([], dtype=torch.long)), False
+                )
+            ]
+            .max()
+        )
         for n in changes
     )
     assert float(kept.min()) >= dropped_max
@@ -196,13 +233,19 @@ def test_apply_delta_in_memory(run_a, tiny_model_dir, tmp_path):
     diff(DiffConfig(run=str(run_a), output=str(path)))
     model = load_model(tiny_model_dir, get_task("rte"), seed=99)
     apply_delta(model, path)
-    assert_bitwise_equal({n: p.detach() for n, p in model.model.named_parameters()}, {n: t for n, t in weights(run_a).items()})
+    assert_bitwise_equal(
+        {n: p.detach() for n, p in model.model.named_parameters()}, {n: t for n, t in weights(run_a).items()}
+    )
 
 
 def test_composition_disjoint_and_overlapping(run_a, run_b, tiny_model_dir, tmp_path):
     for name, run in (("a", run_a), ("b", run_b)):
         diff(DiffConfig(run=str(run), output=str(tmp_path / f"{name}.safetensors")))
-    apply(ApplyConfig(deltas=(str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors")), output=str(tmp_path / "ab")))
+    apply(
+        ApplyConfig(
+            deltas=(str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors")), output=str(tmp_path / "ab")
+        )
+    )
     a, b, ab = weights(run_a), weights(run_b), weights(tmp_path / "ab")
     base = {n: p.detach() for n, p in load_model(tiny_model_dir, get_task("rte")).eligible().items()}
     q0, qa, qb, qab = base[QUERY].view(-1), a[QUERY].view(-1), b[QUERY].view(-1), ab[QUERY].view(-1)
@@ -303,7 +346,9 @@ def test_diff_refuses_to_overwrite_and_bad_flags(run_a, delta_file):
 
 # -- CLI --------------------------------------------------------------------------
 def test_cli_diff_to_stdout_through_a_pipe(run_a, tmp_path):
-    proc = subprocess.run([*SPARSETUNE, "diff", str(run_a)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    proc = subprocess.run(
+        [*SPARSETUNE, "diff", str(run_a)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False
+    )
     assert proc.returncode == 0, proc.stderr.decode()
     assert b"bytes per changed entry" in proc.stderr and b"5 changed entries" in proc.stderr
     piped = tmp_path / "piped.safetensors"
@@ -361,7 +406,9 @@ def test_inspect_summarises_a_delta(delta_file, tmp_path):
 def test_cli_json_for_scripts_and_quiet_for_checks(run_a, delta_file, tmp_path):
     """diff --json: JSON on stdout beside a file, on stderr when the delta is stdout;
     apply --json; inspect/tasks --quiet print nothing."""
-    proc = subprocess.run([*SPARSETUNE, "diff", str(run_a), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    proc = subprocess.run(
+        [*SPARSETUNE, "diff", str(run_a), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False
+    )
     assert proc.returncode == 0, proc.stderr.decode()
     summary = json.loads(proc.stderr.decode())
     assert summary["changed"] == 5 and summary["bytes"] == len(proc.stdout) and summary["output"] is None

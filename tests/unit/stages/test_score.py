@@ -26,8 +26,16 @@ runner = CliRunner()
 @pytest.fixture
 def config(tiny_model_dir, tiny_data_dir, tmp_path):
     def make(**changes) -> ScoreConfig:
-        base = dict(task="rte", model=str(tiny_model_dir), data_dir=str(tiny_data_dir), p=0.05, batch_size=7,
-                    max_length=32, seed=3, output=str(tmp_path / "mask.safetensors"))
+        base = dict(
+            task="rte",
+            model=str(tiny_model_dir),
+            data_dir=str(tiny_data_dir),
+            p=0.05,
+            batch_size=7,
+            max_length=32,
+            seed=3,
+            output=str(tmp_path / "mask.safetensors"),
+        )
         return ScoreConfig(**{**base, **changes})
 
     return make
@@ -49,7 +57,9 @@ def reference_gradients(tiny_model_dir, tiny_data_dir, seed, per_example=False, 
 
     def grads(chunk):
         model.zero_grad()
-        inputs = tokenizer(chunk["sentence1"], chunk["sentence2"], truncation=True, max_length=32, padding=True, return_tensors="pt")
+        inputs = tokenizer(
+            chunk["sentence1"], chunk["sentence2"], truncation=True, max_length=32, padding=True, return_tensors="pt"
+        )
         loss = torch.nn.functional.cross_entropy(model(**inputs).logits, torch.tensor(chunk["label"]))
         loss.backward()
         return {n: p.grad.clone() for n, p in model.named_parameters() if n not in head}
@@ -108,7 +118,9 @@ def test_mask_is_the_top_k_of_the_scores_and_excludes_the_head(config, tmp_path)
 def test_scores_file_whose_tensors_do_not_match_its_shapes_is_refused(tmp_path):
     from sparsetune.formats.common import save_tensors
 
-    save_tensors(tmp_path / "s.safetensors", {"w": torch.rand(3)}, {"format": "sparsetune.scores", "shapes": {"w": [4]}})
+    save_tensors(
+        tmp_path / "s.safetensors", {"w": torch.rand(3)}, {"format": "sparsetune.scores", "shapes": {"w": [4]}}
+    )
     with pytest.raises(FileFormatError, match="do not match the recorded shapes"):
         Scores.load(tmp_path / "s.safetensors")
 
@@ -181,7 +193,9 @@ def test_existing_outputs_need_force(config, tmp_path):
 def test_rethreshold_matches_scoring_at_that_p(config, tmp_path):
     score(config(p=0.01, save_scores=str(tmp_path / "s.safetensors"), output=str(tmp_path / "m1.safetensors")))
     score(config(p=0.2, output=str(tmp_path / "direct.safetensors")))
-    mask = rethreshold(MaskConfig(scores=str(tmp_path / "s.safetensors"), p=0.2, output=str(tmp_path / "re.safetensors")))
+    mask = rethreshold(
+        MaskConfig(scores=str(tmp_path / "s.safetensors"), p=0.2, output=str(tmp_path / "re.safetensors"))
+    )
     assert (tmp_path / "re.safetensors").read_bytes() == (tmp_path / "direct.safetensors").read_bytes()
     assert mask.metadata["p"] == 0.2
     with pytest.raises(FileFormatError, match="is a sparsetune mask file, expected a scores file"):
@@ -195,7 +209,10 @@ def test_a_mask_from_another_model_is_refused(config, tiny_model_dir, tmp_path):
     from sparsetune.tasks import TASKS
 
     mask = score(config(output=None)).mask
-    other = {n: torch.zeros(p.shape[0] + 1, *p.shape[1:]) for n, p in load_model(tiny_model_dir, TASKS["rte"]).eligible().items()}
+    other = {
+        n: torch.zeros(p.shape[0] + 1, *p.shape[1:])
+        for n, p in load_model(tiny_model_dir, TASKS["rte"]).eligible().items()
+    }
     with pytest.raises(MismatchError, match="has shape"):
         mask.validate_against(other)
 
@@ -226,7 +243,9 @@ def test_sams_mask_holds_no_pooler_entries_by_default_and_records_the_head(confi
     mask = Mask.load(tmp_path / "mask.safetensors")
     assert not set(POOLER) & (set(mask.shapes) | set(mask.indices) | set(default.scores))
     assert mask.metadata["pooler"] == "head" and mask.metadata["head"] == HEAD
-    again = rethreshold(MaskConfig(scores=str(tmp_path / "scores.safetensors"), p=0.1, output=str(tmp_path / "m10.safetensors")))
+    again = rethreshold(
+        MaskConfig(scores=str(tmp_path / "scores.safetensors"), p=0.1, output=str(tmp_path / "m10.safetensors"))
+    )
     assert again.metadata["pooler"] == "head" and Mask.load(tmp_path / "m10.safetensors").metadata["head"] == HEAD
     literal = score(config(pooler="eligible", output=str(tmp_path / "literal.safetensors")))
     saved = Mask.load(tmp_path / "literal.safetensors")
@@ -241,7 +260,9 @@ def test_sams_mask_holds_no_pooler_entries_by_default_and_records_the_head(confi
 def test_inspect_mask_and_scores(config, tmp_path):
     score(config(save_scores=str(tmp_path / "s.safetensors")))
     summary = inspect_file(tmp_path / "mask.safetensors", plot=tmp_path / "m.png")
-    assert summary["kind"] == "mask" and summary["totals"]["selected"] == Mask.load(tmp_path / "mask.safetensors").selected
+    assert (
+        summary["kind"] == "mask" and summary["totals"]["selected"] == Mask.load(tmp_path / "mask.safetensors").selected
+    )
     table = summary["table"]
     assert table["rows"] == ["embeddings", "layer 0", "layer 1"]  # the pooler is head by default
     assert summary["metadata"]["pooler"] == "head" and summary["metadata"]["head"] == HEAD
@@ -277,12 +298,30 @@ def test_cli_errors_are_one_line_with_exit_codes(tiny_model_dir, tiny_data_dir, 
 
 
 def test_cli_score_json_and_existing_output(tiny_model_dir, tiny_data_dir, tmp_path):
-    args = ["score", str(tiny_model_dir), "--task", "cb", "--data-dir", str(tiny_data_dir), "-o", str(tmp_path / "m.safetensors"),
-            "--examples", "100", "--max-length", "32", "--json"]
+    args = [
+        "score",
+        str(tiny_model_dir),
+        "--task",
+        "cb",
+        "--data-dir",
+        str(tiny_data_dir),
+        "-o",
+        str(tmp_path / "m.safetensors"),
+        "--examples",
+        "100",
+        "--max-length",
+        "32",
+        "--json",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    assert summary["examples"] == 36 and summary["notes"] and summary["head_tensors"] == HEAD and summary["pooler"] == "head"
+    assert (
+        summary["examples"] == 36
+        and summary["notes"]
+        and summary["head_tensors"] == HEAD
+        and summary["pooler"] == "head"
+    )
     assert abs(sum(summary["share_by_module_type"].values()) - 1) < 1e-9
     again = runner.invoke(app, args)
     assert again.exit_code == 1 and "already exists; pass --force" in again.stderr

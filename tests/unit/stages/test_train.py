@@ -55,6 +55,7 @@ def test_interrupt_then_resume_equals_an_uninterrupted_run(tmp_path, tiny_data_d
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_is_deferred_to_the_step_end_and_checkpointed(tmp_path, tiny_data_dir, mask_path, reference, signum):
     """Ctrl-C, or SIGTERM, which launchers (torchrun, accelerate, schedulers) send their workers."""
+
     def progress(stage, done, total, **info):
         if done == 2:
             os.kill(os.getpid(), signum)
@@ -74,7 +75,7 @@ def test_log_records_the_rate_each_step_used(reference):
     rates = [json.loads(line)["lr"] for line in (out / "log.jsonl").read_text().splitlines() if '"lr"' in line]
     warmup = math.ceil(record.hyperparameters["warmup_ratio"] * 8)
     assert rates[0] == 0.0 and rates[warmup] == pytest.approx(record.hyperparameters["lr"])
-    assert rates == sorted(rates[:warmup + 1]) + sorted(rates[warmup + 1:], reverse=True)
+    assert rates == sorted(rates[: warmup + 1]) + sorted(rates[warmup + 1 :], reverse=True)
 
 
 KILLED_RUN = """
@@ -91,7 +92,9 @@ train(TrainConfig(output=sys.argv[1], data_dir=sys.argv[2], mask=sys.argv[3], ma
 
 def test_resume_after_kill_9_equals_an_uninterrupted_run(tmp_path, tiny_data_dir, mask_path, reference):
     out = tmp_path / "out"
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(KILLED_RUN), str(out), str(tiny_data_dir), str(mask_path)])
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(KILLED_RUN), str(out), str(tiny_data_dir), str(mask_path)]
+    )
     assert done.returncode == -signal.SIGKILL
     assert load_checkpoint(out).step == 3  # the last periodic checkpoint; step 4 is lost
     run(out, tiny_data_dir, resume=True)
@@ -121,8 +124,15 @@ def test_the_best_dev_state_is_the_one_exported(tmp_path, tiny_data_dir, mask_pa
         assert torch.equal(got, value), name
     # ... and the best values are the state after step `best step` of the same run.
     with pytest.raises(TrainingInterrupted):
-        run(short_out, tiny_data_dir, mask=str(mask_path), lr=5e-2, max_steps=9, eval_every=2,
-            progress=_interrupt_at(record.best["step"]))
+        run(
+            short_out,
+            tiny_data_dir,
+            mask=str(mask_path),
+            lr=5e-2,
+            max_steps=9,
+            eval_every=2,
+            progress=_interrupt_at(record.best["step"]),
+        )
     assert_same_weights(load_checkpoint(short_out).model, best)
 
 
@@ -177,9 +187,15 @@ def test_unset_hyperparameters_come_from_the_defaults(tmp_path, tiny_data_dir, m
     from sparsetune.defaults import GENERIC
     from sparsetune.stages.train import train
 
-    record = train(TrainConfig(output=str(tmp_path / "out"), mask=str(mask_path), data_dir=str(tiny_data_dir), max_steps=1))
+    record = train(
+        TrainConfig(output=str(tmp_path / "out"), mask=str(mask_path), data_dir=str(tiny_data_dir), max_steps=1)
+    )
     hyper = record.hyperparameters
-    assert (hyper["lr"], hyper["batch_size"], hyper["max_length"]) == (GENERIC.lr, GENERIC.batch_size, GENERIC.max_length)
+    assert (hyper["lr"], hyper["batch_size"], hyper["max_length"]) == (
+        GENERIC.lr,
+        GENERIC.batch_size,
+        GENERIC.max_length,
+    )
     assert (hyper["task"], hyper["split_seed"], hyper["dev_fraction"]) == ("cb", 42, 0.1)  # from the mask
 
 
@@ -191,4 +207,6 @@ def test_outputs_take_the_umask_modes_not_private_temp_modes(tmp_path, tiny_data
     finally:
         os.umask(previous)
     modes = {path.relative_to(tmp_path): path.stat().st_mode & 0o777 for path in (tmp_path / "out").rglob("*")}
-    assert modes and all(mode == (0o750 if (tmp_path / path).is_dir() else 0o640) for path, mode in modes.items()), modes
+    assert modes and all(mode == (0o750 if (tmp_path / path).is_dir() else 0o640) for path, mode in modes.items()), (
+        modes
+    )

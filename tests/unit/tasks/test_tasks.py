@@ -58,7 +58,13 @@ def test_sentence_pair_uses_two_segments(tiny_model_dir):
 
 
 def test_copa_phrases_the_question_and_pairs_each_choice():
-    row = {"premise": "The sun rose.", "choice1": "It got light.", "choice2": "It rained.", "question": "effect", "label": 0}
+    row = {
+        "premise": "The sun rose.",
+        "choice1": "It got light.",
+        "choice2": "It rained.",
+        "question": "effect",
+        "label": 0,
+    }
     assert TASKS["copa"].texts(row) == [
         ("The sun rose. What happened as a result?", "It got light."),
         ("The sun rose. What happened as a result?", "It rained."),
@@ -90,9 +96,13 @@ def test_label_checks():
     assert TASKS["cb"].check_row({"premise": "x", "hypothesis": "y", "label": 2}) is None
     assert TASKS["cb"].check_row({"premise": "x", "label": 2}) == "missing field(s) hypothesis"
     assert TASKS["stsb"].check_row({"sentence1": "x", "sentence2": "y", "label": "high"}) is not None
-    assert TASKS["wsc"].check_row(
-        {"text": "a b", "span1_index": 0, "span2_index": 5, "span1_text": "a", "span2_text": "z", "label": 0}
-    ).startswith("span at word 5")
+    assert (
+        TASKS["wsc"]
+        .check_row(
+            {"text": "a b", "span1_index": 0, "span2_index": 5, "span1_text": "a", "span2_text": "z", "label": 0}
+        )
+        .startswith("span at word 5")
+    )
 
 
 def test_predictions_from_logits():
