@@ -56,7 +56,7 @@ def read_dev_log(path: str | os.PathLike) -> tuple[list[int], list[float]]:
 
 def _log_records(path: str | os.PathLike) -> list[dict]:
     """The records of a log.jsonl, each checked (a torn last line, from a kill mid-write, is dropped)."""
-    from ..formats.schema import LOG_RECORD, read_json_lines
+    from ..schema import LOG_RECORD, read_json_lines
 
     return list(read_json_lines(path, LOG_RECORD, "sparsetune log.jsonl", allow_torn_tail=True))
 

@@ -42,9 +42,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import schema
 from ..config import DEFAULT_SPARSITY, MASK_METHOD, POOLER_POLICIES, ScoreConfig, TrainConfig
 from ..errors import FileFormatError, SparsetuneError, UsageError
-from ..formats import schema
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FileFormatError
-from ..formats.schema import RESULT_LINE, read_json_lines
 from ..io import append_line
+from ..schema import RESULT_LINE, read_json_lines
 
 
 @dataclass

@@ -27,9 +27,9 @@ import torch
 
 from ..errors import FileFormatError, TrainingError
 from ..io import atomic_path
+from ..schema import CHECKPOINT_STATE, validate
 from .common import json_format
 from .integrity import CHECKSUM, bytes_digest, json_digest
-from .schema import CHECKPOINT_STATE, validate
 
 KIND = "checkpoint"
 CHECKPOINT_DIR = "checkpoint"

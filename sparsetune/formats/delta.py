@@ -47,9 +47,9 @@ from safetensors.torch import save as safetensors_bytes
 
 from ..errors import FileFormatError, MismatchError
 from ..io import atomic_path, refuse_to_overwrite
+from ..schema import DELTA_METADATA, dict_of, integer, list_of, string, table, validate
 from .common import _canonical_header, expect_kind, json_field, layer_table, load_tensors, safetensors_format
 from .integrity import CHECKSUM, verify, with_checksum
-from .schema import DELTA_METADATA, dict_of, integer, list_of, string, table, validate
 
 KIND = "delta"
 FORMAT = "sparsetune.delta"

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import atomic_path
-from .schema import LOG_RECORD, read_json_lines
+from ..schema import LOG_RECORD, read_json_lines
 
 KIND = "log"
 LOG_FILE = "log.jsonl"
@@ -56,7 +56,7 @@ def recognise(path: Path) -> bool:
 
 
 def _records(path: Path) -> list[dict]:
-    """The log's records, each checked (`formats.schema.LOG_RECORD`); a line cut short by
+    """The log's records, each checked (`schema.LOG_RECORD`); a line cut short by
     a kill of the run that writes it is left out."""
     return read_json_lines(path, LOG_RECORD, "sparsetune log.jsonl", allow_torn_tail=True)
 

@@ -29,9 +29,9 @@ import torch
 from ..config import DEFAULT_SCOPE, check_scope
 from ..core.topk import top_k_many
 from ..errors import FileFormatError, MismatchError, UsageError
+from ..schema import MASK_METADATA, validate
 from .common import expect_kind, json_field, layer_table, load_tensors, safetensors_format, save_tensors
 from .integrity import CHECKSUM, verify
-from .schema import MASK_METADATA, validate
 
 KIND = "mask"
 FORMAT = "sparsetune.mask"

@@ -30,8 +30,8 @@ from typing import Any
 from ..errors import FileFormatError
 from ..io import atomic_path
 from ..models import display_name, head_metadata
+from ..schema import METHOD_DESCRIPTION, validate
 from .common import json_format, save_tensors
-from .schema import METHOD_DESCRIPTION, validate
 
 KIND = "method"
 METHOD_DIR = "method"

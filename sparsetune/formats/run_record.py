@@ -21,8 +21,8 @@ from ..config import DEFAULT_SEED
 from ..errors import FileFormatError, UsageError
 from ..io import atomic_path, write_json
 from ..models import DEFAULT_MODEL_HUB_ID, DEFAULT_MODEL_NAME
+from ..schema import RUN_RECORD, validate
 from .common import json_format
-from .schema import RUN_RECORD, validate
 
 KIND = "run"
 FORMAT = "sparsetune.run"

@@ -20,10 +20,10 @@ from typing import Mapping
 import torch
 
 from ..errors import FileFormatError
+from ..schema import SCORES_METADATA, validate
 from .common import expect_kind, json_field, layer_table, load_tensors, safetensors_format, save_tensors
 from .integrity import CHECKSUM, verify
 from .mask import TYPED_FIELDS
-from .schema import SCORES_METADATA, validate
 
 KIND = "scores"
 FORMAT = "sparsetune.scores"

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FileFormatError
-from ..formats.schema import any_of, list_of, string, table, validate
+from ..schema import any_of, list_of, string, table, validate
 from .base import Task
 from .metrics import METRICS
 

@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
-from ..errors import FileFormatError, SparsetuneError
+from .errors import FileFormatError, SparsetuneError
 
 
 def show(value: Any, limit: int = 60) -> str:
