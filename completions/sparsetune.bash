@@ -28,7 +28,7 @@ _sparsetune() {
         mask) opts="--sparsity -p --output -o --scope --force --quiet -q --json --help -h"
             case "$prev" in --scope) COMPREPLY=( $(compgen -W "global per-tensor" -- "$cur") ); return ;; esac
             ;;
-        report) opts="--output -o -p --sweep-method --data-dir --quiet -q --json --help -h"
+        report) opts="--output -o -p --sweep-method --data-dir --force --quiet -q --json --help -h"
             ;;
         score) opts="--task -t --sparsity -p --method -m --examples --batch-size --max-length --scope --seed --data-dir --output -o --save-scores --pooler --revision --device --precision --force --quiet -q --json --help -h"
             case "$prev" in --task|-t) COMPREPLY=( $(compgen -W "cb cola copa mrpc rte stsb wsc" -- "$cur") $(compgen -f -- "$cur") ); return ;; esac

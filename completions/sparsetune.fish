@@ -74,6 +74,7 @@ complete -c sparsetune -n '__fish_seen_subcommand_from report' -l output -s o -r
 complete -c sparsetune -n '__fish_seen_subcommand_from report' -s p -r -d 'The p of the sparse methods shown in Table 1'
 complete -c sparsetune -n '__fish_seen_subcommand_from report' -l sweep-method -r -d 'Method label whose p sweep is Figure 3'
 complete -c sparsetune -n '__fish_seen_subcommand_from report' -l data-dir -r -d 'Folder with <task>/{train,validation}.jsonl'
+complete -c sparsetune -n '__fish_seen_subcommand_from report' -l force -d 'Overwrite an existing output'
 complete -c sparsetune -n '__fish_seen_subcommand_from report' -l quiet -s q -d 'No progress bar or summary'
 complete -c sparsetune -n '__fish_seen_subcommand_from report' -l json -d 'Print machine-readable JSON on stdout'
 complete -c sparsetune -n '__fish_seen_subcommand_from report' -l help -s h -d 'Show help and exit'

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Sequence, TypeVar
 
-from .errors import UsageError
+from .errors import SparsetuneError, UsageError
 
 if TYPE_CHECKING:
     import torch
@@ -200,7 +200,7 @@ def check_tracker(report_to: str) -> str:
 
         available = is_tensorboard_available() if report_to == "tensorboard" else is_wandb_available()
         if not available:
-            raise UsageError(
+            raise SparsetuneError(
                 f"--report-to {report_to}: the {report_to} package is not installed; pip install {report_to}"
             )
     return report_to
