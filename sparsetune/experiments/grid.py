@@ -248,10 +248,10 @@ def _flags_spec(config_class: type, bounds: dict[str, schema.Expect]) -> schema.
 
 
 def _grid_spec() -> schema.table:
-    from ..registry import declared_names
+    from ..methods import METHODS
+    from ..scoring import SCORERS
 
-    methods = declared_names("sparsetune.methods", "register_method")
-    scorers = declared_names("sparsetune.scoring", "register_scorer")
+    methods, scorers = tuple(METHODS), tuple(SCORERS)
     train = _flags_spec(TrainConfig, dict(schema.HYPERPARAMETERS.fields))
     score = _flags_spec(ScoreConfig, {**dict(schema.HYPERPARAMETERS.fields), **_SCORE_BOUNDS})
     option = schema.any_of((schema.string(empty=True), schema.number(), schema.boolean()))
