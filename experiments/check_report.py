@@ -156,6 +156,8 @@ def check(results_file: Path, report: Path) -> list[str]:
     stability, performance = [], []
     for task in tasks:
         present = [m for m in methods if (m, task) in computed]
+        if len({round(computed[(m, task)][1], 6) for m in present}) < 2:
+            continue  # every spread equal (one seed): no stability ranks on this task
         by_std = average_ranks({m: computed[(m, task)][1] for m in present}, reverse=False)
         by_mean = average_ranks({m: computed[(m, task)][0] for m in present}, reverse=True)
         stability += [by_std[m] for m in present]

@@ -124,7 +124,10 @@ def stability_vs_performance(table: TableOne) -> Stability:
     for task in table.tasks:
         ranked = [method for method in table.methods if (method, task) in table.cells]
         # Round away float noise so that equal spreads (e.g. 10.0 vs 10.000000000000002) tie.
-        stability = rankdata([round(table.cells[(method, task)].std, 6) for method in ranked], method="average")
+        spreads = [round(table.cells[(method, task)].std, 6) for method in ranked]
+        if len(set(spreads)) < 2:  # every spread equal (one seed: all 0): the task says nothing about stability
+            continue
+        stability = rankdata(spreads, method="average")
         for method, rank in zip(ranked, stability):
             points.append((method, task, float(rank), table.cells[(method, task)].rank))
     if len(points) < 3 or len({point[2] for point in points}) < 2 or len({point[3] for point in points}) < 2:

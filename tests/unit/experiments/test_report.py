@@ -197,5 +197,9 @@ def test_no_stability_figure_when_rho_is_undefined(tmp_path):
     for result in _results():
         if result.seed == 0:
             append_result(path, result)
+    # A task with more methods than the others: tied ranks differ between tasks (2 on cb,
+    # 1.5 on rte), which pooled would fake a stability rank; a task of equal spreads is skipped.
+    append_result(path, RunResult("x", "extra", "cb", 0, 0.005, {"score": 0.1}))
     report = write_report(path, tmp_path / "report", p=0.005)
+    assert report.stability.points == []
     assert math.isnan(report.stability.rho) and not (tmp_path / "report" / "figure2_stability.png").exists()
