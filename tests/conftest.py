@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import string
 from pathlib import Path
 
@@ -24,6 +25,15 @@ SHARED_DATA = Path(os.environ.get("SPARSETUNE_DATA_DIR") or REPO.parent / "share
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WORDS = ["the", "a", "was", "is", "he", "she", "it", "cause", "what", "happened", "result", "of", "this"]
 CHARACTERS = list(string.ascii_lowercase + string.digits + ".,?!'*#-")
+
+
+def pytest_configure(config):
+    """Deliver Ctrl-C to the suite however it was started: a shell starts a background job
+    (`pytest &`, nohup) with SIGINT ignored, every child inherits that, and the tests that
+    send a Ctrl-C would then see nothing arrive. A handler (unlike SIG_IGN) is not passed
+    on through exec, so the subprocesses the tests start get the default again."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _vocabulary() -> list[str]:
