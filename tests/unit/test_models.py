@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from sparsetune.errors import FileFormatError, UsageError
+from sparsetune.errors import FileFormatError, ModelLoadError, UsageError
 from sparsetune.models import (
     DEFAULT_MODEL_NAME,
     display_name,
@@ -124,8 +124,8 @@ def test_a_saved_fine_tuned_model_has_no_new_parameters(tiny_model_dir, tmp_path
     assert load_model(tmp_path, TASKS["rte"]).new_parameters == frozenset()
 
 
-def test_missing_model_is_a_usage_error(tmp_path):
-    with pytest.raises(UsageError, match="cannot load model"):
+def test_missing_model_is_a_load_error_not_a_usage_error(tmp_path):
+    with pytest.raises(ModelLoadError, match="cannot load model"):  # exit 1: what MODEL names is wrong, not the flags
         load_model(tmp_path / "nothing", TASKS["rte"])
 
 

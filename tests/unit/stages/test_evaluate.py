@@ -11,7 +11,7 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from sparsetune.config import EvalConfig
 from sparsetune.data import load_split
-from sparsetune.errors import UsageError
+from sparsetune.errors import MismatchError, UsageError
 from sparsetune.models import load_model, load_tokenizer
 from sparsetune.stages.evaluate import evaluate
 from sparsetune.tasks import get_task
@@ -68,9 +68,9 @@ def test_plain_model_dir_needs_task_and_a_trained_head(run_dir, tiny_model_dir, 
         evaluate(EvalConfig(target=str(plain), data_dir=str(tiny_data_dir)))
     result = evaluate(EvalConfig(target=str(plain), task="cb", data_dir=str(tiny_data_dir), max_length=32))
     assert result["metrics"]["score"] == pytest.approx(_recompute_cb(plain, tiny_data_dir)["score"])
-    with pytest.raises(UsageError, match="no trained cb head"):
+    with pytest.raises(MismatchError, match="no trained cb head"):
         evaluate(EvalConfig(target=str(tiny_model_dir), task="cb", data_dir=str(tiny_data_dir)))
-    with pytest.raises(UsageError, match="no trained rte head"):  # 3-way head where rte needs 2
+    with pytest.raises(MismatchError, match="no trained rte head"):  # 3-way head where rte needs 2
         evaluate(EvalConfig(target=str(plain), task="rte", data_dir=str(tiny_data_dir)))
 
 

@@ -119,7 +119,9 @@ def test_scores_file_whose_tensors_do_not_match_its_shapes_is_refused(tmp_path):
     from sparsetune.formats.common import save_tensors
 
     save_tensors(
-        tmp_path / "s.safetensors", {"w": torch.rand(3)}, {"format": "sparsetune.scores", "shapes": {"w": [4]}}
+        tmp_path / "s.safetensors",
+        {"w": torch.rand(3)},
+        {"format": "sparsetune.scores", "version": "1", "shapes": {"w": [4]}},
     )
     with pytest.raises(FileFormatError, match="do not match the recorded shapes"):
         Scores.load(tmp_path / "s.safetensors")
