@@ -143,6 +143,8 @@ def test_sharded_evaluation_gathers_every_prediction(tmp_path, tiny_model_dir, t
         if os.environ.get("RANK", "0") == "0":
             pairs = sorted(zip(labels.tolist(), predictions.tolist()))
             open(sys.argv[2], "w").write(json.dumps(pairs))
+        if rt is not None:
+            rt.barrier()  # end together, as the CLI stages do (main writes, the others wait)
     """)
     )
     one = subprocess.run(
