@@ -66,24 +66,27 @@ def _blocking_ancestor(target: Path) -> Path | None:
     return None
 
 
-def check_writable(path: str | os.PathLike, what: str = "") -> None:
+def check_writable(path: str | os.PathLike, what: str = "", folder: bool = False) -> None:
     """Fail in a second, before any long work, when `path` cannot be created: a part of
-    it is a regular file, or the nearest existing folder refuses a new file (read-only,
-    permissions). An existing folder `path` (a run dir, a report dir) is probed inside.
+    it is a regular file, the nearest existing folder refuses a new file (read-only,
+    permissions), or a file output names an existing folder (which replacing would
+    delete). An existing folder output (a run dir, a report dir) is probed inside.
     Creates nothing that stays. `what` names the flag (e.g. "-o")."""
     target = Path(path)
     label = f"{what} {target}".strip()
     if is_special(target):
         return
+    if not folder and target.is_dir():
+        raise OutputError(f"cannot write {label}: it is a folder; give a file name")
     blocker = _blocking_ancestor(target)
     if blocker is not None:
         raise OutputError(f"cannot write {label}: {blocker} is a file, not a folder")
     candidates = [target] if target.is_dir() else []
-    folder = next((parent for parent in [*candidates, *target.parents] if parent.exists()), Path("."))
+    nearest = next((parent for parent in [*candidates, *target.parents] if parent.exists()), Path("."))
     try:
-        handle, probe = tempfile.mkstemp(prefix=".sparsetune-probe.", dir=folder)
+        handle, probe = tempfile.mkstemp(prefix=".sparsetune-probe.", dir=nearest)
     except OSError as err:
-        raise OutputError(f"cannot write {label}: {os_error_reason(err)} ({folder})") from None
+        raise OutputError(f"cannot write {label}: {os_error_reason(err)} ({nearest})") from None
     os.close(handle)
     os.unlink(probe)
 

@@ -118,11 +118,28 @@ def hub_kwargs(source: str, revision: str | None = None) -> dict:
     return kwargs
 
 
+# A tokenizer's vocabulary lives in one of these; a folder with none of them would load as
+# a tokenizer of the special tokens alone (every word [UNK]) without a word of warning.
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "vocab.txt",
+    "vocab.json",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "tokenizer.model",
+    "merges.txt",
+)
+
+
 def load_tokenizer(model: str | os.PathLike | None, revision: str | None = None):
     quiet_transformers()
     from transformers import AutoTokenizer
 
     source = resolve_model(model)
+    if Path(source).is_dir() and not any((Path(source) / name).is_file() for name in TOKENIZER_FILES):
+        raise ModelLoadError(
+            f"cannot load a tokenizer from {source!r}: it holds no vocabulary ({', '.join(TOKENIZER_FILES[:3])}, ...)"
+        )
     try:
         return AutoTokenizer.from_pretrained(source, **hub_kwargs(source, revision))
     except (OSError, ValueError) as err:
@@ -238,11 +255,13 @@ def load_model(
     where = hub_kwargs(source, revision)
     if seed is not None:
         torch.manual_seed(seed)
+    from safetensors import SafetensorError
+
     try:
         loaded, info = _auto_class(task).from_pretrained(
             source, output_loading_info=True, **where, **_head_kwargs(task)
         )
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, SafetensorError) as err:  # a truncated model.safetensors: SafetensorError
         raise ModelLoadError(f"cannot load model {source!r}: {_first_line(err)}") from None
     params = {name for name, _ in loaded.named_parameters()}
     new = frozenset(name for name in info.get("missing_keys", ()) if name in params)

@@ -57,7 +57,7 @@ def grid_command(
     from ..experiments.estimate import estimate_run, seconds_per_example_token
     from ..experiments.grid import load_grid, plan
     from ..experiments.results import finished_ids
-    from ..experiments.runner import run_grid
+    from ..experiments.runner import check_launcher, run_grid
 
     grid = load_grid(config)
     specs = plan(grid, data_dir)
@@ -91,9 +91,13 @@ def grid_command(
             f"(measured {rate * 1e6:.2f} µs per example-token here; runs without local data not counted)"
         )
         return
+    from ..data import resolve_data_dir
     from ..io import check_writable
 
     check_writable(output, "-o")  # a read-only results folder fails now, not after the first run
+    check_writable(grid.runs_dir, f"{config}: runs_dir", folder=True)
+    resolve_data_dir(data_dir or grid.data_dir)  # a data dir that is not there fails now, not in every run
+    check_launcher(launcher or grid.launcher)
     try:
         with progress_bar(quiet) as progress:
             results, failures = run_grid(specs, output, jobs, progress, launcher or grid.launcher)

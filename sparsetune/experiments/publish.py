@@ -139,7 +139,7 @@ def write_report(
     output = Path(output_dir)
     for name in REPORT_FILES:
         refuse_to_overwrite(output / name, force)
-    check_writable(output, "-o")
+    check_writable(output, "-o", folder=True)
     results = read_results(results_path)
     if not results:
         raise FileFormatError(

@@ -133,6 +133,18 @@ def run_one(spec: RunSpec, progress: ProgressCallback = no_progress) -> RunResul
     )
 
 
+def check_launcher(launcher: str | None) -> None:
+    """A launcher that is no command line, or names no command here, fails before any run."""
+    if not launcher:
+        return
+    try:
+        words = shlex.split(launcher)
+    except ValueError as err:
+        raise TrainingError(f"the launcher {launcher!r} is not a command line ({err})") from None
+    if not words or shutil.which(words[0]) is None:
+        raise TrainingError(f"cannot start the launcher {launcher!r}: no such command")
+
+
 def _run_in_worker(spec: RunSpec, threads: int, launcher: str | None = None) -> RunResult:
     """One run in a fresh process: `python -m sparsetune.experiments.worker` with the spec
     on stdin, or, with a launcher, `LAUNCHER -m sparsetune.experiments.worker SPEC_FILE`
@@ -145,12 +157,12 @@ def _run_in_worker(spec: RunSpec, threads: int, launcher: str | None = None) -> 
             WORKER, input=spec_to_json(spec), capture_output=True, text=True, env={**env, PARENT_ENV: str(os.getpid())}
         )
     else:
+        if shutil.which(shlex.split(launcher)[0]) is None:
+            raise TrainingError(f"grid run {spec.run_id}: cannot start the launcher {launcher!r} (no such command)")
         spec.run_dir.parent.mkdir(parents=True, exist_ok=True)
         spec_file = spec.run_dir.parent / f"{spec.run_dir.name}.spec.json"
         spec_file.write_text(spec_to_json(spec), encoding="utf-8")
         command = [*shlex.split(launcher), *WORKER[1:], str(spec_file)]
-        if shutil.which(command[0]) is None:
-            raise TrainingError(f"grid run {spec.run_id}: cannot start the launcher {launcher!r} (no such command)")
         command = [sys.executable, "-m", "sparsetune.experiments.lifeline", str(os.getpid()), *command]
         done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:

@@ -132,11 +132,15 @@ def apply(config: ApplyConfig, progress: ProgressCallback = no_progress) -> Appl
     if not config.deltas:
         raise UsageError("give at least one DELTA file")
     refuse_to_overwrite(config.output, config.force)
-    check_writable(config.output, "-o")
+    check_writable(config.output, "-o", folder=True)
     named = _as_deltas(list(config.deltas))
     if any(is_structural_delta(delta) for _, delta in named):  # rebuilt through the method registry
         task, max_length = apply_method(config, named, progress)
         return ApplyResult(str(config.output), 1, 0, named[0][0], task, max_length)
+    for index, (source, delta) in enumerate(named):  # composing a delta with itself would double its change
+        twin = next((other for other, seen in named[:index] if seen.to_bytes() == delta.to_bytes()), None)
+        if twin is not None:
+            raise UsageError(f"{source} is the same delta as {twin}; give each delta once")
     if config.merge:
         raise UsageError(
             f"--merge folds a LoRA delta into a plain model; {named[0][0]} is a delta of changed entries, "

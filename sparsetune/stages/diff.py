@@ -40,7 +40,7 @@ from ..models import (
     resolve_model,
 )
 from ..progress import ProgressCallback, no_progress
-from .method_delta import diff_method
+from .method_delta import check_run_task, diff_method
 
 HEAD_SUFFIXES = ("ForSequenceClassification", "ForMultipleChoice")
 
@@ -73,10 +73,12 @@ def _auto_class(architecture: str | None, task: str | None):
 
 
 def _from_pretrained(auto_class, source: str, what: str, **kwargs):
+    from safetensors import SafetensorError
+
     quiet_transformers()
     try:
         return auto_class.from_pretrained(source, output_loading_info=True, **kwargs)
-    except (OSError, ValueError, RuntimeError) as err:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as err:  # a truncated model.safetensors
         raise MismatchError(f"cannot load {what} {source!r} with this head: {_first_line(err)}") from None
 
 
@@ -112,6 +114,7 @@ def diff(config: DiffConfig, progress: ProgressCallback = no_progress) -> DiffRe
     base, task, max_length, pooler = config.base, config.task, None, DEFAULT_POOLER
     if is_run_dir(run):
         record = RunRecord.load(run)
+        check_run_task(config.task, record.task, run)
         base, task = base or record.base_model, task or record.task
         max_length = record.hyperparameters.get("max_length")
         pooler = record.hyperparameters.get("pooler", LEGACY_POOLER)

@@ -36,6 +36,14 @@ def is_structural_delta(delta: Delta) -> bool:
     return is_structural(str(delta.metadata.get("method", "")))
 
 
+def check_run_task(given: str | None, recorded: str, run: Path) -> None:
+    """`diff --task` may only repeat a run's own task: its head is that task's."""
+    from ..tasks import get_task
+
+    if given and get_task(given).name != get_task(recorded).name:
+        raise UsageError(f"--task {given}: {run} was trained for {recorded}; drop --task")
+
+
 def diff_method(config: DiffConfig, progress: ProgressCallback = no_progress) -> Delta:
     """The delta of a folder with `method/`: the method's own tensors + how to rebuild."""
     run = Path(config.run)
@@ -46,6 +54,8 @@ def diff_method(config: DiffConfig, progress: ProgressCallback = no_progress) ->
             f"--top-p and --values apply to changed entries; a {name} run ships its own tensors in float32: drop them"
         )
     record = RunRecord.load(run) if is_run_dir(run) else None
+    if record is not None:
+        check_run_task(config.task, record.task, run)
     task = config.task or (record.task if record else None)
     if task is None:
         raise UsageError(f"{run} has no run.json; pass --task to say which task its head was trained for")

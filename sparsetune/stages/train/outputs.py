@@ -42,12 +42,14 @@ def claim_output(setup: RunSetup) -> RunLock:
     if setup.resume:
         return lock
     try:
+        # Read before OUT is emptied: `--mask OUT/mask.safetensors --force` names a file about to go.
+        mask_bytes = setup.mask_path.read_bytes() if setup.mask_path is not None else None
         for item in out.iterdir():
             if item.name != LOCK_FILE:
                 shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
-        if setup.mask_path is not None:
+        if mask_bytes is not None:
             with atomic_path(out / MASK_FILE) as tmp:
-                shutil.copyfile(setup.mask_path, tmp)
+                tmp.write_bytes(mask_bytes)
     except BaseException:  # a full disk, Ctrl-C: leave no half-claimed folder (its old content went with --force)
         shutil.rmtree(out, ignore_errors=True)
         lock.release()

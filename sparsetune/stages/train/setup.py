@@ -207,7 +207,7 @@ def prepare_run(config: TrainConfig) -> RunSetup:
             raise OutputExistsError(
                 f"{out} already exists; pass --force to replace it, or --resume to continue its run"
             )
-    check_writable(out, "-o")  # a read-only folder fails now, before anything loads
+    check_writable(out, "-o", folder=True)  # a read-only folder fails now, before anything loads
     mask_path = Path(config.mask) if config.mask else None
     if config.resume and mask_path is None and get_method(stored["method"]).needs_mask:
         mask_path = out / MASK_FILE  # the copy written when the run started

@@ -1,0 +1,147 @@
+"""Cases found by a hostile pass over every command after the classes above were fixed:
+each was a traceback, a destroyed folder, or a silently wrong result."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from .support import assert_unchanged, copy_run, ok, run, snapshot
+
+
+@pytest.mark.parametrize("command", ["mask", "diff", "inspect"])
+def test_a_file_output_never_replaces_a_folder(command, pipeline, tmp_path):
+    """`-o somedir --force` used to delete the folder and put the file in its place."""
+    folder = tmp_path / "precious"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep me")
+    args = {
+        "mask": ("mask", pipeline.scores, "-p", "0.1", "-o", folder),
+        "diff": ("diff", pipeline.run, "-o", folder),
+        "inspect": ("inspect", pipeline.mask, "--plot", folder),
+    }[command]
+    before = snapshot(tmp_path)
+    run(*args, "--force", mentions=("is a folder",))
+    assert_unchanged(before, snapshot(tmp_path))
+
+
+def test_the_same_delta_twice_would_double_its_change(pipeline, tmp_path):
+    shutil.copy(pipeline.delta, tmp_path / "again.safetensors")
+    run(
+        "apply",
+        pipeline.delta,
+        tmp_path / "again.safetensors",
+        "-o",
+        tmp_path / "applied",
+        code=2,
+        mentions=("same delta",),
+    )
+    assert not (tmp_path / "applied").exists()
+
+
+@pytest.mark.parametrize("command", ["eval", "diff", "score", "apply"])
+def test_a_truncated_model_file(command, pipeline, tmp_path):
+    """A cut-short model.safetensors raised safetensors' own error with a traceback."""
+    if command in ("eval", "diff"):
+        folder = copy_run(pipeline.run, tmp_path / "run")
+    else:
+        folder = tmp_path / "base"
+        shutil.copytree(pipeline.model, folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    args = {
+        "eval": ("eval", folder, "--data-dir", pipeline.data),
+        "diff": ("diff", folder, "-o", tmp_path / "d.safetensors"),
+        "score": ("score", folder, "--task", "cb", "--data-dir", pipeline.data, "-o", tmp_path / "m.safetensors"),
+        "apply": ("apply", pipeline.delta, "--base", folder, "-o", tmp_path / "applied"),
+    }[command]
+    before = snapshot(tmp_path, pipeline.root)
+    run(*args, mentions=("cannot load", str(folder)))
+    assert_unchanged(before, snapshot(tmp_path, pipeline.root))
+
+
+def test_a_model_dir_without_its_vocabulary(pipeline, tmp_path):
+    """transformers built a tokenizer of the five special tokens: every word [UNK], and
+    eval reported a score for it."""
+    folder = copy_run(pipeline.run, tmp_path / "run")
+    for item in folder.iterdir():
+        if "token" in item.name or "vocab" in item.name:
+            item.unlink()
+    before = snapshot(tmp_path)
+    run("eval", folder, "--data-dir", pipeline.data, mentions=("no vocabulary",))
+    assert_unchanged(before, snapshot(tmp_path))
+
+
+def test_diff_with_another_task_than_the_runs(pipeline, tmp_path):
+    run("diff", pipeline.run, "--task", "copa", "-o", tmp_path / "d.safetensors", code=2, mentions=("--task",))
+    run("diff", pipeline.lora, "--task", "rte", "-o", tmp_path / "d.safetensors", code=2, mentions=("--task",))
+    assert not (tmp_path / "d.safetensors").exists()
+
+
+def test_retraining_over_the_folder_that_holds_the_mask(pipeline, tmp_path):
+    """`train --mask OUT/mask.safetensors -o OUT --force`: OUT is emptied after the mask is read."""
+    folder = copy_run(pipeline.run, tmp_path / "run")
+    ok(
+        "train",
+        "--mask",
+        folder / "mask.safetensors",
+        "-o",
+        folder,
+        "--force",
+        "--data-dir",
+        pipeline.data,
+        "--max-steps",
+        "1",
+        "--batch-size",
+        "8",
+        "--max-length",
+        "24",
+    )
+    assert (folder / "mask.safetensors").read_bytes() == (pipeline.run / "mask.safetensors").read_bytes()
+
+
+@pytest.mark.parametrize("problem", ["read-only runs_dir", "missing data_dir", "missing launcher"])
+def test_grid_problems_found_before_any_run(problem, pipeline, tmp_path):
+    from .support import read_only
+
+    if problem == "read-only runs_dir":
+        with read_only(tmp_path / "ro") as folder:
+            config = pipeline.grid_config(tmp_path, extra="")
+            config.write_text(config.read_text().replace(str(tmp_path / "runs"), str(folder / "runs")))
+            run("grid", config, "-o", tmp_path / "results.jsonl", mentions=("runs_dir",))
+        return
+    config = pipeline.grid_config(tmp_path)
+    if problem == "missing data_dir":
+        config.write_text(config.read_text().replace(str(pipeline.data), str(tmp_path / "no-data")))
+        run("grid", config, "-o", tmp_path / "results.jsonl", mentions=("no-data",))
+    else:
+        run(
+            "grid",
+            config,
+            "-o",
+            tmp_path / "results.jsonl",
+            "--launcher",
+            "no-such-launcher -n 2",
+            mentions=("no-such-launcher",),
+        )
+        run(
+            "grid",
+            config,
+            "-o",
+            tmp_path / "results.jsonl",
+            "--launcher",
+            "torchrun 'unbalanced",
+            mentions=("not a command line",),
+        )
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "results.jsonl").exists()
+
+
+def test_a_run_json_that_is_not_the_runs_is_not_shown_by_inspect(pipeline, tmp_path):
+    """inspect of a log.jsonl shows method/task from the run.json beside it only when
+    that is a run record (a list there raised an AttributeError)."""
+    (tmp_path / "run.json").write_text(json.dumps([1, 2]))
+    shutil.copy(pipeline.run / "log.jsonl", tmp_path / "log.jsonl")
+    result = ok("inspect", tmp_path / "log.jsonl", "--json", quiet=False)
+    assert json.loads(result.stdout)["metadata"] == {}
