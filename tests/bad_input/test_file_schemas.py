@@ -332,14 +332,7 @@ def test_results_lines(case, pipeline, tmp_path):
     results.write_text("\n".join([lines[0], bad, *lines[2:]]) + "\n")
     before = snapshot(tmp_path, pipeline.root)
     run("report", results, "-o", tmp_path / "report", "--data-dir", pipeline.data, mentions=("results.jsonl:2",))
-    run(
-        "grid",
-        pipeline.grid_config(tmp_path / "grid-dir" if False else tmp_path, "g.toml"),
-        "-o",
-        results,
-        "--dry-run",
-        mentions=("results.jsonl:2",),
-    )
+    run("grid", pipeline.grid_config(tmp_path, "g.toml"), "-o", results, "--dry-run", mentions=("results.jsonl:2",))
     (tmp_path / "g.toml").unlink()
     assert_unchanged(before, snapshot(tmp_path, pipeline.root))
 
