@@ -510,3 +510,9 @@ def read_json_lines(
             raise error(f"{path}:{number_}: {problem}")
         records.append(record)
     return records
+
+
+def read_log(path) -> list[dict]:
+    """A run's log.jsonl, each record checked (`LOG_RECORD`); a last line cut short by a
+    kill of the run that writes it is left out. The one reader of logs (inspect, figures)."""
+    return read_json_lines(path, LOG_RECORD, "sparsetune log.jsonl", allow_torn_tail=True)

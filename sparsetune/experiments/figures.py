@@ -18,6 +18,7 @@ matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 
 from ..io import atomic_path  # noqa: E402
+from ..schema import read_log  # noqa: E402
 from .report import Stability, SweepPoint  # noqa: E402
 
 
@@ -34,7 +35,7 @@ MARKERS = "osD^vP*Xh<>p"  # one per task, so tasks stay apart in grey print too
 def read_loss_log(path: str | os.PathLike) -> tuple[list[int], list[float], list[int]]:
     """(steps, losses, steps where the mask changed) from a run's log.jsonl."""
     steps, losses, changes = [], [], []
-    for record in _log_records(path):
+    for record in read_log(path):
         if "loss" in record:
             steps.append(int(record["step"]))
             losses.append(float(record["loss"]))
@@ -46,19 +47,12 @@ def read_loss_log(path: str | os.PathLike) -> tuple[list[int], list[float], list
 def read_dev_log(path: str | os.PathLike) -> tuple[list[int], list[float]]:
     """(steps, dev scores ×100) of the dev evaluations in a run's log.jsonl."""
     steps, scores = [], []
-    for record in _log_records(path):
+    for record in read_log(path):
         score = record.get("dev", {}).get("score") if isinstance(record.get("dev"), dict) else None
         if isinstance(score, (int, float)):
             steps.append(int(record["step"]))
             scores.append(100 * float(score))
     return steps, scores
-
-
-def _log_records(path: str | os.PathLike) -> list[dict]:
-    """The records of a log.jsonl, each checked (a torn last line, from a kill mid-write, is dropped)."""
-    from ..schema import LOG_RECORD, read_json_lines
-
-    return list(read_json_lines(path, LOG_RECORD, "sparsetune log.jsonl", allow_torn_tail=True))
 
 
 def running_mean(values: list[float], window: int) -> list[float]:

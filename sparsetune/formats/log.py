@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import atomic_path
-from ..schema import LOG_RECORD, read_json_lines
+from ..schema import read_log
 
 KIND = "log"
 LOG_FILE = "log.jsonl"
@@ -55,12 +55,6 @@ def recognise(path: Path) -> bool:
     return path.suffix == ".jsonl" and path.is_file()
 
 
-def _records(path: Path) -> list[dict]:
-    """The log's records, each checked (`schema.LOG_RECORD`); a line cut short by
-    a kill of the run that writes it is left out."""
-    return read_json_lines(path, LOG_RECORD, "sparsetune log.jsonl", allow_torn_tail=True)
-
-
 def _run_metadata(path: Path) -> dict:
     """Method and task from the run.json beside the log, when there is one (and it is one:
     anything else beside a log is not its run's record and is left out)."""
@@ -76,7 +70,7 @@ def _run_metadata(path: Path) -> dict:
 
 def summarise(path: Path) -> dict:
     """What `sparsetune inspect` shows: steps, first and last loss, projections, mask changes, best dev."""
-    records = _records(path)
+    records = read_log(path)
     steps = [r for r in records if "loss" in r]
     evaluations = [r for r in records if "dev" in r]
     best = max(evaluations, key=lambda r: r["dev"].get("score", float("-inf")), default=None)
