@@ -350,6 +350,7 @@ SCORES_METADATA = table(
 DELTA_METADATA = table(
     {
         "base_model": string(),
+        "base_revision": string(),
         "task": string(empty=True),
         "architecture": string(empty=True),
         "config": table({"model_type": string()}, required=("model_type",)),
@@ -438,6 +439,7 @@ METHOD_DESCRIPTION = table(
         "method": string(),
         "options": dict_of(ANY),
         "base_model": string(),
+        "base_revision": string(),
         "pooler": string(POOLERS),
         "head": NAMES,
     },

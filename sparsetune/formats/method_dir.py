@@ -5,6 +5,7 @@ to the model they define.
 
     method/method.json               {"format": "sparsetune.method", "method": "lora",
                                       "options": {...}, "base_model": "embedded:all-MiniLM-L6-v2",
+                                      "base_revision": "<hub commit; hub bases only>",
                                       "pooler": "head", "head": [...]}
     method/adapter_model.safetensors the method's own tensors (added modules + head + any
                                      pretrained tensor it trains), names as the method gives them
@@ -51,6 +52,8 @@ def save_method_dir(method, folder: Path) -> None:
         "method": method.name,
         "options": method.config(),
         "base_model": display_name(method.loaded.source),
+        # A hub base is rebuilt at the commit it was trained on, not at the branch's newest.
+        **({"base_revision": method.loaded.commit} if method.loaded.commit else {}),
         **head_metadata(method.loaded),
     }
     with atomic_path(folder / METHOD_FILE) as tmp:

@@ -45,6 +45,12 @@ class RunRecord:
     sparsetune_version: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def base_revision(self) -> str | None:
+        """The hub commit the run's base was loaded at (None for a local folder): diff, eval
+        and apply reload that base, and must get the same tensors, not the branch's newest."""
+        return self.extra.get("model_commit") or self.hyperparameters.get("revision") or None
+
     def save(self, run_dir: str | os.PathLike) -> None:
         """run.json, then the model card rendered from it (README.md)."""
         write_json(Path(run_dir) / RUN_FILE, {"format": FORMAT, "version": VERSION, **asdict(self)})

@@ -126,6 +126,7 @@ def build(
     fingerprint: bool = False,
     *,
     pooler: str,
+    revision: str | None = None,
 ):
     """Base model + `task` head (with the run's pooler policy) -> the method's structure -> `tensors` loaded.
 
@@ -136,7 +137,8 @@ def build(
     method_cls = get_method(method_name)
     if not is_structural(method_name):
         raise UsageError(f"method {method_name!r} keeps no weights of its own; its run dir is a plain model")
-    loaded = load_model(base, task, seed=0, pooler=pooler)  # head and fresh modules are overwritten below
+    # The head and any fresh module are overwritten below.
+    loaded = load_model(base, task, seed=0, pooler=pooler, revision=revision)
     digests = {name: tensor_digest(tensor) for name, tensor in loaded.eligible().items()} if fingerprint else {}
     method = method_cls(None, options)
     method.bind(loaded)
@@ -167,8 +169,9 @@ def read_method_description(path: str | os.PathLike) -> dict[str, Any]:
     return description
 
 
-def load_method_model(path: str | os.PathLike, task, base: str | None = None) -> nn.Module:
-    """The model a folder with `method/` defines, in eval mode (what `eval` scores)."""
+def load_method_model(path: str | os.PathLike, task) -> nn.Module:
+    """The model a folder with `method/` defines, in eval mode (what `eval` scores), on
+    the base it records, at the hub commit it records."""
     from ..formats.common import load_tensors
     from ..formats.method_dir import METHOD_DIR, WEIGHTS_FILE
 
@@ -177,9 +180,10 @@ def load_method_model(path: str | os.PathLike, task, base: str | None = None) ->
     method, _ = build(
         description["method"],
         description.get("options") or {},
-        base or description.get("base_model"),
+        description.get("base_model"),
         task,
         tensors,
         pooler=description.get("pooler", LEGACY_POOLER),
+        revision=description.get("base_revision"),
     )
     return method.model()

@@ -21,7 +21,7 @@ from ..config import ApplyConfig
 from ..errors import MismatchError, UsageError
 from ..formats.delta import Delta, tensor_digest
 from ..io import atomic_path, check_writable, refuse_to_overwrite, writing
-from ..models import _first_line, display_name, load_tokenizer, resolve_model
+from ..models import _first_line, display_name, hub_kwargs, load_tokenizer, resolve_model
 from ..progress import ProgressCallback, no_progress
 from .diff import _auto_class, _from_pretrained, _new_names
 from .method_delta import apply_method, is_structural_delta
@@ -127,6 +127,15 @@ def _head_source(named: list[tuple[str, Delta]]) -> tuple[str, Delta] | None:
     return carrying[-1] if carrying else None
 
 
+def base_revision(named: list[tuple[str, Delta]]) -> str | None:
+    """The hub commit the deltas' base was at when they were made (None: a local base, or
+    deltas from before revisions were recorded). Deltas of one base at two commits do not compose."""
+    revisions = {str(delta.metadata["base_revision"]) for _, delta in named if delta.metadata.get("base_revision")}
+    if len(revisions) > 1:
+        raise UsageError(f"the deltas were made from different commits of their base ({', '.join(sorted(revisions))})")
+    return next(iter(revisions), None)
+
+
 def apply(config: ApplyConfig, progress: ProgressCallback = no_progress) -> ApplyResult:
     """Base + deltas -> a plain transformers model dir (config, tokenizer, model.safetensors)."""
     if not config.deltas:
@@ -150,6 +159,7 @@ def apply(config: ApplyConfig, progress: ProgressCallback = no_progress) -> Appl
     if config.base is None and len(bases) > 1:
         raise UsageError(f"the deltas name different bases ({', '.join(sorted(bases))}); pass --base")
     base = config.base or next(iter(bases)) or None
+    revision = None if config.base else base_revision(named)
     source, shaped = _head_source(named) or named[-1]
     from transformers import AutoConfig
 
@@ -163,7 +173,8 @@ def apply(config: ApplyConfig, progress: ProgressCallback = no_progress) -> Appl
         raise MismatchError(f"{source}: cannot rebuild its model config ({_first_line(err)})") from None
     auto = _auto_class(str(shaped.metadata.get("architecture", "")), str(shaped.metadata.get("task", "")) or None)
     progress("load", 0, 1)
-    model, info = _from_pretrained(auto, resolve_model(base), "base model", config=hf_config)
+    where = resolve_model(base)
+    model, info = _from_pretrained(auto, where, "base model", config=hf_config, **hub_kwargs(where, revision))
     progress("load", 1, 1)
     heads = {name for _, delta in named for name in delta.head}
     missing = sorted(_new_names(model, info) - heads)
@@ -172,7 +183,7 @@ def apply(config: ApplyConfig, progress: ProgressCallback = no_progress) -> Appl
             f"the base {display_name(base)} lacks {missing[0]!r} and no delta carries it; is it the right --base?"
         )
     apply_delta(model, named, force=config.force, progress=progress)
-    tokenizer = load_tokenizer(base)
+    tokenizer = load_tokenizer(base, revision)
     with atomic_path(config.output) as tmp, writing(config.output):
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

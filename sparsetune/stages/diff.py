@@ -36,6 +36,7 @@ from ..models import (
     check_pooler,
     display_name,
     head_names,
+    hub_kwargs,
     quiet_transformers,
     resolve_model,
 )
@@ -111,10 +112,11 @@ def diff(config: DiffConfig, progress: ProgressCallback = no_progress) -> DiffRe
         raise FileFormatError(
             f"{run} is not a model dir (no config.json); pass a run dir (sparsetune train -o) or a saved model"
         )
-    base, task, max_length, pooler = config.base, config.task, None, DEFAULT_POOLER
+    base, task, max_length, pooler, revision = config.base, config.task, None, DEFAULT_POOLER, None
     if is_run_dir(run):
         record = RunRecord.load(run)
         check_run_task(config.task, record.task, run)
+        revision = None if base else record.base_revision  # --base names another model: its own default
         base, task = base or record.base_model, task or record.task
         max_length = record.hyperparameters.get("max_length")
         pooler = record.hyperparameters.get("pooler", LEGACY_POOLER)
@@ -130,7 +132,8 @@ def diff(config: DiffConfig, progress: ProgressCallback = no_progress) -> DiffRe
     progress("load", 0, 2)
     tuned, _ = _from_pretrained(auto, str(run), "fine-tuned model")
     progress("load", 1, 2)
-    pretrained, info = _from_pretrained(auto, resolve_model(base), "base model", config=tuned.config)
+    source = resolve_model(base)
+    pretrained, info = _from_pretrained(auto, source, "base model", config=tuned.config, **hub_kwargs(source, revision))
     progress("load", 2, 2)
     head_set = head_names(pretrained, frozenset(_new_names(pretrained, info)), pooler)  # travels dense
     theta, theta0 = dict(tuned.named_parameters()), dict(pretrained.named_parameters())
@@ -180,6 +183,7 @@ def diff(config: DiffConfig, progress: ProgressCallback = no_progress) -> DiffRe
         "untouched": {name: list(theta0[name].shape) for name in changed if name not in indices},
         "eligible": sum(tensor.numel() for name, tensor in theta0.items() if name not in head_set),
         "pooler": pooler,
+        **({"base_revision": revision} if revision else {}),
     }
     if config.top_p is not None:
         metadata["top_p"] = config.top_p

@@ -60,6 +60,7 @@ def diff_method(config: DiffConfig, progress: ProgressCallback = no_progress) ->
     if task is None:
         raise UsageError(f"{run} has no run.json; pass --task to say which task its head was trained for")
     base = config.base or description.get("base_model")
+    revision = None if config.base else description.get("base_revision") or (record and record.base_revision)
     from ..tasks import get_task
 
     progress("load", 0, 1)
@@ -71,7 +72,14 @@ def diff_method(config: DiffConfig, progress: ProgressCallback = no_progress) ->
             f"{pooler}); drop --pooler"
         )
     method, fingerprint = build(
-        name, description.get("options") or {}, base, get_task(task), tensors, fingerprint=True, pooler=pooler
+        name,
+        description.get("options") or {},
+        base,
+        get_task(task),
+        tensors,
+        fingerprint=True,
+        pooler=pooler,
+        revision=revision,
     )
     progress("load", 1, 1)
     hf_config = method.loaded.model.config  # the transformers model inside any wrapper
@@ -86,6 +94,7 @@ def diff_method(config: DiffConfig, progress: ProgressCallback = no_progress) ->
         "method": name,
         "method_options": json.dumps(method.config(), sort_keys=True),
         "pooler": pooler,
+        **({"base_revision": revision} if revision else {}),
     }
     if record and record.hyperparameters.get("max_length"):
         metadata["max_length"] = int(record.hyperparameters["max_length"])
@@ -124,16 +133,19 @@ def apply_method(
     except UsageError as err:
         raise MismatchError(f"{source}: {err}; re-create it with sparsetune diff") from None
     base = config.base or str(delta.metadata.get("base_model", "")) or None
+    revision = None if config.base else str(delta.metadata.get("base_revision", "")) or None
     progress("load", 0, 1)
     pooler = str(delta.metadata.get("pooler", LEGACY_POOLER))  # deltas from before the policy: the pooler was eligible
-    method, fingerprint = build(name, options, base, get_task(task), delta.head, fingerprint=True, pooler=pooler)
+    method, fingerprint = build(
+        name, options, base, get_task(task), delta.head, fingerprint=True, pooler=pooler, revision=revision
+    )
     progress("load", 1, 1)
     if not config.force:
         delta.check_base(source, fingerprint)
     model = method.merged() if config.merge else method.export()
     with atomic_path(config.output) as tmp, writing(config.output):
         model.save_pretrained(tmp)
-        load_tokenizer(base).save_pretrained(tmp)
+        load_tokenizer(base, revision).save_pretrained(tmp)
         if not config.merge:
             method.save_files(tmp)
     max_length = delta.metadata.get("max_length")

@@ -75,7 +75,10 @@ def _method_stand_in(folder: Path):
 
     tensors = load_tensors(folder / method_dir.WEIGHTS_FILE)
     loaded = SimpleNamespace(
-        source=description["base_model"], pooler=description["pooler"], head_names=description["head"]
+        source=description["base_model"],
+        commit=description.get("base_revision"),
+        pooler=description["pooler"],
+        head_names=description["head"],
     )
     return SimpleNamespace(
         name=description["method"], config=lambda: description["options"], own_tensors=lambda: tensors, loaded=loaded

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from sparsetune.formats.delta import Delta
 from sparsetune.formats.mask import Mask
 from sparsetune.models import DEFAULT_MODEL_HUB_ID, resolve_model
 
@@ -135,3 +136,58 @@ def test_cached_hub_model_loads_while_the_hub_is_unreachable_and_records_its_com
     assert done.returncode == 0, done.stderr
     record = json.loads((run / "run.json").read_text())
     assert record["hyperparameters"]["revision"] == "main" and record["extra"]["model_commit"] == commit
+
+
+def test_a_hub_base_is_reloaded_at_the_commit_it_was_trained_on(tmp_path, tiny_model_dir, tiny_data_dir):
+    """diff, apply and eval rebuild the base at the commit score/train resolved, not at the
+    branch's newest: here `main` has moved on to a model of another width, which loading
+    would reject (or, for a same-shaped update, silently diff against)."""
+    from transformers import BertConfig, BertModel
+
+    trained, newest = "a" * 40, "b" * 40
+    repo = tmp_path / "hub" / "models--acme--tiny-bert"
+    for commit in (trained, newest):
+        (repo / "snapshots" / commit).mkdir(parents=True)
+    for item in tiny_model_dir.iterdir():
+        (repo / "snapshots" / trained / item.name).symlink_to(item)
+        if item.name not in ("config.json", "model.safetensors"):
+            (repo / "snapshots" / newest / item.name).symlink_to(item)
+    wider = BertConfig.from_pretrained(tiny_model_dir)
+    wider.hidden_size, wider.intermediate_size = 48, 96
+    BertModel(wider).save_pretrained(repo / "snapshots" / newest)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(newest)
+    env = {"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    small = ("--max-length", "32", "--data-dir", str(tiny_data_dir), "-q")
+
+    def ok(*args: str) -> None:
+        done = sparsetune(*args, **env)
+        assert done.returncode == 0, (args, done.stderr)
+
+    mask = str(tmp_path / "mask.safetensors")
+    ok(
+        "score",
+        "acme/tiny-bert",
+        "--revision",
+        trained,
+        "--task",
+        "cb",
+        "--examples",
+        "8",
+        "-p",
+        "0.05",
+        "-o",
+        mask,
+        *small,
+    )
+    ok("train", "--mask", mask, "-o", str(tmp_path / "sparse"), "--max-steps", "2", "--batch-size", "4", *small)
+    ok("diff", str(tmp_path / "sparse"), "-o", str(tmp_path / "sparse.delta"), "-q")
+    ok("apply", str(tmp_path / "sparse.delta"), "-o", str(tmp_path / "sparse-applied"), "-q")
+    ok("train", "acme/tiny-bert", "--revision", trained, "--method", "lora", "--task", "cb",
+       "-o", str(tmp_path / "lora"), "--max-steps", "2", "--batch-size", "4", *small)  # fmt: skip
+    ok("eval", str(tmp_path / "lora"), "--data-dir", str(tiny_data_dir), "-q")
+    ok("diff", str(tmp_path / "lora"), "-o", str(tmp_path / "lora.delta"), "-q")
+    ok("apply", str(tmp_path / "lora.delta"), "-o", str(tmp_path / "lora-applied"), "-q")
+    ok("eval", str(tmp_path / "lora-applied"), "--task", "cb", "--data-dir", str(tiny_data_dir), "-q")
+    for delta in ("sparse.delta", "lora.delta"):
+        assert Delta.load(tmp_path / delta).metadata["base_revision"] == trained
