@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, replace
 from .config import BATCH_SIZE, MASK_METHOD, MAX_LENGTH
 from .methods import METHODS
 from .models import DEFAULT_MODEL_NAME
+from .scoring import SCORERS
 
 
 @dataclass(frozen=True)
@@ -61,9 +62,12 @@ MINILM: dict[str, Hyperparameters] = {
 }
 
 
-def defaults_for(task: str, model: str, method: str = MASK_METHOD) -> Hyperparameters:
+def defaults_for(task: str, model: str, method: str = MASK_METHOD, scorer: str | None = None) -> Hyperparameters:
     """Per-task defaults for the embedded MiniLM (`GENERIC` for any other model or task),
-    with the method's learning rate where it declares one."""
+    with the method's learning rate where it declares one, and for sparse training the
+    learning rate the mask's scorer declares."""
     chosen = MINILM.get(task, GENERIC) if model == DEFAULT_MODEL_NAME else GENERIC
     lr = getattr(METHODS.get(method), "default_lr", None)
+    if lr is None and method == MASK_METHOD and scorer is not None:
+        lr = getattr(SCORERS.get(scorer), "default_lr", None)
     return chosen if lr is None else replace(chosen, lr=lr)

@@ -52,7 +52,8 @@ def estimate_run(spec: RunSpec, rate: float) -> float | None:
     if train_rows is None or test_rows is None:
         return None
     task = get_task(spec.task)
-    hyper = {**defaults_for(task.name, display_name(spec.model)).as_dict(), **spec.method.train_flags}
+    defaults = defaults_for(task.name, display_name(spec.model), spec.method.train, spec.method.score)
+    hyper = {**defaults.as_dict(), **spec.method.train_flags}
     dev_fraction = hyper.get("dev_fraction") or DEFAULT_DEV_FRACTION
     train_part, dev_part = train_rows * (1 - dev_fraction), train_rows * dev_fraction
     choices = 2 if task.head == "multiple_choice" else 1

@@ -60,6 +60,10 @@ class Scorer:
     needs_data: ClassVar[bool] = True
     fixed_selection: ClassVar[bool] = False  # True: the mask does not depend on p
     description: ClassVar[str] = ""
+    # The learning rate `train` takes for a mask of this scorer when --lr is not given
+    # (None: the task's, defaults.py). Masks of one size but another placement train best
+    # at different rates: SAM's entries carry the large gradients, a random mask's do not.
+    default_lr: ClassVar[float | None] = None
 
     def compute(self, context: ScoringContext) -> dict[str, torch.Tensor]:
         raise NotImplementedError

@@ -27,3 +27,12 @@ def test_task_settings_for_minilm_only():
     assert defaults_for("rte", DEFAULT_MODEL_NAME).max_length == MINILM["rte"].max_length == 256
     assert defaults_for("rte", "bert-base-cased").max_length == GENERIC.max_length
     assert defaults_for("my-task", DEFAULT_MODEL_NAME).epochs == GENERIC.epochs
+
+
+def test_a_sparse_run_takes_the_learning_rate_its_masks_scorer_declares(monkeypatch):
+    from sparsetune.scoring import SCORERS
+
+    monkeypatch.setattr(SCORERS["random"], "default_lr", 0.0123)
+    assert defaults_for("mrpc", DEFAULT_MODEL_NAME, "sparse", "random").lr == 0.0123
+    assert defaults_for("mrpc", DEFAULT_MODEL_NAME, "sparse", "unknown-scorer").lr == MINILM["mrpc"].lr
+    assert defaults_for("mrpc", DEFAULT_MODEL_NAME, "lora", "random").lr == 1e-3  # the method's own rate wins

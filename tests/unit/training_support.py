@@ -20,7 +20,8 @@ def random_mask(model_dir: Path, task: str, p: float = 0.05, seed: int = 0, pool
     loaded = load_model(model_dir, get_task(task), seed=0, pooler=pooler)
     generator = torch.Generator().manual_seed(seed)
     scores = {name: torch.rand(value.shape, generator=generator) for name, value in loaded.eligible().items()}
-    metadata = {"model": str(model_dir), "task": task, "seed": 42, "dev_fraction": 0.1, **head_metadata(loaded)}
+    metadata = {"model": str(model_dir), "task": task, "method": "random", "seed": 42, "dev_fraction": 0.1}
+    metadata.update(head_metadata(loaded))
     return Mask.from_scores(scores, p, metadata=metadata)
 
 

@@ -152,9 +152,11 @@ def _check_resume(config: TrainConfig, stored: dict[str, Any]) -> dict[str, Any]
     return stored
 
 
-def _resolve(requested: dict[str, Any]) -> dict[str, Any]:
+def _resolve(requested: dict[str, Any], scorer: str | None = None) -> dict[str, Any]:
+    """The request with every unset value from the defaults (the mask's `scorer` may
+    declare the learning rate of a sparse run)."""
     task = get_task(requested["task"])
-    defaults = defaults_for(task.name, requested["model"], requested["method"]).as_dict()
+    defaults = defaults_for(task.name, requested["model"], requested["method"], scorer).as_dict()
     hyper = {key: (defaults[key] if value is None and key in defaults else value) for key, value in requested.items()}
     hyper["seed"] = DEFAULT_SEED if hyper["seed"] is None else hyper["seed"]
     hyper["precision"] = check_precision(hyper["precision"] or DEFAULT_PRECISION)
@@ -214,7 +216,8 @@ def prepare_run(config: TrainConfig) -> RunSetup:
     mask = Mask.load(mask_path) if mask_path else None
     if config.resume and config.mask and _sha256(Path(config.mask)) != _sha256(out / MASK_FILE):
         raise UsageError(f"--mask {config.mask} is not the mask {out} was trained with; drop --mask to resume")
-    hyper = _check_resume(config, stored) if config.resume else _resolve(_requested(config, mask))
+    scorer = str(mask.metadata.get("method") or "") or None if mask is not None else None  # which made the mask
+    hyper = _check_resume(config, stored) if config.resume else _resolve(_requested(config, mask), scorer)
     method_cls = get_method(hyper["method"])
     if mask is not None and not method_cls.needs_mask:
         raise UsageError(f"--mask is used by --method sparse only; method {hyper['method']!r} does not take one")

@@ -199,6 +199,19 @@ def test_unset_hyperparameters_come_from_the_defaults(tmp_path, tiny_data_dir, m
     assert (hyper["task"], hyper["split_seed"], hyper["dev_fraction"]) == ("cb", 42, 0.1)  # from the mask
 
 
+def test_a_sparse_run_takes_the_learning_rate_of_the_scorer_that_made_its_mask(
+    tmp_path, tiny_data_dir, mask_path, monkeypatch
+):
+    from sparsetune.config import TrainConfig
+    from sparsetune.scoring import SCORERS
+    from sparsetune.stages.train import train
+
+    assert Mask.load(mask_path).metadata["method"] == "random"
+    monkeypatch.setattr(SCORERS["random"], "default_lr", 0.0123)
+    config = TrainConfig(output=str(tmp_path / "out"), mask=str(mask_path), data_dir=str(tiny_data_dir), max_steps=1)
+    assert train(config).hyperparameters["lr"] == 0.0123
+
+
 def test_outputs_take_the_umask_modes_not_private_temp_modes(tmp_path, tiny_data_dir, mask_path):
     """safetensors and mkdtemp write 0600/0700; outputs must read like any other file."""
     previous = os.umask(0o027)
