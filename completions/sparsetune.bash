@@ -32,7 +32,7 @@ _sparsetune() {
             ;;
         score) opts="--task -t --sparsity -p --method -m --examples --batch-size --max-length --scope --seed --data-dir --output -o --save-scores --pooler --revision --device --precision --force --quiet -q --json --help -h"
             case "$prev" in --task|-t) COMPREPLY=( $(compgen -W "cb cola copa mrpc rte stsb wsc" -- "$cur") $(compgen -f -- "$cur") ); return ;; esac
-            case "$prev" in --method|-m) COMPREPLY=( $(compgen -W "bitfit fisher magnitude random sam" -- "$cur") ); return ;; esac
+            case "$prev" in --method|-m) COMPREPLY=( $(compgen -W "bitfit fisher g2h magnitude random sam" -- "$cur") ); return ;; esac
             case "$prev" in --scope) COMPREPLY=( $(compgen -W "global per-tensor" -- "$cur") ); return ;; esac
             case "$prev" in --pooler) COMPREPLY=( $(compgen -W "head eligible" -- "$cur") ); return ;; esac
             case "$prev" in --precision) COMPREPLY=( $(compgen -W "fp32 bf16 fp16" -- "$cur") ); return ;; esac

@@ -81,7 +81,7 @@ complete -c sparsetune -n '__fish_seen_subcommand_from report' -l help -s h -d '
 complete -c sparsetune -n '__fish_seen_subcommand_from score' -F
 complete -c sparsetune -n '__fish_seen_subcommand_from score' -l task -s t -ra 'cb cola copa mrpc rte stsb wsc' -d 'Task name (see sparsetune tasks) or a task .json file'
 complete -c sparsetune -n '__fish_seen_subcommand_from score' -l sparsity -s p -r -d 'Fraction p of the eligible entries to select, in (0, 1'
-complete -c sparsetune -n '__fish_seen_subcommand_from score' -l method -s m -xa 'bitfit fisher magnitude random sam' -d 'Scoring method'
+complete -c sparsetune -n '__fish_seen_subcommand_from score' -l method -s m -xa 'bitfit fisher g2h magnitude random sam' -d 'Scoring method'
 complete -c sparsetune -n '__fish_seen_subcommand_from score' -l examples -r -d 'Training examples to score on a number (seeded subset) or all'
 complete -c sparsetune -n '__fish_seen_subcommand_from score' -l batch-size -r -d 'Examples per forward/backward'
 complete -c sparsetune -n '__fish_seen_subcommand_from score' -l max-length -r -d 'Truncate inputs to this many tokens'

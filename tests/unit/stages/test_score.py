@@ -45,10 +45,10 @@ POOLER = ["bert.pooler.dense.bias", "bert.pooler.dense.weight"]
 HEAD = sorted(["classifier.bias", "classifier.weight", *POOLER])
 
 
-def reference_gradients(tiny_model_dir, tiny_data_dir, seed, per_example=False, pooler="head"):
+def reference_batch_gradients(tiny_model_dir, tiny_data_dir, seed, per_example=False, pooler="head"):
     """Independent of sparsetune's scoring: plain transformers, the whole train part in one
     batch (or one example at a time), autograd, in float64 for a precise reference. The head
-    (classifier, and the pooler unless pooler="eligible") gets no score."""
+    (classifier, and the pooler unless pooler="eligible") gets no gradient here."""
     rows = load_task_data(__import__("sparsetune").get_task("rte"), tiny_data_dir, 0.1, seed).train
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     torch.manual_seed(seed)
@@ -64,13 +64,17 @@ def reference_gradients(tiny_model_dir, tiny_data_dir, seed, per_example=False, 
         loss.backward()
         return {n: p.grad.clone() for n, p in model.named_parameters() if n not in head}
 
+    chunks = [rows[i : i + 1] for i in range(len(rows))] if per_example else [rows[:]]
+    return [grads(chunk) for chunk in chunks]
+
+
+def reference_gradients(tiny_model_dir, tiny_data_dir, seed, per_example=False, pooler="head"):
+    """SAM's g² (one batch) or, `per_example`, the empirical Fisher: the mean of squared
+    per-example gradients. Returns the scores and the number of examples."""
+    gradients = reference_batch_gradients(tiny_model_dir, tiny_data_dir, seed, per_example, pooler)
     if not per_example:
-        return {n: g**2 for n, g in grads(rows[:]).items()}, len(rows)
-    total = None
-    for i in range(len(rows)):
-        squared = {n: g**2 for n, g in grads(rows[i : i + 1]).items()}
-        total = squared if total is None else {n: total[n] + squared[n] for n in total}
-    return {n: t / len(rows) for n, t in total.items()}, len(rows)
+        return {n: g**2 for n, g in gradients[0].items()}, 1
+    return {n: sum(g[n] ** 2 for g in gradients) / len(gradients) for n in gradients[0]}, len(gradients)
 
 
 def relative_error(got: dict, expected: dict) -> float:
@@ -83,8 +87,8 @@ def relative_error(got: dict, expected: dict) -> float:
 @pytest.mark.parametrize("pooler", ["head", "eligible"])
 def test_sam_equals_one_backward_over_the_whole_train_part(config, tiny_model_dir, tiny_data_dir, pooler):
     result = score(config(output=None, pooler=pooler))  # batches of 7 over 36 rows: unequal last batch
-    expected, rows = reference_gradients(tiny_model_dir, tiny_data_dir, seed=3, pooler=pooler)
-    assert result.examples == rows == 36
+    expected, _ = reference_gradients(tiny_model_dir, tiny_data_dir, seed=3, pooler=pooler)
+    assert result.examples == 36
     assert relative_error(result.scores, expected) <= 1e-5
     for name in ("bert.embeddings.word_embeddings.weight", "bert.encoder.layer.1.output.dense.weight"):
         assert relative_error({name: result.scores[name]}, {name: expected[name]}) <= 1e-5
@@ -97,6 +101,20 @@ def test_fisher_with_batch_size_one_is_the_empirical_fisher(config, tiny_model_d
     assert relative_error(result.scores, expected) <= 1e-5
     sam = score(config(output=None)).scores
     assert relative_error(result.scores, {n: s.double() for n, s in sam.items()}) > 0.1  # a different quantity
+
+
+def test_g2h_is_the_squared_gradient_over_the_damped_empirical_fisher(config, tiny_model_dir, tiny_data_dir):
+    result = score(config(method="g2h", batch_size=1, output=None))
+    gradients = reference_batch_gradients(tiny_model_dir, tiny_data_dir, seed=3, per_example=True)
+    names = list(gradients[0])
+    mean = {n: sum(g[n] for g in gradients) / len(gradients) for n in names}  # the mean loss's gradient
+    fisher = {n: sum(g[n] ** 2 for g in gradients) / len(gradients) for n in names}
+    damping = sum(float(f.sum()) for f in fisher.values()) / sum(f.numel() for f in fisher.values())
+    expected = {n: mean[n] ** 2 / (fisher[n] + damping) for n in names}
+    assert relative_error(result.scores, expected) <= 1e-5
+    sam = score(config(batch_size=1, output=None)).scores  # the same g², divided entry by entry
+    ratio = torch.cat([(result.scores[n] / sam[n])[sam[n] > 0] for n in names])
+    assert float(ratio.max() / ratio.min()) > 10  # not SAM rescaled
 
 
 def test_mask_is_the_top_k_of_the_scores_and_excludes_the_head(config, tmp_path):

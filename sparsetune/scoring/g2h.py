@@ -1,0 +1,61 @@
+"""g²/ĥ: Theorem 3's criterion with a curvature estimate instead of SAM's constant one.
+
+    sparsetune score --task rte -p 0.005 --method g2h
+
+Fu et al.'s Theorem 3 ranks entry i by g_i² / h_ii (the squared gradient over the
+diagonal of the Hessian at θ0); SAM takes h_ii to be one constant and keeps g² alone.
+Here ĥ is the empirical Fisher, F = the mean over batches of the squared batch
+gradient (the Gauss-Newton diagonal for a log-likelihood loss; `fisher`'s score),
+damped by its mean over every eligible entry, λ:
+
+    score = g² / (F + λ),   g = ∇θ of the mean loss (SAM's g), λ = mean(F)
+
+The damping keeps entries of almost no curvature from dividing by nearly zero, and
+makes the score run between SAM's (entries with F ≪ λ rank by g²) and the gradient's
+signal-to-noise ratio g²/F (entries with F ≫ λ: a gradient that agrees across batches
+beats one that is large on a few). One pass over the data, three buffers (the batch
+gradient, Σg, ΣF); under N processes the sums are reduced once, as SAM's and Fisher's.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .base import Scorer, ScoringContext, eligible_gradients, gradient_steps
+from .registry import register_scorer
+
+if TYPE_CHECKING:
+    import torch
+
+
+@register_scorer("g2h")
+class CurvatureScorer(Scorer):
+    description = "g² over a damped empirical-Fisher diagonal (Theorem 3's g²/h)"
+
+    def compute(self, context: ScoringContext) -> dict[str, torch.Tensor]:
+        import torch
+
+        eligible = context.loaded.eligible()
+        total = context.num_examples
+        gradient_sums = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in eligible.items()}
+        square_sums = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in eligible.items()}
+        batches = 0
+        for size in gradient_steps(context, loss_weight=lambda size: 1.0, fresh_gradients=True):
+            for name, gradient in eligible_gradients(context).items():  # this batch's mean-loss gradient
+                gradient_sums[name].add_(gradient.float(), alpha=size / total)
+                square_sums[name].add_(gradient.float().pow(2))
+            batches += 1
+        device = next(iter(square_sums.values())).device
+        batches = int(context.reduce_sum(torch.tensor([batches], dtype=torch.float64, device=device)).item())
+        fisher = {name: context.reduce_sum(total_) / max(batches, 1) for name, total_ in square_sums.items()}
+        entries = sum(value.numel() for value in fisher.values())
+        damping = sum(float(value.double().sum()) for value in fisher.values()) / max(entries, 1)
+        if damping <= 0.0:  # no gradient reached any entry: every score is 0, as SAM's would be
+            damping = 1.0
+        scores = {}
+        for name, gradient_sum in gradient_sums.items():
+            gradient = context.reduce_sum(gradient_sum)
+            scores[name] = gradient.pow_(2).div_(fisher.pop(name).add_(damping))
+        for parameter in eligible.values():
+            parameter.grad = None
+        return scores
