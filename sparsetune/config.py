@@ -30,6 +30,19 @@ EVAL_SPLITS = ("validation", "dev", "train")  # validation is the test set (the 
 # eligible? "head" by default, as the paper's RoBERTa head is new (sparsetune.models).
 POOLER_POLICIES = ("head", "eligible")
 DEFAULT_POOLER = "head"
+# The optimisation settings of a run, in the order run.json, the model card and
+# `train --resume`'s comparison list them.
+OPTIMISATION = (
+    "epochs",
+    "max_steps",
+    "lr",
+    "batch_size",
+    "max_length",
+    "warmup_ratio",
+    "weight_decay",
+    "max_grad_norm",
+    "seed",
+)
 
 
 def check_scope(scope: str, flag: str = "--scope") -> str:

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import DEFAULT_SEED
+from ..config import DEFAULT_SEED, OPTIMISATION
 from ..errors import FileFormatError, UsageError
 from ..io import atomic_path, write_json
 from ..models import DEFAULT_MODEL_HUB_ID, DEFAULT_MODEL_NAME
@@ -127,15 +127,7 @@ def summarise(path: Path) -> dict:
 # -- the model card (OUT/README.md) ---------------------------------------------------
 CARD_FILE = "README.md"
 HYPERPARAMETERS = (
-    "epochs",
-    "max_steps",
-    "lr",
-    "batch_size",
-    "max_length",
-    "warmup_ratio",
-    "weight_decay",
-    "max_grad_norm",
-    "seed",
+    *OPTIMISATION,
     "dev_fraction",
     "precision",
     "method_options",

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...config import DEFAULT_DEV_FRACTION, DEFAULT_SEED, MASK_FILE, MASK_METHOD, TrainConfig
+from ...config import DEFAULT_DEV_FRACTION, DEFAULT_SEED, MASK_FILE, MASK_METHOD, OPTIMISATION, TrainConfig
 from ...data import TaskData, load_task_data
 from ...defaults import defaults_for
 from ...errors import FileFormatError, OutputError, OutputExistsError, SparsetuneError, UsageError
@@ -47,15 +47,7 @@ RESUMABLE = (
     "method",
     "model",
     "task",
-    "epochs",
-    "max_steps",
-    "lr",
-    "batch_size",
-    "max_length",
-    "warmup_ratio",
-    "weight_decay",
-    "max_grad_norm",
-    "seed",
+    *OPTIMISATION,
     "eval_every",
     "dev_fraction",
     "method_options",
