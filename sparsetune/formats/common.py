@@ -141,6 +141,14 @@ def json_field(metadata: dict[str, str], key: str, path: str | os.PathLike, defa
         raise FileFormatError(f"{path}: metadata field {key!r} is not valid JSON") from None
 
 
+def decode_metadata(raw: dict[str, str], path: str | os.PathLike, typed: frozenset[str], internal) -> dict:
+    """A file's metadata as values: the `typed` fields JSON-decoded (errors name the
+    file and key), the others as stored, the `internal` ones (format, version,
+    checksum) left out. Validating the result is the format's (`schema`)."""
+    kept = (key for key in raw if key not in internal)
+    return {key: json_field(raw, key, path) if key in typed else raw[key] for key in kept}
+
+
 # -- the per-layer × module-type table ------------------------------------------
 def row_label(name: str) -> str:
     layer = layer_index(name)

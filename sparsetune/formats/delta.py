@@ -48,7 +48,15 @@ from safetensors.torch import save as safetensors_bytes
 from ..errors import FileFormatError, MismatchError
 from ..io import atomic_path, refuse_to_overwrite
 from ..schema import DELTA_METADATA, dict_of, integer, list_of, string, table, validate
-from .common import _canonical_header, expect_kind, json_field, layer_table, load_tensors, safetensors_format
+from .common import (
+    _canonical_header,
+    decode_metadata,
+    expect_kind,
+    json_field,
+    layer_table,
+    load_tensors,
+    safetensors_format,
+)
 from .integrity import CHECKSUM, verify, with_checksum
 
 KIND = "delta"
@@ -223,11 +231,7 @@ class Delta:
             if index.numel() > 1 and not bool((index[1:] > index[:-1]).all()):
                 raise FileFormatError(f"{path}: indices of {name!r} are not sorted and unique")
             indices[name], values[name] = index.to(torch.long), value
-        metadata: dict[str, object] = {
-            key: json_field(raw, key, path) if key in TYPED_FIELDS else value
-            for key, value in raw.items()
-            if key not in INTERNAL_FIELDS
-        }
+        metadata = decode_metadata(raw, path, TYPED_FIELDS, INTERNAL_FIELDS)
         validate(metadata, DELTA_METADATA, str(path), hint="; re-create it with sparsetune diff")
         return cls(indices, values, shapes, {name: tensors[name] for name in head_names}, values_dtype, metadata)
 

@@ -30,7 +30,14 @@ from ..config import DEFAULT_SCOPE, check_scope
 from ..core.topk import top_k_many
 from ..errors import FileFormatError, MismatchError, UsageError
 from ..schema import MASK_METADATA, validate
-from .common import expect_kind, json_field, layer_table, load_tensors, safetensors_format, save_tensors
+from .common import (
+    decode_metadata,
+    expect_kind,
+    layer_table,
+    load_tensors,
+    safetensors_format,
+    save_tensors,
+)
 from .integrity import CHECKSUM, verify
 
 KIND = "mask"
@@ -181,11 +188,7 @@ class Mask:
         raw = expect_kind(path, "mask")
         tensors = load_tensors(path)
         verify(path, tensors, raw, VERSIONS)
-        decoded = {
-            key: json_field(raw, key, path) if key in TYPED_FIELDS else value
-            for key, value in raw.items()
-            if key not in ("format", "version", CHECKSUM)
-        }
+        decoded = decode_metadata(raw, path, TYPED_FIELDS, ("format", "version", CHECKSUM))
         validate(decoded, MASK_METADATA, str(path), hint="; re-create the mask with sparsetune score")
         shapes = {name: tuple(shape) for name, shape in decoded["shapes"].items()}
         for name, index in tensors.items():

@@ -21,7 +21,14 @@ import torch
 
 from ..errors import FileFormatError
 from ..schema import SCORES_METADATA, validate
-from .common import expect_kind, json_field, layer_table, load_tensors, safetensors_format, save_tensors
+from .common import (
+    decode_metadata,
+    expect_kind,
+    layer_table,
+    load_tensors,
+    safetensors_format,
+    save_tensors,
+)
 from .integrity import CHECKSUM, verify
 from .mask import TYPED_FIELDS
 
@@ -67,11 +74,7 @@ class Scores:
         raw = expect_kind(path, "scores")
         stored = load_tensors(path)
         verify(path, stored, raw, VERSIONS)
-        decoded = {
-            key: json_field(raw, key, path) if key in TYPED_FIELDS else value
-            for key, value in raw.items()
-            if key not in ("format", "version", CHECKSUM)
-        }
+        decoded = decode_metadata(raw, path, TYPED_FIELDS, ("format", "version", CHECKSUM))
         validate(decoded, SCORES_METADATA, str(path), hint="; re-create it with sparsetune score --save-scores")
         shapes = decoded["shapes"]
         if set(shapes) != set(stored) or any(list(stored[n].shape) != shapes[n] for n in shapes):
