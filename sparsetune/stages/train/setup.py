@@ -208,7 +208,7 @@ def prepare_run(config: TrainConfig) -> RunSetup:
     mask = Mask.load(mask_path) if mask_path else None
     if config.resume and config.mask and _sha256(Path(config.mask)) != _sha256(out / MASK_FILE):
         raise UsageError(f"--mask {config.mask} is not the mask {out} was trained with; drop --mask to resume")
-    scorer = str(mask.metadata.get("method") or "") or None if mask is not None else None  # which made the mask
+    scorer = mask.metadata.get("method") if mask is not None else None  # the scoring method that made the mask
     hyper = _check_resume(config, stored) if config.resume else _resolve(_requested(config, mask), scorer)
     method_cls = get_method(hyper["method"])
     if mask is not None and not method_cls.needs_mask:
