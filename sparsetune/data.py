@@ -39,9 +39,9 @@ def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
         return None
     path = Path(chosen)
     if not path.is_dir():
+        state = "is a file, not a folder" if path.exists() else "does not exist"
         raise DataError(
-            f"data dir {path} does not exist; {HOW_TO_GET_DATA}, or leave both unset to download from the "
-            "Hugging Face hub"
+            f"data dir {path} {state}; {HOW_TO_GET_DATA}, or leave both unset to download from the Hugging Face hub"
         )
     return path
 

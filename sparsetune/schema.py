@@ -240,7 +240,7 @@ class dict_of(Expect):  # noqa: N801
         if not isinstance(value, dict) or len(value) < self.min_items:
             return (
                 f"{key} must be {'a non-empty ' if self.min_items else 'an '}object of name -> {self.value.text}, "
-                "got {show(value)}"
+                f"got {show(value)}"
             )
         for name, item in value.items():
             if not isinstance(name, str):

@@ -62,6 +62,10 @@ def parse_options(options_type: type, given: Mapping[str, Any], method: str):
             raise UsageError(f"method {method!r} has no option {key!r} (its options: {known})")
         kind = type(fields[name].default) if fields[name].default is not dataclasses.MISSING else str
         values[name] = _convert(raw, kind, key)
+        least = fields[name].metadata.get("least")
+        if least is not None and not values[name] >= least:  # a given 0 is not the "derive it" default
+            flag = (fields[name].metadata.get("flags") or (key,))[0]
+            raise UsageError(f"{flag} must be at least {least:g}, got {values[name]}")
     return options_type(**values)
 
 
