@@ -64,7 +64,8 @@ def parse_options(options_type: type, given: Mapping[str, Any], method: str):
         values[name] = _convert(raw, kind, key)
         least = fields[name].metadata.get("least")
         if least is not None and not values[name] >= least:  # a given 0 is not the "derive it" default
-            flag = (fields[name].metadata.get("flags") or (key,))[0]
+            # A flag on the command line (a string); the key in a file (a grid config's options).
+            flag = (fields[name].metadata.get("flags") or (key,))[0] if isinstance(raw, str) else key
             raise UsageError(f"{flag} must be at least {least:g}, got {values[name]}")
     return options_type(**values)
 

@@ -219,3 +219,12 @@ def test_a_bad_progress_interval(value, pipeline, tmp_path):
         mentions=("SPARSETUNE_PROGRESS_SECONDS",),
     )
     assert_unchanged(before, snapshot(tmp_path))
+
+
+def test_grid_dry_run_on_a_small_model(pipeline, tmp_path):
+    """The dry run's timing pass drew token ids from 1000 up and 128 positions: a model
+    with a smaller vocabulary (or fewer positions) was a traceback."""
+    config = pipeline.grid_config(tmp_path)
+    result = ok("grid", config, "--dry-run", "-o", tmp_path / "results.jsonl", "--json", quiet=False)
+    assert [run["run_id"] for run in json.loads(result.stdout)["runs"]] == ["Full/cb/dense/seed1"]
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "results.jsonl").exists()
