@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 
 from .config import DATA_DIR_ENV, DEFAULT_DEV_FRACTION, DEFAULT_SEED
 from .errors import DataError, UsageError
+from .io import loads_json
 from .tasks import Task
 
 SPLITS = ("train", "validation")
@@ -72,7 +73,7 @@ def read_jsonl(path: Path, task: Task) -> list[dict[str, Any]]:
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = loads_json(line)
             except json.JSONDecodeError as err:
                 raise DataError(f"{path}:{number}: not valid JSON ({err.msg})") from None
             if not isinstance(row, dict):

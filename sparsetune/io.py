@@ -34,6 +34,16 @@ _REASONS = {
 }
 
 
+def loads_json(text: str | bytes):
+    """`json.loads` for a file a user hands us: nesting too deep for the parser (a
+    hostile `[[[[...]]]]`) is a `JSONDecodeError` like any other bad JSON, not a
+    `RecursionError` traceback."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", text if isinstance(text, str) else "", 0) from None
+
+
 def os_error_reason(error: OSError) -> str:
     """A short lower-case reason for an OS error, without the path."""
     if error.errno in _REASONS:

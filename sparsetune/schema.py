@@ -487,6 +487,8 @@ def read_json_lines(
     a last line cut short by a kill (no closing brace) is dropped."""
     from pathlib import Path
 
+    from .io import loads_json
+
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -499,7 +501,7 @@ def read_json_lines(
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = loads_json(line)
         except json.JSONDecodeError as err:
             torn = line.lstrip().startswith("{") and not line.rstrip().endswith("}")  # an object cut short
             if allow_torn_tail and number_ == len(lines) and torn:

@@ -163,6 +163,8 @@ def load_grid(path: str | Path) -> GridConfig:
     path = Path(path)
     try:
         raw = _parse(path.read_text(encoding="utf-8"), path)
+    except RecursionError:  # `a = [[[[...]]]]`: the parsers recurse per level
+        raise FileFormatError(f"grid config {path} is nested too deeply to be a grid config") from None
     except OSError as err:
         raise FileFormatError(f"cannot read grid config {path}: {err.strerror}") from None
     except UnicodeDecodeError as err:

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..io import atomic_path
+from ..io import atomic_path, loads_json
 from ..schema import LOG_RECORD, read_json_lines
 
 KIND = "log"
@@ -44,7 +44,7 @@ class LogWriter:
 
 def _step_of(line: str) -> int:
     try:
-        return int(json.loads(line).get("step", 0))
+        return int(loads_json(line).get("step", 0))
     except (json.JSONDecodeError, ValueError, AttributeError):
         return 0
 
@@ -66,7 +66,7 @@ def _run_metadata(path: Path) -> dict:
     anything else beside a log is not its run's record and is left out)."""
     record_path = path.parent / "run.json"
     try:
-        record = json.loads(record_path.read_text(encoding="utf-8"))
+        record = loads_json(record_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     if not isinstance(record, dict):

@@ -228,3 +228,39 @@ def test_grid_dry_run_on_a_small_model(pipeline, tmp_path):
     result = ok("grid", config, "--dry-run", "-o", tmp_path / "results.jsonl", "--json", quiet=False)
     assert [run["run_id"] for run in json.loads(result.stdout)["runs"]] == ["Full/cb/dense/seed1"]
     assert not (tmp_path / "runs").exists() and not (tmp_path / "results.jsonl").exists()
+
+
+DEEP = "[" * 100_000 + "]" * 100_000  # valid JSON, nested past the parser's recursion limit
+
+
+@pytest.mark.parametrize(
+    "kind", ["task json", "run.json", "state.json", "method.json", "log.jsonl", "results", "data row", "toml", "yaml"]
+)
+def test_json_nested_too_deeply(kind, pipeline, tmp_path):
+    """Every reader of a user's JSON (and the grid's TOML/YAML) raised RecursionError."""
+    if kind in ("run.json", "state.json"):
+        folder = copy_run(pipeline.run, tmp_path / "run")
+        (folder / ("run.json" if kind == "run.json" else "checkpoint/state.json")).write_text(DEEP)
+        args = ("eval", folder, "--data-dir", pipeline.data)
+        if kind == "state.json":
+            args = ("train", "-o", folder, "--resume", "--data-dir", pipeline.data)
+    elif kind == "method.json":
+        folder = copy_run(pipeline.lora, tmp_path / "run")
+        (folder / "method" / "method.json").write_text(DEEP)
+        args = ("eval", folder, "--data-dir", pipeline.data)
+    elif kind == "data row":
+        shutil.copytree(pipeline.data, tmp_path / "data")
+        (tmp_path / "data" / "cb" / "validation.jsonl").write_text(DEEP + "\n")
+        args = ("eval", pipeline.run, "--data-dir", tmp_path / "data")
+    else:
+        name = {"task json": "t.json", "log.jsonl": "log.jsonl", "results": "r.jsonl"}.get(kind, f"g.{kind}")
+        path = tmp_path / name
+        path.write_text(f"a = {DEEP}\n" if kind == "toml" else DEEP + "\n")
+        args = {
+            "task json": ("tasks", "--task", path),
+            "log.jsonl": ("inspect", path),
+            "results": ("report", path, "-o", tmp_path / "report"),
+        }.get(kind, ("grid", path, "--dry-run"))
+    before = snapshot(tmp_path, pipeline.root)
+    run(*args, mentions=("nested too deeply",))
+    assert_unchanged(before, snapshot(tmp_path, pipeline.root))
