@@ -426,6 +426,7 @@ CHECKPOINT_STATE = table(
         "scheduler": dict_of(ANY),
         "best": _BEST,
         "hyperparameters": RESUMABLE_HYPERPARAMETERS,
+        "mask_sha256": hexdigest(64),
         "tensors_sha256": hexdigest(64),
         "checksum": hexdigest(64),
     },

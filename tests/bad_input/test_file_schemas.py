@@ -200,6 +200,8 @@ CHECKPOINT_CASES = [
     ("hyperparameters.lr", "x"),
     ("hyperparameters.method", DROP),
     ("hyperparameters.batch_size", 0),
+    ("mask_sha256", 5),
+    ("mask_sha256", "not a digest"),
 ]
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from ...config import DEFAULT_DEV_FRACTION, DEFAULT_SEED, MASK_FILE, MASK_METHOD, MAX_SEED, TrainConfig
 from ...data import TaskData, load_task_data
 from ...defaults import defaults_for
-from ...errors import FileFormatError, OutputError, OutputExistsError, SparsetuneError, UsageError
+from ...errors import FileFormatError, MismatchError, OutputError, OutputExistsError, SparsetuneError, UsageError
 from ...formats.checkpoint import has_checkpoint, load_checkpoint
 from ...formats.mask import Mask
 from ...formats.run_record import is_run_dir
@@ -199,7 +199,8 @@ def prepare_run(config: TrainConfig) -> RunSetup:
                     "run the same command without --resume to start it over"
                 )
             raise UsageError(f"--resume: no checkpoint in {out}/checkpoint; start without --resume")
-        stored = load_checkpoint(out).info["hyperparameters"]
+        checkpoint_info = load_checkpoint(out).info
+        stored = checkpoint_info["hyperparameters"]
     else:
         if out.exists() and not config.force and not abandoned(out):
             if out.is_dir() and not has_checkpoint(out) and not is_run_dir(out):
@@ -218,6 +219,14 @@ def prepare_run(config: TrainConfig) -> RunSetup:
     mask = Mask.load(mask_path) if mask_path else None
     if config.resume and config.mask and _sha256(Path(config.mask)) != _sha256(out / MASK_FILE):
         raise UsageError(f"--mask {config.mask} is not the mask {out} was trained with; drop --mask to resume")
+    recorded_mask = checkpoint_info.get("mask_sha256") if config.resume else None
+    if recorded_mask is not None and (mask_path is None or _sha256(mask_path) != recorded_mask):
+        # A valid mask of the same counts per tensor would load the checkpoint's values
+        # into other entries: a silently different model (checkpoints from before: unchecked).
+        raise MismatchError(
+            f"{out / MASK_FILE} is not the mask the checkpoint in {out} was trained with (its sha256 differs); "
+            "put the run's mask back, or start over with --force"
+        )
     hyper = _check_resume(config, stored) if config.resume else _resolve(_requested(config, mask))
     method_cls = get_method(hyper["method"])
     if mask is not None and not method_cls.needs_mask:
