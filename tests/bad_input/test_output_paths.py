@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -233,4 +235,33 @@ def test_a_folder_output_never_replaces_a_file(writer, pipeline, tmp_path):
     victim.write_bytes(pipeline.mask.read_bytes())
     before = snapshot(tmp_path, pipeline.root)
     run(*WRITERS[writer][0](pipeline, victim), "--force", mentions=(str(victim), "is a file"))
+    assert_unchanged(before, snapshot(tmp_path, pipeline.root))
+
+
+def _shell(*args: str, stdout) -> subprocess.CompletedProcess:
+    """`python -m sparsetune ARGS` with stdout on `stdout` (None: closed, as by `>&-`)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = [sys.executable, "-m", "sparsetune", *map(str, args)]
+    if stdout is None:
+        return subprocess.run(command, env=env, stderr=subprocess.PIPE, text=True, preexec_fn=lambda: os.close(1))
+    with open(stdout, "wb") as handle:
+        return subprocess.run(command, env=env, stdout=handle, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("case", ["--version", "--help", "mask --help", "diff to stdout", "diff, stdout closed"])
+def test_stdout_that_cannot_be_written(case, pipeline, tmp_path):
+    """`--version`/`--help` > /dev/full were tracebacks (written while click parses), so
+    was `diff RUN >&-` (sys.stdout is None); `diff RUN > /dev/full` said only "no space"."""
+    args = {
+        "--version": ("--version",),
+        "--help": ("--help",),
+        "mask --help": ("mask", "--help"),
+    }.get(case, ("diff", pipeline.run, "-q"))
+    before = snapshot(tmp_path, pipeline.root)
+    done = _shell(*args, stdout=None if "closed" in case else "/dev/full")
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert len(lines) == 1 and lines[0].startswith("error:"), lines
+    if case.startswith("diff"):
+        assert "stdout" in lines[0], lines
     assert_unchanged(before, snapshot(tmp_path, pipeline.root))
