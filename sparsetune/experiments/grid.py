@@ -334,7 +334,7 @@ def _check(raw: dict[str, Any], path: Path) -> None:
             options["p"] = first
         if options:
             try:
-                parse_options(get_method(name).Options, options, name)
+                parse_options(get_method(name).Options, options, name, from_user=True)
             except UsageError as err:
                 raise FileFormatError(f"{where}: {err}") from None
         flag_tables += [
