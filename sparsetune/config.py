@@ -19,6 +19,7 @@ MASK_METHOD = "sparse"  # the training method of `train --mask`
 SCOPES = ("global", "per-tensor")  # global top-k (Theorem 3) or ⌊n·p⌋ per tensor
 DEFAULT_SCOPE = "global"
 DEFAULT_SEED = 42  # the protocol split, data order, head initialisation
+MAX_SEED = 2**32 - 1  # numpy's limit, the strictest of the generators a seed reaches (torch, numpy, random)
 DEFAULT_DEV_FRACTION = 0.1  # of train, held out for model selection (the paper's protocol)
 BATCH_SIZE = 16  # examples per step: the paper's (training), and scoring's
 MAX_LENGTH = 128  # tokens: scoring, and evaluating a model dir that records none

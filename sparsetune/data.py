@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 
 from .config import DATA_DIR_ENV, DEFAULT_DEV_FRACTION, DEFAULT_SEED
 from .errors import DataError, UsageError
+from .io import loads_json
 from .tasks import Task
 
 SPLITS = ("train", "validation")
@@ -39,9 +40,9 @@ def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
         return None
     path = Path(chosen)
     if not path.is_dir():
+        state = "is a file, not a folder" if path.exists() else "does not exist"
         raise DataError(
-            f"data dir {path} does not exist; {HOW_TO_GET_DATA}, or leave both unset to download from the "
-            "Hugging Face hub"
+            f"data dir {path} {state}; {HOW_TO_GET_DATA}, or leave both unset to download from the Hugging Face hub"
         )
     return path
 
@@ -72,7 +73,7 @@ def read_jsonl(path: Path, task: Task) -> list[dict[str, Any]]:
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = loads_json(line)
             except json.JSONDecodeError as err:
                 raise DataError(f"{path}:{number}: not valid JSON ({err.msg})") from None
             if not isinstance(row, dict):

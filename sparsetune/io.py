@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .errors import OutputError, OutputExistsError
+from .errors import OutputError, OutputExistsError, UsageError
 
 _REASONS = {
     errno.EROFS: "read-only file system",
@@ -32,6 +32,16 @@ _REASONS = {
     errno.EISDIR: "it is a folder",
     errno.ENAMETOOLONG: "the name is too long",
 }
+
+
+def loads_json(text: str | bytes):
+    """`json.loads` for a file a user hands us: nesting too deep for the parser (a
+    hostile `[[[[...]]]]`) is a `JSONDecodeError` like any other bad JSON, not a
+    `RecursionError` traceback."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", text if isinstance(text, str) else "", 0) from None
 
 
 def os_error_reason(error: OSError) -> str:
@@ -50,9 +60,32 @@ def is_special(path: str | os.PathLike) -> bool:
     return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
-def refuse_to_overwrite(path: str | os.PathLike, force: bool, flag: str = "--force") -> None:
+def check_named(path: str | os.PathLike, what: str = "") -> None:
+    """An empty path (`-o ""`) names no file: `Path("")` is the current folder."""
+    if not str(path).strip():
+        raise UsageError(f"{what or 'the output'} is an empty path; give a file or folder name")
+
+
+def check_replaceable(path: str | os.PathLike, what: str = "") -> None:
+    """A folder output that would be replaced must not be the current folder or one that
+    holds it (`-o . --force`, `-o .. --force`): replacing it would delete the folder the
+    command runs in, and everything in it, before the rename fails."""
+    target = Path(path)
+    if not target.is_dir() or target.is_symlink():
+        return
+    try:
+        here, there = Path.cwd().resolve(), target.resolve()
+    except OSError:
+        return
+    if here == there or there in here.parents:
+        label = f"{what} {path}".strip()
+        raise OutputError(f"cannot replace {label}: it is the current folder or holds it; give a new folder name")
+
+
+def refuse_to_overwrite(path: str | os.PathLike, force: bool, flag: str = "--force", what: str = "") -> None:
     """Raise unless `path` is free or the user said `flag`. Writing to a device or a
-    pipe (`-o /dev/null`) overwrites nothing."""
+    pipe (`-o /dev/null`) overwrites nothing. An empty path is refused (`what` names its flag)."""
+    check_named(path, what)
     if Path(path).exists() and not force and not is_special(path):
         raise OutputExistsError(f"{path} already exists; pass {flag} to overwrite it")
 
@@ -72,12 +105,15 @@ def check_writable(path: str | os.PathLike, what: str = "", folder: bool = False
     permissions), or a file output names an existing folder (which replacing would
     delete). An existing folder output (a run dir, a report dir) is probed inside.
     Creates nothing that stays. `what` names the flag (e.g. "-o")."""
+    check_named(path, what)
     target = Path(path)
     label = f"{what} {target}".strip()
     if is_special(target):
         return
     if not folder and target.is_dir():
         raise OutputError(f"cannot write {label}: it is a folder; give a file name")
+    if folder and target.is_file():  # --force replaces a folder output, never a file in its place
+        raise OutputError(f"cannot write {label}: it is a file, not a folder; give a folder name")
     blocker = _blocking_ancestor(target)
     if blocker is not None:
         raise OutputError(f"cannot write {label}: {blocker} is a file, not a folder")
@@ -131,11 +167,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     `path` is left as it was; an OS error becomes an `OutputError` naming `path`. An
     existing device or pipe is yielded itself: written through, never replaced.
     """
+    check_named(path)
     target = Path(path)
     if is_special(target):
         with writing(target):
             yield target
         return
+    check_replaceable(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))

@@ -240,7 +240,7 @@ class dict_of(Expect):  # noqa: N801
         if not isinstance(value, dict) or len(value) < self.min_items:
             return (
                 f"{key} must be {'a non-empty ' if self.min_items else 'an '}object of name -> {self.value.text}, "
-                "got {show(value)}"
+                f"got {show(value)}"
             )
         for name, item in value.items():
             if not isinstance(name, str):
@@ -427,6 +427,7 @@ CHECKPOINT_STATE = table(
         "scheduler": dict_of(ANY),
         "best": _BEST,
         "hyperparameters": RESUMABLE_HYPERPARAMETERS,
+        "mask_sha256": hexdigest(64),
         "tensors_sha256": hexdigest(64),
         "checksum": hexdigest(64),
     },
@@ -489,6 +490,8 @@ def read_json_lines(
     a last line cut short by a kill (no closing brace) is dropped."""
     from pathlib import Path
 
+    from .io import loads_json
+
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -501,7 +504,7 @@ def read_json_lines(
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = loads_json(line)
         except json.JSONDecodeError as err:
             torn = line.lstrip().startswith("{") and not line.rstrip().endswith("}")  # an object cut short
             if allow_torn_tail and number_ == len(lines) and torn:

@@ -65,6 +65,11 @@ class SparsetuneGroup(TyperGroup):
         except KeyboardInterrupt:  # Ctrl-C while click parses (rare): as in a command
             console.print("[bold red]error:[/] interrupted", soft_wrap=True)
             sys.exit(130)
+        except OSError as error:  # `--help` or `--version` (printed while parsing) to a full device
+            if os.environ.get("SPARSETUNE_DEBUG") == "1" or error.errno == errno.EPIPE:
+                raise
+            report_error(SparsetuneError(describe_os_error(error)))
+            sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx):

@@ -5,6 +5,7 @@ sparsetune diff out/ > delta.safetensors
 
 from __future__ import annotations
 
+import errno
 import sys
 from enum import Enum
 from pathlib import Path
@@ -13,7 +14,8 @@ from typing import Optional
 import typer
 
 from ..config import DiffConfig
-from ..errors import UsageError
+from ..errors import OutputError, UsageError
+from ..io import os_error_reason
 from .app import console
 from .options import ForceOption, OptionalPath, OptionalPooler, OptionalStr, QuietOption, TaskOption
 from .render import print_json, progress_bar
@@ -68,6 +70,8 @@ def diff_command(
     """
     from ..stages.diff import delta_summary, diff
 
+    if output is None and sys.stdout is None:  # started with stdout closed (`>&-`)
+        raise OutputError("stdout is closed; pass -o delta.safetensors")
     if output is None and sys.stdout.isatty():
         raise UsageError(
             "refusing to write a binary delta to the terminal; pass -o delta.safetensors or redirect: "
@@ -86,8 +90,13 @@ def diff_command(
     with progress_bar(quiet or as_json) as progress:
         result = diff(config, progress)
     if output is None:
-        sys.stdout.buffer.write(result.data)
-        sys.stdout.buffer.flush()
+        try:
+            sys.stdout.buffer.write(result.data)
+            sys.stdout.buffer.flush()
+        except OSError as err:  # a full device: say where the delta was going
+            if err.errno == errno.EPIPE:
+                raise
+            raise OutputError(f"cannot write the delta to stdout: {os_error_reason(err)}") from None
     stats = delta_summary(result.delta, len(result.data))
     share = stats["changed"] / stats["eligible"] if stats["eligible"] else 0.0
     if as_json:  # stdout may be the delta itself

@@ -11,6 +11,7 @@ from typing import Iterator
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from ..errors import SparsetuneError
 from ..runtime import is_main_process
 from .app import console, out
 
@@ -60,7 +61,7 @@ def progress_bar(quiet: bool = False) -> Iterator:
         yield lambda *args, **kwargs: None
         return
     if not console.is_terminal:
-        yield _plain_lines(float(os.environ.get(PROGRESS_SECONDS_ENV) or 10))
+        yield _plain_lines(_progress_seconds())
         return
     bars = Progress(
         TextColumn("[bold]{task.description}"),
@@ -86,6 +87,18 @@ def progress_bar(quiet: bool = False) -> Iterator:
 
     with bars:
         yield update
+
+
+def _progress_seconds() -> float:
+    """`$SPARSETUNE_PROGRESS_SECONDS`, a number of seconds ≥ 0 (default 10)."""
+    raw = os.environ.get(PROGRESS_SECONDS_ENV) or "10"
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not 0 <= seconds < math.inf:
+        raise SparsetuneError(f"{PROGRESS_SECONDS_ENV} must be a number of seconds ≥ 0, got {raw!r}")
+    return seconds
 
 
 def _plain_lines(every: float):

@@ -6,7 +6,6 @@ import json
 
 from rich.table import Table
 
-from ..errors import DataError
 from .app import out
 from .options import DataDirOption, JsonOption, OptionalStr, QuietOption, TaskOption
 
@@ -36,10 +35,7 @@ def tasks_command(
     from ..data import resolve_data_dir, split_file
     from ..tasks import TASKS, get_task
 
-    try:
-        root = resolve_data_dir(data_dir)
-    except DataError:
-        root = None
+    root = resolve_data_dir(data_dir)  # a data dir named (flag or environment) but missing is an error, not "-"
     chosen = [get_task(task)] if task else list(TASKS.values())
     rows = []
     for item in chosen:

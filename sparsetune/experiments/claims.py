@@ -124,7 +124,7 @@ def stability_correlates(stability: Stability) -> Claim:
         return Claim(claim, UNSURE, "ρ is undefined (one seed, or constant ranks)")
     evidence = (
         f"ρ = {stability.rho:.3f} over {len(stability.points)} (method, task) pairs, "
-        "two-sided p = {stability.p_value:.3g}"
+        f"two-sided p = {stability.p_value:.3g}"
     )
     if stability.p_value < ALPHA:
         return Claim(claim, HOLDS if stability.rho > 0 else FAILS, evidence)
@@ -153,14 +153,14 @@ def inverted_u(sweep: list[SweepPoint]) -> Claim:
         p_values = [p_above(sweep[best], end) for end in ends]
         evidence = (
             f"mean score by p: {means}; best at p = {sweep[best].p:g}, "
-            "one-sided p vs the ends {p_values[0]:.3g}, {p_values[1]:.3g}"
+            f"one-sided p vs the ends {p_values[0]:.3g}, {p_values[1]:.3g}"
         )
         return Claim(claim, HOLDS if max(p_values) < ALPHA else UNSURE, evidence)
     end = ends[0] if best == 0 else ends[1]
     inner = [p_above(end, point) for point in sweep[1:-1]]
     evidence = (
         f"mean score by p: {means}; best at the end p = {end.p:g}, "
-        "one-sided p vs each inner p {', '.join(f'{v:.3g}' for v in inner)}"
+        f"one-sided p vs each inner p {', '.join(f'{v:.3g}' for v in inner)}"
     )
     return Claim(claim, FAILS if max(inner) < ALPHA else UNSURE, evidence)
 

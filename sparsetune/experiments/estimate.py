@@ -26,8 +26,10 @@ def seconds_per_example_token(model: str | None, batch_size: int = 8, length: in
     """Wall seconds of one forward+backward, per example and token, after one warm-up."""
     loaded = load_model(model, get_task("rte"), seed=0)
     vocab = loaded.model.config.vocab_size
+    # Ids past the special tokens where the vocabulary has them; never past the model's positions.
+    length = min(length, getattr(loaded.model.config, "max_position_embeddings", length) or length)
     inputs = {
-        "input_ids": torch.randint(1000, vocab, (batch_size, length)),
+        "input_ids": torch.randint(min(1000, vocab - 1), vocab, (batch_size, length)),
         "labels": torch.zeros(batch_size, dtype=torch.long),
     }
     timings = []
@@ -42,7 +44,7 @@ def _rows(task_name: str, split: str, data_dir: str | None) -> int | None:
     path = split_file(get_task(task_name), split, resolve_data_dir(data_dir))
     if path is None or not path.is_file():
         return None
-    with path.open(encoding="utf-8") as lines:
+    with path.open("rb") as lines:  # counting needs no decoding (a non-UTF-8 file is reported where it is read)
         return sum(1 for line in lines if line.strip())
 
 

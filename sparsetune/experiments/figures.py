@@ -133,7 +133,7 @@ def stability_figure(stability: Stability, path: str | os.PathLike) -> Path:
         ylabel="performance rank (1 = best mean)",
         title=(
             f"Spearman ρ = {stability.rho:.4f} (p = {stability.p_value:.3g})"
-            "\n{len(methods)} methods × tasks {', '.join(tasks)}"
+            f"\n{len(methods)} methods × tasks {', '.join(tasks)}"
         ),
     )
     method_handles = [plt.Line2D([], [], color=colours[m], marker="o", linestyle="", label=m) for m in methods]

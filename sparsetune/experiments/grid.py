@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import schema
-from ..config import DEFAULT_SPARSITY, MASK_METHOD, POOLER_POLICIES, ScoreConfig, TrainConfig
+from ..config import DEFAULT_SPARSITY, MASK_METHOD, MAX_SEED, POOLER_POLICIES, ScoreConfig, TrainConfig
 from ..errors import FileFormatError, SparsetuneError, UsageError
 
 if sys.version_info >= (3, 11):
@@ -163,6 +163,8 @@ def load_grid(path: str | Path) -> GridConfig:
     path = Path(path)
     try:
         raw = _parse(path.read_text(encoding="utf-8"), path)
+    except RecursionError:  # `a = [[[[...]]]]`: the parsers recurse per level
+        raise FileFormatError(f"grid config {path} is nested too deeply to be a grid config") from None
     except OSError as err:
         raise FileFormatError(f"cannot read grid config {path}: {err.strerror}") from None
     except UnicodeDecodeError as err:
@@ -272,7 +274,9 @@ def _grid_spec() -> schema.table:
         {
             "model": schema.string(),
             "tasks": schema.any_of((schema.string(), schema.list_of(schema.string(), min_items=1, unique=True))),
-            "seeds": schema.any_of((schema.integer(0), schema.list_of(schema.integer(0), min_items=1, unique=True))),
+            "seeds": schema.any_of(
+                (schema.integer(0, MAX_SEED), schema.list_of(schema.integer(0, MAX_SEED), min_items=1, unique=True))
+            ),
             "methods": schema.list_of(method, min_items=1),
             "runs_dir": schema.string(),
             "data_dir": schema.string(),
@@ -300,20 +304,51 @@ def _check(raw: dict[str, Any], path: Path) -> None:
             get_task(task)
         except SparsetuneError as err:
             raise FileFormatError(f"grid config {path}: tasks[{index}]: {err}") from None
+    from ..methods import get_method
+    from ..runtime import DEVICES, check_device
+
+    flag_tables = [("train", raw.get("train")), ("score", raw.get("score"))]
     for index, method in enumerate(raw["methods"]):
+        where = f"grid config {path}: methods[{index}] ({method['name']})"
+        label = method["name"]
+        # The name is a folder of runs_dir (RUNS/NAME/TASK/...) and a row of the report.
+        if label in (".", "..") or any(char in label for char in "/\\") or not label.isprintable():
+            raise FileFormatError(
+                f"grid config {path}: methods[{index}].name {label!r} names a folder of runs_dir: "
+                "no '/', '\\', control characters, '.' or '..'"
+            )
         name = method.get("train", "sparse")
         if name == "sparse" and not method.get("score"):
             raise FileFormatError(
-                f"grid config {path}: methods[{index}] ({method['name']}) trains sparsely but names no "
+                f"{where} trains sparsely but names no "
                 'score method (score = "sam") to make its mask, nor another train method'
             )
-        if method.get("options"):
-            from ..methods import get_method
-
+        if method.get("score") and name != MASK_METHOD:  # the run trains the mask it scores: train= was ignored
+            raise FileFormatError(
+                f"{where}: score = {method['score']!r} makes a mask, which trains sparsely; "
+                f"train = {name!r} would be ignored: drop one of them"
+            )
+        options = dict(method.get("options") or {})
+        if not method.get("score") and "p" in method:  # a method without a mask takes p as its own option
+            first = method["p"][0] if isinstance(method["p"], list) else method["p"]
+            options["p"] = first
+        if options:
             try:
-                parse_options(get_method(name).Options, method["options"], name)
+                parse_options(get_method(name).Options, options, name, from_user=True)
             except UsageError as err:
-                raise FileFormatError(f"grid config {path}: methods[{index}] ({method['name']}): {err}") from None
+                raise FileFormatError(f"{where}: {err}") from None
+        flag_tables += [
+            (f"methods[{index}].flags", method.get("flags")),
+            (f"methods[{index}].score_flags", method.get("score_flags")),
+        ]
+    for key, table in flag_tables:
+        if table and "device" in table:
+            try:
+                check_device(table["device"])
+            except UsageError:
+                raise FileFormatError(
+                    f"grid config {path}: {key}.device must be one of {', '.join(DEVICES)}, got {table['device']!r}"
+                ) from None
 
 
 def _launcher(value: Any, path: str) -> str | None:

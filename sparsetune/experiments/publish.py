@@ -9,6 +9,7 @@ import math
 import os
 import shutil
 import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,6 +145,12 @@ def write_report(
     if not results:
         raise FileFormatError(
             f"results file {results_path} holds no finished run; `sparsetune grid CONFIG -o {results_path}` writes them"
+        )
+    counts = Counter(result.run_id for result in results)
+    repeated = next((run_id for run_id, count in counts.items() if count > 1), None)
+    if repeated is not None:  # counted twice, a run would be two seeds and shrink its std
+        raise FileFormatError(
+            f"results file {results_path} holds run {repeated} {counts[repeated]} times; keep one line per run"
         )
     existed = output.exists()
     try:

@@ -56,6 +56,8 @@ def read_results(path: str | os.PathLike) -> list[RunResult]:
     filesystem without atomic appends) is ignored, any other bad line is an error naming
     its line, key and what was expected."""
     path = Path(path)
+    if path.is_dir():
+        raise FileFormatError(f"results file {path} is a folder; give the JSONL file `sparsetune grid -o` wrote")
     if not path.is_file():
         raise FileFormatError(f"results file {path} does not exist; `sparsetune grid CONFIG -o {path}` writes it")
     known = set(RunResult.__dataclass_fields__)

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from ..errors import FileFormatError, TrainingError
-from ..io import atomic_path
+from ..io import atomic_path, loads_json
 from ..schema import CHECKPOINT_STATE, validate
 from .common import json_format
 from .integrity import CHECKSUM, bytes_digest, json_digest
@@ -108,7 +108,7 @@ def read_checkpoint(folder: Path) -> Checkpoint:
 
     where = folder / STATE
     try:
-        state = json.loads(where.read_text(encoding="utf-8"))
+        state = loads_json(where.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise FileFormatError(f"{where} is not valid JSON ({err})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:

@@ -16,7 +16,7 @@ from safetensors import safe_open
 from safetensors.torch import save
 
 from ..errors import FileFormatError
-from ..io import atomic_path
+from ..io import atomic_path, loads_json
 from ..models import layer_index, module_type
 
 KINDS = ("mask", "scores", "delta")  # the safetensors kinds
@@ -63,7 +63,7 @@ def json_format(path: Path) -> str | None:
     if path.suffix != ".json" or not path.is_file():
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = loads_json(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
     return data.get("format") if isinstance(data, dict) else None
@@ -136,7 +136,7 @@ def json_field(metadata: dict[str, str], key: str, path: str | os.PathLike, defa
             return default
         raise FileFormatError(f"{path} lacks the metadata field {key!r}")
     try:
-        return json.loads(metadata[key])
+        return loads_json(metadata[key])
     except json.JSONDecodeError:
         raise FileFormatError(f"{path}: metadata field {key!r} is not valid JSON") from None
 

@@ -266,7 +266,10 @@ def summarise(path: Path) -> dict:
         },
         "per_tensor": {name: {"changed": c, "entries": n, "density": c / n} for name, (c, n) in per_tensor.items()},
         "head": {name: list(tensor.shape) for name, tensor in delta.head.items()},
-        "table": layer_table({name: (float(c), n) for name, (c, n) in per_tensor.items()}, "changed fraction"),
+        # None when no pretrained entry is touched (a LoRA or adapter delta: its own tensors travel as the head)
+        "table": layer_table({name: (float(c), n) for name, (c, n) in per_tensor.items()}, "changed fraction")
+        if per_tensor
+        else None,
     }
 
 

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..io import atomic_path
+from ..io import atomic_path, loads_json
 from ..schema import read_log
 
 KIND = "log"
@@ -28,10 +28,12 @@ class LogWriter:
 
     def __init__(self, path: Path, keep_until: int | None):
         if keep_until is not None and path.is_file():  # drop steps the checkpoint does not cover
-            lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-            kept = [line for line in lines if _step_of(line) <= keep_until]
+            # Checked as `inspect` reads it: a line torn by the kill that stopped the run is
+            # dropped (kept, it would sit mid-file once new steps follow), anything else
+            # unreadable is an error naming its line (not UnicodeDecodeError, not kept as step 0).
+            kept = [record for record in read_log(path) if record["step"] <= keep_until]
             with atomic_path(path) as tmp:
-                tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+                tmp.write_text("".join(json.dumps(record) + "\n" for record in kept), encoding="utf-8")
         self.handle = path.open("a", encoding="utf-8")
 
     def write(self, **record: Any) -> None:
@@ -40,13 +42,6 @@ class LogWriter:
 
     def close(self) -> None:
         self.handle.close()
-
-
-def _step_of(line: str) -> int:
-    try:
-        return int(json.loads(line).get("step", 0))
-    except (json.JSONDecodeError, ValueError, AttributeError):
-        return 0
 
 
 def recognise(path: Path) -> bool:
@@ -60,7 +55,7 @@ def _run_metadata(path: Path) -> dict:
     anything else beside a log is not its run's record and is left out)."""
     record_path = path.parent / "run.json"
     try:
-        record = json.loads(record_path.read_text(encoding="utf-8"))
+        record = loads_json(record_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     if not isinstance(record, dict):

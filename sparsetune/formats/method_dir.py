@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FileFormatError
-from ..io import atomic_path
+from ..io import atomic_path, loads_json
 from ..models import display_name, head_metadata
 from ..schema import METHOD_DESCRIPTION, validate
 from .common import json_format, save_tensors
@@ -72,7 +72,7 @@ def read_description(path: str | os.PathLike) -> dict[str, Any]:
 
 def _read(file: Path) -> dict[str, Any]:
     try:
-        description = json.loads(file.read_text(encoding="utf-8"))
+        description = loads_json(file.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
         raise FileFormatError(f"{file} is not readable JSON ({err})") from None
     if not isinstance(description, dict) or description.get("format") != FORMAT or "method" not in description:

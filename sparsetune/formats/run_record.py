@@ -19,7 +19,7 @@ from typing import Any
 
 from ..config import DEFAULT_SEED, OPTIMISATION
 from ..errors import FileFormatError, UsageError
-from ..io import atomic_path, write_json
+from ..io import atomic_path, loads_json, write_json
 from ..models import DEFAULT_MODEL_HUB_ID, DEFAULT_MODEL_NAME
 from ..schema import RUN_RECORD, validate
 from .common import json_format
@@ -64,7 +64,7 @@ class RunRecord:
                 f"{run_dir} is not a sparsetune run (no {RUN_FILE}); pass --task (and --base) for a plain model dir"
             )
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = loads_json(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise FileFormatError(f"{path} is not valid JSON ({err})") from None
         if not isinstance(data, dict) or data.pop("format", None) != FORMAT:

@@ -44,10 +44,10 @@ DEFAULT_REDUCTION = 16.0
 class AdapterOptions:
     adapter_config: str = option("houlsby", "houlsby (after attention and FFN) or pfeiffer (FFN)", "--adapter-config")
     adapter_size: int = option(
-        0, "bottleneck width (or give --reduction-factor)", "--adapter-size", shown=""
+        0, "bottleneck width (or give --reduction-factor)", "--adapter-size", shown="", least=1
     )  # 0: hidden / factor
     reduction_factor: float = option(  # 0: 16, the `adapters` library's default for both configs
-        0.0, "hidden size / bottleneck width", "--reduction-factor", shown=f"{DEFAULT_REDUCTION:g}"
+        0.0, "hidden size / bottleneck width", "--reduction-factor", shown=f"{DEFAULT_REDUCTION:g}", least=1.0
     )
 
 

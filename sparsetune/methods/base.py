@@ -50,8 +50,13 @@ class NoOptions:
     """A method without settings of its own."""
 
 
-def parse_options(options_type: type, given: Mapping[str, Any], method: str):
-    """Build `options_type` from KEY=VALUE strings (or values), with errors naming the key."""
+def parse_options(options_type: type, given: Mapping[str, Any], method: str, from_user: bool | None = None):
+    """Build `options_type` from KEY=VALUE strings (or values), with errors naming the key.
+
+    `from_user`: the values are what a user gave (the command line, a grid config), so a
+    setting's sentinel default (`option(least=...)`) is refused; by default, strings are
+    (train's -O and flags) and typed values are not (method.json records every option,
+    sentinels included)."""
     fields = {field.name: field for field in dataclasses.fields(options_type)}
     values = {}
     for key, raw in given.items():
@@ -62,6 +67,12 @@ def parse_options(options_type: type, given: Mapping[str, Any], method: str):
             raise UsageError(f"method {method!r} has no option {key!r} (its options: {known})")
         kind = type(fields[name].default) if fields[name].default is not dataclasses.MISSING else str
         values[name] = _convert(raw, kind, key)
+        least = fields[name].metadata.get("least")
+        user = isinstance(raw, str) if from_user is None else from_user
+        if user and least is not None and not values[name] >= least:  # a given 0 is not the "derive it" default
+            # A flag on the command line (a string); the key in a file (a grid config's options).
+            flag = (fields[name].metadata.get("flags") or (key,))[0] if isinstance(raw, str) else key
+            raise UsageError(f"{flag} must be at least {least:g}, got {values[name]}")
     return options_type(**values)
 
 

@@ -38,11 +38,15 @@ def get_method(name: str) -> type:
     return METHODS[name]
 
 
-def option(default: Any, help: str, *flags: str, shown: str | None = None) -> Any:
+def option(default: Any, help: str, *flags: str, shown: str | None = None, least: float | None = None) -> Any:
     """A method setting: a dataclass field with its `help` (a phrase, no final period) and
     the CLI `flags` that set it besides `-O name=value` (e.g. "--lora-r"). `--help` shows
-    "Default: <default>" unless `shown` says otherwise ("" for nothing)."""
-    return dataclasses.field(default=default, metadata={"help": help, "flags": tuple(flags), "shown": shown})
+    "Default: <default>" unless `shown` says otherwise ("" for nothing). `least`: the
+    smallest value a user may give, for a setting whose default is a sentinel below it
+    (0: "derive it"), which a given value must not be mistaken for."""
+    return dataclasses.field(
+        default=default, metadata={"help": help, "flags": tuple(flags), "shown": shown, "least": least}
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,6 +19,7 @@ The loop-facing half (`prepare`, `trainable`, ...) is the ordinary `TrainingMeth
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping
@@ -106,6 +107,8 @@ class StructuralMethod(TrainingMethod):
 
 def check_range(value: float, flag: str, low: float, high: float | None = None, high_open: bool = True) -> None:
     """A method option outside its range is a usage error that names the flag."""
+    if not math.isfinite(value):  # nan passes every comparison below
+        raise UsageError(f"{flag} must be a finite number, got {value}")
     above = high is not None and (value >= high if high_open else value > high)
     if value < low or above:
         bound = "" if high is None else (f" and below {high}" if high_open else f" and at most {high}")

@@ -20,7 +20,7 @@ import torch
 from ..config import ApplyConfig
 from ..errors import MismatchError, UsageError
 from ..formats.delta import Delta, tensor_digest
-from ..io import atomic_path, check_writable, refuse_to_overwrite, writing
+from ..io import atomic_path, check_replaceable, check_writable, refuse_to_overwrite, writing
 from ..models import _first_line, display_name, hub_kwargs, load_tokenizer, resolve_model
 from ..progress import ProgressCallback, no_progress
 from .diff import _auto_class, _from_pretrained, _new_names
@@ -140,8 +140,9 @@ def apply(config: ApplyConfig, progress: ProgressCallback = no_progress) -> Appl
     """Base + deltas -> a plain transformers model dir (config, tokenizer, model.safetensors)."""
     if not config.deltas:
         raise UsageError("give at least one DELTA file")
-    refuse_to_overwrite(config.output, config.force)
+    refuse_to_overwrite(config.output, config.force, what="-o")
     check_writable(config.output, "-o", folder=True)
+    check_replaceable(config.output, "-o")
     named = _as_deltas(list(config.deltas))
     if any(is_structural_delta(delta) for _, delta in named):  # rebuilt through the method registry
         task, max_length = apply_method(config, named, progress)

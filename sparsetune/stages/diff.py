@@ -100,8 +100,8 @@ def diff(config: DiffConfig, progress: ProgressCallback = no_progress) -> DiffRe
         raise UsageError(f"--values must be one of {', '.join(VALUE_DTYPES)}, got {config.values!r}")
     if config.top_p is not None:
         check_fraction(config.top_p, "--top-p")
-    if config.output:
-        refuse_to_overwrite(config.output, config.force)
+    if config.output is not None:  # None: the delta goes to stdout; "" names no file
+        refuse_to_overwrite(config.output, config.force, what="-o")
         check_writable(config.output, "-o")
     run = Path(config.run)
     if not run.is_dir():

@@ -39,7 +39,7 @@ def inspect_file(path: str | os.PathLike, plot: str | os.PathLike | None = None,
     """Summary dict of any sparsetune file; with `plot`, also write its plot (a PNG)."""
     kind = detect_kind(path)
     if plot is not None:
-        refuse_to_overwrite(plot, force)
+        refuse_to_overwrite(plot, force, what="--plot")
         check_writable(plot, "--plot")
     summary = {"file": str(path), "kind": kind, **FORMATS[kind].summarise(Path(path))}
     if plot is not None:
@@ -47,6 +47,8 @@ def inspect_file(path: str | os.PathLike, plot: str | os.PathLike | None = None,
             PLOTS[kind](summary, Path(plot))
         elif summary.get("table"):
             plot_heatmap(summary, Path(plot))
+        elif "table" in summary:  # a delta of a method's own tensors: no pretrained entry changed
+            raise UsageError(f"--plot: {path} changes no pretrained entry, so it has no per-layer table to draw")
         else:
             raise UsageError(
                 f"--plot: a {kind} has no per-layer table to draw; plot a mask, scores, delta or log.jsonl"

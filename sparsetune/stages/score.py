@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import DEFAULT_SCOPE, DEFAULT_SPARSITY, MaskConfig, ScoreConfig, check_scope
+from ..config import DEFAULT_SCOPE, DEFAULT_SPARSITY, MAX_SEED, MaskConfig, ScoreConfig, check_scope
 from ..data import global_batches, load_task_data, make_loader
 from ..errors import NumericalError, UsageError
 from ..formats.mask import Mask, check_fraction
@@ -110,15 +110,15 @@ def _check(config: ScoreConfig) -> None:
         raise UsageError(f"--batch-size must be at least 1, got {config.batch_size}")
     if config.max_length < 8:
         raise UsageError(f"--max-length must be at least 8 tokens, got {config.max_length}")
-    if config.seed < 0:
-        raise UsageError(f"--seed must be 0 or more, got {config.seed}")
+    if not 0 <= config.seed <= MAX_SEED:
+        raise UsageError(f"--seed must be in [0, {MAX_SEED}], got {config.seed}")
     if config.output and config.save_scores and Path(config.output).resolve() == Path(config.save_scores).resolve():
         raise UsageError("-o and --save-scores name the same file; give the scores another name")
     for path, flag in ((config.output, "-o"), (config.save_scores, "--save-scores")):
-        if path:
-            if Path(path).is_dir():
+        if path is not None:  # None: kept in memory; "" names no file
+            if str(path).strip() and Path(path).is_dir():
                 raise UsageError(f"{flag} {path} is a directory; give a file name such as mask.safetensors")
-            refuse_to_overwrite(path, config.force)
+            refuse_to_overwrite(path, config.force, what=flag)
             check_writable(path, flag)  # fail now, not after the data pass
 
 
@@ -253,8 +253,8 @@ def rethreshold(config: MaskConfig) -> Mask:
     check_fraction(config.p)
     if config.scope is not None:
         check_scope(config.scope)
-    if config.output:
-        refuse_to_overwrite(config.output, config.force)
+    if config.output is not None:  # None: kept in memory; "" names no file
+        refuse_to_overwrite(config.output, config.force, what="-o")
         check_writable(config.output, "-o")
     saved = Scores.load(config.scores)
     _check_scores(saved.tensors, str(config.scores))

@@ -7,6 +7,7 @@ new family is a few lines.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -63,6 +64,8 @@ class Task:
         if self.head == "regression":
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"expected a number, got {value!r}")
+            if not math.isfinite(value):  # JSON's NaN/Infinity: a NaN loss, or a silent NaN metric on eval
+                raise ValueError(f"expected a finite number, got {value!r}")
             return float(value)
         choices = self.labels or ()
         if isinstance(value, str) and value in choices:

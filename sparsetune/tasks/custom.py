@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FileFormatError
+from ..io import loads_json
 from ..schema import any_of, list_of, string, table, validate
 from .base import Task
 from .metrics import METRICS
@@ -56,7 +57,7 @@ def load_custom_task(path: str | Path) -> Task:
     """Build a `Task` from a JSON spec; every problem names the file and the key."""
     path = Path(path)
     try:
-        spec: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        spec: dict[str, Any] = loads_json(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as err:
         raise FileFormatError(f"cannot read task file {path}: {err}") from None
     except json.JSONDecodeError as err:

@@ -3,10 +3,15 @@ each was a traceback, a destroyed folder, or a silently wrong result."""
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 import shutil
+from pathlib import Path
 
 import pytest
+
+import sparsetune
 
 from .support import assert_unchanged, copy_run, ok, run, snapshot
 
@@ -145,3 +150,117 @@ def test_a_run_json_that_is_not_the_runs_is_not_shown_by_inspect(pipeline, tmp_p
     shutil.copy(pipeline.run / "log.jsonl", tmp_path / "log.jsonl")
     result = ok("inspect", tmp_path / "log.jsonl", "--json", quiet=False)
     assert json.loads(result.stdout)["metadata"] == {}
+
+
+def test_inspect_of_a_delta_that_changes_no_pretrained_entry(pipeline, tmp_path):
+    """A LoRA delta carries its own tensors as its head: its per-layer table was empty,
+    and the table view (max() of nothing) and --plot (nanmax of nothing) were tracebacks."""
+    result = ok("inspect", pipeline.lora_delta, quiet=False)
+    assert "changed" in result.stdout
+    before = snapshot(tmp_path)
+    run("inspect", pipeline.lora_delta, "--plot", tmp_path / "p.png", code=2, mentions=("no per-layer table",))
+    assert_unchanged(before, snapshot(tmp_path))
+
+
+def test_report_refuses_a_run_counted_twice(pipeline, tmp_path):
+    """Two lines of one run (two results files concatenated) were two seeds: a smaller std."""
+    results = tmp_path / "results.jsonl"
+    text = pipeline.results.read_text()
+    results.write_text(text + text.splitlines(keepends=True)[0])
+    before = snapshot(tmp_path)
+    run("report", results, "-o", tmp_path / "report", mentions=("2 times",))
+    assert_unchanged(before, snapshot(tmp_path))
+
+
+def test_report_text_has_no_unfilled_placeholder(pipeline, tmp_path):
+    """A line split in two lost its f: the claims read `two-sided p = {stability.p_value:.3g}`."""
+    ok("report", pipeline.results, "-o", tmp_path / "report")
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "two-sided p = " in text
+    assert not re.search(r"\{[a-z_][\w.\[\]]*(:[^}]*)?\}", text), text
+
+
+def test_no_fstring_lost_its_prefix():
+    """Every string concatenated to an f-string that holds `{name}` is itself an f-string
+    (ruff's line splits made four such halves plain strings: a report claim, a figure
+    title, a schema message)."""
+    pattern = re.compile(r"\{[A-Za-z_][\w.\[\]'\"(), ]*(![rsa])?(:[^{}]*)?\}")
+    lost = []
+    for path in Path(sparsetune.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.JoinedStr):
+                for part in node.values:
+                    if isinstance(part, ast.Constant) and isinstance(part.value, str) and pattern.search(part.value):
+                        lost.append(f"{path.name}:{node.lineno}: {part.value!r}")
+    assert not lost, lost
+
+
+def test_a_results_line_of_the_wrong_type_is_described(pipeline, tmp_path):
+    """The schema's message for an object of values printed `got {show(value)}`."""
+    lines = [json.loads(line) for line in pipeline.results.read_text().splitlines()]
+    lines[0]["dev"] = None
+    results = tmp_path / "results.jsonl"
+    results.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    line = run("report", results, "-o", tmp_path / "report", mentions=("dev must be", "got null"))
+    assert "{" not in line
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "nan"])
+def test_a_bad_progress_interval(value, pipeline, tmp_path):
+    """$SPARSETUNE_PROGRESS_SECONDS=abc was a ValueError traceback from the progress bar."""
+    before = snapshot(tmp_path)
+    run(
+        "eval",
+        pipeline.run,
+        "--data-dir",
+        pipeline.data,
+        quiet=False,
+        env={"SPARSETUNE_PROGRESS_SECONDS": value},
+        mentions=("SPARSETUNE_PROGRESS_SECONDS",),
+    )
+    assert_unchanged(before, snapshot(tmp_path))
+
+
+def test_grid_dry_run_on_a_small_model(pipeline, tmp_path):
+    """The dry run's timing pass drew token ids from 1000 up and 128 positions: a model
+    with a smaller vocabulary (or fewer positions) was a traceback."""
+    config = pipeline.grid_config(tmp_path)
+    result = ok("grid", config, "--dry-run", "-o", tmp_path / "results.jsonl", "--json", quiet=False)
+    assert [run["run_id"] for run in json.loads(result.stdout)["runs"]] == ["Full/cb/dense/seed1"]
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "results.jsonl").exists()
+
+
+DEEP = "[" * 100_000 + "]" * 100_000  # valid JSON, nested past the parser's recursion limit
+
+
+@pytest.mark.parametrize(
+    "kind", ["task json", "run.json", "state.json", "method.json", "log.jsonl", "results", "data row", "toml", "yaml"]
+)
+def test_json_nested_too_deeply(kind, pipeline, tmp_path):
+    """Every reader of a user's JSON (and the grid's TOML/YAML) raised RecursionError."""
+    if kind in ("run.json", "state.json"):
+        folder = copy_run(pipeline.run, tmp_path / "run")
+        (folder / ("run.json" if kind == "run.json" else "checkpoint/state.json")).write_text(DEEP)
+        args = ("eval", folder, "--data-dir", pipeline.data)
+        if kind == "state.json":
+            args = ("train", "-o", folder, "--resume", "--data-dir", pipeline.data)
+    elif kind == "method.json":
+        folder = copy_run(pipeline.lora, tmp_path / "run")
+        (folder / "method" / "method.json").write_text(DEEP)
+        args = ("eval", folder, "--data-dir", pipeline.data)
+    elif kind == "data row":
+        shutil.copytree(pipeline.data, tmp_path / "data")
+        (tmp_path / "data" / "cb" / "validation.jsonl").write_text(DEEP + "\n")
+        args = ("eval", pipeline.run, "--data-dir", tmp_path / "data")
+    else:
+        name = {"task json": "t.json", "log.jsonl": "log.jsonl", "results": "r.jsonl"}.get(kind, f"g.{kind}")
+        path = tmp_path / name
+        path.write_text(f"a = {DEEP}\n" if kind == "toml" else DEEP + "\n")
+        args = {
+            "task json": ("tasks", "--task", path),
+            "log.jsonl": ("inspect", path),
+            "results": ("report", path, "-o", tmp_path / "report"),
+        }.get(kind, ("grid", path, "--dry-run"))
+    before = snapshot(tmp_path, pipeline.root)
+    run(*args, mentions=("nested too deeply",))
+    assert_unchanged(before, snapshot(tmp_path, pipeline.root))

@@ -96,6 +96,8 @@ def test_train_file_too_small_for_a_dev_part(rows, pipeline, tmp_path):
         ("wsc", {"span1_index": "zero"}, "span1_index must be a word index"),
         ("wsc", {"span2_index": 1.5}, "span2_index must be a word index"),
         ("stsb", {"label": "high"}, "expected a number"),
+        ("stsb", {"label": float("nan")}, "finite"),  # JSON's NaN: a NaN loss, or a NaN metric on eval
+        ("stsb", {"label": float("-inf")}, "finite"),
         ("copa", {"question": "why"}, "question"),
     ],
 )

@@ -54,6 +54,10 @@ USAGE = {  # the command line itself is wrong: 2
     "missing required option": lambda p, t: ("train", "--mask", p.mask),
     "contradicting flags": lambda p, t: ("train", "-o", t / "x", "--resume", "--force"),
     "resume with another lr": lambda p, t: ("train", "--resume", "-o", p.run, "--lr", "0.5", "--data-dir", p.data),
+    # The line named a --model flag, which train does not have (MODEL is its argument).
+    "resume with another model": lambda p, t: ("train", t / "other", "--resume", "-o", p.run, "--data-dir", p.data),
+    "a seed beyond the generators": lambda p, t: ("score", "--task", "cb", "--seed", str(2**64), "-o", t / "m"),
+    "an empty output path": lambda p, t: ("mask", p.scores, "-o", ""),
     "a size of zero": lambda p, t: ("eval", p.run, "--batch-size", "0"),
     "cuda without cuda": lambda p, t: ("eval", p.run, "--device", "cuda:7"),
     "a mask and a method without one": lambda p, t: ("train", "--mask", p.mask, "--method", "full", "-o", t / "x"),
@@ -85,6 +89,15 @@ DATA = {  # what the command line points at is wrong or unusable: 1
     "an existing output": lambda p, t: ("diff", p.run, "-o", p.mask),
     "a mask of another kind": lambda p, t: ("mask", p.mask, "-p", "0.1", "-o", t / "m.safetensors"),
     "a missing data dir": lambda p, t: ("eval", p.run, "--data-dir", t / "nowhere"),
+    # `tasks` listed "-" for every count, exit 0, for a data dir that was not there.
+    "tasks with a missing data dir": lambda p, t: ("tasks", "--data-dir", t / "nowhere"),
+    "a results file that is a folder": lambda p, t: ("report", t, "-o", t / "report"),
+}
+MENTIONS = {  # what the one line must say, where it used to mislead
+    "resume with another model": ("MODEL",),
+    "a seed beyond the generators": ("--seed",),
+    "an empty output path": ("-o", "empty"),
+    "a results file that is a folder": ("is a folder",),
 }
 
 
@@ -96,12 +109,19 @@ def test_usage_errors_exit_2(case, pipeline, tmp_path):
 
         assert_one_error(invoke(*args), 2, mentions=("--nonsense",))
         return
-    run(*args, code=2)
+    run(*args, code=2, mentions=MENTIONS.get(case, ()))
 
 
 @pytest.mark.parametrize("case", sorted(DATA))
 def test_data_and_file_errors_exit_1(case, pipeline, tmp_path):
-    run(*DATA[case](pipeline, tmp_path), code=1)
+    run(*DATA[case](pipeline, tmp_path), code=1, mentions=MENTIONS.get(case, ()))
+
+
+def test_a_data_dir_that_is_a_file(pipeline, tmp_path):
+    """SPARSETUNE_DATA_DIR at a file: "does not exist" was wrong, and `tasks` said nothing."""
+    env = {"SPARSETUNE_DATA_DIR": str(pipeline.results)}
+    run("tasks", env=env, mentions=("is a file", "SPARSETUNE_DATA_DIR"))
+    run("eval", pipeline.run, env=env, mentions=("is a file",))
 
 
 def test_cannot_load_model_is_not_a_usage_error(pipeline, tmp_path):

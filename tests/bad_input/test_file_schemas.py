@@ -200,6 +200,8 @@ CHECKPOINT_CASES = [
     ("hyperparameters.lr", "x"),
     ("hyperparameters.method", DROP),
     ("hyperparameters.batch_size", 0),
+    ("mask_sha256", 5),
+    ("mask_sha256", "not a digest"),
 ]
 
 
@@ -427,6 +429,19 @@ GRID_CASES = {
     "pooler unknown": ("pooler", "zz"),
     "launcher a number": ("launcher", 5),
     "sparse without a score": ("methods.0.train", "sparse"),
+    # Found by the last hostile pass: each was accepted, then failed every run (or ran
+    # something else than the config says).
+    "seeds beyond the generators": ("seeds", [2**32]),
+    "method name a path": ("methods.0.name", "../escape"),  # RUNS/../escape/...: outside runs_dir
+    "method name dot-dot": ("methods.0.name", ".."),
+    "method name with a newline": ("methods.0.name", "a\nb"),  # and a report row in two lines
+    # Trained sparsely on the mask, labelled full:
+    "score with another train method": ("methods.0", {"name": "Full", "train": "full", "score": "sam", "p": [0.1]}),
+    # The line named --adapter-size, a flag of train, not of grid:
+    "option below its least": ("methods.0", {"name": "Full", "train": "adapter", "options": {"adapter_size": 0}}),
+    "p for a method without it": ("methods.0.p", [0.1]),
+    "device unknown": ("train.device", "tpu"),
+    "method device unknown": ("methods.0.flags", {"device": "tpu"}),
 }
 
 

@@ -13,7 +13,18 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from .support import assert_unchanged, copy_run, flip_bit, header_size, invoke, ok, read_safetensors, run, snapshot
+from .support import (
+    assert_unchanged,
+    copy_run,
+    flip_bit,
+    header_size,
+    invoke,
+    ok,
+    read_safetensors,
+    rewrite_safetensors,
+    run,
+    snapshot,
+)
 
 # A seeded sample of the header (JSON metadata, tensor table, padding) and of the data.
 HEADER_SAMPLES, DATA_SAMPLES = 128, 24
@@ -108,6 +119,26 @@ def test_a_checkpoint_from_before_checksums_still_resumes(pipeline, tmp_path):
         state.pop(key)
     state_path.write_text(json.dumps(state))
     ok("train", "--resume", "-o", folder, "--data-dir", pipeline.data)
+
+
+def test_resume_with_another_mask_of_the_same_counts(pipeline, tmp_path):
+    """OUT/mask.safetensors replaced by a valid mask selecting as many entries per tensor
+    (here: every index moved by one) loaded the checkpoint's values into other entries:
+    a silently different resumed model. The checkpoint records the mask's sha256."""
+    folder = copy_run(pipeline.run, tmp_path / "run")
+    tensors, metadata = read_safetensors(folder / "mask.safetensors")
+    shapes = json.loads(metadata["shapes"])
+    moved = {}
+    for name, index in tensors.items():
+        size = 1
+        for extent in shapes[name]:
+            size *= extent
+        moved[name] = torch.sort((index.long() + 1) % size).values.to(index.dtype)
+    rewrite_safetensors(folder / "mask.safetensors", folder / "mask.safetensors", tensors=moved)
+    ok("inspect", folder / "mask.safetensors")  # a valid mask in itself
+    before = snapshot(tmp_path, pipeline.root)
+    run("train", "--resume", "-o", folder, "--data-dir", pipeline.data, mentions=("mask.safetensors", "sha256"))
+    assert_unchanged(before, snapshot(tmp_path, pipeline.root))
 
 
 @pytest.fixture(scope="module")

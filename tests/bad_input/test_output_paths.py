@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -196,3 +198,70 @@ def test_grid_results_on_a_full_device(pipeline, tmp_path, monkeypatch):
         run("grid", config, "-o", "/dev/full", mentions=("/dev/full", "no space left on device"))
     assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
     assert (tmp_path / "runs" / "Full" / "cb" / "dense" / "seed1" / "run.json").is_file()
+
+
+@pytest.mark.parametrize("writer", ["score", "score --save-scores", "mask", "inspect --plot", "train"])
+def test_an_empty_output_path(writer, pipeline, tmp_path, monkeypatch):
+    """`-o ""` was taken for no output: score and mask said "wrote " and wrote nothing,
+    inspect said " already exists". An empty path is a usage error naming the flag."""
+    monkeypatch.chdir(tmp_path)
+    args = WRITERS[writer][0](pipeline, "")
+    before = snapshot(tmp_path, pipeline.root)
+    flag = {"score --save-scores": "--save-scores", "inspect --plot": "--plot"}.get(writer, "-o")
+    run(*args, code=2, mentions=("empty path", flag))
+    assert_unchanged(before, snapshot(tmp_path, pipeline.root))
+
+
+@pytest.mark.parametrize("spelling", [".", "..", "absolute"])
+@pytest.mark.parametrize("writer", ["train", "apply"])
+def test_force_never_replaces_the_current_folder(writer, spelling, pipeline, tmp_path, monkeypatch):
+    """`apply delta -o . --force` deleted everything in the current folder, then failed
+    (a folder cannot be renamed onto itself); `train -o . --force` emptied it."""
+    here = tmp_path / "project" / "work"
+    here.mkdir(parents=True)
+    (here / "precious.txt").write_text("keep me")
+    monkeypatch.chdir(here)
+    target = {".": Path("."), "..": Path(".."), "absolute": here}[spelling]
+    before = snapshot(tmp_path, pipeline.root)
+    run(*WRITERS[writer][0](pipeline, target), "--force", mentions=("current folder",))
+    assert_unchanged(before, snapshot(tmp_path, pipeline.root))
+
+
+@pytest.mark.parametrize("writer", ["train", "apply"])
+def test_a_folder_output_never_replaces_a_file(writer, pipeline, tmp_path):
+    """`train -o mask.safetensors --force` (a mask named as OUT by mistake) deleted the
+    file to put a run dir in its place."""
+    victim = tmp_path / "mask.safetensors"
+    victim.write_bytes(pipeline.mask.read_bytes())
+    before = snapshot(tmp_path, pipeline.root)
+    run(*WRITERS[writer][0](pipeline, victim), "--force", mentions=(str(victim), "is a file"))
+    assert_unchanged(before, snapshot(tmp_path, pipeline.root))
+
+
+def _shell(*args: str, stdout) -> subprocess.CompletedProcess:
+    """`python -m sparsetune ARGS` with stdout on `stdout` (None: closed, as by `>&-`)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = [sys.executable, "-m", "sparsetune", *map(str, args)]
+    if stdout is None:
+        return subprocess.run(command, env=env, stderr=subprocess.PIPE, text=True, preexec_fn=lambda: os.close(1))
+    with open(stdout, "wb") as handle:
+        return subprocess.run(command, env=env, stdout=handle, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("case", ["--version", "--help", "mask --help", "diff to stdout", "diff, stdout closed"])
+def test_stdout_that_cannot_be_written(case, pipeline, tmp_path):
+    """`--version`/`--help` > /dev/full were tracebacks (written while click parses), so
+    was `diff RUN >&-` (sys.stdout is None); `diff RUN > /dev/full` said only "no space"."""
+    args = {
+        "--version": ("--version",),
+        "--help": ("--help",),
+        "mask --help": ("mask", "--help"),
+    }.get(case, ("diff", pipeline.run, "-q"))
+    before = snapshot(tmp_path, pipeline.root)
+    done = _shell(*args, stdout=None if "closed" in case else "/dev/full")
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert len(lines) == 1 and lines[0].startswith("error:"), lines
+    if case.startswith("diff"):
+        assert "stdout" in lines[0], lines
+    assert_unchanged(before, snapshot(tmp_path, pipeline.root))

@@ -114,6 +114,27 @@ def test_resuming_a_finished_run_keeps_its_test_metrics(pipeline, tmp_path):
     assert "test (the official validation split)" in (folder / "README.md").read_text()
 
 
+def test_resume_drops_a_log_line_torn_by_the_kill(pipeline, tmp_path):
+    """A kill mid-write leaves half a line at the end of log.jsonl. Resume kept it (as
+    step 0) and wrote the new steps after it, so `inspect` then failed on that line."""
+    folder = copy_run(pipeline.run, tmp_path / "run")
+    whole = (folder / "log.jsonl").read_text()
+    (folder / "log.jsonl").write_text(whole + '{"step": 3, "lo')
+    ok("train", "--resume", "-o", folder, "--data-dir", pipeline.data)
+    assert (folder / "log.jsonl").read_text() == whole
+    ok("inspect", folder / "log.jsonl")
+
+
+def test_resume_with_a_log_that_is_not_utf8(pipeline, tmp_path):
+    """It was a UnicodeDecodeError traceback."""
+    folder = copy_run(pipeline.run, tmp_path / "run")
+    with open(folder / "log.jsonl", "ab") as log:
+        log.write(b'{"step": 1, "loss": "\xff"}\n')
+    before = snapshot(tmp_path, pipeline.root)
+    run("train", "--resume", "-o", folder, "--data-dir", pipeline.data, mentions=("log.jsonl:", "UTF-8"))
+    assert_unchanged(before, snapshot(tmp_path, pipeline.root))
+
+
 def _hold(folder: Path):
     """Hold `folder`'s lock the way a live training process does."""
     handle = open(folder / LOCK, "a+")

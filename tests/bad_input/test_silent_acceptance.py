@@ -27,6 +27,7 @@ TRAIN = ("--max-steps", "1", "--batch-size", "8", "--max-length", "24")
         ("--warmup-ratio", "1"),
         ("--warmup-ratio", "nan"),
         ("--seed", "-1"),
+        ("--seed", "4294967296"),  # beyond numpy's seeds (2**64 and more: torch's overflow was a traceback)
         ("--max-steps", "0"),
         ("--epochs", "0"),
     ],
@@ -46,6 +47,41 @@ def test_train_hyperparameters(flag, value, pipeline, tmp_path):
         value,
         code=2,
         mentions=(flag,),
+    )
+    assert_unchanged(before, snapshot(tmp_path, pipeline.root))
+
+
+@pytest.mark.parametrize(
+    "method, flag, value",
+    [
+        ("adapter", "--reduction-factor", "nan"),  # int(hidden // nan): a traceback
+        ("adapter", "--reduction-factor", "0"),  # 0 was the "use the default" sentinel: accepted
+        ("adapter", "--adapter-size", "0"),
+        ("adapter", "-O", "adapter_size=0"),
+        ("mixout", "--mixout-p", "nan"),  # torch's bernoulli_ refused it mid-step: a traceback
+        ("lora", "--lora-alpha", "inf"),
+        ("lora", "--lora-alpha", "nan"),  # trained to a NaN loss
+    ],
+)
+def test_method_options_out_of_range(method, flag, value, pipeline, tmp_path):
+    before = snapshot(tmp_path, pipeline.root)
+    flag_name = "--adapter-size" if flag == "-O" else flag
+    run(
+        "train",
+        pipeline.model,
+        "--task",
+        "cb",
+        "--method",
+        method,
+        "-o",
+        tmp_path / "out",
+        "--data-dir",
+        pipeline.data,
+        *TRAIN,
+        flag,
+        value,
+        code=2,
+        mentions=(flag_name,),
     )
     assert_unchanged(before, snapshot(tmp_path, pipeline.root))
 

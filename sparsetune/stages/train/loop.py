@@ -213,7 +213,13 @@ def _train(config: TrainConfig, setup: RunSetup, rt, progress: ProgressCallback,
                 optimizer=optimizer.state_dict(),
                 scheduler=scheduler.state_dict(),
                 best=best,
-                info={"epoch": step / steps_per_epoch, "best": best_info, "hyperparameters": hyper},
+                info={
+                    "epoch": step / steps_per_epoch,
+                    "best": best_info,
+                    "hyperparameters": hyper,
+                    # The mask its sparse tensors index: a resume checks OUT's copy against it.
+                    **({"mask_sha256": setup.mask_sha256} if setup.mask_sha256 else {}),
+                },
                 rng=torch.get_rng_state(),
             )
             save_checkpoint(out, state, names)

@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...config import DEFAULT_DEV_FRACTION, DEFAULT_SEED, MASK_FILE, MASK_METHOD, OPTIMISATION, TrainConfig
+from ...config import DEFAULT_DEV_FRACTION, DEFAULT_SEED, MASK_FILE, MASK_METHOD, MAX_SEED, OPTIMISATION, TrainConfig
 from ...data import TaskData, load_task_data
 from ...defaults import defaults_for
-from ...errors import FileFormatError, OutputError, OutputExistsError, SparsetuneError, UsageError
+from ...errors import FileFormatError, MismatchError, OutputError, OutputExistsError, SparsetuneError, UsageError
 from ...formats.checkpoint import has_checkpoint, load_checkpoint
 from ...formats.mask import Mask
 from ...formats.run_record import is_run_dir
-from ...io import check_writable, is_special
+from ...io import check_named, check_replaceable, check_writable, is_special
 from ...methods import get_method
 from ...methods.base import TrainingMethod
 from ...models import (
@@ -137,10 +137,9 @@ def _check_resume(config: TrainConfig, stored: dict[str, Any]) -> dict[str, Any]
         elif key == "method_options":
             value = dict(value)
         if value != (stored_value if key == "task" else stored.get(key)):
-            raise UsageError(
-                f"--{key.replace('_', '-')} {value} differs from the interrupted run's {stored.get(key)}; "
-                "drop it to resume"
-            )
+            # How the command line names it: MODEL is an argument; options come from -O/--method-option.
+            named = {"model": "MODEL", "method_options": "--method-option"}.get(key, f"--{key.replace('_', '-')}")
+            raise UsageError(f"{named} {value} differs from the interrupted run's {stored.get(key)}; drop it to resume")
     return stored
 
 
@@ -168,13 +167,14 @@ def _resolve(requested: dict[str, Any], scorer: str | None = None) -> dict[str, 
         raise UsageError(f"--weight-decay must be 0 or a positive number, got {hyper['weight_decay']}")
     if not 0 < hyper["max_grad_norm"] < math.inf:
         raise UsageError(f"max_grad_norm must be a positive number, got {hyper['max_grad_norm']}")
-    if hyper["seed"] < 0:
-        raise UsageError(f"--seed must be 0 or more, got {hyper['seed']}")
+    if not 0 <= hyper["seed"] <= MAX_SEED:
+        raise UsageError(f"--seed must be in [0, {MAX_SEED}], got {hyper['seed']}")
     return hyper
 
 
 def prepare_run(config: TrainConfig) -> RunSetup:
     """Check inputs and load everything; write nothing (see `claim_output`)."""
+    check_named(config.output, "-o")
     out = Path(config.output)
     if config.resume and config.force:
         raise UsageError("--resume and --force contradict each other: --resume continues OUT, --force replaces it")
@@ -182,6 +182,8 @@ def prepare_run(config: TrainConfig) -> RunSetup:
         check_precision(config.precision)
     if is_special(out):
         raise OutputError(f"-o {out} is a device or a pipe, not a folder for a run")
+    if out.is_file():  # --force replaces a run dir, never a file in its place (a mask named by mistake)
+        raise OutputError(f"-o {out} is a file, not a folder for a run; give a folder name")
     check_free(out)  # a live process trains OUT: neither resume, replace nor take it over
     if config.resume:
         if not has_checkpoint(out):
@@ -191,7 +193,8 @@ def prepare_run(config: TrainConfig) -> RunSetup:
                     "run the same command without --resume to start it over"
                 )
             raise UsageError(f"--resume: no checkpoint in {out}/checkpoint; start without --resume")
-        stored = load_checkpoint(out).info["hyperparameters"]
+        checkpoint_info = load_checkpoint(out).info
+        stored = checkpoint_info["hyperparameters"]
     else:
         if out.exists() and not config.force and not abandoned(out):
             if out.is_dir() and not has_checkpoint(out) and not is_run_dir(out):
@@ -202,12 +205,22 @@ def prepare_run(config: TrainConfig) -> RunSetup:
                 f"{out} already exists; pass --force to replace it, or --resume to continue its run"
             )
     check_writable(out, "-o", folder=True)  # a read-only folder fails now, before anything loads
+    if not config.resume:
+        check_replaceable(out, "-o")  # `-o . --force` would empty the folder the command runs in
     mask_path = Path(config.mask) if config.mask else None
     if config.resume and mask_path is None and get_method(stored["method"]).needs_mask:
         mask_path = out / MASK_FILE  # the copy written when the run started
     mask = Mask.load(mask_path) if mask_path else None
     if config.resume and config.mask and _sha256(Path(config.mask)) != _sha256(out / MASK_FILE):
         raise UsageError(f"--mask {config.mask} is not the mask {out} was trained with; drop --mask to resume")
+    recorded_mask = checkpoint_info.get("mask_sha256") if config.resume else None
+    if recorded_mask is not None and (mask_path is None or _sha256(mask_path) != recorded_mask):
+        # A valid mask of the same counts per tensor would load the checkpoint's values
+        # into other entries: a silently different model (checkpoints from before: unchecked).
+        raise MismatchError(
+            f"{out / MASK_FILE} is not the mask the checkpoint in {out} was trained with (its sha256 differs); "
+            "put the run's mask back, or start over with --force"
+        )
     scorer = mask.metadata.get("method") if mask is not None else None  # the scoring method that made the mask
     hyper = _check_resume(config, stored) if config.resume else _resolve(_requested(config, mask), scorer)
     method_cls = get_method(hyper["method"])
