@@ -110,7 +110,7 @@ def check_writable(path: str | os.PathLike, what: str = "", folder: bool = False
     label = f"{what} {target}".strip()
     if is_special(target):
         return
-    if not folder and target.is_dir():
+    if not folder and (target.is_dir() or str(path).endswith(("/", os.sep))):  # `-o out/` names a folder
         raise OutputError(f"cannot write {label}: it is a folder; give a file name")
     if folder and target.is_file():  # --force replaces a folder output, never a file in its place
         raise OutputError(f"cannot write {label}: it is a file, not a folder; give a folder name")

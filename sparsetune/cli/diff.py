@@ -17,7 +17,7 @@ from ..config import DiffConfig
 from ..errors import OutputError, UsageError
 from ..io import os_error_reason
 from .app import console
-from .options import ForceOption, OptionalPath, OptionalPooler, OptionalStr, QuietOption, TaskOption
+from .options import ForceOption, OptionalPooler, OptionalStr, QuietOption, TaskOption
 from .render import print_json, progress_bar
 
 # formats.delta.VALUE_DTYPES' names, written out so that --help imports no torch (a test keeps them equal).
@@ -38,7 +38,7 @@ def diff_command(
         "--base",
         help="The pretrained model the fine-tune started from. Default: the run's, else the embedded MiniLM.",
     ),
-    output: OptionalPath = typer.Option(
+    output: OptionalStr = typer.Option(  # a str: `-o out/` keeps the slash that says it is a folder
         None, "--output", "-o", help="Delta file to write. Default: stdout, when it is not a terminal."
     ),
     values: ValueDtype = typer.Option(
@@ -80,7 +80,7 @@ def diff_command(
     config = DiffConfig(
         run=str(run),
         base=base,
-        output=str(output) if output else None,
+        output=output,
         values=values.value,
         top_p=top_p,
         task=task,

@@ -200,7 +200,7 @@ def test_grid_results_on_a_full_device(pipeline, tmp_path, monkeypatch):
     assert (tmp_path / "runs" / "Full" / "cb" / "dense" / "seed1" / "run.json").is_file()
 
 
-@pytest.mark.parametrize("writer", ["score", "score --save-scores", "mask", "inspect --plot", "train"])
+@pytest.mark.parametrize("writer", ["score", "score --save-scores", "mask", "inspect --plot", "train", "diff"])
 def test_an_empty_output_path(writer, pipeline, tmp_path, monkeypatch):
     """`-o ""` was taken for no output: score and mask said "wrote " and wrote nothing,
     inspect said " already exists". An empty path is a usage error naming the flag."""
@@ -264,4 +264,14 @@ def test_stdout_that_cannot_be_written(case, pipeline, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error:"), lines
     if case.startswith("diff"):
         assert "stdout" in lines[0], lines
+    assert_unchanged(before, snapshot(tmp_path, pipeline.root))
+
+
+@pytest.mark.parametrize("writer", sorted(name for name, (_, folder) in WRITERS.items() if not folder))
+def test_a_file_output_spelled_as_a_folder(writer, pipeline, tmp_path):
+    """`-o out/` wrote a file named `out`: a trailing slash names a folder, which a file
+    output cannot be."""
+    args = WRITERS[writer][0](pipeline, f"{tmp_path / 'out'}/")
+    before = snapshot(tmp_path, pipeline.root)
+    run(*args, code=1, mentions=("is a folder",))
     assert_unchanged(before, snapshot(tmp_path, pipeline.root))
