@@ -137,6 +137,9 @@ def write_report(
     together: a failure (a full disk) leaves the previous report, or no new file."""
     if p is not None:
         check_fraction(p, "-p")
+    from ..data import resolve_data_dir
+
+    resolve_data_dir(data_dir)  # named (flag or environment) but not a folder: an error, not a silent lack of floors
     output = Path(output_dir)
     for name in REPORT_FILES:
         refuse_to_overwrite(output / name, force)

@@ -92,6 +92,8 @@ DATA = {  # what the command line points at is wrong or unusable: 1
     # `tasks` listed "-" for every count, exit 0, for a data dir that was not there.
     "tasks with a missing data dir": lambda p, t: ("tasks", "--data-dir", t / "nowhere"),
     "a results file that is a folder": lambda p, t: ("report", t, "-o", t / "report"),
+    # The data dir only adds the floor row: a missing one was ignored without a word.
+    "report with a missing data dir": lambda p, t: ("report", p.results, "--data-dir", t / "nowhere", "-o", t / "r"),
 }
 MENTIONS = {  # what the one line must say, where it used to mislead
     "resume with another model": ("MODEL",),

@@ -185,6 +185,7 @@ def test_table_one_shows_each_tasks_floor_as_its_last_row(tmp_path, tiny_data_di
         f"| majority class (floor) | {floors['rte']:.1f} | {floors['cb']:.1f} | "
         f"{statistics.fmean(floors.values()):.1f} |"
     ]
+    (tmp_path / "no-data").mkdir()  # a data dir without these tasks: no floor row (a missing one is an error)
     without = write_report(path, tmp_path / "bare", p=0.005, data_dir=tmp_path / "no-data")
     assert "majority class" not in without.markdown
 
