@@ -11,8 +11,9 @@ the learning-rate sweep:
   (experiments/lr_sweep.toml, results/lr_sweep/report.md) chose 1e-3 for `lora` and
   `adapter` (mean best dev 67.2 and 69.7 against 47.0 at 1e-4) and 1e-4 for `full`,
   `mixout`, `diffpruning`, `childpruning` and for `sparse` with a SAM mask, the tasks'
-  lr; a method whose lr differs declares it (`TrainingMethod.default_lr`). (Random, BitFit and magnitude masks preferred
-  1e-3, but `sparse` cannot tell masks apart: pass `--lr 1e-3` with them, as
+  lr; a method whose lr differs declares it (`TrainingMethod.default_lr`), and so may the
+  scoring method that made a sparse run's mask (`Scorer.default_lr`; none does yet).
+  (Random, BitFit and magnitude masks preferred 1e-3: pass `--lr 1e-3` with them, as
   experiments/paper.toml does.)
 - cb: exactly the swept setting (4 epochs, max length 128; dev peaked at epoch 2 for
   every lr, and the best state is restored).
