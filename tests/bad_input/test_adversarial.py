@@ -122,24 +122,11 @@ def test_grid_problems_found_before_any_run(problem, pipeline, tmp_path):
         config.write_text(config.read_text().replace(str(pipeline.data), str(tmp_path / "no-data")))
         run("grid", config, "-o", tmp_path / "results.jsonl", mentions=("no-data",))
     else:
-        run(
-            "grid",
-            config,
-            "-o",
-            tmp_path / "results.jsonl",
-            "--launcher",
-            "no-such-launcher -n 2",
-            mentions=("no-such-launcher",),
-        )
-        run(
-            "grid",
-            config,
-            "-o",
-            tmp_path / "results.jsonl",
-            "--launcher",
-            "torchrun 'unbalanced",
-            mentions=("not a command line",),
-        )
+        for launcher, says in [
+            ("no-such-launcher -n 2", "no-such-launcher"),
+            ("torchrun 'unbalanced", "not a command line"),
+        ]:
+            run("grid", config, "-o", tmp_path / "results.jsonl", "--launcher", launcher, mentions=(says,))
     assert not (tmp_path / "runs").exists() and not (tmp_path / "results.jsonl").exists()
 
 
