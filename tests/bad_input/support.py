@@ -39,6 +39,10 @@ runner = CliRunner()
 FLAG = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)")
 
 
+# One short training step on the tiny model: what a case needs when training is not what it tests.
+ONE_STEP = ("--max-steps", "1", "--batch-size", "8", "--max-length", "24")
+
+
 def command_options(name: str) -> set[str]:
     """Every long option of a command (and the app's own)."""
     import typer.main

@@ -13,7 +13,7 @@ import pytest
 
 import sparsetune
 
-from .support import assert_unchanged, copy_run, ok, run, snapshot
+from .support import ONE_STEP, assert_unchanged, copy_run, ok, run, snapshot
 
 
 @pytest.mark.parametrize("command", ["mask", "diff", "inspect"])
@@ -97,12 +97,7 @@ def test_retraining_over_the_folder_that_holds_the_mask(pipeline, tmp_path):
         "--force",
         "--data-dir",
         pipeline.data,
-        "--max-steps",
-        "1",
-        "--batch-size",
-        "8",
-        "--max-length",
-        "24",
+        *ONE_STEP,
     )
     assert (folder / "mask.safetensors").read_bytes() == (pipeline.run / "mask.safetensors").read_bytes()
 

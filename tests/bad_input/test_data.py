@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from .support import assert_unchanged, run, snapshot
+from .support import ONE_STEP, assert_unchanged, run, snapshot
 
 
 def _data_copy(pipeline, tmp_path):
@@ -47,12 +47,7 @@ def _train(pipeline, data, tmp_path, *extra):
         "cb",
         "-o",
         tmp_path / "out",
-        "--max-steps",
-        "1",
-        "--batch-size",
-        "8",
-        "--max-length",
-        "24",
+        *ONE_STEP,
         "--data-dir",
         data,
         *extra,

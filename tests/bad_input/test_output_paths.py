@@ -12,7 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from .support import assert_unchanged, copy_run, devices_untouchable, full_disk, invoke, read_only, run, snapshot
+from .support import (
+    ONE_STEP,
+    assert_unchanged,
+    copy_run,
+    devices_untouchable,
+    full_disk,
+    invoke,
+    read_only,
+    run,
+    snapshot,
+)
 
 DATA = lambda p: ("--data-dir", p.data)  # noqa: E731
 
@@ -69,12 +79,7 @@ WRITERS = {
             p.mask,
             "-o",
             target,
-            "--max-steps",
-            "1",
-            "--batch-size",
-            "8",
-            "--max-length",
-            "24",
+            *ONE_STEP,
             *DATA(p),
         ),
         True,

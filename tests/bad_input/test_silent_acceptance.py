@@ -8,9 +8,7 @@ import json
 import pytest
 import torch
 
-from .support import assert_unchanged, copy_run, ok, read_safetensors, rewrite_safetensors, run, snapshot
-
-TRAIN = ("--max-steps", "1", "--batch-size", "8", "--max-length", "24")
+from .support import ONE_STEP, assert_unchanged, copy_run, ok, read_safetensors, rewrite_safetensors, run, snapshot
 
 
 @pytest.mark.parametrize(
@@ -42,7 +40,7 @@ def test_train_hyperparameters(flag, value, pipeline, tmp_path):
         tmp_path / "out",
         "--data-dir",
         pipeline.data,
-        *TRAIN,
+        *ONE_STEP,
         flag,
         value,
         code=2,
@@ -77,7 +75,7 @@ def test_method_options_out_of_range(method, flag, value, pipeline, tmp_path):
         tmp_path / "out",
         "--data-dir",
         pipeline.data,
-        *TRAIN,
+        *ONE_STEP,
         flag,
         value,
         code=2,
@@ -222,7 +220,7 @@ def test_train_does_not_overwrite_a_run(pipeline, tmp_path):
         folder,
         "--data-dir",
         pipeline.data,
-        *TRAIN,
+        *ONE_STEP,
         mentions=("--force", "--resume"),
     )
     assert_unchanged(before, snapshot(tmp_path))
@@ -238,7 +236,7 @@ def test_mask_for_a_task_that_no_longer_resolves(pipeline, tmp_path):
         tmp_path / "out",
         "--data-dir",
         pipeline.data,
-        *TRAIN,
+        *ONE_STEP,
         mentions=("--task", str(bad)),
     )
     assert not (tmp_path / "out").exists()
