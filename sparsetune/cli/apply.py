@@ -6,14 +6,13 @@ sparsetune apply delta.safetensors -o applied/ && sparsetune eval applied/ --tas
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import List
 
 import typer
 
 from ..config import ApplyConfig
 from .app import console
-from .options import JsonOption, OptionalStr, QuietOption
+from .options import JsonOption, OptionalStr, QuietOption, named_path
 from .render import print_json, progress_bar
 
 EPILOG = (
@@ -23,8 +22,8 @@ EPILOG = (
 
 
 def apply_command(
-    deltas: List[Path] = typer.Argument(..., help="One or more delta files (sparsetune diff); several compose."),
-    output: Path = typer.Option(
+    deltas: List[str] = typer.Argument(..., help="One or more delta files (sparsetune diff); several compose."),
+    output: str = typer.Option(
         ..., "--output", "-o", help="Model dir to write (config, tokenizer, model.safetensors)."
     ),
     base: OptionalStr = typer.Option(None, "--base", help="The pretrained model. Default: the one the deltas name."),
@@ -46,7 +45,11 @@ def apply_command(
     from ..stages.apply import apply
 
     config = ApplyConfig(
-        deltas=tuple(str(path) for path in deltas), output=str(output), base=base, force=force, merge=merge
+        deltas=tuple(str(named_path(path, "DELTA")) for path in deltas),
+        output=str(named_path(output, "-o")),
+        base=base,
+        force=force,
+        merge=merge,
     )
     with progress_bar(quiet or as_json) as progress:
         result = apply(config, progress)

@@ -232,11 +232,13 @@ EPILOG = "Example: sparsetune completions bash > ~/.local/share/bash-completion/
 
 def completions_command(
     shell: Optional[Shell] = typer.Argument(None, help="The shell to complete in.", show_default=False),
-    write: Optional[Path] = typer.Option(None, "--write", help="Write all three scripts into this folder instead."),
+    write: Optional[str] = typer.Option(None, "--write", help="Write all three scripts into this folder instead."),
 ) -> None:
     """Print a static completion script for bash, zsh or fish."""
     if write is not None:
-        for path in write_all(write):
+        from .options import named_path
+
+        for path in write_all(named_path(write, "--write")):
             console.print(f"wrote {path}")
     elif shell is None:
         raise UsageError("name a shell (bash, zsh or fish), or pass --write DIR")

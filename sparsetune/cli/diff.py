@@ -8,7 +8,6 @@ from __future__ import annotations
 import errno
 import sys
 from enum import Enum
-from pathlib import Path
 from typing import Optional
 
 import typer
@@ -17,7 +16,7 @@ from ..config import DiffConfig
 from ..errors import OutputError, UsageError
 from ..io import os_error_reason
 from .app import console
-from .options import ForceOption, OptionalPooler, OptionalStr, QuietOption, TaskOption
+from .options import ForceOption, OptionalPooler, OptionalStr, QuietOption, TaskOption, named_path
 from .render import print_json, progress_bar
 
 # formats.delta.VALUE_DTYPES' names, written out so that --help imports no torch (a test keeps them equal).
@@ -32,7 +31,7 @@ EPILOG = (
 
 
 def diff_command(
-    run: Path = typer.Argument(..., help="A run dir (sparsetune train -o) or any fine-tuned model dir."),
+    run: str = typer.Argument(..., help="A run dir (sparsetune train -o) or any fine-tuned model dir."),
     base: OptionalStr = typer.Option(
         None,
         "--base",
@@ -78,7 +77,7 @@ def diff_command(
             "sparsetune diff RUN > delta.safetensors"
         )
     config = DiffConfig(
-        run=str(run),
+        run=str(named_path(run, "RUN")),
         base=base,
         output=output,
         values=values.value,

@@ -6,14 +6,12 @@ sparsetune grid experiments/example.toml -o results/example/results.jsonl
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 from rich.table import Table
 
 from ..errors import TrainingError, TrainingInterrupted
 from .app import console, out
-from .options import DataDirOption, JsonOption, OptionalStr, QuietOption
+from .options import DataDirOption, JsonOption, OptionalStr, QuietOption, named_path
 from .render import print_json, progress_bar, say
 
 
@@ -29,11 +27,11 @@ EPILOG = (
 
 
 def grid_command(
-    config: Path = typer.Argument(
+    config: str = typer.Argument(
         ..., help="Grid config (TOML, or YAML as .yaml/.yml): model, tasks, seeds, methods with their flags."
     ),
-    output: Path = typer.Option(
-        Path("results.jsonl"), "--output", "-o", help="Results file (JSONL); appended, so reruns resume."
+    output: str = typer.Option(
+        "results.jsonl", "--output", "-o", help="Results file (JSONL); appended, so reruns resume."
     ),
     jobs: int = typer.Option(
         1, "--jobs", "-j", min=1, help="Runs at once (each in its own process, cores split between them)."
@@ -59,6 +57,7 @@ def grid_command(
     from ..experiments.results import finished_ids
     from ..experiments.runner import check_launcher, run_grid
 
+    config, output = named_path(config, "CONFIG"), named_path(output, "-o")
     grid = load_grid(config)
     specs = plan(grid, data_dir)
     done = finished_ids(output)

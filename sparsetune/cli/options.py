@@ -110,6 +110,17 @@ RevisionOption = typer.Option(
 )
 
 OptionalPath = Optional[Path]
+
+
+def named_path(value: str, flag: str) -> Path:
+    """A path option or argument as given: typed `str`, because click turns `""` into
+    `Path(".")`, the current folder, and `report -o ""` would write into it."""
+    from ..io import check_named
+
+    check_named(value, flag)
+    return Path(value)
+
+
 OptionalPooler = Optional[PoolerPolicy]
 OptionalStr = Optional[str]
 SplitOption = typer.Option(

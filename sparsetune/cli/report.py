@@ -5,22 +5,21 @@ sparsetune report results/example/results.jsonl -o results/example/
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 import typer
 
 from ..config import DEFAULT_SPARSITY
 from .app import console, out
-from .options import DataDirOption, ForceOption, JsonOption, OptionalStr, QuietOption
+from .options import DataDirOption, ForceOption, JsonOption, OptionalStr, QuietOption, named_path
 from .render import print_json
 
 EPILOG = "Example: sparsetune report results/example/results.jsonl -o results/example/"
 
 
 def report_command(
-    results: Path = typer.Argument(..., help="Results file written by `sparsetune grid`."),
-    output: Path = typer.Option(Path("report"), "--output", "-o", help="Folder for report.md and the figure PNGs."),
+    results: str = typer.Argument(..., help="Results file written by `sparsetune grid`."),
+    output: str = typer.Option("report", "--output", "-o", help="Folder for report.md and the figure PNGs."),
     p: Optional[float] = typer.Option(DEFAULT_SPARSITY, "-p", help="The p of the sparse methods shown in Table 1."),
     sweep_method: str = typer.Option("SAM", "--sweep-method", help="Method label whose p sweep is Figure 3."),
     data_dir: OptionalStr = DataDirOption,
@@ -35,7 +34,9 @@ def report_command(
     """
     from ..experiments.publish import write_report
 
-    report = write_report(results, output, p, sweep_method, data_dir, force=force)
+    report = write_report(
+        named_path(results, "RESULTS"), named_path(output, "-o"), p, sweep_method, data_dir, force=force
+    )
     if as_json:
         chosen = {item.method: item.setting for item in report.choices if item.chosen}
         print_json(

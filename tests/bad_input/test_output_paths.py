@@ -205,15 +205,40 @@ def test_grid_results_on_a_full_device(pipeline, tmp_path, monkeypatch):
     assert (tmp_path / "runs" / "Full" / "cb" / "dense" / "seed1" / "run.json").is_file()
 
 
-@pytest.mark.parametrize("writer", ["score", "score --save-scores", "mask", "inspect --plot", "train", "diff"])
+@pytest.mark.parametrize("writer", sorted(WRITERS))
 def test_an_empty_output_path(writer, pipeline, tmp_path, monkeypatch):
     """`-o ""` was taken for no output: score and mask said "wrote " and wrote nothing,
-    inspect said " already exists". An empty path is a usage error naming the flag."""
+    inspect said " already exists", and report (a `Path` option, which click turns from
+    `""` into `.`) wrote into the current folder. An empty path is a usage error naming
+    the flag."""
     monkeypatch.chdir(tmp_path)
     args = WRITERS[writer][0](pipeline, "")
     before = snapshot(tmp_path, pipeline.root)
     flag = {"score --save-scores": "--save-scores", "inspect --plot": "--plot"}.get(writer, "-o")
     run(*args, code=2, mentions=("empty path", flag))
+    assert_unchanged(before, snapshot(tmp_path, pipeline.root))
+
+
+@pytest.mark.parametrize(
+    "args, name",
+    [
+        (lambda p: ("report", "", "-o", p.scratch / "report"), "RESULTS"),
+        (lambda p: ("grid", "", "--dry-run"), "CONFIG"),
+        (lambda p: ("grid", p.grid_config(p.scratch), "-o", "", "--dry-run"), "-o"),
+        (lambda p: ("diff", "", "-o", p.scratch / "delta.safetensors"), "RUN"),
+        (lambda p: ("apply", "", "-o", p.scratch / "applied"), "DELTA"),
+        (lambda p: ("completions", "--write", ""), "--write"),
+    ],
+    ids=["report", "grid", "grid -o", "diff", "apply", "completions --write"],
+)
+def test_an_empty_path_argument(args, name, pipeline, tmp_path, monkeypatch):
+    """An empty path argument was read as `.`, the current folder ("cannot read grid
+    config .: Is a directory", ". is not a model dir"; completions wrote its scripts
+    there): it is a usage error naming it."""
+    monkeypatch.chdir(tmp_path)
+    command = args(pipeline)
+    before = snapshot(tmp_path, pipeline.root)
+    run(*command, code=2, mentions=("empty path", name))
     assert_unchanged(before, snapshot(tmp_path, pipeline.root))
 
 
