@@ -108,8 +108,8 @@ def _check(config: ScoreConfig) -> None:
         raise UsageError(f"--examples must be a positive number or 'all', got {config.examples}")
     if config.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {config.batch_size}")
-    if config.max_length < 8:
-        raise UsageError(f"--max-length must be at least 8 tokens, got {config.max_length}")
+    if config.max_length < 1:  # as train and eval: the tokenizer keeps the special tokens
+        raise UsageError(f"--max-length must be at least 1, got {config.max_length}")
     if not 0 <= config.seed <= MAX_SEED:
         raise UsageError(f"--seed must be in [0, {MAX_SEED}], got {config.seed}")
     if config.output and config.save_scores and Path(config.output).resolve() == Path(config.save_scores).resolve():

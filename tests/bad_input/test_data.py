@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from .support import ONE_STEP, assert_unchanged, run, snapshot
+from .support import ONE_STEP, assert_unchanged, ok, run, snapshot
 
 
 def _data_copy(pipeline, tmp_path):
@@ -149,6 +149,19 @@ def test_zero_and_negative_sizes(command, flag, value, pipeline, tmp_path):
         args = ("eval", pipeline.run, "--data-dir", pipeline.data, flag, value)
     run(*args, code=2, mentions=(flag,))
     assert_unchanged(before, snapshot(tmp_path, pipeline.root))
+
+
+@pytest.mark.parametrize("command", ["score", "train", "eval"])
+def test_the_smallest_max_length_is_the_same_everywhere(command, pipeline, tmp_path):
+    """score refused `--max-length` below 8 where train and eval took 1: a length is
+    valid or not whatever the command (the tokenizer keeps the special tokens)."""
+    if command == "score":
+        args = _score(pipeline, pipeline.data, tmp_path, "--max-length", "1", "--examples", "8")
+    elif command == "train":
+        args = _train(pipeline, pipeline.data, tmp_path, "--max-length", "1")
+    else:
+        args = ("eval", pipeline.run, "--data-dir", pipeline.data, "--max-length", "1", "--split", "dev")
+    ok(*args)
 
 
 @pytest.mark.parametrize(
