@@ -428,6 +428,7 @@ CHECKPOINT_STATE = table(
         "best": _BEST,
         "hyperparameters": RESUMABLE_HYPERPARAMETERS,
         "mask_sha256": hexdigest(64),
+        "seconds": number(0),
         "tensors_sha256": hexdigest(64),
         "checksum": hexdigest(64),
     },

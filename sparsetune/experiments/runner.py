@@ -113,8 +113,13 @@ def run_one(spec: RunSpec, progress: ProgressCallback = no_progress) -> RunResul
                 ),
                 progress,
             )
+    scored = time.time()
     record = train(TrainConfig(**_train_kwargs(spec, mask)), progress)
+    evaluated = time.time()
     test = evaluate(EvalConfig(target=str(spec.run_dir), split="validation", data_dir=spec.data_dir), progress)
+    # Training time summed over the attempts of a resumed run (train keeps it in the
+    # checkpoint); scoring and the test evaluation as this attempt spent them.
+    seconds = (scored - started) + (record.seconds or evaluated - scored) + (time.time() - evaluated)
     return RunResult(
         run_id=spec.run_id,
         method=spec.method.name,
@@ -124,7 +129,7 @@ def run_one(spec: RunSpec, progress: ProgressCallback = no_progress) -> RunResul
         test=test["metrics"],
         dev=dict(record.best),
         trainable_parameters=dict(record.trainable_parameters),
-        seconds=round(time.time() - started, 2),
+        seconds=round(seconds, 2),
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         config_hash=spec.config_hash,
         run_dir=str(spec.run_dir),

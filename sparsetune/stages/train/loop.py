@@ -163,6 +163,7 @@ def _train(config: TrainConfig, setup: RunSetup, rt, progress: ProgressCallback,
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(hyper["warmup_ratio"] * total), total)
 
     step, best, best_info = 0, setup.method.state_dict(), {"score": -math.inf, "step": 0}
+    earlier = 0.0  # seconds spent training by the attempts before a --resume, up to their last checkpoint
     if config.resume:
         checkpoint = load_checkpoint(out)
         try:
@@ -176,6 +177,7 @@ def _train(config: TrainConfig, setup: RunSetup, rt, progress: ProgressCallback,
                 "another version: start over with --force"
             ) from None
         step, best, best_info = checkpoint.step, checkpoint.best, checkpoint.info["best"]
+        earlier = checkpoint.info.get("seconds", 0.0)  # absent in checkpoints written before it was kept
         if step > total:
             raise FileFormatError(
                 f"{out}/checkpoint is at step {step}, past the run's {total} steps; it was edited: "
@@ -217,6 +219,7 @@ def _train(config: TrainConfig, setup: RunSetup, rt, progress: ProgressCallback,
                     "epoch": step / steps_per_epoch,
                     "best": best_info,
                     "hyperparameters": hyper,
+                    "seconds": earlier + time.time() - started,
                     # The mask its sparse tensors index: a resume checks OUT's copy against it.
                     **({"mask_sha256": setup.mask_sha256} if setup.mask_sha256 else {}),
                 },
@@ -329,6 +332,6 @@ def _train(config: TrainConfig, setup: RunSetup, rt, progress: ProgressCallback,
         if tracking:
             rt.accelerator.end_training()
     setup.method.load_state_dict(best)
-    record = write_outputs(setup, best_info, steps=step, seconds=time.time() - started, write=main)
+    record = write_outputs(setup, best_info, steps=step, seconds=earlier + time.time() - started, write=main)
     rt.barrier()  # no process returns before OUT is complete
     return record

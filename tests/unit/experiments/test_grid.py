@@ -125,6 +125,7 @@ def test_killed_grid_resumes_and_skips_finished_runs(grid_config, tmp_path):
         run = json.loads((tmp_path / "runs" / result.run_id / "run.json").read_text())
         assert result.test == run["metrics"]["validation"]  # the line is the run's own numbers
         assert result.trainable_parameters == run["trainable_parameters"]
+        assert result.seconds >= run["seconds"]  # training (over every attempt) plus scoring and the test
 
     runner = CliRunner()
     report = runner.invoke(app, ["report", str(results), "-o", str(tmp_path / "report"), "-p", "0.01"])

@@ -52,6 +52,26 @@ def test_interrupt_then_resume_equals_an_uninterrupted_run(tmp_path, tiny_data_d
     assert steps == list(range(1, 9))  # every step logged exactly once
 
 
+def test_a_resumed_run_counts_the_seconds_of_every_attempt(tmp_path, tiny_data_dir, mask_path):
+    """run.json's `seconds` (and the grid's results line after it) was the last attempt's
+    wall time only: a run resumed across sessions looked as cheap as its last piece."""
+    import time
+
+    def slow_then_interrupt(stage, done, total, **info):
+        if stage == "train" and done == 2:
+            time.sleep(3)
+        if stage == "train" and done == 4:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "out"
+    with pytest.raises(TrainingInterrupted):
+        run(out, tiny_data_dir, progress=slow_then_interrupt, mask=str(mask_path))
+    before = load_checkpoint(out).info["seconds"]
+    assert before >= 3
+    record = run(out, tiny_data_dir, resume=True)
+    assert record.seconds >= before and RunRecord.load(out).seconds == record.seconds
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_is_deferred_to_the_step_end_and_checkpointed(tmp_path, tiny_data_dir, mask_path, reference, signum):
     """Ctrl-C, or SIGTERM, which launchers (torchrun, accelerate, schedulers) send their workers."""
