@@ -218,7 +218,6 @@ _SET_BY_GRID = {
 # Bounds of the values `score` takes, where they differ from the run hyperparameters'.
 _SCORE_BOUNDS = {
     "examples": schema.nullable(schema.integer(1)),
-    "max_length": schema.integer(8),
     "scope": schema.string(schema.SCOPES),
 }
 
@@ -334,7 +333,7 @@ def _check(raw: dict[str, Any], path: Path) -> None:
             options["p"] = first
         if options:
             try:
-                parse_options(get_method(name).Options, options, name, from_user=True)
+                parse_options(get_method(name).Options, options, name, from_user=True, in_file=True)
             except UsageError as err:
                 raise FileFormatError(f"{where}: {err}") from None
         flag_tables += [

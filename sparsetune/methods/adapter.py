@@ -50,6 +50,14 @@ class AdapterOptions:
         0.0, "hidden size / bottleneck width", "--reduction-factor", shown=f"{DEFAULT_REDUCTION:g}", least=1.0
     )
 
+    def check(self, name) -> None:
+        if self.adapter_config not in CONFIGS:
+            raise UsageError(
+                f"{name('adapter_config')} must be one of {', '.join(CONFIGS)}, got {self.adapter_config!r}"
+            )
+        if self.adapter_size and self.reduction_factor:
+            raise UsageError(f"give {name('adapter_size')} or {name('reduction_factor')}, not both")
+
 
 def _sublayers(model: nn.Module) -> list[tuple[str, nn.Module, bool]]:
     """(name, module, is_attention) for every BERT-style output block: dense -> dropout -> LN(+x)."""
@@ -62,8 +70,6 @@ def _sublayers(model: nn.Module) -> list[tuple[str, nn.Module, bool]]:
 
 
 def size_of(options: AdapterOptions, hidden: int) -> int:
-    if options.adapter_size and options.reduction_factor:
-        raise UsageError("give --adapter-size or --reduction-factor, not both")
     if options.adapter_size:
         check_range(options.adapter_size, "--adapter-size", 1)
         return int(options.adapter_size)
@@ -83,10 +89,6 @@ class AdapterMethod(StructuralMethod):
     def prepare(self, loaded: LoadedModel) -> nn.Module:
         from ..core.adapters import Bottleneck, after_dropout, inside_layernorm
 
-        if self.options.adapter_config not in CONFIGS:
-            raise UsageError(
-                f"--adapter-config must be one of {', '.join(CONFIGS)}, got {self.options.adapter_config!r}"
-            )
         attention, activation, train_norms = CONFIGS[self.options.adapter_config]
         blocks = _sublayers(loaded.model)
         if not blocks:

@@ -50,13 +50,18 @@ class NoOptions:
     """A method without settings of its own."""
 
 
-def parse_options(options_type: type, given: Mapping[str, Any], method: str, from_user: bool | None = None):
+def parse_options(
+    options_type: type, given: Mapping[str, Any], method: str, from_user: bool | None = None, in_file: bool = False
+):
     """Build `options_type` from KEY=VALUE strings (or values), with errors naming the key.
 
     `from_user`: the values are what a user gave (the command line, a grid config), so a
     setting's sentinel default (`option(least=...)`) is refused; by default, strings are
     (train's -O and flags) and typed values are not (method.json records every option,
-    sentinels included)."""
+    sentinels included). An options class may define `check(name)`: its ranges that need
+    no model, so that `train`, a grid config (before any run) and method.json refuse the
+    same values; `name(setting)` is the flag or key to name in the error. `in_file`: the
+    values come from a file (a grid config, method.json), whose keys an error names."""
     fields = {field.name: field for field in dataclasses.fields(options_type)}
     values = {}
     for key, raw in given.items():
@@ -71,9 +76,20 @@ def parse_options(options_type: type, given: Mapping[str, Any], method: str, fro
         user = isinstance(raw, str) if from_user is None else from_user
         if user and least is not None and not values[name] >= least:  # a given 0 is not the "derive it" default
             # A flag on the command line (a string); the key in a file (a grid config's options).
-            flag = (fields[name].metadata.get("flags") or (key,))[0] if isinstance(raw, str) else key
+            flag = (fields[name].metadata.get("flags") or (key,))[0] if isinstance(raw, str) and not in_file else key
             raise UsageError(f"{flag} must be at least {least:g}, got {values[name]}")
-    return options_type(**values)
+    options = options_type(**values)
+    check = getattr(options, "check", None)  # the ranges that need no model: here, a grid fails before any run
+    if check is not None:
+
+        def name(setting: str) -> str:
+            """How the user wrote `setting`: its flag on the command line, its key in a file."""
+            raw = next((value for key, value in given.items() if key.replace("-", "_") == setting), "")
+            flags = fields[setting].metadata.get("flags") or (f"--method-option {setting}",)
+            return flags[0] if isinstance(raw, str) and not in_file else setting
+
+        check(name)
+    return options
 
 
 _KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}

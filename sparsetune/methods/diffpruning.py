@@ -53,6 +53,11 @@ class DiffPruningOptions(ProjectionOptions):
     init_log_alpha: float = option(3.0, "initial gate logit log α (3: gates start open, P(z ≠ 0) ≈ 0.96)")
     gate_scale: float = option(100.0, "the gate logits' learning rate is gate_scale × lr")
 
+    def check(self, name) -> None:
+        super().check(name)
+        if not self.gate_scale > 0:
+            raise UsageError(f"{name('gate_scale')} must be positive, got {self.gate_scale}")
+
 
 @register_method("diffpruning")
 class DiffPruningMethod(ProjectingMethod):
@@ -67,8 +72,6 @@ class DiffPruningMethod(ProjectingMethod):
 
         o = self.options
         self._begin()
-        if not o.gate_scale > 0:
-            raise UsageError(f"--method-option gate_scale must be positive, got {o.gate_scale}")
         self.gates: dict[str, GatedDiff] = {}
         for name, parameter in self.eligible.items():
             parameter.requires_grad_(False)  # θ0 stays as loaded

@@ -43,6 +43,16 @@ class LoraOptions:
         DEFAULT_TARGETS, "comma-separated module-name suffixes", "--lora-targets", shown="Q,K,V,attention out, FFN"
     )
 
+    def check(self, name) -> None:
+        check_range(self.lora_r, name("lora_r"), 1)
+        check_range(self.lora_alpha, name("lora_alpha"), 1e-12)
+        check_range(self.lora_dropout, name("lora_dropout"), 0.0, 1.0)
+        if not self.targets():
+            raise UsageError(f"{name('lora_targets')} is empty; name module suffixes, e.g. query,value")
+
+    def targets(self) -> list[str]:
+        return [target.strip() for target in self.lora_targets.split(",") if target.strip()]
+
 
 def head_modules(head_names) -> list[str]:
     """Module paths of the head (`classifier.weight` -> `classifier`; `bert.pooler.dense` under --pooler head):
@@ -53,17 +63,11 @@ def head_modules(head_names) -> list[str]:
 def lora_config(options: LoraOptions, head: list[str]):
     from peft import LoraConfig
 
-    check_range(options.lora_r, "--lora-r", 1)
-    check_range(options.lora_alpha, "--lora-alpha", 1e-12)
-    check_range(options.lora_dropout, "--lora-dropout", 0.0, 1.0)
-    targets = [target.strip() for target in options.lora_targets.split(",") if target.strip()]
-    if not targets:
-        raise UsageError("--lora-targets is empty; name module suffixes, e.g. query,value")
     return LoraConfig(
         r=int(options.lora_r),
         lora_alpha=options.lora_alpha,
         lora_dropout=options.lora_dropout,
-        target_modules=targets,
+        target_modules=options.targets(),
         modules_to_save=head,
     )
 

@@ -52,6 +52,11 @@ class MixoutOptions:
     mixout_keep_dropout: bool = option(False, "keep the model's dropout (Mixout replaces it by default)")
     mixout_head: bool = option(False, "also mix the head's linear layers toward their start (the authors' code)")
 
+    def check(self, name) -> None:
+        check_range(self.mixout_p, name("mixout_p"), 0.0, 1.0)
+        if self.mixout_unit not in ("neuron", "entry"):
+            raise UsageError(f"{name('mixout_unit')} must be neuron or entry, got {self.mixout_unit!r}")
+
 
 @register_method("mixout")
 class MixoutMethod(TrainingMethod):
@@ -67,9 +72,6 @@ class MixoutMethod(TrainingMethod):
         from ..core.mixout import MixoutToTarget
 
         options = self.options
-        check_range(options.mixout_p, "--mixout-p", 0.0, 1.0)
-        if options.mixout_unit not in ("neuron", "entry"):
-            raise UsageError(f"--method-option mixout-unit must be neuron or entry, got {options.mixout_unit!r}")
         model = loaded.model
         for parameter in model.parameters():
             parameter.requires_grad_(True)

@@ -45,6 +45,15 @@ class ProjectionOptions:
         DEFAULT_SCOPE, "global: one top-k over all eligible entries (Theorem 3); per-tensor: ⌊n·p⌋ in each"
     )
 
+    def check(self, name) -> None:
+        from ..formats.mask import check_fraction
+
+        check_fraction(self.p, name("p"))
+        every = self.project_every
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise UsageError(f"{name('project_every')} must be a positive number of steps, got {every!r}")
+        check_scope(self.scope, name("scope"))
+
 
 class ProjectingMethod(TrainingMethod):
     """A method whose result is projected onto ⌊m·p⌋ entries around θ0.
@@ -63,7 +72,7 @@ class ProjectingMethod(TrainingMethod):
         """Check the options, set the budget k = ⌊m·p⌋; no projection yet."""
         o = self.options
         self.eligible_count = sum(p.numel() for p in self.eligible.values())
-        self.budget = check_projection_options(o.p, o.project_every, o.scope, self.eligible_count)
+        self.budget = projection_budget(o.p, self.eligible_count)
         self.kept = None  # the last projection's support
         self._eval_mask = None  # Π of the current state, computed on first use
 
@@ -133,14 +142,9 @@ class ProjectingMethod(TrainingMethod):
 
 
 # -- the kept set: choosing it, comparing it, checkpointing it -------------------
-def check_projection_options(p: float, project_every: int, scope: str, eligible: int) -> int:
-    """The budget k = ⌊m·p⌋ (per-tensor: summed), after checking the flags by name."""
-    from ..formats.mask import check_fraction
-
-    check_fraction(p, "-p")
-    if isinstance(project_every, bool) or not isinstance(project_every, int) or project_every < 1:
-        raise UsageError(f"--project-every must be a positive number of steps, got {project_every!r}")
-    check_scope(scope, "--method-option scope")
+def projection_budget(p: float, eligible: int) -> int:
+    """The budget k = ⌊m·p⌋ (per-tensor: summed); the options' own ranges are checked
+    when they are parsed (`ProjectionOptions.check`)."""
     if math.floor(eligible * p) < 1:
         raise UsageError(f"-p {p} keeps no entry of {eligible} eligible ones; pass a larger -p")
     return math.floor(eligible * p)

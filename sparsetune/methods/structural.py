@@ -165,7 +165,10 @@ def read_method_description(path: str | os.PathLike) -> dict[str, Any]:
         )
     try:
         parse_options(
-            get_method(description["method"]).Options, description.get("options") or {}, description["method"]
+            get_method(description["method"]).Options,
+            description.get("options") or {},
+            description["method"],
+            in_file=True,
         )
     except UsageError as err:
         raise FileFormatError(f"{file}: {err}") from None

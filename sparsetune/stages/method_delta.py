@@ -129,7 +129,7 @@ def apply_method(
     from ..methods.base import parse_options
 
     try:
-        parse_options(get_method(name).Options, options, name)
+        parse_options(get_method(name).Options, options, name, in_file=True)
     except UsageError as err:
         raise MismatchError(f"{source}: {err}; re-create it with sparsetune diff") from None
     base = config.base or str(delta.metadata.get("base_model", "")) or None

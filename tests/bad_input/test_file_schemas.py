@@ -418,7 +418,7 @@ GRID_CASES = {
     "flag the grid sets": ("train.output", "x"),
     "eval_every zero": ("train.eval_every", 0),
     "weight decay negative": ("train.weight_decay", -0.1),
-    "score max_length too small": ("score", {"max_length": 4}),
+    "score max_length too small": ("score", {"max_length": 0}),
     "table_p a string": ("table_p", "x"),
     "runs_dir a number": ("runs_dir", 5),
     "model a number": ("model", 5),
@@ -440,6 +440,16 @@ GRID_CASES = {
     # The line named --adapter-size, a flag of train, not of grid:
     "option below its least": ("methods.0", {"name": "Full", "train": "adapter", "options": {"adapter_size": 0}}),
     "p for a method without it": ("methods.0.p", [0.1]),
+    # A method option out of its range was accepted, then failed every run, one by one:
+    "lora rank zero": ("methods.0", {"name": "Full", "train": "lora", "options": {"lora_r": 0}}),
+    "lora targets empty": ("methods.0", {"name": "Full", "train": "lora", "options": {"lora_targets": " , "}}),
+    "mixout p above 1": ("methods.0", {"name": "Full", "train": "mixout", "options": {"mixout_p": 1.5}}),
+    "projection every 0 steps": (
+        "methods.0",
+        {"name": "Full", "train": "childpruning", "options": {"project_every": 0}},
+    ),
+    "gate scale zero": ("methods.0", {"name": "Full", "train": "diffpruning", "options": {"gate_scale": 0.0}}),
+    "adapter config unknown": ("methods.0", {"name": "Full", "train": "adapter", "options": {"adapter_config": "x"}}),
     "device unknown": ("train.device", "tpu"),
     "method device unknown": ("methods.0.flags", {"device": "tpu"}),
 }

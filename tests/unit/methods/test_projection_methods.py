@@ -149,8 +149,8 @@ def test_diffpruning_penalty_closes_gates_and_state_holds_the_kept_mask(tiny_mod
 @pytest.mark.parametrize(
     "options, message",
     [
-        ({"p": 0.0}, r"-p must be in \(0, 1\]"),
-        ({"project_every": 0}, "--project-every must be a positive"),
+        ({"p": 0.0}, r"^p must be in \(0, 1\]"),  # Python values: their keys (on the CLI, their flags)
+        ({"project_every": 0}, "^project_every must be a positive"),
         ({"p": 1e-9}, "keeps no entry"),
         ({"scope": "layer"}, "scope must be one of"),
     ],
