@@ -23,7 +23,16 @@ from ..methods import METHODS
 from . import figures
 from .claims import claims_markdown, paper_claims
 from .floors import majority_floor
-from .report import FLOOR_ROW, Stability, TableOne, sparsity_sweep, stability_vs_performance, table_one
+from .report import (
+    FLOOR_ROW,
+    Stability,
+    TableOne,
+    TimeSpent,
+    sparsity_sweep,
+    stability_vs_performance,
+    table_one,
+    time_spent,
+)
 from .results import RunResult, read_results
 from .selection import Setting, choices_markdown, choose_on_dev
 
@@ -65,7 +74,14 @@ def projection_log(results: list[RunResult]) -> tuple[str, Path] | None:
 
 
 def _markdown(
-    source: str, table: TableOne, stability: Stability, sweep, choices: list[Setting], p: float | None, runs: int
+    source: str,
+    table: TableOne,
+    stability: Stability,
+    sweep,
+    choices: list[Setting],
+    p: float | None,
+    runs: int,
+    spent: TimeSpent,
 ) -> str:
     lines = [
         "# sparsetune report",
@@ -114,6 +130,17 @@ def _markdown(
             "the chosen setting of each method has the best mean over tasks.",
             "",
             choices_markdown(choices),
+        ]
+    if spent.minutes:
+        untimed = f" {spent.untimed} line(s) without a time are not counted." if spent.untimed else ""
+        lines += [
+            "## Time spent",
+            "",
+            "Wall minutes per method and task, over every run of the results file (all p and seeds): total "
+            "(runs × mean per run). A run's time is scoring + training (summed over the attempts of a resumed "
+            "run) + the test evaluation, on the machine as it was shared by `--jobs` runs." + untimed,
+            "",
+            spent.to_markdown(),
         ]
     return "\n".join(lines)
 
@@ -190,7 +217,7 @@ def _write_report(results: list[RunResult], results_path, output: Path, p, sweep
     stability = stability_vs_performance(table)
     sweep = sparsity_sweep(results, sweep_method)
     choices = choose_on_dev(results)
-    markdown = _markdown(str(results_path), table, stability, sweep, choices, p, len(results))
+    markdown = _markdown(str(results_path), table, stability, sweep, choices, p, len(results), time_spent(results))
     report = Report(table, stability, sweep, choices, markdown)
     (output / "report.md").write_text(markdown, encoding="utf-8")
     report.files.append(output / "report.md")

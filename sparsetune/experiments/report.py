@@ -164,3 +164,46 @@ def sparsity_sweep(results: list[RunResult], method: str = "sam") -> list[SweepP
             )
         )
     return points
+
+
+@dataclass(frozen=True)
+class TimeSpent:
+    """Wall time of the runs per (method, task), in minutes: what a grid cost, and where.
+
+    `seconds` of a results line is scoring + training + the test evaluation of one run
+    (training summed over the attempts of a resumed run), measured with the machine
+    shared by `--jobs` runs, so it is the cost as run, not an isolated benchmark."""
+
+    methods: list[str]
+    tasks: list[str]
+    minutes: dict[tuple[str, str], tuple[int, float]]  # (method, task) -> (runs, total minutes)
+    untimed: int  # lines without seconds
+
+    def to_markdown(self) -> str:
+        """Total minutes (runs × mean minutes per run) per cell, with row and column totals."""
+
+        def cell(pairs: list[tuple[int, float]]) -> str:
+            runs, total = sum(r for r, _ in pairs), sum(t for _, t in pairs)
+            return f"{total:.0f} ({runs} × {total / runs:.1f})" if runs else "–"
+
+        grid = {m: [self.minutes.get((m, t), (0, 0.0)) for t in self.tasks] for m in self.methods}
+        lines = ["| method | " + " | ".join(self.tasks) + " | total |", "|---|" + "---:|" * (len(self.tasks) + 1)]
+        for method, row in grid.items():
+            lines.append(f"| {method} | " + " | ".join(cell([pair]) for pair in row) + f" | {cell(row)} |")
+        columns = [[grid[m][i] for m in self.methods] for i in range(len(self.tasks))]
+        every = [pair for row in grid.values() for pair in row]
+        lines.append("| total | " + " | ".join(cell(column) for column in columns) + f" | {cell(every)} |")
+        return "\n".join(lines) + "\n"
+
+
+def time_spent(results: list[RunResult]) -> TimeSpent:
+    """Minutes per (method, task) over every run with a time (all p, all seeds)."""
+    timed = [result for result in results if result.seconds is not None]
+    methods = list(dict.fromkeys(result.method for result in timed))
+    present = {result.task for result in timed}
+    tasks = [task for task in PAPER_TASK_ORDER if task in present] + sorted(present - set(PAPER_TASK_ORDER))
+    minutes: dict[tuple[str, str], tuple[int, float]] = {}
+    for result in timed:
+        runs, total = minutes.get((result.method, result.task), (0, 0.0))
+        minutes[(result.method, result.task)] = (runs + 1, total + result.seconds / 60)
+    return TimeSpent(methods, tasks, minutes, len(results) - len(timed))

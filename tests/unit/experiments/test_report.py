@@ -87,6 +87,27 @@ def test_sparsity_sweep_averages_tasks_per_p():
     assert (cb_mean, cb_std, rte_mean, rte_std) == pytest.approx((60.0, 100 * statistics.stdev([0.5, 0.7]), 60.0, 0.0))
 
 
+def test_time_spent_sums_minutes_per_method_and_task(tmp_path):
+    from dataclasses import replace
+
+    from sparsetune.experiments.publish import write_report
+    from sparsetune.experiments.report import time_spent
+
+    timed = [replace(r, seconds=60.0 * (1 + r.seed) if r.task == "cb" else 30.0) for r in _results()]
+    untimed = RunResult("sam-cb-9", "sam", "cb", 9, 0.005, {"score": 0.5})  # a line from before `seconds`
+    spent = time_spent(timed + [untimed])
+    assert spent.minutes[("full", "cb")] == (3, 1.0 + 2.0 + 3.0) and spent.minutes[("sam", "rte")] == (3, 1.5)
+    assert spent.untimed == 1
+    markdown = spent.to_markdown()
+    assert "| full | 2 (3 × 0.5) | 6 (3 × 2.0) | 8 (6 × 1.2) |" in markdown  # rte, cb, the row's total
+    assert markdown.splitlines()[-1] == "| total | 4 (9 × 0.5) | 18 (9 × 2.0) | 22 (18 × 1.2) |"
+    path = tmp_path / "results.jsonl"
+    for result in timed + [untimed]:
+        append_result(path, result)
+    text = write_report(path, tmp_path / "report").markdown
+    assert "## Time spent" in text and markdown in text and "1 line(s) without a time" in text
+
+
 def test_figure_helpers_read_dev_evaluations_and_name_what_happened(tmp_path):
     from sparsetune.experiments.figures import loss_title, read_dev_log, read_loss_log, running_mean
 
