@@ -146,14 +146,19 @@ class SweepPoint:
 
 
 def sparsity_sweep(results: list[RunResult], method: str = "sam") -> list[SweepPoint]:
-    """Performance and stability of `method` at each p it was run with (Figure 3)."""
+    """Performance and stability of `method` at each p it was run with (Figure 3), over
+    the tasks it was run on at *every* p: a grid runs Table 1's p on all tasks and the
+    sweep on two, and a mean over other tasks at one p would be no point of the curve."""
     by_p: dict[float, dict[str, list[float]]] = {}
     for result in results:
         if result.method == method and result.p is not None:
             by_p.setdefault(result.p, {}).setdefault(result.task, []).append(100 * result.score)
+    swept = set.intersection(*(set(tasks) for tasks in by_p.values())) if by_p else set()
     points = []
-    for p in sorted(by_p):
-        per_task = tuple((task, *_mean_std(scores), len(scores)) for task, scores in sorted(by_p[p].items()))
+    for p in sorted(by_p) if swept else ():
+        per_task = tuple(
+            (task, *_mean_std(scores), len(scores)) for task, scores in sorted(by_p[p].items()) if task in swept
+        )
         points.append(
             SweepPoint(
                 p,

@@ -74,17 +74,32 @@ def test_sparsity_sweep_averages_tasks_per_p():
         RunResult("b", "sam", "cb", 1, 0.01, {"score": 0.7}),
         RunResult("c", "sam", "rte", 0, 0.01, {"score": 0.6}),
         RunResult("d", "sam", "cb", 0, 0.001, {"score": 0.4}),
+        RunResult("d2", "sam", "rte", 0, 0.001, {"score": 0.6}),
         RunResult("e", "full", "cb", 0, None, {"score": 0.9}),
     ]
     points = sparsity_sweep(results)
     assert [point.p for point in points] == [0.001, 0.01]
     assert points[1].mean == pytest.approx((60 + 60) / 2)
     assert points[1].std == pytest.approx((100 * statistics.stdev([0.5, 0.7]) + 0) / 2)
-    assert math.isclose(points[0].mean, 40)
+    assert math.isclose(points[0].mean, 50)
     # Figure 3's error bars and markers come from the per-task rows: (task, mean, std, seeds).
     (cb, cb_mean, cb_std, cb_seeds), (rte, rte_mean, rte_std, rte_seeds) = points[1].per_task
     assert (cb, cb_seeds, rte, rte_seeds) == ("cb", 2, "rte", 1)
     assert (cb_mean, cb_std, rte_mean, rte_std) == pytest.approx((60.0, 100 * statistics.stdev([0.5, 0.7]), 60.0, 0.0))
+
+
+def test_the_sweep_is_over_the_tasks_run_at_every_p():
+    """Table 1's p runs on every task, the sweep on two: the other tasks would make the
+    point at Table 1's p a mean over other tasks than its neighbours'."""
+    results = [RunResult(f"{t}{p}", "sam", t, 0, p, {"score": 0.5}) for t in ("cb", "rte") for p in (0.001, 0.01)]
+    results.append(RunResult("wsc", "sam", "wsc", 0, 0.01, {"score": 0.9}))
+    points = sparsity_sweep(results)
+    assert [(point.p, point.mean, point.tasks) for point in points] == [(0.001, 50.0, 2), (0.01, 50.0, 2)]
+    disjoint = [
+        RunResult("a", "sam", "cb", 0, 0.1, {"score": 0.5}),
+        RunResult("b", "sam", "rte", 0, 0.2, {"score": 0.5}),
+    ]
+    assert sparsity_sweep(disjoint) == []
 
 
 def test_time_spent_sums_minutes_per_method_and_task(tmp_path):
