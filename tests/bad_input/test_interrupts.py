@@ -179,3 +179,41 @@ def test_a_grid_rerun_refuses_a_run_dir_still_in_use(pipeline, tmp_path):
     finally:
         handle.close()
     assert not (tmp_path / "results.jsonl").exists() or (tmp_path / "results.jsonl").read_text() == ""
+
+
+@pytest.mark.parametrize("command", ["grid", "diff"])
+def test_sigterm_unwinds_with_one_line_and_exit_143(command, pipeline, tmp_path):
+    """`kill PID` (a scheduler, a timeout) killed every command but train without a word
+    and without its clean-up. Each command here blocks on a FIFO (grid reading its config
+    from one, diff writing its delta into one after loading both models) until the SIGTERM."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    args = {"grid": ("grid", str(fifo), "--dry-run"), "diff": ("diff", str(pipeline.run), "-o", str(fifo))}[command]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    before = snapshot(tmp_path, pipeline.root)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sparsetune", *args, "-q"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not _blocked_on(process.pid):
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert process.returncode == 143, stderr
+    assert len(lines) == 1 and lines[0] == "error: terminated (SIGTERM)", lines
+    assert_unchanged(before, snapshot(tmp_path, pipeline.root))
+
+
+def _blocked_on(pid: int) -> bool:
+    """The process waits in the kernel for the other end of a FIFO (Linux's wait channel
+    of a FIFO's open)."""
+    try:
+        return Path(f"/proc/{pid}/wchan").read_text() == "wait_for_partner"
+    except OSError:
+        return False
