@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from ..errors import TrainingError, TrainingInterrupted
+from ..errors import TrainingError, TrainingInterrupted, UsageError
 from .app import console, out
 from .options import DataDirOption, JsonOption, OptionalStr, QuietOption, named_path
 from .render import print_json, progress_bar, say
@@ -37,6 +37,15 @@ def grid_command(
         1, "--jobs", "-j", min=1, help="Runs at once (each in its own process, cores split between them)."
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and a time estimate; run nothing."),
+    tasks: OptionalStr = typer.Option(
+        None, "--tasks", help="Run only these of the config's tasks (comma-separated). Default: all."
+    ),
+    methods: OptionalStr = typer.Option(
+        None, "--methods", help="Run only these of the config's method names (comma-separated). Default: all."
+    ),
+    seeds: OptionalStr = typer.Option(
+        None, "--seeds", help="Run only these of the config's seeds (comma-separated). Default: all."
+    ),
     data_dir: OptionalStr = DataDirOption,
     launcher: OptionalStr = typer.Option(
         None,
@@ -53,12 +62,12 @@ def grid_command(
     killed run from its checkpoint.
     """
     from ..experiments.estimate import estimate_run, seconds_per_example_token
-    from ..experiments.grid import load_grid, plan
+    from ..experiments.grid import load_grid, plan, select
     from ..experiments.results import finished_ids
     from ..experiments.runner import check_launcher, run_grid
 
     config, output = named_path(config, "CONFIG"), named_path(output, "-o")
-    grid = load_grid(config)
+    grid = select(load_grid(config), _names(tasks, "--tasks"), _names(methods, "--methods"), _seeds(seeds))
     specs = plan(grid, data_dir)
     done = finished_ids(output)
     if dry_run:
@@ -116,3 +125,21 @@ def grid_command(
         raise TrainingError(
             f"{len(failures)} of {len(specs) - len(done)} runs failed ({first}); rerun the same command to retry them"
         )
+
+
+def _names(value: str | None, flag: str) -> list[str] | None:
+    """A comma-separated list (None when not given); an empty one is an error."""
+    if value is None:
+        return None
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    if not names:
+        raise UsageError(f"{flag} is empty; name at least one, comma-separated")
+    return names
+
+
+def _seeds(value: str | None) -> list[int] | None:
+    names = _names(value, "--seeds")
+    try:
+        return None if names is None else [int(name) for name in names]
+    except ValueError:
+        raise UsageError(f"--seeds must be whole numbers, comma-separated; got {value!r}") from None

@@ -38,7 +38,8 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -356,6 +357,34 @@ def _launcher(value: Any, path: str) -> str | None:
     if not isinstance(value, str):
         raise FileFormatError(f"{path}: 'launcher' must be a command such as \"torchrun --nproc_per_node 2\"")
     return value
+
+
+def select(
+    grid: GridConfig,
+    tasks: Sequence[str] | None = None,
+    methods: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+) -> GridConfig:
+    """A slice of `grid`: only the named tasks, methods and seeds (None: all), in the
+    config's order. Run ids, run dirs and settings are the whole grid's, so a slice run
+    first is skipped, not rerun, when the whole grid runs into the same results file."""
+
+    def kept(given: Sequence | None, known: tuple, flag: str) -> tuple:
+        if given is None:
+            return known
+        unknown = [str(item) for item in given if item not in known]
+        if unknown:
+            listed = ", ".join(str(item) for item in known)
+            raise UsageError(f"{flag} {unknown[0]}: not in grid config {grid.path} (it has: {listed})")
+        return tuple(item for item in known if item in given)
+
+    names = kept(methods, tuple(method.name for method in grid.methods), "--methods")
+    return replace(
+        grid,
+        tasks=kept(tasks, grid.tasks, "--tasks"),
+        methods=tuple(method for method in grid.methods if method.name in names),
+        seeds=kept(seeds, grid.seeds, "--seeds"),
+    )
 
 
 def plan(grid: GridConfig, data_dir: str | None = None) -> list[RunSpec]:

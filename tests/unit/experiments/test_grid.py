@@ -55,6 +55,44 @@ def test_plan_expands_methods_p_and_seeds(grid_config):
     assert len({spec.config_hash for spec in specs}) == 3
 
 
+def test_a_slice_plans_the_same_runs_as_the_whole_grid(tmp_path):
+    """`grid --tasks/--methods/--seeds`: the evidence of one issue is a slice of the
+    paper's grid, with the same run ids and settings, so that the whole grid skips it."""
+    from sparsetune.errors import UsageError
+    from sparsetune.experiments.grid import select
+
+    path = tmp_path / "grid.toml"
+    path.write_text(
+        'tasks = ["cola", "rte", "cb"]\nseeds = [1, 2, 3]\n[[methods]]\nname = "A"\ntrain = "full"\n'
+        '[[methods]]\nname = "B"\nscore = "sam"\np = [0.01]\n[[methods]]\nname = "C"\ntrain = "lora"\n'
+    )
+    grid = load_grid(path)
+    whole = {spec.run_id: spec for spec in plan(grid)}
+    part = plan(select(grid, tasks=["cb", "cola"], methods=["C", "A"], seeds=[2]))
+    assert [spec.run_id for spec in part] == [
+        "A/cola/dense/seed2",
+        "C/cola/dense/seed2",
+        "A/cb/dense/seed2",
+        "C/cb/dense/seed2",
+    ]
+    assert all(whole[spec.run_id] == spec for spec in part)
+    assert plan(select(grid)) == list(whole.values())
+    for given, message in [
+        ({"tasks": ["mnli"]}, "--tasks mnli"),
+        ({"methods": ["D"]}, "--methods D"),
+        ({"seeds": [4]}, "--seeds 4"),
+    ]:
+        with pytest.raises(UsageError, match=message):
+            select(grid, **given)
+    dry = CliRunner().invoke(
+        app, ["grid", str(path), "--dry-run", "--json", "--tasks", "rte", "--methods", "B", "--seeds", "1,3"]
+    )
+    assert dry.exit_code == 0, dry.output
+    assert [run["run_id"] for run in json.loads(dry.stdout)["runs"]] == ["B/rte/p0.01/seed1", "B/rte/p0.01/seed3"]
+    bad = CliRunner().invoke(app, ["grid", str(path), "--dry-run", "--seeds", "one"])
+    assert bad.exit_code == 2 and "--seeds must be whole numbers" in bad.output
+
+
 @pytest.mark.parametrize(
     "text, message",
     [
