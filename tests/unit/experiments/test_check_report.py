@@ -29,7 +29,7 @@ def check_report():
 
 
 @pytest.fixture
-def published(tmp_path):
+def published(tmp_path, no_data):
     results = tmp_path / "results.jsonl"
     for (label, p), scores in SCORES.items():
         for task, shift in (("cb", 0.0), ("copa", 0.05)):
@@ -50,7 +50,7 @@ def published(tmp_path):
                     results,
                     RunResult(run_id, label, task, seed, p_value, test, dev={"score": 0.5}, run_dir=str(run_dir)),
                 )
-    write_report(results, tmp_path / "report", p=0.005)
+    write_report(results, tmp_path / "report", p=0.005, data_dir=no_data)
     return results, tmp_path / "report" / "report.md"
 
 

@@ -101,14 +101,14 @@ def test_the_evidence_carries_the_numbers():
     assert float(sam.evidence.split("p = ")[-1]) == pytest.approx(0.0, abs=1e-3)
 
 
-def test_report_writes_the_claims_section_for_a_table_but_not_for_a_sweep(tmp_path):
+def test_report_writes_the_claims_section_for_a_table_but_not_for_a_sweep(tmp_path, no_data):
     from sparsetune.experiments.publish import write_report
     from sparsetune.experiments.results import append_result
 
     results = tmp_path / "results.jsonl"
     for result in grid(STABLE_SAM):
         append_result(results, result)
-    markdown = write_report(results, tmp_path / "out").markdown
+    markdown = write_report(results, tmp_path / "out", data_dir=no_data).markdown
     assert "## The paper's claims, measured" in markdown
     assert "| SAM is best on average | **holds** |" in markdown
     sweep = tmp_path / "sweep.jsonl"  # Method@key=value names: a sweep compares settings, so no claims
@@ -119,5 +119,5 @@ def test_report_writes_the_claims_section_for_a_table_but_not_for_a_sweep(tmp_pa
                 result.run_id, result.method, result.task, result.seed, result.p, result.test, dev={"score": 0.5}
             ),
         )
-    swept = write_report(sweep, tmp_path / "swept").markdown
+    swept = write_report(sweep, tmp_path / "swept", data_dir=no_data).markdown
     assert "## Hyperparameters chosen on dev" in swept and "The paper's claims" not in swept

@@ -102,7 +102,7 @@ def test_the_sweep_is_over_the_tasks_run_at_every_p():
     assert sparsity_sweep(disjoint) == []
 
 
-def test_time_spent_sums_minutes_per_method_and_task(tmp_path):
+def test_time_spent_sums_minutes_per_method_and_task(tmp_path, no_data):
     from dataclasses import replace
 
     from sparsetune.experiments.publish import write_report
@@ -119,7 +119,7 @@ def test_time_spent_sums_minutes_per_method_and_task(tmp_path):
     path = tmp_path / "results.jsonl"
     for result in timed + [untimed]:
         append_result(path, result)
-    text = write_report(path, tmp_path / "report").markdown
+    text = write_report(path, tmp_path / "report", data_dir=no_data).markdown
     assert "## Time spent" in text and markdown in text and "1 line(s) without a time" in text
 
 
@@ -151,7 +151,7 @@ def test_results_file_round_trip_and_torn_last_line(tmp_path):
     assert [r.run_id for r in read_results(path)] == ["full-cb-0", "full-cb-1"]
 
 
-def test_write_report_makes_every_figure(tmp_path):
+def test_write_report_makes_every_figure(tmp_path, no_data):
     from sparsetune.experiments.publish import write_report
     from sparsetune.formats.run_record import RunRecord
 
@@ -165,7 +165,7 @@ def test_write_report_makes_every_figure(tmp_path):
     for result in _results(sweep + [projection]):
         append_result(path, result)
 
-    report = write_report(path, tmp_path / "report", p=0.005, sweep_method="sam")
+    report = write_report(path, tmp_path / "report", p=0.005, sweep_method="sam", data_dir=no_data)
     names = sorted(file.name for file in report.files)
     assert names == ["figure1_projection.png", "figure2_stability.png", "figure3_sparsity.png", "report.md"]
     for file in report.files:
@@ -226,7 +226,7 @@ def test_table_one_shows_each_tasks_floor_as_its_last_row(tmp_path, tiny_data_di
     assert "majority class" not in without.markdown
 
 
-def test_no_stability_figure_when_rho_is_undefined(tmp_path):
+def test_no_stability_figure_when_rho_is_undefined(tmp_path, no_data):
     """One seed per cell: every std is 0, the stability ranks tie, ρ is undefined."""
     from sparsetune.experiments.publish import write_report
 
@@ -237,6 +237,6 @@ def test_no_stability_figure_when_rho_is_undefined(tmp_path):
     # A task with more methods than the others: tied ranks differ between tasks (2 on cb,
     # 1.5 on rte), which pooled would fake a stability rank; a task of equal spreads is skipped.
     append_result(path, RunResult("x", "extra", "cb", 0, 0.005, {"score": 0.1}))
-    report = write_report(path, tmp_path / "report", p=0.005)
+    report = write_report(path, tmp_path / "report", p=0.005, data_dir=no_data)
     assert report.stability.points == []
     assert math.isnan(report.stability.rho) and not (tmp_path / "report" / "figure2_stability.png").exists()

@@ -64,14 +64,14 @@ def test_markdown_marks_the_choice():
     assert "| SAM | lr=0.001 | 70.0 | 60.0 | 65.0 | **yes** |" in markdown
 
 
-def test_report_of_a_sweep_has_the_dev_section(tmp_path):
+def test_report_of_a_sweep_has_the_dev_section(tmp_path, no_data):
     from sparsetune.experiments.publish import write_report
     from sparsetune.experiments.results import append_result
 
     path = tmp_path / "results.jsonl"
     for result in _sweep():
         append_result(path, result)
-    report = write_report(path, tmp_path / "report")
+    report = write_report(path, tmp_path / "report", data_dir=no_data)
     assert {item.method: item.setting for item in report.choices if item.chosen} == {
         "SAM": "lr=0.001",
         "LoRA": "lr=0.0001",
