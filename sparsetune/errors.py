@@ -71,3 +71,9 @@ class TrainingInterrupted(TrainingError):
     """Ctrl-C during training: a checkpoint was written; exit like a SIGINT (130)."""
 
     exit_code = 130
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is (the CLI installs the handler), so that it
+    unwinds as from Ctrl-C: `finally` blocks remove temporary files and release locks,
+    and a grid passes SIGTERM on to its workers. Exit 143."""

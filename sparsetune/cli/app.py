@@ -21,7 +21,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from .._version import __version__
-from ..errors import SparsetuneError, UsageError
+from ..errors import SparsetuneError, Terminated, UsageError
 
 # Messages, progress and summaries go to stderr; stdout carries results (tables, JSON,
 # a delta file) so that commands compose in pipes.
@@ -40,12 +40,6 @@ def report_error(error: SparsetuneError) -> None:
         console.print(f"[bold red]error (rank {rank}):[/] {escape(str(error))}", soft_wrap=True, markup=True)
         return
     console.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True, markup=True)
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the process is, so that it unwinds as from Ctrl-C: `finally`
-    blocks remove temporary files and release locks. (train defers it to the end of a
-    step and checkpoints, as it does Ctrl-C.)"""
 
 
 def _raise_terminated(signum, frame) -> None:

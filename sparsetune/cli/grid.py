@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from ..errors import TrainingError, TrainingInterrupted, UsageError
+from ..errors import Terminated, TrainingError, TrainingInterrupted, UsageError
 from .app import console, out
 from .options import DataDirOption, JsonOption, OptionalStr, QuietOption, named_path
 from .render import print_json, progress_bar, say
@@ -109,10 +109,13 @@ def grid_command(
     try:
         with progress_bar(quiet) as progress:
             results, failures = run_grid(specs, output, jobs, progress, launcher or grid.launcher)
-    except KeyboardInterrupt:  # the workers got the Ctrl-C too: each running one checkpointed
-        raise TrainingInterrupted(
-            f"grid interrupted; finished runs are in {output}: rerun the same command to resume"
-        ) from None
+    except KeyboardInterrupt as interrupt:  # passed on to the workers: each running one checkpointed
+        stopped = TrainingInterrupted(
+            f"grid {'terminated (SIGTERM)' if isinstance(interrupt, Terminated) else 'interrupted'}; finished runs "
+            f"are in {output}: rerun the same command to resume"
+        )
+        stopped.exit_code = 143 if isinstance(interrupt, Terminated) else 130
+        raise stopped from None
     if not quiet and len(failures) > 1:  # the error line below quotes the first
         for failure in failures:
             console.print(f"[red]failed:[/] {failure}", soft_wrap=True)

@@ -17,6 +17,7 @@ import platform
 import resource
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -25,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ..errors import SparsetuneError, TrainingError
+from ..errors import SparsetuneError, Terminated, TrainingError, TrainingInterrupted
 from ..progress import ProgressCallback, no_progress
 from .grid import RunSpec, spec_from_json, spec_to_json
 from .lifeline import PARENT_ENV, die_with_parent, parent_from_env
@@ -150,16 +151,61 @@ def check_launcher(launcher: str | None) -> None:
         raise TrainingError(f"cannot start the launcher {launcher!r}: no such command")
 
 
-def _run_in_worker(spec: RunSpec, threads: int, launcher: str | None = None) -> RunResult:
+class Workers:
+    """The grid's live worker processes, each in a session of its own: a Ctrl-C at the
+    terminal, or a `kill` of the grid's process group, reaches the grid alone, which
+    passes it on to each worker exactly once (a second signal would stop a training
+    step half-way; see stages/train/loop.py) and starts no run after it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.live: set[subprocess.Popen] = set()
+        self.stopped = False
+
+    def run(self, command: list[str], stdin: str | None, env: dict[str, str], run_id: str) -> tuple[int, str, str]:
+        """(exit status, stdout, stderr) of `command`, unless the grid was stopped first."""
+        with self.lock:
+            if self.stopped:
+                raise TrainingInterrupted(f"grid run {run_id} not started: the grid was interrupted")
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+                start_new_session=True,
+            )
+            self.live.add(process)
+        try:
+            out, err = process.communicate(stdin)
+        finally:
+            with self.lock:
+                self.live.discard(process)
+        return process.returncode, out, err
+
+    def stop(self, signum: int) -> None:
+        """Pass `signum` on to every live worker; start no new one."""
+        with self.lock:
+            self.stopped = True
+            for process in self.live:
+                if process.poll() is None:
+                    process.send_signal(signum)
+
+
+def _run_in_worker(
+    spec: RunSpec, threads: int, launcher: str | None = None, workers: Workers | None = None
+) -> RunResult:
     """One run in a fresh process: `python -m sparsetune.experiments.worker` with the spec
     on stdin, or, with a launcher, `LAUNCHER -m sparsetune.experiments.worker SPEC_FILE`
     (a launcher's processes share no stdin, so the spec travels as a file). Either dies
     with this process (`lifeline`): a killed grid leaves no orphan training."""
+    workers = workers or Workers()
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "SPARSETUNE_WORKER_THREADS": str(threads)}
     env.pop(PARENT_ENV, None)  # a launcher's workers have the launcher for parent: the lifeline covers them
     if launcher is None:
-        done = subprocess.run(
-            WORKER, input=spec_to_json(spec), capture_output=True, text=True, env={**env, PARENT_ENV: str(os.getpid())}
+        returncode, stdout, stderr = workers.run(
+            WORKER, spec_to_json(spec), {**env, PARENT_ENV: str(os.getpid())}, spec.run_id
         )
     else:
         if shutil.which(shlex.split(launcher)[0]) is None:
@@ -169,12 +215,12 @@ def _run_in_worker(spec: RunSpec, threads: int, launcher: str | None = None) -> 
         spec_file.write_text(spec_to_json(spec), encoding="utf-8")
         command = [*shlex.split(launcher), *WORKER[1:], str(spec_file)]
         command = [sys.executable, "-m", "sparsetune.experiments.lifeline", str(os.getpid()), *command]
-        done = subprocess.run(command, capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        returncode, stdout, stderr = workers.run(command, None, env, spec.run_id)
+    if returncode != 0:
+        last = (stderr.strip().splitlines() or ["(no output)"])[-1]
         raise TrainingError(f"grid run {spec.run_id} failed: {last}")
     try:
-        return RunResult(**json.loads(done.stdout.strip().splitlines()[-1]))
+        return RunResult(**json.loads(stdout.strip().splitlines()[-1]))
     except (IndexError, ValueError, TypeError):
         raise TrainingError(f"grid run {spec.run_id}: its worker ended without a result line") from None
 
@@ -195,9 +241,11 @@ def run_grid(
     failures: list[str] = []
     progress("grid", len(specs) - len(todo), len(specs))
 
+    workers = Workers()
+
     def one(spec: RunSpec) -> None:
         try:
-            result = _run_in_worker(spec, threads, launcher)
+            result = _run_in_worker(spec, threads, launcher, workers)
         except SparsetuneError as err:
             with lock:
                 failures.append(str(err))
@@ -207,8 +255,14 @@ def run_grid(
             results.append(result)
             progress("grid", len(specs) - len(todo) + len(results) + len(failures), len(specs), last=spec.run_id)
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    try:
         list(pool.map(one, todo))
+    except KeyboardInterrupt as interrupt:  # Ctrl-C or SIGTERM: each running worker checkpoints and stops
+        workers.stop(signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT)
+        pool.shutdown(wait=True, cancel_futures=True)  # no queued run starts
+        raise
+    pool.shutdown(wait=True)
     return results, failures
 
 

@@ -68,11 +68,11 @@ def test_ctrl_c_during_the_score_pass(pipeline, tmp_path, monkeypatch):
     assert not (tmp_path / "m.safetensors").exists()
 
 
-def _long_grid(pipeline, folder: Path) -> Path:
-    """A grid whose one run trains for a long time (it is stopped long before)."""
+def _long_grid(pipeline, folder: Path, seeds: str = "[1]") -> Path:
+    """A grid whose runs train for a long time (they are stopped long before)."""
     config = folder / "grid.toml"
     config.write_text(
-        f'model = "{pipeline.model}"\ntasks = ["cb"]\nseeds = [1]\nruns_dir = "{folder / "runs"}"\n'
+        f'model = "{pipeline.model}"\ntasks = ["cb"]\nseeds = {seeds}\nruns_dir = "{folder / "runs"}"\n'
         f'data_dir = "{pipeline.data}"\n[train]\nepochs = 100000\nbatch_size = 1\nmax_length = 16\neval_every = 5\n'
         '[[methods]]\nname = "Full"\ntrain = "full"\n'
     )
@@ -129,6 +129,32 @@ def test_ctrl_c_during_a_grid(pipeline, tmp_path):
     assert grid.returncode == 130, stderr
     assert len(lines) == 1 and lines[0].startswith("error:") and "interrupted" in lines[0], lines
     assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_to_the_grid_alone_stops_its_worker_and_every_queued_run(signum, pipeline, tmp_path):
+    """`kill PID` of the grid (a scheduler's time limit): the grid unwound and then waited
+    for its worker, which never heard of it, and would then have started the next queued
+    run. The grid passes the signal on to its worker (which checkpoints), starts nothing
+    more, and ends with one line: exit 143 for SIGTERM, 130 for SIGINT."""
+    runs = tmp_path / "runs" / "Full" / "cb" / "dense"
+    grid = _start_grid(_long_grid(pipeline, tmp_path, seeds="[1, 2]"), tmp_path / "results.jsonl")
+    try:
+        worker = _worker_pid(runs / "seed1", grid)
+        os.kill(grid.pid, signum)
+        _, stderr = grid.communicate(timeout=120)
+    finally:
+        if grid.poll() is None:
+            os.killpg(grid.pid, signal.SIGKILL)
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    word = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
+    assert grid.returncode == (143 if signum == signal.SIGTERM else 130), stderr
+    assert len(lines) == 1 and lines[0].startswith(f"error: grid {word}"), lines
+    deadline = time.time() + 60
+    while _alive(worker) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not _alive(worker) and (runs / "seed1" / "checkpoint").is_dir()  # stopped, resumable
+    assert not (runs / "seed2").exists()  # the queued run never started
 
 
 def test_killing_the_grid_kills_its_worker(pipeline, tmp_path):
