@@ -36,6 +36,7 @@ def is_bias(name: str) -> bool:
 
 @register_scorer("bitfit")
 class BitFitScorer(Scorer):
+    default_lr = 1e-3  # chosen on dev over cb, copa (experiments/lr_sweep.toml: 1e-3 over 1e-4)
     description = "all bias terms, LayerNorm's included (BitFit, Zaken et al. 2021); p is reported, not chosen"
     needs_data = False
     fixed_selection = True

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 @register_scorer("magnitude")
 class MagnitudeScorer(Scorer):
+    default_lr = 1e-3  # chosen on dev over cb, copa (experiments/lr_sweep.toml: 1e-3 over 1e-4)
     description = "largest |θ0| (MagPruning, Han et al. 2015)"
     needs_data = False
 
