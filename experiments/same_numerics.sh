@@ -10,8 +10,9 @@
 # bf16 steps, one thread each, then compares what they wrote: the mask's and every
 # model's tensors, and LoRA's saved adapter weights. Metadata (format versions,
 # checksums, configs) may differ; tensors may not. Exit status 1 on any difference.
-# 6m31s for both trees here (sharing the two cores with a grid), b9a138d against bc82fa9:
-# every file identical.
+# 6-9 minutes for both trees here, sharing the two cores with grids. b9a138d (the sweeps')
+# against bc82fa9 and against 3e5fa60 (the evidence's): every file identical
+# (results/evidence/same_numerics.txt).
 set -euo pipefail
 old=$(realpath "$1"); new=$(realpath "$2"); data=$(realpath "${3:-../shared/data}")
 work=$(mktemp -d)

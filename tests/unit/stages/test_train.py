@@ -205,6 +205,7 @@ def test_method_or_mask_is_required(tmp_path, tiny_data_dir):
 def test_unset_hyperparameters_come_from_the_defaults(tmp_path, tiny_data_dir, mask_path):
     from sparsetune.config import TrainConfig
     from sparsetune.defaults import GENERIC
+    from sparsetune.scoring import SCORERS
     from sparsetune.stages.train import train
 
     record = train(
@@ -212,7 +213,7 @@ def test_unset_hyperparameters_come_from_the_defaults(tmp_path, tiny_data_dir, m
     )
     hyper = record.hyperparameters
     assert (hyper["lr"], hyper["batch_size"], hyper["max_length"]) == (
-        GENERIC.lr,
+        SCORERS["random"].default_lr,  # the test mask is a random one: its scorer's rate
         GENERIC.batch_size,
         GENERIC.max_length,
     )
