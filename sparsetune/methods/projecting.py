@@ -194,7 +194,8 @@ def mask_from_flat(flat: torch.Tensor, shapes: Mapping[str, tuple[int, ...]], me
     flat, indices, offset = flat.to(torch.long), {}, 0
     for name, shape in shapes.items():
         n = math.prod(shape)
-        lo, hi = torch.searchsorted(flat, torch.tensor([offset, offset + n]))
+        # the bounds on flat's device: a state restored on a GPU (the best dev epoch) holds it there
+        lo, hi = torch.searchsorted(flat, torch.tensor([offset, offset + n], device=flat.device))
         if hi > lo:
             indices[name] = flat[lo:hi] - offset
         offset += n

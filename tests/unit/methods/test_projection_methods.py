@@ -58,6 +58,16 @@ def test_flat_round_trip_entries_entered_and_changed_support():
     assert {k: v.tolist() for k, v in support.indices.items()} == {"a": [1, 5]}  # -0.0 is a change, bit for bit
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the state of a run on a GPU lives there; CI has none")
+def test_flat_round_trip_on_cuda():
+    """A GPU run restores its best dev state, kept mask included, at the end: the round trip
+    failed there with a device mismatch (DiffPruning on wsc, issue 15's grid on an H100)."""
+    shapes = {"a": (2, 3), "b": (4,)}
+    mask = Mask({"a": torch.tensor([1, 5], device="cuda"), "b": torch.tensor([0], device="cuda")}, shapes, {})
+    again = projecting.mask_from_flat(projecting.mask_to_flat(mask), shapes, {})
+    assert {k: v.tolist() for k, v in again.indices.items()} == {"a": [1, 5], "b": [0]}
+
+
 # -- the methods, step by step ----------------------------------------------------------
 def _bound(name, tiny_model_dir, **options):
     method = get_method(name)(None, {"p": 0.05, "project_every": 1, **options})
