@@ -21,7 +21,7 @@ _sparsetune() {
             case "$prev" in --split) COMPREPLY=( $(compgen -W "validation dev train" -- "$cur") ); return ;; esac
             case "$prev" in --precision) COMPREPLY=( $(compgen -W "fp32 bf16 fp16" -- "$cur") ); return ;; esac
             ;;
-        grid) opts="--output -o --jobs -j --dry-run --tasks --methods --seeds --data-dir --launcher --quiet -q --json --help -h"
+        grid) opts="--output -o --jobs -j --dry-run --tasks --methods --seeds --data-dir --launcher --start-within --quiet -q --json --help -h"
             ;;
         inspect) opts="--plot --force --quiet -q --json --help -h"
             ;;

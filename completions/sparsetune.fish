@@ -55,6 +55,7 @@ complete -c sparsetune -n '__fish_seen_subcommand_from grid' -l methods -r -d 'R
 complete -c sparsetune -n '__fish_seen_subcommand_from grid' -l seeds -r -d 'Run only these of the configs seeds (comma-separated)'
 complete -c sparsetune -n '__fish_seen_subcommand_from grid' -l data-dir -r -d 'Folder with <task>/{train,validation}.jsonl'
 complete -c sparsetune -n '__fish_seen_subcommand_from grid' -l launcher -r -d 'Run each run as a multi-process launch, e.g'
+complete -c sparsetune -n '__fish_seen_subcommand_from grid' -l start-within -r -d 'Start no run after SECONDS from now; the started ones finish'
 complete -c sparsetune -n '__fish_seen_subcommand_from grid' -l quiet -s q -d 'No progress bar or summary'
 complete -c sparsetune -n '__fish_seen_subcommand_from grid' -l json -d 'Print machine-readable JSON on stdout'
 complete -c sparsetune -n '__fish_seen_subcommand_from grid' -l help -s h -d 'Show help and exit'

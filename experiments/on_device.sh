@@ -10,12 +10,15 @@
 #
 # Then, through the tool (carry [".gpu"]), e.g.:
 #
-#   bash experiments/on_device.sh 540 experiments/paper.toml results/paper/results.jsonl --jobs 12
+#   bash experiments/on_device.sh 560 experiments/paper.toml results/paper/results.jsonl --jobs 16 \
+#       --tasks rte,mrpc --start-within 300
 #
 # runs `sparsetune grid CONFIG -o RESULTS ARGS...` for at most SECONDS, then copies
 # RESULTS and every run's log.jsonl and run.json (no weights) into $OUT. A grid stopped
-# by the time limit loses its unfinished runs on a machine that is not kept; the
+# by the time limit loses its unfinished runs on a machine that is not kept, hence
+# `--start-within` (SECONDS minus the longest run: no run starts that cannot finish). The
 # results file, committed and carried back, makes the next chunk skip the finished ones.
+# Start CUDA MPS first (`nvidia-cuda-mps-control -d`): 12-16 runs share the GPU.
 set -uo pipefail
 seconds=$1 config=$2 results=$3
 shift 3

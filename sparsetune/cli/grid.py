@@ -6,6 +6,8 @@ sparsetune grid experiments/example.toml -o results/example/results.jsonl
 
 from __future__ import annotations
 
+from typing import Optional
+
 import typer
 from rich.table import Table
 
@@ -52,6 +54,14 @@ def grid_command(
         "--launcher",
         help='Run each run as a multi-process launch, e.g. "torchrun --nproc_per_node 2". Default: the '
         "config's, else one process.",
+    ),
+    start_within: Optional[float] = typer.Option(
+        None,
+        "--start-within",
+        min=0,
+        metavar="SECONDS",
+        help="Start no run after SECONDS from now; the started ones finish. For a hard time limit: the limit "
+        "minus the longest run. A rerun starts the rest.",
     ),
     quiet: bool = QuietOption,
     as_json: bool = JsonOption,
@@ -108,7 +118,9 @@ def grid_command(
     check_launcher(launcher or grid.launcher)
     try:
         with progress_bar(quiet) as progress:
-            results, failures = run_grid(specs, output, jobs, progress, launcher or grid.launcher)
+            results, failures, not_started = run_grid(
+                specs, output, jobs, progress, launcher or grid.launcher, start_within
+            )
     except KeyboardInterrupt as interrupt:  # passed on to the workers: each running one checkpointed
         stopped = TrainingInterrupted(
             f"grid {'terminated (SIGTERM)' if isinstance(interrupt, Terminated) else 'interrupted'}; finished runs "
@@ -120,9 +132,17 @@ def grid_command(
         for failure in failures:
             console.print(f"[red]failed:[/] {failure}", soft_wrap=True)
     if as_json:
-        print_json({"finished": [r.run_id for r in results], "failed": failures, "results": str(output)})
+        print_json(
+            {
+                "finished": [r.run_id for r in results],
+                "failed": failures,
+                "not_started": not_started,
+                "results": str(output),
+            }
+        )
     else:
-        say(f"{len(results)} runs finished, {len(failures)} failed, {len(done)} already done -> {output}", quiet)
+        late = f", {len(not_started)} not started (--start-within: rerun to start them)" if not_started else ""
+        say(f"{len(results)} runs finished, {len(failures)} failed{late}, {len(done)} already done -> {output}", quiet)
     if failures:
         first = failures[0] if len(failures) == 1 else f"first: {failures[0]}"
         raise TrainingError(

@@ -24,7 +24,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import SparsetuneError, Terminated, TrainingError, TrainingInterrupted
 from ..progress import ProgressCallback, no_progress
@@ -225,25 +225,43 @@ def _run_in_worker(
         raise TrainingError(f"grid run {spec.run_id}: its worker ended without a result line") from None
 
 
+class GridOutcome(NamedTuple):
+    results: list[RunResult]  # the runs finished now, in the order they finished
+    failures: list[str]  # one message per failed run
+    not_started: list[str]  # run ids left for a rerun by `start_within`
+
+
 def run_grid(
     specs: list[RunSpec],
     results_path: str | os.PathLike,
     jobs: int = 1,
     progress: ProgressCallback = no_progress,
     launcher: str | None = None,
-) -> tuple[list[RunResult], list[str]]:
-    """Run every spec not yet in `results_path`; return (new results, failure messages)."""
+    start_within: float | None = None,
+) -> GridOutcome:
+    """Run every spec not yet in `results_path`.
+
+    `start_within` (seconds from now) stops starting runs after that time and lets the
+    started ones finish: on an allocation with a hard time limit (a batch job, a lent
+    GPU), a run killed at the limit loses everything since its last checkpoint, and on a
+    machine that is not kept, all of it."""
+    deadline = None if start_within is None else time.monotonic() + start_within
     done_ids = finished_ids(results_path)
     todo = [spec for spec in specs if spec.run_id not in done_ids]
     threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
     lock = threading.Lock()
     results: list[RunResult] = []
     failures: list[str] = []
+    not_started: list[str] = []
     progress("grid", len(specs) - len(todo), len(specs))
 
     workers = Workers()
 
     def one(spec: RunSpec) -> None:
+        if deadline is not None and time.monotonic() >= deadline:
+            with lock:
+                not_started.append(spec.run_id)
+            return
         try:
             result = _run_in_worker(spec, threads, launcher, workers)
         except SparsetuneError as err:
@@ -263,7 +281,7 @@ def run_grid(
         pool.shutdown(wait=True, cancel_futures=True)  # no queued run starts
         raise
     pool.shutdown(wait=True)
-    return results, failures
+    return GridOutcome(results, failures, not_started)
 
 
 def worker_main() -> int:

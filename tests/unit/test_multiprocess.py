@@ -290,7 +290,7 @@ def test_grid_runs_each_run_through_a_launcher(tmp_path, tiny_model_dir, tiny_da
     """)
     )
     grid = load_grid(config)
-    results, failures = run_grid(plan(grid), tmp_path / "results.jsonl", launcher=grid.launcher)
+    results, failures, _ = run_grid(plan(grid), tmp_path / "results.jsonl", launcher=grid.launcher)
     assert not failures and len(results) == 1
     assert len(read_results(tmp_path / "results.jsonl")) == 1
     log = (tmp_path / "runs" / "SAM" / "cb" / "p0.02" / "seed1" / "log.jsonl").read_text().splitlines()

@@ -172,3 +172,22 @@ def test_killed_grid_resumes_and_skips_finished_runs(grid_config, tmp_path):
     assert "| SAM |" in (tmp_path / "report" / "report.md").read_text()
     quiet = runner.invoke(app, ["report", str(results), "-o", str(tmp_path / "quiet"), "-p", "0.01", "-q"])
     assert quiet.exit_code == 0 and quiet.output == "" and (tmp_path / "quiet" / "report.md").is_file()
+
+
+def test_start_within_starts_no_run_after_its_time_and_a_rerun_does_the_rest(grid_config, tmp_path):
+    """A grid on a hard time limit: the first run starts at once and finishes (a worker
+    needs seconds just to import torch, so the 0.5 s are over when it ends), the other
+    two are left for the rerun, which is told so in the summary and the JSON."""
+    results, runner = tmp_path / "results.jsonl", CliRunner()
+    first = runner.invoke(app, ["grid", str(grid_config), "-o", str(results), "--start-within", "0.5", "--json"])
+    assert first.exit_code == 0, first.output
+    summary = json.loads(first.stdout)
+    assert len(summary["finished"]) == 1 and len(summary["not_started"]) == 2 and summary["failed"] == []
+    assert [r.run_id for r in read_results(results)] == summary["finished"]
+
+    none = runner.invoke(app, ["grid", str(grid_config), "-o", str(results), "--start-within", "0"])
+    assert none.exit_code == 0 and "0 runs finished, 0 failed, 2 not started (--start-within" in none.output
+
+    rest = runner.invoke(app, ["grid", str(grid_config), "-o", str(results), "--start-within", "3600"])
+    assert rest.exit_code == 0 and "2 runs finished, 0 failed, 1 already done" in rest.output
+    assert sorted(r.run_id for r in read_results(results)) == sorted(s.run_id for s in plan(load_grid(grid_config)))
