@@ -77,7 +77,9 @@ def grid_command(
     from ..experiments.runner import check_launcher, run_grid
 
     config, output = named_path(config, "CONFIG"), named_path(output, "-o")
-    grid = select(load_grid(config), _names(tasks, "--tasks"), _names(methods, "--methods"), _seeds(seeds))
+    grid = load_grid(config)
+    known = [method.name for method in grid.methods]
+    grid = select(grid, _names(tasks, "--tasks"), _method_names(methods, known), _seeds(seeds))
     specs = plan(grid, data_dir)
     done = finished_ids(output)
     if dry_run:
@@ -157,6 +159,21 @@ def _names(value: str | None, flag: str) -> list[str] | None:
     names = [name.strip() for name in value.split(",") if name.strip()]
     if not names:
         raise UsageError(f"{flag} is empty; name at least one, comma-separated")
+    return names
+
+
+def _method_names(value: str | None, known: list[str]) -> list[str] | None:
+    """`--methods`, comma-separated, where a sweep's name holds commas itself
+    (`SAM@lr=0.001,epochs=6`): at each place the longest run of parts that is a known
+    name is one name; a part that starts none is passed on for `select` to refuse."""
+    parts = _names(value, "--methods")
+    if parts is None:
+        return None
+    names, start = [], 0
+    while start < len(parts):
+        end = next((end for end in range(len(parts), start, -1) if ",".join(parts[start:end]) in known), start + 1)
+        names.append(",".join(parts[start:end]))
+        start = end
     return names
 
 

@@ -93,6 +93,29 @@ def test_a_slice_plans_the_same_runs_as_the_whole_grid(tmp_path):
     assert bad.exit_code == 2 and "--seeds must be whole numbers" in bad.output
 
 
+def test_methods_selects_sweep_names_that_hold_commas(tmp_path):
+    """A sweep's method names carry their settings, `SAM@lr=0.001,epochs=6`: `--methods`
+    splits on commas, so it takes the longest known name at each place."""
+    path = tmp_path / "grid.toml"
+    names = ["SAM@lr=0.001", "SAM@lr=0.001,epochs=6", "SAM@lr=0.001,epochs=6,batch_size=8", "F"]
+    path.write_text(
+        'tasks = ["cola"]\nseeds = [1]\n'
+        + "".join(f'[[methods]]\nname = "{name}"\nscore = "sam"\np = [0.01]\n' for name in names[:3])
+        + '[[methods]]\nname = "F"\ntrain = "full"\n'
+    )
+
+    def chosen(value):
+        result = CliRunner().invoke(app, ["grid", str(path), "--dry-run", "--json", "--methods", value])
+        assert result.exit_code == 0, result.output
+        return [run["run_id"].split("/")[0] for run in json.loads(result.stdout)["runs"]]
+
+    assert chosen("SAM@lr=0.001,epochs=6,F") == ["SAM@lr=0.001,epochs=6", "F"]
+    assert chosen("F, SAM@lr=0.001") == ["SAM@lr=0.001", "F"]
+    assert chosen("SAM@lr=0.001,epochs=6,batch_size=8,SAM@lr=0.001") == ["SAM@lr=0.001", names[2]]
+    unknown = CliRunner().invoke(app, ["grid", str(path), "--dry-run", "--methods", "SAM@lr=0.001,epochs=7"])
+    assert unknown.exit_code == 2 and "--methods epochs=7: not in grid config" in unknown.output
+
+
 @pytest.mark.parametrize(
     "text, message",
     [
