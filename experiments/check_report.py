@@ -165,22 +165,40 @@ def check(results_file: Path, report: Path) -> list[str]:
     rho = spearman(stability, performance)
     if not (math.isnan(rho) and math.isnan(printed_rho)) and not abs(rho - printed_rho) <= 5e-5:
         problems.append(f"Spearman ρ: report {printed_rho}, run.json gives {rho:.4f}")
-    problems += check_sweep(report.read_text(encoding="utf-8"), sweep)
+    sweep_problems, rows = check_sweep(report.read_text(encoding="utf-8"), sweep)
+    problems += sweep_problems
     cells = sum(1 for key in computed if key[1] in columns)
     print(
-        f"checked {checked} runs, {cells} Table 1 cells, ρ = {rho:.4f} and {len(sweep) if len(sweep) > 1 else 0} "
+        f"checked {checked} runs, {cells} Table 1 cells, ρ = {rho:.4f} and {rows} "
         f"sweep rows against run.json: {len(problems)} mismatches"
     )
     return problems
 
 
-def check_sweep(text: str, sweep: dict[float, dict[str, list[float]]]) -> list[str]:
-    """The sparsity-sweep rows (mean over the tasks run at every p of the per-task mean and
-    std) against run.json."""
+def sweep_block(tasks_at: dict[float, set[str]]) -> tuple[set[str], list[float]]:
+    """The report's rule, written again: the largest block of tasks × p in which every task
+    ran at every p, among the tasks run at two or more p; ties go to more p values."""
+    counts: dict[str, int] = {}
+    for tasks in tasks_at.values():
+        for task in tasks:
+            counts[task] = counts.get(task, 0) + 1
+    multi = {task for task, n in counts.items() if n >= 2 or len(tasks_at) == 1}
+    best = (0, 0, set(), [])
+    for p in sorted(tasks_at):
+        tasks = tasks_at[p] & multi
+        kept = [q for q in sorted(tasks_at) if tasks and tasks <= tasks_at[q]]
+        if (len(tasks) * len(kept), len(kept)) > best[:2]:
+            best = (len(tasks) * len(kept), len(kept), tasks, kept)
+    return best[2], best[3]
+
+
+def check_sweep(text: str, sweep: dict[float, dict[str, list[float]]]) -> tuple[list[str], int]:
+    """The sparsity-sweep rows (mean over the sweep's tasks of the per-task mean and std)
+    against run.json: (problems, rows checked)."""
     printed = {float(p): (float(mean), float(std), int(tasks)) for p, mean, std, tasks in SWEEP_ROW.findall(text)}
-    expected = sweep if len(sweep) > 1 else {}  # one p is no sweep: the report prints none
-    swept = set.intersection(*(set(per_task) for per_task in expected.values())) if expected else set()
-    expected = {p: {t: v for t, v in per_task.items() if t in swept} for p, per_task in expected.items() if swept}
+    swept, kept = sweep_block({p: set(per_task) for p, per_task in sweep.items()})
+    kept = kept if len(kept) > 1 else []  # one p is no sweep: the report prints none
+    expected = {p: {t: v for t, v in sweep[p].items() if t in swept} for p in kept}
     problems = [f"sweep p={p:g}: in the report, not in run.json" for p in sorted(set(printed) - set(expected))]
     for p, per_task in sorted(expected.items()):
         means = [statistics.fmean(values) for values in per_task.values()]
@@ -189,7 +207,7 @@ def check_sweep(text: str, sweep: dict[float, dict[str, list[float]]]) -> list[s
         shown = printed.get(p)
         if shown is None or off(shown[0], mean) or off(shown[1], std) or shown[2] != len(means):
             problems.append(f"sweep p={p:g}: report {shown}, run.json gives ({mean:.2f}, {std:.2f}, {len(means)})")
-    return problems
+    return problems, len(expected)
 
 
 def main(argv: list[str]) -> int:

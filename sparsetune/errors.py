@@ -7,10 +7,14 @@ expected, and how to fix it, because that line is all the user sees.
 Exit codes: 2 when the command line itself is wrong (`UsageError`: a flag's value, a
 missing flag, flags that contradict each other or the run being resumed), 1 when what it
 points at is wrong or unusable (every other class: a file, the data, a model, an output
-in the way, the disk, the hub, the numbers), 130 when interrupted.
+in the way, the disk, the hub, the numbers), 130 when interrupted, 143 when terminated.
 """
 
 from __future__ import annotations
+
+import signal
+from contextlib import contextmanager
+from typing import Iterator
 
 
 class SparsetuneError(Exception):
@@ -73,7 +77,46 @@ class TrainingInterrupted(TrainingError):
     exit_code = 130
 
 
+class TrainingTerminated(TrainingInterrupted):
+    """SIGTERM during training: as Ctrl-C, but exit like a SIGTERM (143)."""
+
+    exit_code = 143
+
+
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the process is (the CLI installs the handler), so that it
-    unwinds as from Ctrl-C: `finally` blocks remove temporary files and release locks,
-    and a grid passes SIGTERM on to its workers. Exit 143."""
+    """SIGTERM, raised where the process is (`sigterm_unwinds`), so that it unwinds as
+    from Ctrl-C: `finally` blocks remove temporary files and release locks, and a grid
+    passes SIGTERM on to its workers. Exit 143."""
+
+
+def interruption(error: KeyboardInterrupt) -> tuple[str, int]:
+    """What stopped a command, in words, and the exit code a shell expects (128 + signal)."""
+    return ("terminated (SIGTERM)", 143) if isinstance(error, Terminated) else ("interrupted (Ctrl-C)", 130)
+
+
+def training_stopped(interrupt: KeyboardInterrupt, message: str) -> TrainingInterrupted:
+    """The error that ends an interrupted run or grid: exit 143 after SIGTERM, else 130."""
+    return (TrainingTerminated if isinstance(interrupt, Terminated) else TrainingInterrupted)(message)
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated
+
+
+@contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """SIGTERM raises `Terminated` inside the block, in the main thread; the handler
+    before is restored after it (the default, or an ignored SIGTERM kept ignored: nohup-
+    like wrappers ignore it on purpose). Used by the CLI and by a grid's workers."""
+    previous, installed = signal.getsignal(signal.SIGTERM), False
+    if previous is not signal.SIG_IGN:
+        try:
+            signal.signal(signal.SIGTERM, _raise_terminated)
+            installed = True
+        except ValueError:  # not the main thread
+            pass
+    try:
+        yield
+    finally:
+        if installed:
+            signal.signal(signal.SIGTERM, previous)

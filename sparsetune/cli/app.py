@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 import sys
-from contextlib import contextmanager
 
 import typer
 from rich.console import Console
@@ -21,7 +19,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from .._version import __version__
-from ..errors import SparsetuneError, Terminated, UsageError
+from ..errors import SparsetuneError, UsageError, interruption, sigterm_unwinds
 
 # Messages, progress and summaries go to stderr; stdout carries results (tables, JSON,
 # a delta file) so that commands compose in pipes.
@@ -42,32 +40,6 @@ def report_error(error: SparsetuneError) -> None:
     console.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True, markup=True)
 
 
-def _raise_terminated(signum, frame) -> None:
-    raise Terminated
-
-
-@contextmanager
-def _sigterm_unwinds():
-    """SIGTERM raises `Terminated` while a command runs; the handler before is restored
-    (the default, or an ignored SIGTERM kept ignored)."""
-    previous, installed = signal.getsignal(signal.SIGTERM), False
-    if previous is not signal.SIG_IGN:  # ignored on purpose (nohup-like wrappers): leave it so
-        try:
-            signal.signal(signal.SIGTERM, _raise_terminated)
-            installed = True
-        except ValueError:  # not the main thread
-            pass
-    try:
-        yield
-    finally:
-        if installed:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _interrupted(error: KeyboardInterrupt) -> tuple[str, int]:
-    return ("terminated (SIGTERM)", 143) if isinstance(error, Terminated) else ("interrupted (Ctrl-C)", 130)
-
-
 class SparsetuneGroup(TyperGroup):
     """Turns library errors, and click's own usage errors (an unknown flag, a value not
     among the choices), into one line and an exit code at the one place every command
@@ -77,7 +49,7 @@ class SparsetuneGroup(TyperGroup):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
-            with _sigterm_unwinds():
+            with sigterm_unwinds():
                 code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except typer.TyperException as error:  # click's usage errors
             if os.environ.get("SPARSETUNE_DEBUG") == "1":
@@ -93,7 +65,7 @@ class SparsetuneGroup(TyperGroup):
             console.print("[bold red]error:[/] aborted", soft_wrap=True)
             sys.exit(1)
         except KeyboardInterrupt as error:  # Ctrl-C while click parses (rare): as in a command
-            message, code = _interrupted(error)
+            message, code = interruption(error)
             console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
             sys.exit(code)
         except OSError as error:  # `--help` or `--version` (printed while parsing) to a full device
@@ -114,7 +86,7 @@ class SparsetuneGroup(TyperGroup):
         except KeyboardInterrupt as error:  # Ctrl-C or SIGTERM while a model loads, a score pass or a grid runs
             if os.environ.get("SPARSETUNE_DEBUG") == "1":
                 raise
-            message, code = _interrupted(error)
+            message, code = interruption(error)
             report_error(SparsetuneError(message))
             raise typer.Exit(code) from None
         except OSError as error:  # a path we read or write: one line naming it

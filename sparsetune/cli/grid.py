@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from ..errors import Terminated, TrainingError, TrainingInterrupted, UsageError
+from ..errors import TrainingError, UsageError, interruption, training_stopped
 from .app import console, out
 from .options import DataDirOption, JsonOption, OptionalStr, QuietOption, named_path
 from .render import print_json, progress_bar, say
@@ -124,12 +124,9 @@ def grid_command(
                 specs, output, jobs, progress, launcher or grid.launcher, start_within
             )
     except KeyboardInterrupt as interrupt:  # passed on to the workers: each running one checkpointed
-        stopped = TrainingInterrupted(
-            f"grid {'terminated (SIGTERM)' if isinstance(interrupt, Terminated) else 'interrupted'}; finished runs "
-            f"are in {output}: rerun the same command to resume"
-        )
-        stopped.exit_code = 143 if isinstance(interrupt, Terminated) else 130
-        raise stopped from None
+        word, _ = interruption(interrupt)
+        message = f"grid {word}; finished runs are in {output}: rerun the same command to resume"
+        raise training_stopped(interrupt, message) from None
     if not quiet and len(failures) > 1:  # the error line below quotes the first
         for failure in failures:
             console.print(f"[red]failed:[/] {failure}", soft_wrap=True)

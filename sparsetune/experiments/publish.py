@@ -30,6 +30,7 @@ from .report import (
     TimeSpent,
     sparsity_sweep,
     stability_vs_performance,
+    sweep_left_out,
     table_one,
     time_spent,
 )
@@ -82,6 +83,7 @@ def _markdown(
     p: float | None,
     runs: int,
     spent: TimeSpent,
+    left_out: list[tuple[float, list[str]]] | None = None,
 ) -> str:
     lines = [
         "# sparsetune report",
@@ -112,6 +114,11 @@ def _markdown(
     if len(sweep) >= 2:  # one p is no sweep
         lines += ["## Sparsity sweep (Figure 3)", "", "| p | mean score | mean std | tasks |", "|---:|---:|---:|---:|"]
         lines += [f"| {point.p:g} | {point.mean:.1f} | {point.std:.1f} | {point.tasks} |" for point in sweep]
+        tasks = ", ".join(task for task, *_ in sweep[0].per_task)
+        lines += ["", f"Means over the tasks run at every p shown: {tasks}."]
+        if left_out:
+            dropped = "; ".join(f"p = {p:g} (run on {', '.join(tasks)})" for p, tasks in left_out)
+            lines.append(f"Left out, for missing one of them: {dropped}.")
         lines.append("")
     if len(table.methods) >= 2 and not choices:  # a sweep's table compares settings, not the paper's methods
         lines += [
@@ -138,7 +145,9 @@ def _markdown(
             "",
             "Wall minutes per method and task, over every run of the results file (all p and seeds): total "
             "(runs × mean per run). A run's time is scoring + training (summed over the attempts of a resumed "
-            "run) + the test evaluation, on the machine as it was shared by `--jobs` runs." + untimed,
+            "run) + the test evaluation, on the machine as it was shared by `--jobs` runs. A run resumed after "
+            "its mask was scored reuses the mask and leaves its scoring time out, and results lines written "
+            "before checkpoints kept the time (session 6) count a resumed run's last attempt only." + untimed,
             "",
             spent.to_markdown(),
         ]
@@ -217,7 +226,8 @@ def _write_report(results: list[RunResult], results_path, output: Path, p, sweep
     stability = stability_vs_performance(table)
     sweep = sparsity_sweep(results, sweep_method)
     choices = choose_on_dev(results)
-    markdown = _markdown(str(results_path), table, stability, sweep, choices, p, len(results), time_spent(results))
+    spent, left_out = time_spent(results), sweep_left_out(results, sweep_method)
+    markdown = _markdown(str(results_path), table, stability, sweep, choices, p, len(results), spent, left_out)
     report = Report(table, stability, sweep, choices, markdown)
     (output / "report.md").write_text(markdown, encoding="utf-8")
     report.files.append(output / "report.md")

@@ -18,6 +18,7 @@ mean, ties share the average rank. Stability: on each task, methods are ranked b
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -145,20 +146,39 @@ class SweepPoint:
     per_task: tuple[tuple[str, float, float, int], ...] = ()  # (task, mean ×100, std over seeds, seeds)
 
 
-def sparsity_sweep(results: list[RunResult], method: str = "sam") -> list[SweepPoint]:
-    """Performance and stability of `method` at each p it was run with (Figure 3), over
-    the tasks it was run on at *every* p: a grid runs Table 1's p on all tasks and the
-    sweep on two, and a mean over other tasks at one p would be no point of the curve."""
+def sweep_block(tasks_at: dict[float, set[str]]) -> tuple[set[str], list[float]]:
+    """The tasks and p values of a sweep (Figure 3): the largest block of tasks × p in
+    which every task ran at every p, among the tasks run at two or more p. Table 1's p
+    runs on every task and the sweep on two, so the other tasks drop out; a p still
+    missing a task (a sweep under way) drops out rather than shrink every point to fewer
+    tasks; ties go to more p values. `experiments/check_report.py` mirrors this rule."""
+    counts = Counter(task for tasks in tasks_at.values() for task in tasks)
+    multi = {task for task, n in counts.items() if n >= 2} if len(tasks_at) > 1 else set(counts)
+    best: tuple[int, int, set[str], list[float]] = (0, 0, set(), [])
+    for p in sorted(tasks_at):
+        tasks = tasks_at[p] & multi
+        kept = [q for q in sorted(tasks_at) if tasks and tasks <= tasks_at[q]]
+        if (len(tasks) * len(kept), len(kept)) > best[:2]:
+            best = (len(tasks) * len(kept), len(kept), tasks, kept)
+    return best[2], best[3]
+
+
+def _scores_by_p(results: list[RunResult], method: str) -> dict[float, dict[str, list[float]]]:
     by_p: dict[float, dict[str, list[float]]] = {}
     for result in results:
         if result.method == method and result.p is not None:
             by_p.setdefault(result.p, {}).setdefault(result.task, []).append(100 * result.score)
-    swept = set.intersection(*(set(tasks) for tasks in by_p.values())) if by_p else set()
+    return by_p
+
+
+def sparsity_sweep(results: list[RunResult], method: str = "sam") -> list[SweepPoint]:
+    """Performance and stability of `method` at each p of its sweep block (`sweep_block`)."""
+    by_p = _scores_by_p(results, method)
+    swept, kept = sweep_block({p: set(tasks) for p, tasks in by_p.items()})
     points = []
-    for p in sorted(by_p) if swept else ():
-        per_task = tuple(
-            (task, *_mean_std(scores), len(scores)) for task, scores in sorted(by_p[p].items()) if task in swept
-        )
+    for p in kept:
+        rows = sorted((task, scores) for task, scores in by_p[p].items() if task in swept)
+        per_task = tuple((task, *_mean_std(scores), len(scores)) for task, scores in rows)
         points.append(
             SweepPoint(
                 p,
@@ -169,6 +189,13 @@ def sparsity_sweep(results: list[RunResult], method: str = "sam") -> list[SweepP
             )
         )
     return points
+
+
+def sweep_left_out(results: list[RunResult], method: str = "sam") -> list[tuple[float, list[str]]]:
+    """The p values `method` ran at that its sweep leaves out, each with its tasks."""
+    by_p = _scores_by_p(results, method)
+    _, kept = sweep_block({p: set(tasks) for p, tasks in by_p.items()})
+    return [(p, sorted(by_p[p])) for p in sorted(by_p) if p not in kept] if len(kept) >= 2 else []
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ..errors import SparsetuneError, Terminated, TrainingError, TrainingInterrupted
+from ..errors import (
+    SparsetuneError,
+    Terminated,
+    TrainingError,
+    TrainingInterrupted,
+    interruption,
+    sigterm_unwinds,
+)
 from ..progress import ProgressCallback, no_progress
 from .grid import RunSpec, spec_from_json, spec_to_json
 from .lifeline import PARENT_ENV, die_with_parent, parent_from_env
@@ -288,6 +295,16 @@ def worker_main() -> int:
     """Entry point of a worker process: a spec on stdin (or in the file named by the first
     argument), the result line on stdout (from the main process of a launch only)."""
     die_with_parent(parent_from_env())  # before anything heavy: the grid may already be gone
+    with sigterm_unwinds():  # the grid's SIGTERM (or the parent-death one) unwinds, as in the CLI
+        try:
+            return _work()
+        except KeyboardInterrupt as interrupt:  # outside training (loading, scoring, the test)
+            message, code = interruption(interrupt)
+            print(f"error: {message}", file=sys.stderr)
+            return code
+
+
+def _work() -> int:
     import torch
 
     from ..runtime import is_main_process

@@ -77,7 +77,7 @@ class LoraMethod(StructuralMethod):
     """peft's LoRA on the targeted layers + the head; the backbone stays θ0."""
 
     title = "LoRA"
-    default_lr = 1e-3  # chosen on dev (experiments/lr_sweep.toml, results/lr_sweep/report.md)
+    default_lr = 1e-3  # chosen on dev (experiments/learn_sweep.toml, results/learn_sweep/report.md)
     Options = LoraOptions
     mergeable = True
 

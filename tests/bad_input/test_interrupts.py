@@ -243,3 +243,40 @@ def _blocked_on(pid: int) -> bool:
         return Path(f"/proc/{pid}/wchan").read_text() == "wait_for_partner"
     except OSError:
         return False
+
+
+def test_a_grid_worker_unwinds_on_sigterm(tmp_path):
+    """A grid passes SIGTERM on to its workers (and the kernel sends it when the grid
+    dies). Outside the training loop, which defers it to the step's end, a worker was
+    killed outright, leaving a scoring pass's temporary files; it now unwinds as the CLI
+    does: one line, exit 143. This worker waits for its spec on stdin."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "sparsetune.experiments.worker"],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not _catches(worker.pid, signal.SIGTERM):
+            assert worker.poll() is None, worker.communicate()
+            time.sleep(0.05)
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 143, stderr
+    assert stderr.strip() == "error: terminated (SIGTERM)", stderr
+
+
+def _catches(pid: int, signum: int) -> bool:
+    """The process has a handler for `signum` (Linux: /proc/PID/status, SigCgt)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught, 16) & (1 << (signum - 1)))

@@ -194,7 +194,7 @@ def test_interrupt_under_two_processes_then_resume_equals_an_uninterrupted_run(t
     """)
     )
     stopped = torchrun(str(script), str(tmp_path / "run"))
-    assert stopped.returncode != 0 and "interrupted at step" in stopped.stderr, stopped.stderr
+    assert stopped.returncode != 0 and "interrupted (Ctrl-C) at step" in stopped.stderr, stopped.stderr
     assert (tmp_path / "run" / "checkpoint").is_dir() and not (tmp_path / "run" / "run.json").exists()
     resumed = torchrun(
         "-m", "sparsetune", "train", "--resume", "-o", str(tmp_path / "run"), "--data-dir", str(tiny_data_dir), "-q"

@@ -36,7 +36,7 @@ import torch
 
 from ...config import TrainConfig
 from ...data import epoch_order, global_batches, local_part, make_loader
-from ...errors import FileFormatError, TrainingError, TrainingInterrupted, UsageError
+from ...errors import FileFormatError, Terminated, TrainingError, UsageError, interruption, training_stopped
 from ...formats.checkpoint import Checkpoint, has_checkpoint, load_checkpoint, save_checkpoint
 from ...formats.log import LOG_FILE, LogWriter
 from ...formats.run_record import RunRecord
@@ -70,8 +70,8 @@ def _deferred_sigint():
 
     def handler(signum, frame):
         if flag["stop"]:
-            raise KeyboardInterrupt
-        flag["stop"] = True
+            raise _interrupt_for(signum)
+        flag["stop"], flag["signal"] = True, signum
 
     previous = {number: signal.signal(number, handler) for number in signals}
     try:
@@ -79,6 +79,10 @@ def _deferred_sigint():
     finally:
         for number, old in previous.items():
             signal.signal(number, old)
+
+
+def _interrupt_for(signum: int | None) -> KeyboardInterrupt:
+    return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 def _groups(numbers: dict[str, Any]) -> dict[str, dict[str, float]]:
@@ -302,29 +306,32 @@ def _train(config: TrainConfig, setup: RunSetup, rt, progress: ProgressCallback,
                         checkpoint_now()
                     progress("train", step, total, **shown)
                     if rt.any(sigint["stop"]):  # Ctrl-C on any process stops all at this step
-                        raise KeyboardInterrupt
+                        raise _interrupt_for(sigint.get("signal"))
                     if step >= total:
                         break
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
+        word, _ = interruption(interrupt)
         saved = config.resume or has_checkpoint(out)
         if in_update and not saved:  # mid-step with nothing saved yet: OUT is removed (train), nothing to resume
-            raise TrainingInterrupted(
-                f"interrupted during step {step + 1}, before the first checkpoint; nothing was kept: "
-                "rerun the same command to start over"
+            raise training_stopped(
+                interrupt,
+                f"{word} during step {step + 1}, before the first checkpoint; nothing was kept: "
+                "rerun the same command to start over",
             ) from None
         if in_update:  # mid-step: the state is half-updated, keep the last checkpoint
-            raise TrainingInterrupted(
-                f"interrupted during step {step + 1}; resume from step {last_saved} with --resume -o {out}"
+            raise training_stopped(
+                interrupt, f"{word} during step {step + 1}; resume from step {last_saved} with --resume -o {out}"
             ) from None
         if step == 0 and not saved:
-            raise TrainingInterrupted(
-                "interrupted before the first step; nothing was kept: rerun the same command"
+            raise training_stopped(
+                interrupt, f"{word} before the first step; nothing was kept: rerun the same command"
             ) from None
         if last_saved != step:
             checkpoint_now()
         rt.barrier()
-        raise TrainingInterrupted(
-            f"interrupted at step {step}/{total}; checkpoint written, continue with: sparsetune train --resume -o {out}"
+        raise training_stopped(
+            interrupt,
+            f"{word} at step {step}/{total}; checkpoint written, continue with: sparsetune train --resume -o {out}",
         ) from None
     finally:
         if log is not None:

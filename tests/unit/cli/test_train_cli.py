@@ -68,20 +68,29 @@ def test_existing_output_and_missing_checkpoint_are_one_line_errors(tmp_path, ti
     assert result.exit_code == 2 and "KEY=VALUE" in result.stderr
 
 
-def test_ctrl_c_exits_130_with_a_resume_hint_and_resume_finishes(tmp_path, tiny_model_dir, tiny_data_dir, monkeypatch):
+@pytest.mark.parametrize(
+    "signum, code, word",
+    [(signal.SIGINT, 130, "interrupted (Ctrl-C)"), (signal.SIGTERM, 143, "terminated (SIGTERM)")],
+    ids=["SIGINT", "SIGTERM"],
+)
+def test_a_signal_exits_with_its_code_a_resume_hint_and_resume_finishes(
+    signum, code, word, tmp_path, tiny_model_dir, tiny_data_dir, monkeypatch
+):
+    """Ctrl-C exits 130; SIGTERM (a scheduler, `kill`) 143, as every other command (it was 130)."""
+
     @contextmanager
     def interrupting_bar(quiet=False):
         def progress(stage, done, total, **info):
             if stage == "train" and done == 2:
-                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signum)
 
         yield progress
 
     monkeypatch.setattr("sparsetune.cli.train.progress_bar", interrupting_bar)
     mask = write_mask(tmp_path, tiny_model_dir)
     result = _train(mask, tmp_path / "out", tiny_data_dir)
-    assert result.exit_code == 130, result.output
-    assert "sparsetune train --resume -o" in result.stderr
+    assert result.exit_code == code, result.output
+    assert f"{word} at step 2/" in result.stderr and "sparsetune train --resume -o" in result.stderr
     result = runner.invoke(
         app, ["train", "-o", str(tmp_path / "out"), "--resume", "--data-dir", str(tiny_data_dir), "--quiet"]
     )

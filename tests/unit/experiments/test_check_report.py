@@ -101,3 +101,37 @@ def test_sweep_rows_are_checked(check_report, published, capsys):
     report.write_text(text.replace(row, row.replace("| 0.1 | ", "| 0.1 | 9")))
     problems = check_report.check(results, report)
     assert problems and problems[0].startswith("sweep p=0.1: report")
+
+
+def test_a_p_left_out_of_the_sweep_is_named_and_checked_by_the_same_rule(check_report, published, capsys, no_data):
+    """SAM at p = 0.05 on cb only (a sweep under way): the report leaves it out and says
+    so; check_report's copy of the rule agrees, so the report still checks."""
+    from sparsetune.experiments.report import sweep_block
+
+    results, report = published
+    run_dir = results.parent / "runs" / "SAM/cb/p0.05/seed1"
+    test = {"accuracy": 0.3, "score": 0.3}
+    RunRecord(
+        base_model="m",
+        task="cb",
+        method="x",
+        seed=1,
+        best={"score": 0.5},
+        metrics={"dev": {"score": 0.5}, "validation": test},
+    ).save(run_dir)
+    append_result(
+        results, RunResult("SAM/cb/p0.05/seed1", "SAM", "cb", 1, 0.05, test, dev={"score": 0.5}, run_dir=str(run_dir))
+    )
+    write_report(results, report.parent, p=0.005, data_dir=no_data, force=True)
+    text = report.read_text()
+    assert "Means over the tasks run at every p shown: cb, copa." in text
+    assert "Left out, for missing one of them: p = 0.05 (run on cb)." in text and "| 0.05 |" not in text
+    assert check_report.check(results, report) == []
+    assert "and 2 sweep rows" in capsys.readouterr().out
+    for tasks_at in (
+        {0.1: {"a", "b"}, 0.2: {"a", "b"}, 0.3: {"a"}},
+        {0.1: {"a", "b", "c"}, 0.2: {"a", "b"}, 0.3: {"a", "b", "c"}, 0.4: {"a", "b"}},
+        {0.1: {"a"}, 0.2: {"b"}},
+        {0.1: {"a", "b"}},
+    ):
+        assert check_report.sweep_block(tasks_at) == sweep_block(tasks_at)

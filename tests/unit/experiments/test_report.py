@@ -7,7 +7,14 @@ import statistics
 import pytest
 from scipy import stats
 
-from sparsetune.experiments.report import AVERAGE, sparsity_sweep, stability_vs_performance, table_one
+from sparsetune.experiments.report import (
+    AVERAGE,
+    sparsity_sweep,
+    stability_vs_performance,
+    sweep_block,
+    sweep_left_out,
+    table_one,
+)
 from sparsetune.experiments.results import RunResult, append_result, read_results
 
 SCORES = {  # method -> task -> scores over seeds (test score, 0..1)
@@ -100,6 +107,30 @@ def test_the_sweep_is_over_the_tasks_run_at_every_p():
         RunResult("b", "sam", "rte", 0, 0.2, {"score": 0.5}),
     ]
     assert sparsity_sweep(disjoint) == []
+
+
+def test_a_sweep_under_way_leaves_out_a_p_that_misses_one_of_its_tasks():
+    """Table 1's p on every task, the sweep on cola and mrpc, p = 0.05 so far on cola
+    only: the sweep stays over cola and mrpc at the four complete p values and names the
+    fifth as left out (it averaged every point over cola alone); a task run at only two p
+    values drops out instead of taking most p values with it."""
+    tasks_at = {0.0005: {"cola", "mrpc"}, 0.001: {"cola", "mrpc"}, 0.005: {"cola", "mrpc", "cb", "rte"}}
+    tasks_at |= {0.02: {"cola", "mrpc"}, 0.05: {"cola"}}
+    assert sweep_block(tasks_at) == ({"cola", "mrpc"}, [0.0005, 0.001, 0.005, 0.02])
+    assert sweep_block({**tasks_at, 0.05: {"cola", "rte"}}) == ({"cola", "mrpc"}, [0.0005, 0.001, 0.005, 0.02])
+    assert sweep_block({0.01: {"cb", "rte"}}) == ({"cb", "rte"}, [0.01])
+    assert sweep_block({}) == (set(), [])
+
+    results = [
+        RunResult(f"{t}{p}", "sam", t, 0, p, {"score": 0.5}) for p, tasks in tasks_at.items() for t in sorted(tasks)
+    ]
+    assert [(point.p, point.tasks) for point in sparsity_sweep(results)] == [
+        (0.0005, 2),
+        (0.001, 2),
+        (0.005, 2),
+        (0.02, 2),
+    ]
+    assert sweep_left_out(results) == [(0.05, ["cola"])]
 
 
 def test_time_spent_sums_minutes_per_method_and_task(tmp_path, no_data):

@@ -68,8 +68,11 @@ def test_a_resumed_run_counts_the_seconds_of_every_attempt(tmp_path, tiny_data_d
         run(out, tiny_data_dir, progress=slow_then_interrupt, mask=str(mask_path))
     before = load_checkpoint(out).info["seconds"]
     assert before >= 3
+    started = time.time()
     record = run(out, tiny_data_dir, resume=True)
+    resumed = time.time() - started  # this attempt alone, an upper bound of what it adds
     assert record.seconds >= before and RunRecord.load(out).seconds == record.seconds
+    assert record.seconds > resumed + 2  # impossible for the last attempt's time alone
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
