@@ -21,6 +21,7 @@ import typer
 
 from ..errors import UsageError
 from .app import app, console, out
+from .options import named_path
 
 SHELLS = ("bash", "zsh", "fish")
 Shell = Enum("Shell", {name: name for name in SHELLS}, type=str)
@@ -236,8 +237,6 @@ def completions_command(
 ) -> None:
     """Print a static completion script for bash, zsh or fish."""
     if write is not None:
-        from .options import named_path
-
         for path in write_all(named_path(write, "--write")):
             console.print(f"wrote {path}")
     elif shell is None:
