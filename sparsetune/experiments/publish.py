@@ -117,7 +117,7 @@ def _markdown(
         tasks = ", ".join(task for task, *_ in sweep[0].per_task)
         lines += ["", f"Means over the tasks run at every p shown: {tasks}."]
         if left_out:
-            dropped = "; ".join(f"p = {p:g} (run on {', '.join(tasks)})" for p, tasks in left_out)
+            dropped = "; ".join(f"p = {value:g} (run on {', '.join(ran)})" for value, ran in left_out)
             lines.append(f"Left out, for missing one of them: {dropped}.")
         lines.append("")
     if len(table.methods) >= 2 and not choices:  # a sweep's table compares settings, not the paper's methods

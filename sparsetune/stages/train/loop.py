@@ -82,6 +82,7 @@ def _deferred_sigint():
 
 
 def _interrupt_for(signum: int | None) -> KeyboardInterrupt:
+    """What a deferred signal raises: `Terminated` for SIGTERM (exit 143), else Ctrl-C's."""
     return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
