@@ -330,6 +330,7 @@ _SCORED = {
     "precision": string(PRECISIONS),
     "revision": string(),
     "model_commit": string(),
+    "base_sha256": hexdigest(64),
     "sparsetune_version": string(empty=True),
 }
 MASK_METADATA = table(

@@ -10,7 +10,8 @@ densely beside `values`.
 
 A mask is only trained over the eligible set it was scored over: `train --mask` takes
 the pooler policy from the mask's metadata, and `check_mask_fits` refuses, in one line,
-a mask that selects from a head tensor or leaves out an eligible pooler.
+a mask that selects from a head tensor or leaves out an eligible pooler; `check_mask_base`
+one scored on other weights of the same shapes (`-O other_base=true` trains it anyway).
 
 The step computes ∂L/∂values without a dense weight gradient (`core.sparse_delta`).
 `--method-option backward=reference` trains through the plain parametrization instead
@@ -21,7 +22,7 @@ kept to check the fast path against.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping
 
 from ..errors import MismatchError, UsageError
 from ..models import is_pooler
@@ -29,6 +30,7 @@ from .base import TrainingMethod
 from .registry import option, register_method
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
 
     from ..formats.mask import Mask
@@ -40,6 +42,7 @@ class SparseOptions:
     backward: str = option(
         "sparse", "sparse: ∂L/∂values at the selected entries only; reference: the plain parametrization"
     )
+    other_base: bool = option(False, "train a mask scored on other weights of the same shapes (another checkpoint)")
 
 
 @register_method("sparse")
@@ -56,6 +59,8 @@ class SparseMethod(TrainingMethod):
         assert self.mask is not None
         check_mask_fits(self.mask, loaded)
         self.mask.validate_against(self.eligible)
+        if not self.options.other_base:
+            check_mask_base(self.mask, self.eligible)
         factories = {"sparse": sparse_delta.SparseDelta, "reference": sparse.SelectedValues}
         if self.options.backward not in factories:
             raise UsageError(
@@ -75,6 +80,21 @@ class SparseMethod(TrainingMethod):
         from ..core import sparse
 
         return sparse.materialise(self.loaded.model)
+
+
+def check_mask_base(mask: Mask, eligible: Mapping[str, torch.Tensor]) -> None:
+    """The eligible tensors are the weights the mask was scored on (`base_sha256`; masks
+    from before it was recorded are not checked). Names and shapes alone would let a
+    mask of another checkpoint of the architecture through, chosen by other gradients."""
+    from ..formats.mask import base_digest
+
+    recorded = mask.metadata.get("base_sha256")
+    if recorded is not None and base_digest(eligible) != recorded:
+        source = mask.metadata.get("model", "another model")
+        raise MismatchError(
+            f"the mask was scored on other weights than this model's (it records {source}, base sha256 "
+            f"{recorded[:12]}...): score a mask on this model, or train it anyway with -O other_base=true"
+        )
 
 
 def check_mask_fits(mask: Mask, loaded: LoadedModel) -> None:

@@ -21,7 +21,7 @@ import torch
 from ..config import DEFAULT_SCOPE, DEFAULT_SPARSITY, MAX_SEED, MaskConfig, ScoreConfig, check_scope
 from ..data import global_batches, load_task_data, make_loader
 from ..errors import NumericalError, UsageError
-from ..formats.mask import Mask, check_fraction
+from ..formats.mask import Mask, base_digest, check_fraction
 from ..formats.scores import Scores
 from ..io import check_writable, refuse_to_overwrite
 from ..models import (
@@ -196,6 +196,7 @@ def score(config: ScoreConfig, progress: ProgressCallback | None = None) -> Scor
         **head_metadata(loaded),
         **({"revision": config.revision} if config.revision else {}),
         **({"model_commit": loaded.commit} if loaded.commit else {}),
+        "base_sha256": base_digest(loaded.eligible()),
     }
     p = DEFAULT_SPARSITY if config.p is None else config.p
     mask = scorer.select(scores, p, config.scope, metadata)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -196,6 +197,47 @@ def test_mask_from_another_model_names_the_first_mismatching_tensor(tmp_path, ti
     with pytest.raises(MismatchError, match=first.replace(".", r"\.")):
         run(tmp_path / "out", tiny_data_dir, mask=str(tmp_path / "other.safetensors"))
     assert not (tmp_path / "out").exists()
+
+
+def test_a_mask_scored_on_other_weights_of_the_same_shapes_is_refused(tmp_path, tiny_data_dir, tiny_model_dir):
+    """Names and shapes let a mask of another checkpoint of the architecture through; the
+    mask records the digest of the weights it was scored on, and `-O other_base=true`
+    trains it anyway."""
+    from transformers import BertModel
+
+    from sparsetune.config import ScoreConfig
+    from sparsetune.formats.mask import base_digest
+    from sparsetune.models import load_model
+    from sparsetune.stages.score import score
+    from sparsetune.tasks import get_task
+
+    mask_file = tmp_path / "mask.safetensors"
+    score(
+        ScoreConfig(
+            model=str(tiny_model_dir),
+            task="cb",
+            p=0.05,
+            data_dir=str(tiny_data_dir),
+            output=str(mask_file),
+            examples=8,
+            batch_size=8,
+            max_length=24,
+        )
+    )
+    eligible = load_model(tiny_model_dir, get_task("cb"), seed=0).eligible()
+    assert Mask.load(mask_file).metadata["base_sha256"] == base_digest(eligible)
+
+    other = tmp_path / "other-bert"
+    shutil.copytree(tiny_model_dir, other)
+    torch.manual_seed(1)
+    BertModel(BertModel.config_class.from_pretrained(other)).save_pretrained(other)  # same shapes, other weights
+    with pytest.raises(MismatchError, match="scored on other weights .* -O other_base=true"):
+        run(tmp_path / "out", tiny_data_dir, mask=str(mask_file), model=str(other))
+    assert not (tmp_path / "out").exists()
+    record = run(
+        tmp_path / "out", tiny_data_dir, mask=str(mask_file), model=str(other), method_options=(("other_base", "true"),)
+    )
+    assert record.base_model == str(other)
 
 
 def test_method_or_mask_is_required(tmp_path, tiny_data_dir):
