@@ -9,7 +9,8 @@ Design notes: one setting per *method*, not per (method, task): a grid config's
 `flags` are per method, and on small tasks (cb's dev part has 25 examples) a per-task
 choice would mostly fit noise. The chosen setting has the best mean over tasks of the
 per-task mean dev score over seeds; a setting is compared only if it covers every task
-its method was swept on. Ties (common: cb's dev scores move in steps of 1/25) go to the
+its method was swept on; a name run at several p (cola_gap.toml's SAM) is a setting per
+p. Ties (common: cb's dev scores move in steps of 1/25) go to the
 smallest value, for a learning rate the step that stays closest to θ0, and never to
 whichever run happened to finish first.
 """
@@ -57,10 +58,15 @@ def dev_score(result: RunResult) -> float | None:
 
 def choose_on_dev(results: list[RunResult]) -> list[Setting]:
     """Every swept (method, setting) with its dev scores, the chosen one marked."""
+    p_values: dict[str, set] = {}
+    for result in results:
+        p_values.setdefault(result.method, set()).add(result.p)
     collected: dict[tuple[str, str], dict[str, list[float]]] = {}
     for result in results:
         variant, score = split_variant(result.method), dev_score(result)
         if variant is not None and score is not None:
+            if len(p_values[result.method]) > 1:  # one name run at several p: p is part of the setting
+                variant = (variant[0], f"{variant[1]},p={'dense' if result.p is None else format(result.p, 'g')}")
             collected.setdefault(variant, {}).setdefault(result.task, []).append(score)
     tasks_of: dict[str, set[str]] = {}
     for (method, _), per_task in collected.items():

@@ -78,3 +78,15 @@ def test_report_of_a_sweep_has_the_dev_section(tmp_path, no_data):
     }
     text = (tmp_path / "report" / "report.md").read_text()
     assert "## Hyperparameters chosen on dev" in text and "| SAM | lr=0.001 | 70.0 | 60.0 | 65.0 | **yes** |" in text
+
+
+def test_one_name_run_at_several_p_is_a_setting_per_p():
+    """cola_gap.toml runs `SAM@lr=0.001,epochs=6` at p = 0.005 and 0.02: the dev table
+    averaged the two into one row (16.3) that no run had."""
+    runs = [
+        RunResult("a", "SAM@lr=0.001", "cola", 1, 0.005, {"score": 0.2}, dev={"score": 0.160}),
+        RunResult("b", "SAM@lr=0.001", "cola", 1, 0.02, {"score": 0.2}, dev={"score": 0.167}),
+        RunResult("c", "SAM@lr=0.003", "cola", 1, 0.005, {"score": 0.2}, dev={"score": 0.045}),
+    ]
+    settings = {(s.method, s.setting): round(s.mean, 6) for s in choose_on_dev(runs)}
+    assert settings == {("SAM", "lr=0.001,p=0.005"): 16.0, ("SAM", "lr=0.001,p=0.02"): 16.7, ("SAM", "lr=0.003"): 4.5}
