@@ -91,7 +91,9 @@ class Terminated(KeyboardInterrupt):
 
 def interruption(error: KeyboardInterrupt) -> tuple[str, int]:
     """What stopped a command, in words, and the exit code a shell expects (128 + signal)."""
-    return ("terminated (SIGTERM)", 143) if isinstance(error, Terminated) else ("interrupted (Ctrl-C)", 130)
+    if isinstance(error, Terminated):
+        return "terminated (SIGTERM)", TrainingTerminated.exit_code
+    return "interrupted (Ctrl-C)", TrainingInterrupted.exit_code
 
 
 def training_stopped(interrupt: KeyboardInterrupt, message: str) -> TrainingInterrupted:

@@ -6,6 +6,7 @@ safetensors, never pickle: loading a file someone sent you must not run their co
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import struct
@@ -33,6 +34,14 @@ COLUMNS = (
     "pooler",
     "other",
 )
+
+
+def tensor_digest(tensor: torch.Tensor) -> str:
+    """sha256 prefix of a tensor's dtype, shape and bytes: equal digests, equal tensors."""
+    flat = tensor.detach().cpu().contiguous().reshape(-1)
+    digest = hashlib.sha256(f"{flat.dtype}{list(tensor.shape)}".encode())
+    digest.update(memoryview(flat.view(torch.uint8).numpy()))
+    return digest.hexdigest()[:16]
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:

@@ -82,14 +82,6 @@ TYPED_FIELDS = frozenset(
 INTERNAL_FIELDS = ("format", "version", "shapes", "head", "values_dtype", "values_kind", "content_sha256", CHECKSUM)
 
 
-def tensor_digest(tensor: torch.Tensor) -> str:
-    """sha256 prefix of a tensor's dtype, shape and bytes: equal digests, equal tensors."""
-    flat = tensor.detach().cpu().contiguous().reshape(-1)
-    digest = hashlib.sha256(f"{flat.dtype}{list(tensor.shape)}".encode())
-    digest.update(memoryview(flat.view(torch.uint8).numpy()))
-    return digest.hexdigest()[:16]
-
-
 def content_digest(tensors: dict[str, torch.Tensor]) -> str:
     digest = hashlib.sha256()
     for name in sorted(tensors):

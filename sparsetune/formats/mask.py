@@ -41,6 +41,7 @@ from .common import (
     load_tensors,
     safetensors_format,
     save_tensors,
+    tensor_digest,
 )
 from .integrity import CHECKSUM, verify
 
@@ -55,14 +56,11 @@ TYPED_FIELDS = frozenset(
 
 
 def base_digest(tensors: Mapping[str, torch.Tensor]) -> str:
-    """sha256 of named tensors (names, dtypes, shapes and bytes, in name order): which
-    base weights a mask was scored on. About 0.2 s for MiniLM's 90 MB."""
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        tensor = tensors[name].detach().cpu().contiguous()
-        digest.update(f"{name}\0{tensor.dtype}\0{list(tensor.shape)}\0".encode())
-        digest.update(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))
-    return digest.hexdigest()
+    """sha256 over the named tensors' `tensor_digest`s (a delta's fingerprint, folded into
+    one value), in name order: which base weights a mask was scored on. About 0.2 s for
+    MiniLM's 90 MB."""
+    lines = "".join(f"{name}\0{tensor_digest(tensors[name])}\n" for name in sorted(tensors))
+    return hashlib.sha256(lines.encode()).hexdigest()
 
 
 def check_fraction(p: float, flag: str = "-p") -> float:

@@ -135,7 +135,7 @@ def build(
 
     Returns the bound method (its `model()` is eval-ready) and, with `fingerprint`, the
     digests of the base's pretrained tensors taken before anything was loaded into them."""
-    from ..formats.delta import tensor_digest
+    from ..formats.common import tensor_digest
 
     method_cls = get_method(method_name)
     if not is_structural(method_name):

@@ -19,7 +19,8 @@ import torch
 
 from ..config import ApplyConfig
 from ..errors import MismatchError, UsageError
-from ..formats.delta import Delta, tensor_digest
+from ..formats.common import tensor_digest
+from ..formats.delta import Delta
 from ..io import atomic_path, check_replaceable, check_writable, refuse_to_overwrite, writing
 from ..models import _first_line, display_name, hub_kwargs, load_tokenizer, resolve_model
 from ..progress import ProgressCallback, no_progress

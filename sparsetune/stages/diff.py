@@ -24,7 +24,8 @@ from torch import nn
 from ..config import DiffConfig
 from ..core.tensors import differs
 from ..errors import FileFormatError, MismatchError, UsageError
-from ..formats.delta import VALUE_DTYPES, Delta, portable_config, tensor_digest
+from ..formats.common import tensor_digest
+from ..formats.delta import VALUE_DTYPES, Delta, portable_config
 from ..formats.mask import Mask, check_fraction
 from ..formats.method_dir import has_method_dir
 from ..formats.run_record import RunRecord, is_run_dir

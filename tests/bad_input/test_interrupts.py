@@ -220,20 +220,26 @@ def test_sigterm_unwinds_with_one_line_and_exit_143(command, pipeline, tmp_path)
     process = subprocess.Popen(
         [sys.executable, "-m", "sparsetune", *args, "-q"], env=env, stderr=subprocess.PIPE, text=True
     )
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline and not _blocked_on(process.pid):
-            assert process.poll() is None, process.communicate()
-            time.sleep(0.1)
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    stderr = _sigterm_once(process, _blocked_on, wait=120)
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert process.returncode == 143, stderr
     assert len(lines) == 1 and lines[0] == "error: terminated (SIGTERM)", lines
     assert_unchanged(before, snapshot(tmp_path, pipeline.root))
+
+
+def _sigterm_once(process: subprocess.Popen, ready, wait: float) -> str:
+    """SIGTERM to `process` once `ready(pid)` holds (it must not exit before); its stderr.
+    The process is killed if it outlives the test."""
+    try:
+        deadline = time.time() + wait
+        while time.time() < deadline and not ready(process.pid):
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        return process.communicate(timeout=60)[1]
+    finally:
+        if process.poll() is None:
+            process.kill()
 
 
 def _blocked_on(pid: int) -> bool:
@@ -258,16 +264,7 @@ def test_a_grid_worker_unwinds_on_sigterm(tmp_path):
         text=True,
         env=env,
     )
-    try:
-        deadline = time.time() + 60
-        while time.time() < deadline and not _catches(worker.pid, signal.SIGTERM):
-            assert worker.poll() is None, worker.communicate()
-            time.sleep(0.05)
-        worker.send_signal(signal.SIGTERM)
-        _, stderr = worker.communicate(timeout=60)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
+    stderr = _sigterm_once(worker, lambda pid: _catches(pid, signal.SIGTERM), wait=60)
     assert worker.returncode == 143, stderr
     assert stderr.strip() == "error: terminated (SIGTERM)", stderr
 
