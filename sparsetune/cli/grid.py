@@ -76,12 +76,12 @@ def grid_command(
     from ..experiments.results import finished_ids
     from ..experiments.runner import check_launcher, run_grid
 
-    config, output = named_path(config, "CONFIG"), named_path(output, "-o")
-    grid = load_grid(config)
+    config_path, results_path = named_path(config, "CONFIG"), named_path(output, "-o")
+    grid = load_grid(config_path)
     known = [method.name for method in grid.methods]
     grid = select(grid, _names(tasks, "--tasks"), _method_names(methods, known), _seeds(seeds))
     specs = plan(grid, data_dir)
-    done = finished_ids(output)
+    done = finished_ids(results_path)
     if dry_run:
         rate = seconds_per_example_token(grid.model)
         rows = [(spec, spec.run_id in done, estimate_run(spec, rate)) for spec in specs]
@@ -95,7 +95,7 @@ def grid_command(
                 }
             )
             return
-        table = Table(title=f"{config}: {len(specs)} runs, {len(done)} done")
+        table = Table(title=f"{config_path}: {len(specs)} runs, {len(done)} done")
         for column in ("run", "train", "mask", "estimate"):
             table.add_column(column)
         for spec, finished, seconds in rows:
@@ -114,18 +114,18 @@ def grid_command(
     from ..data import resolve_data_dir
     from ..io import check_writable
 
-    check_writable(output, "-o")  # a read-only results folder fails now, not after the first run
-    check_writable(grid.runs_dir, f"{config}: runs_dir", folder=True)
+    check_writable(results_path, "-o")  # a read-only results folder fails now, not after the first run
+    check_writable(grid.runs_dir, f"{config_path}: runs_dir", folder=True)
     resolve_data_dir(data_dir or grid.data_dir)  # a data dir that is not there fails now, not in every run
     check_launcher(launcher or grid.launcher)
     try:
         with progress_bar(quiet) as progress:
             results, failures, not_started = run_grid(
-                specs, output, jobs, progress, launcher or grid.launcher, start_within
+                specs, results_path, jobs, progress, launcher or grid.launcher, start_within
             )
     except KeyboardInterrupt as interrupt:  # passed on to the workers: each running one checkpointed
         word, _ = interruption(interrupt)
-        message = f"grid {word}; finished runs are in {output}: rerun the same command to resume"
+        message = f"grid {word}; finished runs are in {results_path}: rerun the same command to resume"
         raise training_stopped(interrupt, message) from None
     if not quiet and len(failures) > 1:  # the error line below quotes the first
         for failure in failures:
@@ -136,12 +136,13 @@ def grid_command(
                 "finished": [r.run_id for r in results],
                 "failed": failures,
                 "not_started": not_started,
-                "results": str(output),
+                "results": str(results_path),
             }
         )
     else:
         late = f", {len(not_started)} not started (--start-within: rerun to start them)" if not_started else ""
-        say(f"{len(results)} runs finished, {len(failures)} failed{late}, {len(done)} already done -> {output}", quiet)
+        counts = f"{len(results)} runs finished, {len(failures)} failed{late}, {len(done)} already done"
+        say(f"{counts} -> {results_path}", quiet)
     if failures:
         first = failures[0] if len(failures) == 1 else f"first: {failures[0]}"
         raise TrainingError(
