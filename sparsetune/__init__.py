@@ -29,14 +29,20 @@ from ._version import __version__
 # The public API, imported on first use (PEP 562): `import sparsetune` and the CLI's
 # `--help` must not pay for torch, transformers and scipy before a command needs them.
 _API = {
+    "ApplyConfig": "config",
+    "DiffConfig": "config",
     "EvalConfig": "config",
+    "MaskConfig": "config",
     "ScoreConfig": "config",
     "TrainConfig": "config",
+    "apply": "stages.apply",
     "apply_delta": "stages.apply",
     "diff": "stages.diff",
     "SparsetuneError": "errors",
     "evaluate": "stages.evaluate",
+    "Delta": "formats.delta",
     "Mask": "formats.mask",
+    "RunRecord": "formats.run_record",
     "load_model": "models",
     "load_tokenizer": "models",
     "ScoreResult": "stages.score",
@@ -62,8 +68,13 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "ApplyConfig",
+    "Delta",
+    "DiffConfig",
     "EvalConfig",
     "Mask",
+    "MaskConfig",
+    "RunRecord",
     "ScoreConfig",
     "ScoreResult",
     "SparsetuneError",
@@ -71,6 +82,7 @@ __all__ = [
     "Task",
     "TrainConfig",
     "__version__",
+    "apply",
     "apply_delta",
     "diff",
     "evaluate",

@@ -80,7 +80,7 @@ def _check(model_params: dict[str, torch.Tensor], named: list[tuple[str, Delta]]
 
 def _target(delta: Delta, name: str, base: torch.Tensor) -> torch.Tensor:
     """The value each listed entry would take from `delta` alone. base: (numel,)"""
-    index, value = delta.indices[name], delta.values[name]
+    index, value = delta.indices[name].to(base.device), delta.values[name].to(base.device)
     if delta.values_kind == "absolute":
         return value.to(base.dtype)
     return (base[index].double() + value.double()).to(base.dtype)
@@ -97,6 +97,12 @@ def apply_delta(model, deltas, force: bool = False, progress: ProgressCallback =
     """
     module = getattr(model, "model", model)
     named = _as_deltas(deltas)
+    for source, delta in named:
+        if is_structural_delta(delta):
+            raise UsageError(
+                f"{source} is a {delta.metadata.get('method')} delta: it adds modules to the base, which "
+                "apply_delta cannot; rebuild it with `sparsetune apply` (sparsetune.apply(ApplyConfig(...)))"
+            )
     params = dict(module.named_parameters())
     _check(params, named, force)
     touched = sorted({name for _, delta in named for name in delta.indices}, key=list(params).index)
@@ -104,13 +110,13 @@ def apply_delta(model, deltas, force: bool = False, progress: ProgressCallback =
         flat = params[name].data.view(-1)  # (numel,) parameters are contiguous
         base = flat.clone()
         users = [delta for _, delta in named if name in delta.indices]
-        if len(users) == 1:
-            flat[users[0].indices[name]] = _target(users[0], name, base)
+        if len(users) == 1:  # the file's tensors are on the CPU, the model may be on a GPU
+            flat[users[0].indices[name].to(flat.device)] = _target(users[0], name, base)
         else:
-            total = torch.zeros(base.numel(), dtype=torch.float64)
-            hits = torch.zeros(base.numel(), dtype=torch.int32)
+            total = torch.zeros(base.numel(), dtype=torch.float64, device=flat.device)
+            hits = torch.zeros(base.numel(), dtype=torch.int32, device=flat.device)
             for delta in users:
-                index, target = delta.indices[name], _target(delta, name, base)
+                index, target = delta.indices[name].to(flat.device), _target(delta, name, base)
                 total[index] += target.double() - base[index].double()
                 hits[index] += 1
                 flat[index] = target

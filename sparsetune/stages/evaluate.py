@@ -114,6 +114,32 @@ def _check_head(target: Path, task: Task) -> None:
             f"{target} has no trained {task.name} head (found {found}; expected *{wanted}{labels}); "
             "train it first with `sparsetune train`"
         )
+    _check_label_order(target, model_config, task)
+
+
+def _label_key(name: str) -> str:
+    return name.strip().lower().replace("-", "_").replace(" ", "_")
+
+
+def _check_label_order(target: Path, model_config, task: Task) -> None:
+    """Refuse a head whose named classes are the task's in another order (an MNLI head on
+    cb, say): its logits would be scored against the wrong label ids, silently. Default
+    names (LABEL_0, ...) and names that are not the task's say nothing and pass."""
+    if task.labels is None or task.head == "multiple_choice":
+        return
+    id2label = getattr(model_config, "id2label", None) or {}
+    try:
+        names = [str(id2label[i]) for i in range(task.num_labels)]
+    except KeyError:
+        return
+    ours = [_label_key(name) for name in task.labels]
+    theirs = [_label_key(name) for name in names]
+    if theirs != ours and sorted(theirs) == sorted(ours):
+        raise MismatchError(
+            f"{target}: its head's classes are {', '.join(names)} (config.json id2label), {task.name}'s are "
+            f"{', '.join(task.labels)}: the same labels in another order would be scored against the wrong "
+            "ids; reorder the head's rows (and id2label) or train it with `sparsetune train`"
+        )
 
 
 def evaluate(config: EvalConfig, progress: ProgressCallback = no_progress) -> dict[str, Any]:

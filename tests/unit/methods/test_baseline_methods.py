@@ -21,7 +21,7 @@ from sparsetune.formats.method_dir import has_method_dir
 from sparsetune.methods import get_method
 from sparsetune.methods.structural import load_method_model
 from sparsetune.models import load_model, load_tokenizer
-from sparsetune.stages.apply import apply
+from sparsetune.stages.apply import apply, apply_delta
 from sparsetune.stages.diff import diff
 from sparsetune.tasks import get_task
 from tests.unit.training_support import run
@@ -92,6 +92,8 @@ def test_lora_merge_gives_a_plain_model_with_the_same_predictions(tmp_path, tiny
     assert delta.metadata["method"] == "lora" and json.loads(delta.metadata["method_options"])["lora_r"] == 4
     assert not delta.indices and all("lora_" in n or "classifier" in n or "pooler" in n for n in delta.head)
     assert any("pooler" in n for n in delta.head) and delta.metadata["pooler"] == "head"
+    with pytest.raises(UsageError, match="lora delta: it adds modules.*sparsetune apply"):  # not "another architecture"
+        apply_delta(load_model(tiny_model_dir, CB), tmp_path / "lora.delta")
     apply(ApplyConfig(deltas=(str(tmp_path / "lora.delta"),), output=str(tmp_path / "merged"), merge=True))
     assert not has_method_dir(tmp_path / "merged")
     plain = load_model(tmp_path / "merged", CB)

@@ -74,6 +74,31 @@ def test_plain_model_dir_needs_task_and_a_trained_head(run_dir, tiny_model_dir, 
         evaluate(EvalConfig(target=str(plain), task="rte", data_dir=str(tiny_data_dir)))
 
 
+def test_a_head_with_the_tasks_labels_in_another_order_is_refused(run_dir, tiny_data_dir, tmp_path):
+    """An MNLI-ordered head on cb scores its logits against the wrong ids: refused, not a
+    silently wrong metric; default names (LABEL_i) and cb's own order pass."""
+    plain = tmp_path / "mnli-ordered"
+    model = load_model(run_dir, get_task("cb")).model
+    model.save_pretrained(plain)
+    load_tokenizer(run_dir).save_pretrained(plain)
+    config = json.loads((plain / "config.json").read_text())
+    assert list(config["id2label"].values()) == ["entailment", "contradiction", "neutral"]
+    for names, refused in (
+        (["entailment", "neutral", "contradiction"], True),
+        (["Entailment", "Contradiction", "Neutral"], False),
+        (["LABEL_0", "LABEL_1", "LABEL_2"], False),
+    ):
+        config["id2label"] = dict(zip(["0", "1", "2"], names))
+        config["label2id"] = {name: i for i, name in enumerate(names)}
+        (plain / "config.json").write_text(json.dumps(config))
+        evaluation = EvalConfig(target=str(plain), task="cb", data_dir=str(tiny_data_dir), max_length=32)
+        if refused:
+            with pytest.raises(MismatchError, match="entailment, neutral, contradiction .* another order"):
+                evaluate(evaluation)
+        else:
+            assert evaluate(evaluation)["examples"] == 16
+
+
 def test_unknown_split_is_a_usage_error(run_dir):
     with pytest.raises(UsageError, match="--split"):
         evaluate(EvalConfig(target=str(run_dir), split="test"))
