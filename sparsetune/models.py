@@ -74,12 +74,16 @@ def resolve_model(model: str | os.PathLike | None) -> str:
 
 def display_name(model: str | os.PathLike | None) -> str:
     """How a model is recorded in metadata: the embedded one by a stable name, not a
-    site-packages path that differs on every machine."""
+    site-packages path that differs on every machine; a local folder by its absolute
+    path, so that a mask or run dir made in one folder still finds its model from
+    another (`../bert` typed in one folder is another model, or none, in the next);
+    a hub id as given."""
     if model is None or str(model) in ("", DEFAULT_MODEL_NAME):
         return DEFAULT_MODEL_NAME
-    path = Path(model)
-    if path.exists() and path.resolve() == embedded_model_path().resolve():
-        return DEFAULT_MODEL_NAME
+    path = Path(model).expanduser()
+    if path.exists():
+        resolved = path.resolve()
+        return DEFAULT_MODEL_NAME if resolved == embedded_model_path().resolve() else str(resolved)
     return str(model)
 
 

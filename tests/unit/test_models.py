@@ -140,6 +140,15 @@ def test_embedded_model_is_found_without_importing_it():
     assert display_name("bert-base-cased") == "bert-base-cased"
 
 
+def test_a_local_folder_is_recorded_by_its_absolute_path(tiny_model_dir, monkeypatch):
+    """`../bert` typed in one folder names another model, or none, from the next: masks and
+    run dirs record the folder itself."""
+    monkeypatch.chdir(tiny_model_dir.parent)
+    assert display_name(tiny_model_dir.name) == str(tiny_model_dir.resolve())
+    assert display_name(f"./{tiny_model_dir.name}/") == str(tiny_model_dir.resolve())
+    assert display_name("org/not-here") == "org/not-here"  # a hub id as given
+
+
 def test_module_type_and_layer():
     assert module_type("bert.encoder.layer.3.attention.self.query.weight") == "query"
     assert module_type("bert.encoder.layer.3.attention.output.dense.weight") == "attention-out"

@@ -25,6 +25,7 @@ from ...errors import FileFormatError, MismatchError, OutputError, OutputExistsE
 from ...formats.checkpoint import has_checkpoint, load_checkpoint
 from ...formats.mask import Mask
 from ...formats.run_record import is_run_dir
+from ...hub import is_local
 from ...io import check_named, check_replaceable, check_writable, is_special
 from ...methods import get_method
 from ...methods.base import TrainingMethod
@@ -91,9 +92,15 @@ def _requested(config: TrainConfig, mask: Mask | None) -> dict[str, Any]:
             raise FileFormatError(
                 f"{config.mask}: its task {task!r} cannot be used here ({err}); pass --task"
             ) from None
+    recorded = meta.get("model")
+    if not config.model and recorded and is_local(str(recorded)) and not Path(str(recorded)).expanduser().exists():
+        raise FileFormatError(  # masks from before recorded a local folder as typed (`../bert`)
+            f"{config.mask}: it was scored on the local folder {recorded!r}, which is not there from "
+            f"{Path.cwd()}; pass the model: sparsetune train MODEL --mask {config.mask} ..."
+        )
     return {
         "method": method,
-        "model": display_name(config.model or meta.get("model") or None),
+        "model": display_name(config.model or recorded or None),
         "task": str(task),
         "dev_fraction": config.dev_fraction or meta.get("dev_fraction") or None,
         "split_seed": meta.get("seed"),
@@ -130,13 +137,13 @@ def _check_resume(config: TrainConfig, stored: dict[str, Any]) -> dict[str, Any]
         value = getattr(config, key, None)
         if value in (None, ()):
             continue
-        if key == "model":
-            value = display_name(value)
+        if key == "model":  # as recorded now: runs from before recorded a local folder as typed
+            value, stored_value = display_name(value), display_name(stored.get(key))
         elif key == "task":
             value, stored_value = get_task(value).name, get_task(stored[key]).name
         elif key == "method_options":
             value = dict(value)
-        if value != (stored_value if key == "task" else stored.get(key)):
+        if value != (stored_value if key in ("model", "task") else stored.get(key)):
             # How the command line names it: MODEL is an argument; options come from -O/--method-option.
             named = {"model": "MODEL", "method_options": "--method-option"}.get(key, f"--{key.replace('_', '-')}")
             raise UsageError(f"{named} {value} differs from the interrupted run's {stored.get(key)}; drop it to resume")

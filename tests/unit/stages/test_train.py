@@ -240,6 +240,33 @@ def test_a_mask_scored_on_other_weights_of_the_same_shapes_is_refused(tmp_path, 
     assert record.base_model == str(other)
 
 
+def test_a_mask_scored_on_a_relative_folder_trains_from_another_folder(
+    tmp_path, tiny_data_dir, tiny_model_dir, monkeypatch
+):
+    """The mask records the folder, not `../bert` as typed; a mask from before, whose
+    recorded relative folder is not there, is one line asking for MODEL."""
+    from sparsetune.config import ScoreConfig
+    from sparsetune.errors import FileFormatError
+    from sparsetune.stages.score import score
+
+    shutil.copytree(tiny_model_dir, tmp_path / "bert")
+    (tmp_path / "scoring").mkdir()
+    monkeypatch.chdir(tmp_path / "scoring")
+    relative = dict(task="cb", p=0.05, data_dir=str(tiny_data_dir), examples=8, batch_size=8, max_length=24)
+    score(ScoreConfig(model="../bert", output="mask.safetensors", **relative))
+    mask = Mask.load(tmp_path / "scoring" / "mask.safetensors")
+    assert mask.metadata["model"] == str((tmp_path / "bert").resolve())
+    monkeypatch.chdir(tmp_path)  # where ../bert is another folder
+    record = run(tmp_path / "out", tiny_data_dir, mask="scoring/mask.safetensors", max_steps=1)
+    assert record.base_model == str((tmp_path / "bert").resolve())
+
+    mask.metadata["model"] = "../bert"  # as masks recorded it before
+    mask.save(tmp_path / "old.safetensors")
+    with pytest.raises(FileFormatError, match="local folder '../bert', which is not there .* pass the model"):
+        run(tmp_path / "old-out", tiny_data_dir, mask="old.safetensors")
+    assert not (tmp_path / "old-out").exists()
+
+
 def test_method_or_mask_is_required(tmp_path, tiny_data_dir):
     with pytest.raises(UsageError, match="--mask"):
         run(tmp_path / "out", tiny_data_dir, task="cb")
