@@ -23,11 +23,12 @@ Two sets of parameter names, kept apart on purpose:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable, Iterator, Mapping
 
 from .config import DEFAULT_POOLER, POOLER_POLICIES
 from .errors import FileFormatError, HubUnreachableError, ModelLoadError, UsageError
@@ -46,13 +47,23 @@ LEGACY_POOLER = "eligible"  # what files and runs from before the policy existed
 _POOLED_HEADS = ("ForSequenceClassification", "ForMultipleChoice")
 
 
-def quiet_transformers() -> None:
-    """Silence load reports and progress bars: our own output says what matters."""
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load reports and progress bars inside the block, then put
+    them back as they were: our own output says what matters, and a library call must
+    not change a notebook's logging for the rest of the session. (The CLI turns the
+    reports off for its whole process: `cli.app.CLI_ENVIRONMENT`.)"""
     from transformers.utils import logging
 
+    verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
     logging.set_verbosity_error()
     logging.disable_progress_bar()
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        yield
+    finally:
+        logging.set_verbosity(verbosity)
+        if bars:
+            logging.enable_progress_bar()
 
 
 def embedded_model_path() -> Path:
@@ -136,7 +147,8 @@ TOKENIZER_FILES = (
 
 
 def load_tokenizer(model: str | os.PathLike | None, revision: str | None = None):
-    quiet_transformers()
+    """The tokenizer of `model` (a folder, a hub id at `revision`, None: the embedded
+    MiniLM); a folder without vocabulary files is refused here, in one line."""
     from transformers import AutoTokenizer
 
     source = resolve_model(model)
@@ -145,7 +157,8 @@ def load_tokenizer(model: str | os.PathLike | None, revision: str | None = None)
             f"cannot load a tokenizer from {source!r}: it holds no vocabulary ({', '.join(TOKENIZER_FILES[:3])}, ...)"
         )
     try:
-        return AutoTokenizer.from_pretrained(source, **hub_kwargs(source, revision))
+        with quiet_transformers():
+            return AutoTokenizer.from_pretrained(source, **hub_kwargs(source, revision))
     except (OSError, ValueError) as err:
         raise ModelLoadError(f"cannot load a tokenizer from {source!r}: {_first_line(err)}") from None
 
@@ -253,7 +266,6 @@ def load_model(
 
     from .hub import cached_commit
 
-    quiet_transformers()
     check_pooler(pooler)
     source = resolve_model(model)
     where = hub_kwargs(source, revision)
@@ -262,9 +274,10 @@ def load_model(
     from safetensors import SafetensorError
 
     try:
-        loaded, info = _auto_class(task).from_pretrained(
-            source, output_loading_info=True, **where, **_head_kwargs(task)
-        )
+        with quiet_transformers():
+            loaded, info = _auto_class(task).from_pretrained(
+                source, output_loading_info=True, **where, **_head_kwargs(task)
+            )
     except (OSError, ValueError, SafetensorError) as err:  # a truncated model.safetensors: SafetensorError
         raise ModelLoadError(f"cannot load model {source!r}: {_first_line(err)}") from None
     params = {name for name, _ in loaded.named_parameters()}

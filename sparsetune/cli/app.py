@@ -40,12 +40,25 @@ def report_error(error: SparsetuneError) -> None:
     console.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True, markup=True)
 
 
+# A command's own output says what matters: transformers' reports (a new head's "Some
+# weights ... were not initialized", deprecation notes) are off for the whole process,
+# and the tokenizers' warning on the grid's and DataLoader's forks with them. The library
+# only quiets its own loads, and restores the state after (`models.quiet_transformers`).
+CLI_ENVIRONMENT = {"TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false"}
+
+
 class SparsetuneGroup(TyperGroup):
     """Turns library errors, and click's own usage errors (an unknown flag, a value not
     among the choices), into one line and an exit code at the one place every command
     passes through."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        for name, value in CLI_ENVIRONMENT.items():  # a user's own setting wins
+            os.environ.setdefault(name, value)
+        if "transformers" in sys.modules:  # imported before (a host process): it has read its variable
+            logging = sys.modules["transformers"].utils.logging
+            wanted = os.environ["TRANSFORMERS_VERBOSITY"].lower()
+            logging.set_verbosity(logging.log_levels.get(wanted, logging.ERROR))
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:

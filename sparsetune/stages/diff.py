@@ -77,9 +77,9 @@ def _auto_class(architecture: str | None, task: str | None):
 def _from_pretrained(auto_class, source: str, what: str, **kwargs):
     from safetensors import SafetensorError
 
-    quiet_transformers()
     try:
-        return auto_class.from_pretrained(source, output_loading_info=True, **kwargs)
+        with quiet_transformers():
+            return auto_class.from_pretrained(source, output_loading_info=True, **kwargs)
     except (OSError, ValueError, RuntimeError, SafetensorError) as err:  # a truncated model.safetensors
         raise MismatchError(f"cannot load {what} {source!r} with this head: {_first_line(err)}") from None
 

@@ -1,5 +1,7 @@
 """Model loading: the right head per task, new vs pretrained parameters, naming helpers."""
 
+import os
+
 import pytest
 import torch
 
@@ -11,6 +13,7 @@ from sparsetune.models import (
     is_pooler,
     layer_index,
     load_model,
+    load_tokenizer,
     module_type,
     recorded_pooler,
     resolve_model,
@@ -160,3 +163,23 @@ def test_module_type_and_layer():
     assert module_type("bert.pooler.dense.weight") == "pooler"
     assert layer_index("bert.encoder.layer.11.output.dense.weight") == 11
     assert layer_index("bert.pooler.dense.weight") is None
+
+
+def test_loading_leaves_transformers_logging_and_the_environment_as_it_found_them(tiny_model_dir, monkeypatch):
+    """A library call quiets its own loads only: a notebook's warnings and progress bars
+    come back after it, and TOKENIZERS_PARALLELISM is the CLI's business."""
+    from transformers.utils import logging
+
+    monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
+    before = logging.get_verbosity(), logging.is_progress_bar_enabled()
+    try:
+        logging.set_verbosity_info()
+        logging.enable_progress_bar()
+        load_model(tiny_model_dir, TASKS["cb"])
+        load_tokenizer(tiny_model_dir)
+        assert logging.get_verbosity() == logging.INFO and logging.is_progress_bar_enabled()
+        assert "TOKENIZERS_PARALLELISM" not in os.environ
+    finally:
+        logging.set_verbosity(before[0])
+        (logging.enable_progress_bar if before[1] else logging.disable_progress_bar)()
+
