@@ -24,7 +24,7 @@ DEFAULT_DEV_FRACTION = 0.1  # of train, held out for model selection (the paper'
 BATCH_SIZE = 16  # examples per step: the paper's (training), and scoring's
 MAX_LENGTH = 128  # tokens: scoring, and evaluating a model dir that records none
 EVAL_BATCH_SIZE = 64  # examples per forward pass in `eval`
-MASK_FILE = "mask.safetensors"  # what `score` writes by default, and a run's copy of its mask
+MASK_FILE = "mask.safetensors"  # what the CLI's `score` and `mask` write by default, and a run's copy of its mask
 DATA_DIR_ENV = "SPARSETUNE_DATA_DIR"  # the offline data folder (`--data-dir`)
 EVAL_SPLITS = ("validation", "dev", "train")  # validation is the test set (the paper's protocol)
 # Is a pretrained pooler that the classifier reads (BERT-style models) task head or
@@ -58,7 +58,7 @@ class ScoreConfig:
     """`sparsetune score`: one pass over the train part of the split -> a mask file.
 
     `examples=None` means the whole train part (the paper's SAM used all of it); a
-    number takes a seeded subset. `output=None` keeps the mask in memory only.
+    number takes a seeded subset. `output=None` (the default) keeps the mask in memory only.
     `p=None` means `DEFAULT_SPARSITY`; methods that fix their own selection (bitfit)
     ignore p and note it when one was given. `pooler="head"` puts a pretrained pooler
     that the classifier reads (BERT-style models) in the task head, out of the eligible
@@ -76,7 +76,7 @@ class ScoreConfig:
     seed: int = DEFAULT_SEED
     dev_fraction: float = DEFAULT_DEV_FRACTION
     data_dir: str | None = None
-    output: str | None = MASK_FILE
+    output: str | None = None  # a library call writes no file unless asked (the CLI's -o: mask.safetensors)
     save_scores: str | None = None
     pooler: str = DEFAULT_POOLER
     force: bool = False
@@ -91,7 +91,7 @@ class MaskConfig:
 
     scores: str
     p: float
-    output: str | None = MASK_FILE
+    output: str | None = None  # in memory only unless asked (the CLI's -o: mask.safetensors)
     scope: str | None = None  # None: the scope recorded in the scores file, else global
     force: bool = False
 

@@ -212,12 +212,11 @@ def train_command(
 
 
 def print_summary(record, output: str) -> None:
+    from ..formats.run_record import budget_words
+
     counts = record.trainable_parameters
-    added = f"[bold]{counts['added']:,}[/] added parameters + " if counts.get("added") else ""  # LoRA, adapters
     out.print(
-        f"trained {added}[bold]{counts['pretrained_trainable']:,}[/] pretrained entries "
-        f"({100 * counts['fraction']:.3g}% of {counts['eligible']:,}) + {counts['head']:,} head "
-        f"({', '.join(counts.get('head_tensors', [])) or 'none'}) · "
+        f"trained {budget_words(counts)} ({', '.join(counts.get('head_tensors', [])) or 'none'}) · "
         f"method {record.method} · {record.extra.get('steps')} steps · {record.seconds:.0f} s"
     )
     dev = record.best.get("dev", {})

@@ -144,6 +144,19 @@ def _metrics(metrics: dict[str, Any]) -> str:
     return " · ".join(f"{key} {value:.4f}" for key, value in metrics.items() if isinstance(value, (int, float)))
 
 
+def budget_words(counts: dict[str, Any]) -> str:
+    """What a run trained, in words (the model card's and `train`'s summary): the share
+    of the eligible entries goes with the count it is a share of, added parameters
+    (LoRA, adapters) included."""
+    pretrained, eligible, head = counts.get("pretrained_trainable", 0), counts.get("eligible", 0), counts.get("head", 0)
+    share = f"{100 * counts.get('fraction', 0.0):.3g}% of the {eligible:,} eligible"
+    if counts.get("added"):
+        trained = f"{counts['added']:,} added parameters and {pretrained:,} pretrained entries ({share})"
+    else:
+        trained = f"{pretrained:,} pretrained entries ({share})"
+    return f"{trained} + {head:,} head entries"
+
+
 def render(record: RunRecord, folder_name: str = "OUT") -> str:
     counts = record.trainable_parameters
     hyper = record.hyperparameters
@@ -152,13 +165,7 @@ def render(record: RunRecord, folder_name: str = "OUT") -> str:
     if hub_id:
         front.append(f"base_model: {hub_id}")
     front.append("---")
-    changed = counts.get("pretrained_trainable", 0)
-    budget = (
-        f"{changed:,} of {counts.get('eligible', 0):,} pretrained entries ({100 * counts.get('fraction', 0.0):.3g}%)"
-        f" + {counts.get('head', 0):,} head entries"
-    )
-    if counts.get("added"):
-        budget = f"{counts['added']:,} added parameters + " + budget
+    budget = budget_words(counts)
     lines = [
         *front,
         "",

@@ -213,3 +213,17 @@ def test_model_card_describes_the_run_and_follows_eval(tmp_path, tiny_model_dir,
     score = json.loads((out / "run.json").read_text())["metrics"]["validation"]["score"]
     assert "- test (the official validation split): " in (out / "README.md").read_text()
     assert f"score {score:.4f}" in (out / "README.md").read_text()
+
+
+def test_the_budget_in_words_puts_each_share_on_its_own_count():
+    """LoRA trains added parameters and no pretrained entry: its 58% is of the eligible
+    entries, not of "0 pretrained entries"."""
+    from sparsetune.formats.run_record import budget_words
+
+    lora = {"added": 14336, "pretrained_trainable": 0, "eligible": 24704, "head": 1155, "fraction": 14336 / 24704}
+    assert budget_words(lora) == (
+        "14,336 added parameters and 0 pretrained entries (58% of the 24,704 eligible) + 1,155 head entries"
+    )
+    sparse = {"added": 0, "pretrained_trainable": 1235, "eligible": 24704, "head": 1155, "fraction": 1235 / 24704}
+    assert budget_words(sparse) == "1,235 pretrained entries (5% of the 24,704 eligible) + 1,155 head entries"
+

@@ -210,6 +210,16 @@ def test_existing_outputs_need_force(config, tmp_path):
     assert Mask.load(tmp_path / "mask.safetensors").selected > 0
 
 
+def test_a_library_call_writes_no_file_unless_asked(tiny_model_dir, tiny_data_dir, tmp_path, monkeypatch):
+    """The CLI's -o defaults to mask.safetensors; ScoreConfig and MaskConfig default to
+    memory, so a second call in a notebook does not fail on the first one's file."""
+    monkeypatch.chdir(tmp_path)
+    settings = dict(task="cb", model=str(tiny_model_dir), data_dir=str(tiny_data_dir), examples=8, max_length=24)
+    first, again = score(ScoreConfig(**settings, save_scores="s.safetensors")), score(ScoreConfig(**settings))
+    assert first.mask.selected == again.mask.selected > 0 and rethreshold(MaskConfig(scores="s.safetensors", p=0.1))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["s.safetensors"]
+
+
 def test_rethreshold_matches_scoring_at_that_p(config, tmp_path):
     score(config(p=0.01, save_scores=str(tmp_path / "s.safetensors"), output=str(tmp_path / "m1.safetensors")))
     score(config(p=0.2, output=str(tmp_path / "direct.safetensors")))
