@@ -16,7 +16,17 @@ from rich.table import Table
 from ..config import EVAL_BATCH_SIZE, MAX_LENGTH, EvalConfig
 from ..runtime import is_main_process
 from .app import out
-from .options import DataDirOption, DeviceOption, JsonOption, OptionalStr, Precision, QuietOption, Split, SplitOption
+from .options import (
+    DataDirOption,
+    DeviceOption,
+    JsonOption,
+    OptionalStr,
+    Precision,
+    QuietOption,
+    Split,
+    SplitOption,
+    task_option,
+)
 from .render import print_json, progress_bar
 from .train import OptionalInt
 
@@ -25,7 +35,9 @@ EPILOG = "Example: sparsetune eval out/   |   a model dir: sparsetune eval my-mo
 
 def eval_command(
     target: str = typer.Argument(..., help="A run dir (sparsetune train -o) or a model dir with a trained task head."),
-    task: OptionalStr = typer.Option(None, "--task", "-t", help="Task of a plain model dir (a run dir knows its own)."),
+    task: OptionalStr = task_option(
+        "Task of a plain model dir (a run dir knows its own): a name (see `sparsetune tasks`) or a task .json file."
+    ),
     split: Split = SplitOption,
     data_dir: OptionalStr = DataDirOption,
     batch_size: int = typer.Option(EVAL_BATCH_SIZE, "--batch-size", help="Examples per forward pass."),

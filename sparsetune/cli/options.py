@@ -49,14 +49,22 @@ Split = Literal[EVAL_SPLITS]
 Precision = Literal[PRECISIONS]
 Tracker = Literal[TRACKERS]
 
-TaskOption = typer.Option(
-    None,
-    "--task",
-    "-t",
-    metavar="[" + "|".join(TASK_NAMES) + "|FILE.json]",
-    autocompletion=suggest(TASK_NAMES),
-    help="Task name (see `sparsetune tasks`) or a task .json file.",
-)
+TASK_HELP = "Task name (see `sparsetune tasks`) or a task .json file."
+
+
+def task_option(help: str = TASK_HELP):
+    """`--task`: lists and completes the registered task names, and still takes a task .json."""
+    return typer.Option(
+        None,
+        "--task",
+        "-t",
+        metavar="[" + "|".join(TASK_NAMES) + "|FILE.json]",
+        autocompletion=suggest(TASK_NAMES),
+        help=help,
+    )
+
+
+TaskOption = task_option()
 DataDirOption = typer.Option(
     None,
     "--data-dir",
@@ -81,8 +89,8 @@ DeviceOption = typer.Option(
     "--device",
     rich_help_panel="Runtime",
     metavar="[" + "|".join(DEVICES) + "]",
-    help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps. Under torchrun each process takes "
-    "its local GPU.",
+    help="auto (CUDA when present, then Apple MPS, else CPU), cpu, cuda, cuda:N or mps. Under torchrun each "
+    "process takes its local GPU.",
 )
 PrecisionOption = typer.Option(
     DEFAULT_PRECISION,
@@ -103,10 +111,11 @@ POOLER_HELP = (
     "not eligible, outside p), as the paper's new RoBERTa head; eligible: it is an ordinary pretrained tensor."
 )
 
-RevisionOption = typer.Option(
-    None,
-    "--revision",
-    help="A hub id's branch, tag or commit hash (files record the commit it resolved to). Default: the main branch.",
+REVISION_HELP = "A hub id's branch, tag or commit hash (files record the commit it resolved to)."
+RevisionOption = typer.Option(None, "--revision", help=f"{REVISION_HELP} Default: the main branch.")
+# train's: with --mask, the mask's recorded revision comes first (stages/train/setup.py)
+TrainRevisionOption = typer.Option(
+    None, "--revision", help=f"{REVISION_HELP} Default: the mask's recorded revision, else the main branch."
 )
 
 OptionalPath = Optional[Path]

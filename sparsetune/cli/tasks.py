@@ -28,8 +28,8 @@ def tasks_command(
 ) -> None:
     """List the tasks: type, labels, metrics, and row counts when the data is on disk.
 
-    A custom task is a JSON file: {"name", "train", "validation", "text": [col] or
-    [col1, col2], "label", "type": classification|regression, "labels": [...], "metric"};
+    A custom task is a JSON file: {"name", "train", "validation", "text": \\[col] or
+    \\[col1, col2], "label", "type": classification|regression, "labels": \\[...], "metric"};
     pass it as --task my_task.json to any command.
     """
     from ..data import resolve_data_dir, split_file
