@@ -7,7 +7,8 @@ For a mask the interesting question is *where* the selected entries sit; its sum
 gives the totals and a per-layer × module-type table (embeddings, q/k/v, attention-out,
 FFN in/out, LayerNorm, biases, pooler), and `--plot` draws that table as a heatmap (so
 for scores and deltas); a run's log.jsonl plots as its loss with mask changes marked
-(the paper's Figure 1, drawn by the report's own `experiments.figures`).
+(the paper's Figure 1, drawn by the report's own `experiments.figures`). A run dir that
+has not finished (no run.json yet: interrupted, or still training) shows its checkpoint.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from pathlib import Path
 
 from ..errors import FileFormatError, UsageError
 from ..formats import FORMATS
+from ..formats.checkpoint import CHECKPOINT_DIR
 from ..formats.common import file_kind
 from ..io import atomic_path, check_writable, refuse_to_overwrite
+from ..run_lock import holder
 
 
 def detect_kind(path: str | os.PathLike) -> str:
@@ -30,6 +33,8 @@ def detect_kind(path: str | os.PathLike) -> str:
     for kind, module in FORMATS.items():
         if module.recognise(path):
             return kind
+    if path.is_dir() and FORMATS["checkpoint"].recognise(path / CHECKPOINT_DIR):
+        return "checkpoint"  # a run dir that has not finished: its checkpoint is what it holds
     if path.is_dir():
         raise FileFormatError(f"{path} is a folder but not a sparsetune run dir, checkpoint/ or method/")
     return file_kind(path)  # a safetensors file of another kind, or not one: the error says which
@@ -41,7 +46,12 @@ def inspect_file(path: str | os.PathLike, plot: str | os.PathLike | None = None,
     if plot is not None:
         refuse_to_overwrite(plot, force, what="--plot")
         check_writable(plot, "--plot")
-    summary = {"file": str(path), "kind": kind, **FORMATS[kind].summarise(Path(path))}
+    source = Path(path)
+    if kind == "checkpoint" and not FORMATS[kind].recognise(source):  # OUT/ of a run without run.json
+        source = source / CHECKPOINT_DIR
+    summary = {"file": str(path), "kind": kind, **FORMATS[kind].summarise(source)}
+    if source != Path(path):
+        summary["metadata"] = {"run": _unfinished(Path(path)), **summary.get("metadata", {})}
     if plot is not None:
         if kind in PLOTS:
             PLOTS[kind](summary, Path(plot))
@@ -55,6 +65,14 @@ def inspect_file(path: str | os.PathLike, plot: str | os.PathLike | None = None,
             )
         summary["plot"] = str(plot)
     return summary
+
+
+def _unfinished(run_dir: Path) -> str:
+    """What a run dir without run.json is: still training (its lock is held), or interrupted."""
+    pid = holder(run_dir)
+    if pid is not None:
+        return f"not finished: still training ({f'pid {pid}' if pid else 'another process'}); its last checkpoint"
+    return f"interrupted (no run.json yet): its last checkpoint; continue with sparsetune train --resume -o {run_dir}"
 
 
 def plot_log(summary: dict, path: Path) -> None:

@@ -5,6 +5,7 @@ same, and `sparsetune inspect` summarises it. A new kind fails here until it has
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -168,3 +169,27 @@ def test_is_recognised_and_inspectable(kind, samples):
     result = CliRunner().invoke(app, ["inspect", str(samples[kind]), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["kind"] == kind
+
+
+def test_a_run_dir_without_run_json_shows_its_checkpoint(samples, tmp_path):
+    """A run stopped before it finished has a checkpoint but no run.json: `inspect OUT`
+    shows what the checkpoint holds and says how to continue (or that it still trains)."""
+    from sparsetune.run_lock import RunLock
+
+    run_dir = tmp_path / "stopped"
+    shutil.copytree(samples["checkpoint"], run_dir / checkpoint.CHECKPOINT_DIR)
+    summary = inspect_file(run_dir)
+    assert summary["kind"] == "checkpoint"
+    assert summary["totals"] == inspect_file(samples["checkpoint"])["totals"]
+    assert summary["metadata"]["run"].startswith("interrupted")
+    assert f"sparsetune train --resume -o {run_dir}" in summary["metadata"]["run"]
+    result = CliRunner().invoke(app, ["inspect", str(run_dir)])
+    assert result.exit_code == 0 and "interrupted" in result.output, result.output
+    lock = RunLock(run_dir).acquire()
+    try:
+        assert inspect_file(run_dir)["metadata"]["run"].startswith(f"not finished: still training (pid {os.getpid()})")
+    finally:
+        lock.release()
+    shutil.rmtree(run_dir / checkpoint.CHECKPOINT_DIR)
+    with pytest.raises(FileFormatError, match="not a sparsetune run dir"):
+        inspect_file(run_dir)
