@@ -118,6 +118,13 @@ class Delta:
     def head_entries(self) -> int:
         return sum(int(tensor.numel()) for tensor in self.head.values())
 
+    def __repr__(self) -> str:  # the dataclass's would print every tensor
+        base = self.metadata.get("base_model")
+        return (
+            f"Delta({self.changed:,} changed entries in {len(self.indices)} tensors + {self.head_entries:,} head "
+            f"entries, {self.values_dtype} {self.values_kind} values{f', base {base!r}' if base else ''})"
+        )
+
     @property
     def fingerprint(self) -> dict[str, str]:
         """`tensor_digest` of every base tensor the delta was made against, by name."""

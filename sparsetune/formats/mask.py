@@ -130,6 +130,13 @@ class Mask:
     def density(self) -> float:
         return self.selected / self.eligible if self.eligible else 0.0
 
+    def __repr__(self) -> str:  # the dataclass's would print every index tensor
+        made = ", ".join(f"{key}={self.metadata[key]!r}" for key in ("method", "task", "p") if key in self.metadata)
+        return (
+            f"Mask({self.selected:,} of {self.eligible:,} entries in {len(self.indices)} of "
+            f"{len(self.shapes)} tensors{', ' + made if made else ''})"
+        )
+
     def per_tensor(self) -> dict[str, tuple[int, int]]:
         """name -> (selected, numel) for every eligible tensor, in model order."""
         return {

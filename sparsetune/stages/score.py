@@ -45,7 +45,7 @@ class ScoreResult:
     """The mask, the scores it came from, and what the run saw and cost."""
 
     mask: Mask
-    scores: dict[str, torch.Tensor]
+    scores: dict[str, torch.Tensor] = field(repr=False)  # one float per eligible entry: too many to print
     head: dict[str, int]  # head tensor (new, + the pooler with pooler="head") -> entries; always trained, never in p
     examples: int
     examples_available: int

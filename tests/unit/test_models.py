@@ -182,4 +182,3 @@ def test_loading_leaves_transformers_logging_and_the_environment_as_it_found_the
     finally:
         logging.set_verbosity(before[0])
         (logging.enable_progress_bar if before[1] else logging.disable_progress_bar)()
-

@@ -22,3 +22,10 @@ def test_each_stage_and_its_config_are_public():
         ("apply", "ApplyConfig"),
     ):
         assert callable(getattr(sparsetune, stage)) and isinstance(getattr(sparsetune, config), type), stage
+
+
+def test_the_package_says_it_is_typed():
+    """PEP 561: without py.typed, mypy and pyright users see none of the annotations."""
+    from importlib.resources import files
+
+    assert files("sparsetune").joinpath("py.typed").is_file()

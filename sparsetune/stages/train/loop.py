@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import threading
 import time
 from contextlib import contextmanager
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -148,6 +150,15 @@ def train(config: TrainConfig, progress: ProgressCallback = no_progress) -> RunR
             lock.release()
 
 
+def tracker_settings(report_to: str, out, environ=os.environ) -> tuple[str, dict]:
+    """accelerate's (project name, init kwargs) for the tracker. wandb as the HF Trainer
+    does it: the project from WANDB_PROJECT, each run named after its OUT folder (else
+    every run is one unnamed line in one project); tensorboard writes OUT/logs/sparsetune/."""
+    if report_to == "wandb":
+        return environ.get("WANDB_PROJECT") or "sparsetune", {"wandb": {"name": Path(out).name}}
+    return "sparsetune", {}
+
+
 def _train(config: TrainConfig, setup: RunSetup, rt, progress: ProgressCallback, started: float) -> RunRecord:
     """The loop of `train`, once OUT is claimed."""
     from transformers import get_linear_schedule_with_warmup
@@ -161,7 +172,8 @@ def _train(config: TrainConfig, setup: RunSetup, rt, progress: ProgressCallback,
         )
     tracking = config.report_to != "none"
     if tracking:  # accelerate logs from the main process only
-        rt.accelerator.init_trackers("sparsetune", config=_scalars(hyper))
+        project, init_kwargs = tracker_settings(config.report_to, out)
+        rt.accelerator.init_trackers(project, config=_scalars(hyper), init_kwargs=init_kwargs)
     optimizer, names = _optimizer(setup)
     steps_per_epoch = math.ceil(len(setup.data.train) / hyper["batch_size"])
     total = hyper["max_steps"] or hyper["epochs"] * steps_per_epoch

@@ -140,6 +140,15 @@ def test_progress_is_plain_lines_while_the_run_goes_when_stderr_is_a_pipe(tmp_pa
         process.wait()
 
 
+def test_wandb_runs_are_named_after_out_in_the_users_project():
+    from sparsetune.stages.train.loop import tracker_settings
+
+    mine = {"WANDB_PROJECT": "mine"}
+    assert tracker_settings("wandb", "runs/rte-sam/", mine) == ("mine", {"wandb": {"name": "rte-sam"}})
+    assert tracker_settings("wandb", "out", {}) == ("sparsetune", {"wandb": {"name": "out"}})
+    assert tracker_settings("tensorboard", "out", mine) == ("sparsetune", {})  # events in OUT/logs/sparsetune
+
+
 def test_report_to_tensorboard_writes_readable_events(tmp_path, tiny_model_dir, tiny_data_dir):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -226,4 +235,3 @@ def test_the_budget_in_words_puts_each_share_on_its_own_count():
     )
     sparse = {"added": 0, "pretrained_trainable": 1235, "eligible": 24704, "head": 1155, "fraction": 1235 / 24704}
     assert budget_words(sparse) == "1,235 pretrained entries (5% of the 24,704 eligible) + 1,155 head entries"
-

@@ -231,6 +231,7 @@ def test_plain_model_dir_with_base_and_no_run_json(run_a, tiny_model_dir, tmp_pa
 def test_apply_delta_in_memory(run_a, tiny_model_dir, tmp_path):
     path = tmp_path / "d.safetensors"
     diff(DiffConfig(run=str(run_a), output=str(path)))
+    assert repr(Delta.load(path)).startswith("Delta(5 changed entries in 3 tensors + ")  # counts, not tensors
     model = load_model(tiny_model_dir, get_task("rte"), seed=99)
     apply_delta(model, path)
     assert_bitwise_equal(

@@ -218,6 +218,8 @@ def test_a_library_call_writes_no_file_unless_asked(tiny_model_dir, tiny_data_di
     first, again = score(ScoreConfig(**settings, save_scores="s.safetensors")), score(ScoreConfig(**settings))
     assert first.mask.selected == again.mask.selected > 0 and rethreshold(MaskConfig(scores="s.safetensors", p=0.1))
     assert sorted(path.name for path in tmp_path.iterdir()) == ["s.safetensors"]
+    shown = repr(first)  # a notebook prints it: counts, not the tensors
+    assert f"Mask({first.mask.selected:,} of {first.mask.eligible:,} entries" in shown and len(shown) < 1000
 
 
 def test_rethreshold_matches_scoring_at_that_p(config, tmp_path):
