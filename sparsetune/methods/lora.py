@@ -125,9 +125,12 @@ class LoraMethod(StructuralMethod):
 
         super().save_files(folder)  # method/: method.json + adapter_model.safetensors
         config = copy.copy(self.peft_model.peft_config["default"])
-        # So that peft's Auto classes rebuild it alone: the base by a name that travels,
-        # and the task type (multiple choice has none in peft).
+        # For peft's own loaders: the base by a name that travels, at the hub commit it was
+        # trained on (None for a folder), and the task type (multiple choice has none in
+        # peft). The head's size is the caller's to give, as for any peft classifier:
+        # AutoPeftModelForSequenceClassification.from_pretrained(OUT/method, num_labels=N).
         config.base_model_name_or_path = portable_name(self.loaded.source)
+        config.revision = self.loaded.commit
         if not type(self.loaded.model).__name__.endswith("ForMultipleChoice"):
             config.task_type = "SEQ_CLS"
         config.save_pretrained(

@@ -191,3 +191,5 @@ def test_a_hub_base_is_reloaded_at_the_commit_it_was_trained_on(tmp_path, tiny_m
     ok("eval", str(tmp_path / "lora-applied"), "--task", "cb", "--data-dir", str(tiny_data_dir), "-q")
     for delta in ("sparse.delta", "lora.delta"):
         assert Delta.load(tmp_path / delta).metadata["base_revision"] == trained
+    adapter = json.loads((tmp_path / "lora" / "method" / "adapter_config.json").read_text())
+    assert adapter["revision"] == trained  # peft's AutoPeftModel loads the base at this commit
