@@ -8,7 +8,7 @@ The kernel drops the lock when its holder dies, however it dies (kill -9 include
 a lock file left by a crash is stale and is taken over: no pid guessing, no reuse of a
 dead pid's number. A run dir whose lock file is stale and that holds neither a
 checkpoint nor a finished run is the remains of a run killed before its first
-checkpoint: rerunning the same command starts it over (`run_setup`).
+checkpoint: rerunning the same command starts it over (`stages/train/setup.py`).
 
 On systems without `fcntl` (Windows) there is no lock: nothing is refused.
 """
