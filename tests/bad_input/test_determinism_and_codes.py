@@ -147,8 +147,8 @@ def test_the_readme_table_gives_these_codes():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index("## Errors") :]
     rows = dict(re.findall(r"^\| (\d+) \| ([^|]+) \|", section, flags=re.M))
-    assert set(rows) == {"0", "1", "2", "130"}
-    assert "command line" in rows["2"] and "interrupted" in rows["130"]
+    assert set(rows) == {"0", "1", "2", "130", "143"}
+    assert "command line" in rows["2"] and "Ctrl-C" in rows["130"] and "SIGTERM" in rows["143"]
     assert "a model that cannot be loaded" in section.split("| 1 |")[1].split("\n")[0]  # 1, not the usage code
 
 
