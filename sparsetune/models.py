@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator, Mapping
 
 from .config import DEFAULT_POOLER, POOLER_POLICIES
-from .errors import FileFormatError, HubUnreachableError, ModelLoadError, UsageError
+from .errors import FileFormatError, HubUnreachableError, MismatchError, ModelLoadError, UsageError
 from .tasks import Task
 
 if TYPE_CHECKING:  # torch loads with the first model, not with this module (the CLI reads names from here)
@@ -160,13 +160,50 @@ def load_tokenizer(model: str | os.PathLike | None, revision: str | None = None)
         with quiet_transformers():
             return AutoTokenizer.from_pretrained(source, **hub_kwargs(source, revision))
     except (OSError, ValueError) as err:
-        raise ModelLoadError(f"cannot load a tokenizer from {source!r}: {_first_line(err)}") from None
+        raise ModelLoadError(f"cannot load a tokenizer from {source!r}: {first_line(err)}") from None
 
 
-def _auto_class(task: Task):
+HEAD_SUFFIXES = ("ForSequenceClassification", "ForMultipleChoice")
+
+
+def head_class(architecture: str | None = None, task: str | Task | None = None):
+    """The transformers auto class of a saved architecture's head (or, failing that, of
+    a task's): sequence classification or multiple choice."""
     from transformers import AutoModelForMultipleChoice, AutoModelForSequenceClassification
 
-    return AutoModelForMultipleChoice if task.head == "multiple_choice" else AutoModelForSequenceClassification
+    if architecture and architecture.endswith("ForMultipleChoice"):
+        return AutoModelForMultipleChoice
+    if architecture and architecture.endswith("ForSequenceClassification"):
+        return AutoModelForSequenceClassification
+    if task:
+        from .tasks import get_task
+
+        multiple = (task if isinstance(task, Task) else get_task(task)).head == "multiple_choice"
+        return AutoModelForMultipleChoice if multiple else AutoModelForSequenceClassification
+    raise UsageError(
+        f"cannot tell the model's head from its config (architecture {architecture!r}); pass --task, "
+        f"or a model saved as *{HEAD_SUFFIXES[0]} or *{HEAD_SUFFIXES[1]}"
+    )
+
+
+def load_with_head(auto_class, source: str, what: str, **kwargs):
+    """(model, loading info) of `source` with `auto_class`'s head, quietly; a file that
+    will not load (a truncated model.safetensors, another architecture) is one line."""
+    from safetensors import SafetensorError
+
+    try:
+        with quiet_transformers():
+            return auto_class.from_pretrained(source, output_loading_info=True, **kwargs)
+    except (OSError, ValueError, RuntimeError, SafetensorError) as err:
+        raise MismatchError(f"cannot load {what} {source!r} with this head: {first_line(err)}") from None
+
+
+def new_parameters(model, info: Mapping) -> frozenset[str]:
+    """The parameters `from_pretrained` initialised rather than loaded (missing from the
+    checkpoint, or there with another shape), from its loading info."""
+    params = {name for name, _ in model.named_parameters()}
+    new = {name for name in info.get("missing_keys", ()) if name in params}
+    return frozenset(new | {name for name, *_ in info.get("mismatched_keys", ()) if name in params})
 
 
 def _head_kwargs(task: Task) -> dict:
@@ -275,14 +312,12 @@ def load_model(
 
     try:
         with quiet_transformers():
-            loaded, info = _auto_class(task).from_pretrained(
+            loaded, info = head_class(task=task).from_pretrained(
                 source, output_loading_info=True, **where, **_head_kwargs(task)
             )
     except (OSError, ValueError, SafetensorError) as err:  # a truncated model.safetensors: SafetensorError
-        raise ModelLoadError(f"cannot load model {source!r}: {_first_line(err)}") from None
-    params = {name for name, _ in loaded.named_parameters()}
-    new = frozenset(name for name in info.get("missing_keys", ()) if name in params)
-    new = new | frozenset(name for name, *_ in info.get("mismatched_keys", ()) if name in params)
+        raise ModelLoadError(f"cannot load model {source!r}: {first_line(err)}") from None
+    new = new_parameters(loaded, info)
     head = head_names(loaded, new, pooler)
     commit = None if Path(source).exists() else cached_commit(source, revision)
     return LoadedModel(model=loaded, new_parameters=new, source=source, head_names=head, pooler=pooler, commit=commit)
@@ -347,6 +382,7 @@ def layer_index(name: str) -> int | None:
     return None
 
 
-def _first_line(err: Exception) -> str:
+def first_line(err: Exception) -> str:
+    """An exception's first line (or its type's name): what one error line quotes."""
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__

@@ -21,7 +21,9 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
+from .config import POOLER_POLICIES, SCOPES
 from .errors import FileFormatError, SparsetuneError
+from .runtime import PRECISIONS
 
 
 def show(value: Any, limit: int = 60) -> str:
@@ -301,11 +303,7 @@ def validate(data: Any, spec: table, where: str, error: type[SparsetuneError] = 
 
 
 # -- the formats ------------------------------------------------------------------------
-# Shared enumerations, written out so that this module imports no torch (runtime.PRECISIONS
-# and config's tuples are the sources; a test keeps them equal).
-POOLERS = ("head", "eligible")
-SCOPES = ("global", "per-tensor")
-PRECISIONS = ("fp32", "bf16", "fp16")
+POOLERS = POOLER_POLICIES
 
 SHAPES = dict_of(list_of(integer(0)))
 NAMES = list_of(string())

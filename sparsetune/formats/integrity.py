@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from pathlib import Path
 from typing import Mapping
 
 import torch
@@ -73,6 +75,11 @@ def verify(
 
 def bytes_digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes (a run's mask: the checkpoint and run.json record it)."""
+    return bytes_digest(Path(path).read_bytes())
 
 
 def json_digest(data: Mapping[str, object]) -> str:

@@ -22,9 +22,17 @@ from ..errors import MismatchError, UsageError
 from ..formats.common import tensor_digest
 from ..formats.delta import Delta
 from ..io import atomic_path, check_replaceable, check_writable, refuse_to_overwrite, writing
-from ..models import _first_line, display_name, hub_kwargs, load_tokenizer, resolve_model
+from ..models import (
+    display_name,
+    first_line,
+    head_class,
+    hub_kwargs,
+    load_tokenizer,
+    load_with_head,
+    new_parameters,
+    resolve_model,
+)
 from ..progress import ProgressCallback, no_progress
-from .diff import _auto_class, _from_pretrained, _new_names
 from .method_delta import apply_method, is_structural_delta
 
 
@@ -178,14 +186,14 @@ def apply(config: ApplyConfig, progress: ProgressCallback = no_progress) -> Appl
     try:
         hf_config = AutoConfig.for_model(model_type, **model_config)
     except (ValueError, KeyError) as err:
-        raise MismatchError(f"{source}: cannot rebuild its model config ({_first_line(err)})") from None
-    auto = _auto_class(str(shaped.metadata.get("architecture", "")), str(shaped.metadata.get("task", "")) or None)
+        raise MismatchError(f"{source}: cannot rebuild its model config ({first_line(err)})") from None
+    auto = head_class(str(shaped.metadata.get("architecture", "")), str(shaped.metadata.get("task", "")) or None)
     progress("load", 0, 1)
     where = resolve_model(base)
-    model, info = _from_pretrained(auto, where, "base model", config=hf_config, **hub_kwargs(where, revision))
+    model, info = load_with_head(auto, where, "base model", config=hf_config, **hub_kwargs(where, revision))
     progress("load", 1, 1)
     heads = {name for _, delta in named for name in delta.head}
-    missing = sorted(_new_names(model, info) - heads)
+    missing = sorted(new_parameters(model, info) - heads)
     if missing:
         raise MismatchError(
             f"the base {display_name(base)} lacks {missing[0]!r} and no delta carries it; is it the right --base?"

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from ..config import DiffConfig
 from ..core.tensors import differs
@@ -33,18 +32,18 @@ from ..io import atomic_path, check_writable, refuse_to_overwrite
 from ..models import (
     DEFAULT_POOLER,
     LEGACY_POOLER,
-    _first_line,
     check_pooler,
     display_name,
+    first_line,
+    head_class,
     head_names,
     hub_kwargs,
-    quiet_transformers,
+    load_with_head,
+    new_parameters,
     resolve_model,
 )
 from ..progress import ProgressCallback, no_progress
 from .method_delta import check_run_task, diff_method
-
-HEAD_SUFFIXES = ("ForSequenceClassification", "ForMultipleChoice")
 
 
 @dataclass
@@ -52,42 +51,6 @@ class DiffResult:
     delta: Delta
     data: bytes  # the file's bytes: written to `output`, or to stdout by the CLI
     output: str | None
-
-
-# -- loading the pair ---------------------------------------------------------
-def _auto_class(architecture: str | None, task: str | None):
-    """The transformers auto class for a fine-tuned architecture (or, failing that, a task)."""
-    from transformers import AutoModelForMultipleChoice, AutoModelForSequenceClassification
-
-    if architecture and architecture.endswith("ForMultipleChoice"):
-        return AutoModelForMultipleChoice
-    if architecture and architecture.endswith("ForSequenceClassification"):
-        return AutoModelForSequenceClassification
-    if task:
-        from ..tasks import get_task
-
-        multiple = get_task(task).head == "multiple_choice"
-        return AutoModelForMultipleChoice if multiple else AutoModelForSequenceClassification
-    raise UsageError(
-        f"cannot tell the model's head from its config (architecture {architecture!r}); pass --task, "
-        f"or a model saved as *{HEAD_SUFFIXES[0]} or *{HEAD_SUFFIXES[1]}"
-    )
-
-
-def _from_pretrained(auto_class, source: str, what: str, **kwargs):
-    from safetensors import SafetensorError
-
-    try:
-        with quiet_transformers():
-            return auto_class.from_pretrained(source, output_loading_info=True, **kwargs)
-    except (OSError, ValueError, RuntimeError, SafetensorError) as err:  # a truncated model.safetensors
-        raise MismatchError(f"cannot load {what} {source!r} with this head: {_first_line(err)}") from None
-
-
-def _new_names(model: nn.Module, info: dict) -> set[str]:
-    params = {name for name, _ in model.named_parameters()}
-    new = {name for name in info.get("missing_keys", ()) if name in params}
-    return new | {name for name, *_ in info.get("mismatched_keys", ()) if name in params}
 
 
 # -- diff -----------------------------------------------------------------------
@@ -128,15 +91,15 @@ def diff(config: DiffConfig, progress: ProgressCallback = no_progress) -> DiffRe
     try:
         architecture = (AutoConfig.from_pretrained(run).architectures or [None])[0]
     except (OSError, ValueError) as err:
-        raise FileFormatError(f"{run}/config.json is not a transformers config ({_first_line(err)})") from None
-    auto = _auto_class(architecture, task)
+        raise FileFormatError(f"{run}/config.json is not a transformers config ({first_line(err)})") from None
+    auto = head_class(architecture, task)
     progress("load", 0, 2)
-    tuned, _ = _from_pretrained(auto, str(run), "fine-tuned model")
+    tuned, _ = load_with_head(auto, str(run), "fine-tuned model")
     progress("load", 1, 2)
     source = resolve_model(base)
-    pretrained, info = _from_pretrained(auto, source, "base model", config=tuned.config, **hub_kwargs(source, revision))
+    pretrained, info = load_with_head(auto, source, "base model", config=tuned.config, **hub_kwargs(source, revision))
     progress("load", 2, 2)
-    head_set = head_names(pretrained, frozenset(_new_names(pretrained, info)), pooler)  # travels dense
+    head_set = head_names(pretrained, new_parameters(pretrained, info), pooler)  # travels dense
     theta, theta0 = dict(tuned.named_parameters()), dict(pretrained.named_parameters())
     if set(theta) != set(theta0):
         name = sorted(set(theta) ^ set(theta0))[0]

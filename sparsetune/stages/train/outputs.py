@@ -18,11 +18,12 @@ from ..._version import __version__
 from ...config import MASK_FILE
 from ...errors import SparsetuneError
 from ...formats.checkpoint import has_checkpoint
+from ...formats.integrity import file_digest
 from ...formats.run_record import RunRecord, is_run_dir
 from ...io import atomic_path, normal_modes, output_error, writing
 from ...models import head_metadata
 from ...run_lock import LOCK_FILE, RunLock
-from .setup import RunSetup, _sha256
+from .setup import RunSetup
 
 
 def claim_output(setup: RunSetup) -> RunLock:
@@ -97,7 +98,7 @@ def write_outputs(setup: RunSetup, best: dict[str, Any], steps: int, seconds: fl
         final.metadata["seed"] = hyper["split_seed"]
         final.metadata.update(head_metadata(setup.method.loaded))
         final.save(out / MASK_FILE)
-        digest = _sha256(out / MASK_FILE)
+        digest = file_digest(out / MASK_FILE)
     record = _record(setup, best, steps, seconds, digest)
     if setup.resume and is_run_dir(out):  # a finished run resumed again: same best state, same test metrics
         try:

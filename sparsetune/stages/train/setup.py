@@ -12,7 +12,6 @@ value is an error), and output safety (refuse an existing OUT unless --force or
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from ...data import TaskData, load_task_data
 from ...defaults import defaults_for
 from ...errors import FileFormatError, MismatchError, OutputError, OutputExistsError, SparsetuneError, UsageError
 from ...formats.checkpoint import has_checkpoint, load_checkpoint
+from ...formats.integrity import file_digest
 from ...formats.mask import Mask
 from ...formats.run_record import is_run_dir
 from ...hub import is_local
@@ -70,10 +70,6 @@ class RunSetup:
     mask_sha256: str | None
     mask_path: Path | None = None  # the mask to copy into OUT when the run is new
     resume: bool = False
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _requested(config: TrainConfig, mask: Mask | None) -> dict[str, Any]:
@@ -218,10 +214,10 @@ def prepare_run(config: TrainConfig) -> RunSetup:
     if config.resume and mask_path is None and get_method(stored["method"]).needs_mask:
         mask_path = out / MASK_FILE  # the copy written when the run started
     mask = Mask.load(mask_path) if mask_path else None
-    if config.resume and config.mask and _sha256(Path(config.mask)) != _sha256(out / MASK_FILE):
+    if config.resume and config.mask and file_digest(Path(config.mask)) != file_digest(out / MASK_FILE):
         raise UsageError(f"--mask {config.mask} is not the mask {out} was trained with; drop --mask to resume")
     recorded_mask = checkpoint_info.get("mask_sha256") if config.resume else None
-    if recorded_mask is not None and (mask_path is None or _sha256(mask_path) != recorded_mask):
+    if recorded_mask is not None and (mask_path is None or file_digest(mask_path) != recorded_mask):
         # A valid mask of the same counts per tensor would load the checkpoint's values
         # into other entries: a silently different model (checkpoints from before: unchecked).
         raise MismatchError(
@@ -242,7 +238,7 @@ def prepare_run(config: TrainConfig) -> RunSetup:
     check_max_length(loaded.model, hyper["max_length"])
     method = method_cls(mask, hyper["method_options"])
     model = method.bind(loaded)
-    digest = _sha256(mask_path) if mask_path is not None else None  # the bytes OUT's copy will hold
+    digest = file_digest(mask_path) if mask_path is not None else None  # the bytes OUT's copy will hold
     return RunSetup(out, hyper, task, data, tokenizer, model, method, digest, mask_path, config.resume)
 
 
