@@ -35,9 +35,9 @@ from .options import (
     Precision,
     QuietOption,
     ReportToOption,
-    RevisionOption,
     TaskOption,
     Tracker,
+    TrainRevisionOption,
 )
 from .render import print_json, progress_bar
 
@@ -157,7 +157,7 @@ def train_command(
     # here: one option per flag a method declares (`with_method_flags`)
     pooler: OptionalPooler = typer.Option(None, "--pooler", help=f"{POOLER_HELP} Default: the mask's, else head."),
     data_dir: OptionalStr = DataDirOption,
-    revision: OptionalStr = RevisionOption,
+    revision: OptionalStr = TrainRevisionOption,
     device: str = DeviceOption,
     precision: Optional[Precision] = OptionalPrecisionOption,
     report_to: Tracker = ReportToOption,
