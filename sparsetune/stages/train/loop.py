@@ -150,6 +150,45 @@ def train(config: TrainConfig, progress: ProgressCallback = no_progress) -> RunR
             lock.release()
 
 
+def _restore(setup: RunSetup, optimizer, scheduler, total: int) -> tuple[int, dict, dict, float]:
+    """--resume: the checkpoint's state into the method, optimizer and scheduler; returns
+    (step, best state, best info, seconds the earlier attempts trained)."""
+    out = setup.output
+    checkpoint = load_checkpoint(out)
+    try:
+        setup.method.load_state_dict(checkpoint.model)
+        optimizer.load_state_dict(checkpoint.optimizer)
+        scheduler.load_state_dict(checkpoint.scheduler)
+    except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise FileFormatError(
+            f"{out}/checkpoint does not fit this run ({reason}); it was edited, or written by "
+            "another version: start over with --force"
+        ) from None
+    if checkpoint.step > total:
+        raise FileFormatError(
+            f"{out}/checkpoint is at step {checkpoint.step}, past the run's {total} steps; it was edited: "
+            "start over with --force"
+        )
+    earlier = checkpoint.info.get("seconds", 0.0)  # absent in checkpoints written before it was kept
+    return checkpoint.step, checkpoint.best, checkpoint.info["best"], earlier
+
+
+def _stopped_message(interrupt, in_update: bool, saved: bool, step: int, last_saved: int, total: int, out) -> str:
+    """What Ctrl-C or SIGTERM left behind, and the command that goes on from there."""
+    word, _ = interruption(interrupt)
+    if in_update and not saved:  # mid-step with nothing saved yet: OUT is removed (train), nothing to resume
+        return (
+            f"{word} during step {step + 1}, before the first checkpoint; nothing was kept: "
+            "rerun the same command to start over"
+        )
+    if in_update:  # mid-step: the state is half-updated, the last checkpoint stays
+        return f"{word} during step {step + 1}; resume from step {last_saved} with --resume -o {out}"
+    if step == 0 and not saved:
+        return f"{word} before the first step; nothing was kept: rerun the same command"
+    return f"{word} at step {step}/{total}; checkpoint written, continue with: sparsetune train --resume -o {out}"
+
+
 def tracker_settings(report_to: str, out, environ=os.environ) -> tuple[str, dict]:
     """accelerate's (project name, init kwargs) for the tracker. wandb as the HF Trainer
     does it: the project from WANDB_PROJECT, each run named after its OUT folder (else
@@ -182,24 +221,7 @@ def _train(config: TrainConfig, setup: RunSetup, rt, progress: ProgressCallback,
     step, best, best_info = 0, setup.method.state_dict(), {"score": -math.inf, "step": 0}
     earlier = 0.0  # seconds spent training by the attempts before a --resume, up to their last checkpoint
     if config.resume:
-        checkpoint = load_checkpoint(out)
-        try:
-            setup.method.load_state_dict(checkpoint.model)
-            optimizer.load_state_dict(checkpoint.optimizer)
-            scheduler.load_state_dict(checkpoint.scheduler)
-        except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as err:
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise FileFormatError(
-                f"{out}/checkpoint does not fit this run ({reason}); it was edited, or written by "
-                "another version: start over with --force"
-            ) from None
-        step, best, best_info = checkpoint.step, checkpoint.best, checkpoint.info["best"]
-        earlier = checkpoint.info.get("seconds", 0.0)  # absent in checkpoints written before it was kept
-        if step > total:
-            raise FileFormatError(
-                f"{out}/checkpoint is at step {step}, past the run's {total} steps; it was edited: "
-                "start over with --force"
-            )
+        step, best, best_info, earlier = _restore(setup, optimizer, scheduler, total)
     rt.barrier()  # every process has read the checkpoint before the main one replaces it
     # The scheduler is not prepared: accelerate would step it once per process.
     model, optimizer = rt.accelerator.prepare(setup.model, optimizer)
@@ -323,29 +345,13 @@ def _train(config: TrainConfig, setup: RunSetup, rt, progress: ProgressCallback,
                     if step >= total:
                         break
     except KeyboardInterrupt as interrupt:
-        word, _ = interruption(interrupt)
         saved = config.resume or has_checkpoint(out)
-        if in_update and not saved:  # mid-step with nothing saved yet: OUT is removed (train), nothing to resume
-            raise training_stopped(
-                interrupt,
-                f"{word} during step {step + 1}, before the first checkpoint; nothing was kept: "
-                "rerun the same command to start over",
-            ) from None
-        if in_update:  # mid-step: the state is half-updated, keep the last checkpoint
-            raise training_stopped(
-                interrupt, f"{word} during step {step + 1}; resume from step {last_saved} with --resume -o {out}"
-            ) from None
-        if step == 0 and not saved:
-            raise training_stopped(
-                interrupt, f"{word} before the first step; nothing was kept: rerun the same command"
-            ) from None
-        if last_saved != step:
-            checkpoint_now()
-        rt.barrier()
-        raise training_stopped(
-            interrupt,
-            f"{word} at step {step}/{total}; checkpoint written, continue with: sparsetune train --resume -o {out}",
-        ) from None
+        if not in_update and (step > 0 or saved):  # between steps: the state is whole, keep it
+            if last_saved != step:
+                checkpoint_now()
+            rt.barrier()
+        message = _stopped_message(interrupt, in_update, saved, step, last_saved, total, out)
+        raise training_stopped(interrupt, message) from None
     finally:
         if log is not None:
             log.close()
