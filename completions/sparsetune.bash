@@ -17,7 +17,7 @@ _sparsetune() {
             case "$prev" in --task|-t) COMPREPLY=( $(compgen -W "cb cola copa mrpc rte stsb wsc" -- "$cur") $(compgen -f -- "$cur") ); return ;; esac
             case "$prev" in --pooler) COMPREPLY=( $(compgen -W "head eligible" -- "$cur") ); return ;; esac
             ;;
-        eval) opts="--task -t --split --data-dir --batch-size --max-length --device --precision --quiet -q --json --help -h"
+        eval) opts="--task -t --split --data-dir --batch-size --max-length --device --precision --revision --quiet -q --json --help -h"
             case "$prev" in --task|-t) COMPREPLY=( $(compgen -W "cb cola copa mrpc rte stsb wsc" -- "$cur") $(compgen -f -- "$cur") ); return ;; esac
             case "$prev" in --split) COMPREPLY=( $(compgen -W "validation dev train" -- "$cur") ); return ;; esac
             case "$prev" in --precision) COMPREPLY=( $(compgen -W "fp32 bf16 fp16" -- "$cur") ); return ;; esac

@@ -43,6 +43,7 @@ complete -c sparsetune -n '__fish_seen_subcommand_from eval' -l batch-size -r -d
 complete -c sparsetune -n '__fish_seen_subcommand_from eval' -l max-length -r -d 'Truncate inputs'
 complete -c sparsetune -n '__fish_seen_subcommand_from eval' -l device -r -d 'auto (CUDA when present, then Apple MPS, else CPU), cpu, cuda, cudaN...'
 complete -c sparsetune -n '__fish_seen_subcommand_from eval' -l precision -xa 'fp32 bf16 fp16' -d 'fp32, bf16 or fp16 (CUDA) autocast'
+complete -c sparsetune -n '__fish_seen_subcommand_from eval' -l revision -r -d 'A hub ids branch, tag or commit hash (files record the commit it...'
 complete -c sparsetune -n '__fish_seen_subcommand_from eval' -l quiet -s q -d 'No progress bar or summary'
 complete -c sparsetune -n '__fish_seen_subcommand_from eval' -l json -d 'Print machine-readable JSON on stdout'
 complete -c sparsetune -n '__fish_seen_subcommand_from eval' -l help -s h -d 'Show help and exit'

@@ -175,7 +175,8 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """`sparsetune eval`: a run dir (task from run.json) or a model dir with a task head.
+    """`sparsetune eval`: a run dir (task from run.json), or a model with a task head: a
+    folder, or a hub id (at `revision`, offline first as everywhere).
 
     `split`: `validation` is the test set (the paper's protocol), `dev` the held-out part
     of train used for model selection, `train` the rest.
@@ -190,3 +191,4 @@ class EvalConfig:
     record: bool = True  # write test metrics into run.json
     device: str = DEFAULT_DEVICE
     precision: str | None = None  # None: the precision the run trained in, else fp32
+    revision: str | None = None  # a hub model's branch, tag or commit (`target` a hub id)

@@ -1,4 +1,4 @@
-"""`sparsetune eval`: the task's metrics for a run dir or a fine-tuned model dir.
+"""`sparsetune eval`: the task's metrics for a run dir or a fine-tuned model (a folder or a hub id).
 
     sparsetune eval out/ --data-dir ../shared/data
 
@@ -23,6 +23,7 @@ from .options import (
     OptionalStr,
     Precision,
     QuietOption,
+    RevisionOption,
     Split,
     SplitOption,
     task_option,
@@ -30,11 +31,16 @@ from .options import (
 from .render import print_json, progress_bar
 from .train import OptionalInt
 
-EPILOG = "Example: sparsetune eval out/   |   a model dir: sparsetune eval my-model/ --task rte --json"
+EPILOG = (
+    "Example: sparsetune eval out/   |   a model dir: sparsetune eval my-model/ --task rte --json   |   "
+    "a hub model: sparsetune eval textattack/bert-base-uncased-RTE --task rte"
+)
 
 
 def eval_command(
-    target: str = typer.Argument(..., help="A run dir (sparsetune train -o) or a model dir with a trained task head."),
+    target: str = typer.Argument(
+        ..., help="A run dir (sparsetune train -o), or a model with a trained task head: a folder or a hub id."
+    ),
     task: OptionalStr = task_option(
         "Task of a plain model dir (a run dir knows its own): a name (see `sparsetune tasks`) or a task .json file."
     ),
@@ -51,6 +57,7 @@ def eval_command(
         rich_help_panel="Runtime",
         help="fp32, bf16 or fp16 (CUDA) autocast. Default: the run's training precision, else fp32.",
     ),
+    revision: OptionalStr = RevisionOption,
     quiet: bool = QuietOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -66,6 +73,7 @@ def eval_command(
         max_length=max_length,
         device=device,
         precision=precision,
+        revision=revision,
     )
     with progress_bar(quiet or as_json) as progress:
         result = evaluate(config, progress=progress)

@@ -91,12 +91,14 @@ def _split_data(task: Task, split: str, data_dir, dev_fraction: float, seed: int
     return parts.dev if split == "dev" else parts.train
 
 
-def _check_head(target: Path, task: Task) -> None:
-    """Refuse a model dir whose saved head is not this task's (before transformers would)."""
+def _check_head(target: Path | str, task: Task, revision: str | None = None) -> None:
+    """Refuse a model whose saved head is not this task's (before transformers would)."""
     from transformers import AutoConfig
 
+    from ..models import hub_kwargs
+
     try:
-        model_config = AutoConfig.from_pretrained(target)
+        model_config = AutoConfig.from_pretrained(str(target), **hub_kwargs(str(target), revision))
     except (OSError, ValueError) as err:
         raise FileFormatError(
             f"{target} is not a model dir transformers can read "
@@ -143,14 +145,16 @@ def _check_label_order(target: Path, model_config, task: Task) -> None:
 
 
 def evaluate(config: EvalConfig, progress: ProgressCallback = no_progress) -> dict[str, Any]:
-    """Metrics of a run dir or a fine-tuned model dir on one split.
+    """Metrics of a run dir or a fine-tuned model (a folder, or a hub id) on one split.
 
     Returns {"task", "split", "examples", "metrics"}; for a run dir with `record`, the
     metrics are also stored in run.json under the split's name.
     """
+    from ..hub import is_local
     from ..models import check_max_length, load_model, load_tokenizer
 
     target = Path(config.target)
+    hub_id = not target.is_dir() and not is_local(config.target)  # a model on the hub (or in its cache)
     check_device(config.device)
     if config.precision is not None:
         check_precision(config.precision)
@@ -158,9 +162,14 @@ def evaluate(config: EvalConfig, progress: ProgressCallback = no_progress) -> di
         raise UsageError(f"--batch-size must be at least 1, got {config.batch_size}")
     if config.max_length is not None and config.max_length < 1:
         raise UsageError(f"--max-length must be at least 1, got {config.max_length}")
-    if not target.is_dir():
-        raise FileFormatError(f"{target} is not a directory; pass a run dir (train -o OUT) or a fine-tuned model dir")
-    record = RunRecord.load(target) if is_run_dir(target) else None
+    if not target.is_dir() and not hub_id:
+        raise FileFormatError(
+            f"{target} is not a directory; pass a run dir (train -o OUT), a fine-tuned model dir or a hub id"
+        )
+    if config.revision and not hub_id:
+        raise UsageError(f"--revision {config.revision}: {target} is a local folder; a revision names a hub commit")
+    source = config.target if hub_id else target
+    record = RunRecord.load(target) if not hub_id and is_run_dir(target) else None
     if record is None and config.task is None:
         raise UsageError(f"{target} has no run.json; pass --task to say which task its head was trained for")
     task = get_task(config.task or record.task)
@@ -179,11 +188,11 @@ def evaluate(config: EvalConfig, progress: ProgressCallback = no_progress) -> di
         hyper.get("dev_fraction", DEFAULT_DEV_FRACTION),
         hyper.get("split_seed", DEFAULT_SEED),
     )
-    _check_head(target, task)
-    if has_method_dir(target):  # LoRA, adapters: base + the method's own weights, as trained
+    _check_head(source, task, config.revision)
+    if not hub_id and has_method_dir(target):  # LoRA, adapters: base + the method's own weights, as trained
         model = load_method_model(target, task)
     else:
-        loaded = load_model(target, task)
+        loaded = load_model(source, task, revision=config.revision)
         if loaded.new_parameters:
             first = sorted(loaded.new_parameters)[0]
             raise MismatchError(
@@ -193,7 +202,8 @@ def evaluate(config: EvalConfig, progress: ProgressCallback = no_progress) -> di
         model = loaded.model
     check_max_length(model, max_length)
     model = rt.accelerator.prepare_model(model, evaluation_mode=True)  # device + autocast, no DDP
-    metrics = metrics_on(model, task, dataset, load_tokenizer(target), config.batch_size, max_length, progress, rt=rt)
+    tokenizer = load_tokenizer(source, config.revision)
+    metrics = metrics_on(model, task, dataset, tokenizer, config.batch_size, max_length, progress, rt=rt)
     if record is not None and config.record and rt.is_main:
         fresh = RunRecord.load(target)  # re-read: another eval may have recorded a split meanwhile
         fresh.metrics[config.split] = metrics

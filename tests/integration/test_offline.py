@@ -193,3 +193,16 @@ def test_a_hub_base_is_reloaded_at_the_commit_it_was_trained_on(tmp_path, tiny_m
         assert Delta.load(tmp_path / delta).metadata["base_revision"] == trained
     adapter = json.loads((tmp_path / "lora" / "method" / "adapter_config.json").read_text())
     assert adapter["revision"] == trained  # peft's AutoPeftModel loads the base at this commit
+
+    # eval of a fine-tuned model on the hub (here: in its cache), at a revision or main
+    tuned = tmp_path / "hub" / "models--acme--tiny-bert-cb"
+    (tuned / "snapshots" / trained).mkdir(parents=True)
+    for item in (tmp_path / "sparse-applied").iterdir():
+        (tuned / "snapshots" / trained / item.name).symlink_to(item)
+    (tuned / "refs").mkdir()
+    (tuned / "refs" / "main").write_text(trained)
+    local = sparsetune("eval", str(tmp_path / "sparse-applied"), "--task", "cb", "--json", *small[:-1], **env)
+    for revision in ((), ("--revision", trained)):
+        hub = sparsetune("eval", "acme/tiny-bert-cb", "--task", "cb", *revision, "--json", *small[:-1], **env)
+        assert hub.returncode == 0, hub.stderr
+        assert json.loads(hub.stdout)["metrics"] == json.loads(local.stdout)["metrics"]

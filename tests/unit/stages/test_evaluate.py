@@ -99,6 +99,11 @@ def test_a_head_with_the_tasks_labels_in_another_order_is_refused(run_dir, tiny_
             assert evaluate(evaluation)["examples"] == 16
 
 
+def test_a_revision_names_a_hub_commit_not_a_folder(run_dir):
+    with pytest.raises(UsageError, match="--revision main: .* is a local folder"):
+        evaluate(EvalConfig(target=str(run_dir), revision="main"))
+
+
 def test_unknown_split_is_a_usage_error(run_dir):
     with pytest.raises(UsageError, match="--split"):
         evaluate(EvalConfig(target=str(run_dir), split="test"))
