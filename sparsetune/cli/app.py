@@ -41,10 +41,15 @@ def report_error(error: SparsetuneError) -> None:
 
 
 # A command's own output says what matters: transformers' reports (a new head's "Some
-# weights ... were not initialized", deprecation notes) are off for the whole process,
-# and the tokenizers' warning on the grid's and DataLoader's forks with them. The library
+# weights ... were not initialized", deprecation notes) and progress bars ("Writing
+# model shards") are off for the whole process, and the tokenizers' warning on the
+# grid's and DataLoader's forks with them. The library
 # only quiets its own loads, and restores the state after (`models.quiet_transformers`).
-CLI_ENVIRONMENT = {"TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false"}
+CLI_ENVIRONMENT = {
+    "TRANSFORMERS_VERBOSITY": "error",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # transformers' and the hub's tqdm bars: ours is the progress shown
+    "TOKENIZERS_PARALLELISM": "false",
+}
 
 
 class SparsetuneGroup(TyperGroup):
@@ -59,6 +64,8 @@ class SparsetuneGroup(TyperGroup):
             logging = sys.modules["transformers"].utils.logging
             wanted = os.environ["TRANSFORMERS_VERBOSITY"].lower()
             logging.set_verbosity(logging.log_levels.get(wanted, logging.ERROR))
+            if os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] not in ("", "0"):
+                logging.disable_progress_bar()
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:

@@ -30,6 +30,7 @@ from ..models import (
     load_tokenizer,
     load_with_head,
     new_parameters,
+    quiet_transformers,
     resolve_model,
 )
 from ..progress import ProgressCallback, no_progress
@@ -201,8 +202,9 @@ def apply(config: ApplyConfig, progress: ProgressCallback = no_progress) -> Appl
     apply_delta(model, named, force=config.force, progress=progress)
     tokenizer = load_tokenizer(base, revision)
     with atomic_path(config.output) as tmp, writing(config.output):
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        with quiet_transformers():  # no "Writing model shards" bar: our own output says it
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
     head = _head_source(named)
     task, max_length = str(shaped.metadata.get("task", "")), shaped.metadata.get("max_length")
     return ApplyResult(

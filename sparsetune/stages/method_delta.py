@@ -28,7 +28,7 @@ from ..formats.method_dir import METHOD_DIR, WEIGHTS_FILE
 from ..formats.run_record import RunRecord, is_run_dir
 from ..io import atomic_path, writing
 from ..methods.structural import build, is_structural, read_method_description
-from ..models import LEGACY_POOLER, display_name, load_tokenizer
+from ..models import LEGACY_POOLER, display_name, load_tokenizer, quiet_transformers
 from ..progress import ProgressCallback, no_progress
 
 
@@ -144,8 +144,9 @@ def apply_method(
         delta.check_base(source, fingerprint)
     model = method.merged() if config.merge else method.export()
     with atomic_path(config.output) as tmp, writing(config.output):
-        model.save_pretrained(tmp)
-        load_tokenizer(base, revision).save_pretrained(tmp)
+        with quiet_transformers():  # no "Writing model shards" bar: our own output says it
+            model.save_pretrained(tmp)
+            load_tokenizer(base, revision).save_pretrained(tmp)
         if not config.merge:
             method.save_files(tmp)
     max_length = delta.metadata.get("max_length")

@@ -21,7 +21,7 @@ from ...formats.checkpoint import has_checkpoint
 from ...formats.integrity import file_digest
 from ...formats.run_record import RunRecord, is_run_dir
 from ...io import atomic_path, normal_modes, output_error, writing
-from ...models import head_metadata
+from ...models import head_metadata, quiet_transformers
 from ...run_lock import LOCK_FILE, RunLock
 from .setup import RunSetup
 
@@ -78,8 +78,9 @@ def write_outputs(setup: RunSetup, best: dict[str, Any], steps: int, seconds: fl
     staging = Path(tempfile.mkdtemp(prefix=".model.", dir=out))
     try:
         with writing(out):  # a full disk: one line naming OUT, the checkpoint kept for --resume
-            model.save_pretrained(staging)
-            setup.tokenizer.save_pretrained(staging)
+            with quiet_transformers():  # no "Writing model shards" bar: our own output says it
+                model.save_pretrained(staging)
+                setup.tokenizer.save_pretrained(staging)
             setup.method.save_files(staging)
         normal_modes(staging)
         for item in staging.iterdir():

@@ -389,6 +389,18 @@ def test_cli_diff_and_apply_files(run_a, tmp_path):
     assert not (tmp_path / "never").exists()
 
 
+def test_quiet_means_nothing_on_stderr_in_a_fresh_process(delta_file, tmp_path):
+    """-q in a process of its own (where transformers reads the CLI's environment): no
+    "Writing model shards" bar, no load report, nothing."""
+    done = subprocess.run(
+        [*SPARSETUNE, "apply", str(delta_file), "-o", str(tmp_path / "applied"), "-q"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0 and done.stderr == "" and done.stdout == "", done.stderr
+
+
 def test_inspect_summarises_a_delta(delta_file, tmp_path):
     from sparsetune.stages.inspect import inspect_file
 
