@@ -315,7 +315,8 @@ def load_model(
             loaded, info = head_class(task=task).from_pretrained(
                 source, output_loading_info=True, **where, **_head_kwargs(task)
             )
-    except (OSError, ValueError, SafetensorError) as err:  # a truncated model.safetensors: SafetensorError
+    # A truncated model.safetensors: SafetensorError; weights of other shapes than config.json's: RuntimeError
+    except (OSError, ValueError, RuntimeError, SafetensorError) as err:
         raise ModelLoadError(f"cannot load model {source!r}: {first_line(err)}") from None
     new = new_parameters(loaded, info)
     head = head_names(loaded, new, pooler)

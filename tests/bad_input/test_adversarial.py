@@ -67,6 +67,38 @@ def test_a_truncated_model_file(command, pipeline, tmp_path):
     assert_unchanged(before, snapshot(tmp_path, pipeline.root))
 
 
+@pytest.mark.parametrize("command", ["score", "train"])
+def test_weights_of_other_shapes_than_the_config(command, pipeline, tmp_path):
+    """A model.safetensors of another width than config.json: transformers' RuntimeError
+    ("You set ignore_mismatched_sizes to False") gave a traceback on score and train."""
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path / "base"
+    shutil.copytree(pipeline.model, folder)
+    wider = BertConfig.from_pretrained(folder)
+    wider.hidden_size, wider.intermediate_size = 2 * wider.hidden_size, 2 * wider.intermediate_size
+    BertModel(wider).save_pretrained(tmp_path / "wider")
+    shutil.copy(tmp_path / "wider" / "model.safetensors", folder / "model.safetensors")
+    args = {
+        "score": ("score", folder, "--task", "cb", "--data-dir", pipeline.data, "-o", tmp_path / "m.safetensors"),
+        "train": (
+            "train",
+            folder,
+            "--method",
+            "full",
+            "--task",
+            "cb",
+            "-o",
+            tmp_path / "out",
+            "--data-dir",
+            pipeline.data,
+        ),
+    }[command]
+    before = snapshot(tmp_path, pipeline.root)
+    run(*args, mentions=("cannot load model", str(folder)))
+    assert_unchanged(before, snapshot(tmp_path, pipeline.root))
+
+
 def test_a_model_dir_without_its_vocabulary(pipeline, tmp_path):
     """transformers built a tokenizer of the five special tokens: every word [UNK], and
     eval reported a score for it."""

@@ -120,6 +120,32 @@ def test_wrong_typed_row_values(task, change, expected, pipeline, tmp_path):
     assert not (tmp_path / "m.safetensors").exists()
 
 
+def test_columns_the_task_does_not_read_may_change_type_from_row_to_row(pipeline, tmp_path):
+    """An export's `idx` as a string in one row and a number elsewhere, a huge number, or
+    an object: the task reads none of them, so they are left behind (Arrow refused the
+    mix with an 85-line traceback)."""
+    data = _data_copy(pipeline, tmp_path)
+    path = data / "cb" / "train.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    for number, row in enumerate(rows):
+        row["idx"] = number
+    rows[3]["idx"], rows[5]["idx"], rows[6]["idx"] = "3", 2**70, {"a": 1}
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    ok(*_score(pipeline, data, tmp_path, "--examples", "16"))
+    assert (tmp_path / "m.safetensors").is_file()
+
+
+def test_a_read_column_whose_type_changes_from_row_to_row_is_one_line(pipeline, tmp_path):
+    data = _data_copy(pipeline, tmp_path)
+    path = data / "wsc" / "train.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows[4]["span1_text"] = 7  # wsc reads it (its word count); Arrow cannot mix it with strings
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    args = ("score", pipeline.model, "--task", "wsc", "-p", "0.05", "--max-length", "24", "--data-dir", data)
+    run(*args, "-o", tmp_path / "m.safetensors", mentions=("train.jsonl", "different types"))
+    assert not (tmp_path / "m.safetensors").exists()
+
+
 @pytest.mark.parametrize("command", ["score", "train", "eval"])
 def test_max_length_beyond_the_models_positions(command, pipeline, tmp_path):
     """The tiny BERT has 128 positions: 129 tokens cannot be embedded. Refused before any
