@@ -20,12 +20,12 @@ from pathlib import Path
 
 import torch
 
-from ..config import DiffConfig
+from ..config import MASK_FILE, DiffConfig
 from ..core.tensors import differs
 from ..errors import FileFormatError, MismatchError, UsageError
 from ..formats.common import tensor_digest
 from ..formats.delta import VALUE_DTYPES, Delta, portable_config
-from ..formats.mask import Mask, check_fraction
+from ..formats.mask import Mask, base_digest, check_fraction
 from ..formats.method_dir import has_method_dir
 from ..formats.run_record import RunRecord, is_run_dir
 from ..io import atomic_path, check_writable, refuse_to_overwrite
@@ -53,6 +53,26 @@ class DiffResult:
     output: str | None
 
 
+def _check_named_base(run: Path, record: RunRecord, base: str, theta0: dict[str, torch.Tensor]) -> None:
+    """`--base` must be the weights a sparse run trained from: its mask records their
+    digest (`base_sha256`). Another base of the same shapes would give a delta of nearly
+    every entry, silently, that `apply` then accepts on that other base."""
+    mask_file = run / MASK_FILE
+    options = record.hyperparameters.get("method_options") or {}
+    if not mask_file.is_file() or str(options.get("other_base", "")).lower() == "true":
+        return  # not a sparse run, or one trained on purpose from other weights than its mask's
+    mask = Mask.load(mask_file)
+    recorded = mask.metadata.get("base_sha256")
+    if recorded is None or any(name not in theta0 for name in mask.shapes):
+        return  # masks from before the digest; another architecture fails below, by name
+    if base_digest({name: theta0[name] for name in mask.shapes}) != recorded:
+        raise MismatchError(
+            f"--base {base}: {run} was trained from other weights (its mask was scored on "
+            f"{mask.metadata.get('model', 'another model')}); drop --base to diff against the run's own base "
+            f"{record.base_model}"
+        )
+
+
 # -- diff -----------------------------------------------------------------------
 def diff(config: DiffConfig, progress: ProgressCallback = no_progress) -> DiffResult:
     """The entries of a fine-tuned model that differ from its base, as a delta file.
@@ -77,6 +97,7 @@ def diff(config: DiffConfig, progress: ProgressCallback = no_progress) -> DiffRe
             f"{run} is not a model dir (no config.json); pass a run dir (sparsetune train -o) or a saved model"
         )
     base, task, max_length, pooler, revision = config.base, config.task, None, DEFAULT_POOLER, None
+    record = None
     if is_run_dir(run):
         record = RunRecord.load(run)
         check_run_task(config.task, record.task, run)
@@ -101,6 +122,8 @@ def diff(config: DiffConfig, progress: ProgressCallback = no_progress) -> DiffRe
     progress("load", 2, 2)
     head_set = head_names(pretrained, new_parameters(pretrained, info), pooler)  # travels dense
     theta, theta0 = dict(tuned.named_parameters()), dict(pretrained.named_parameters())
+    if config.base and record is not None:
+        _check_named_base(run, record, config.base, theta0)
     if set(theta) != set(theta0):
         name = sorted(set(theta) ^ set(theta0))[0]
         raise MismatchError(

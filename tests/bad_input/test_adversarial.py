@@ -111,6 +111,30 @@ def test_a_model_dir_without_its_vocabulary(pipeline, tmp_path):
     assert_unchanged(before, snapshot(tmp_path))
 
 
+def test_diff_against_a_base_the_sparse_run_was_not_trained_from(pipeline, tmp_path):
+    """`--base` of the same shapes but other weights gave exit 0 and a nearly dense
+    "delta"; the run's mask records the digest of the weights it trained from."""
+    import torch
+    from transformers import BertModel
+
+    other = tmp_path / "other-bert"
+    shutil.copytree(pipeline.model, other)
+    torch.manual_seed(1)
+    BertModel(BertModel.config_class.from_pretrained(other)).save_pretrained(other)
+    before = snapshot(tmp_path, pipeline.root)
+    run(
+        "diff",
+        pipeline.run,
+        "--base",
+        other,
+        "-o",
+        tmp_path / "d.safetensors",
+        mentions=("trained from other weights",),
+    )
+    assert_unchanged(before, snapshot(tmp_path, pipeline.root))
+    ok("diff", pipeline.run, "--base", pipeline.model, "-o", tmp_path / "d.safetensors")  # its own base, named
+
+
 def test_diff_with_another_task_than_the_runs(pipeline, tmp_path):
     run("diff", pipeline.run, "--task", "copa", "-o", tmp_path / "d.safetensors", code=2, mentions=("--task",))
     run("diff", pipeline.lora, "--task", "rte", "-o", tmp_path / "d.safetensors", code=2, mentions=("--task",))
