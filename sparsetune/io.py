@@ -17,7 +17,7 @@ import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from .errors import OutputError, OutputExistsError, UsageError
 
@@ -80,6 +80,23 @@ def check_replaceable(path: str | os.PathLike, what: str = "") -> None:
     if here == there or there in here.parents:
         label = f"{what} {path}".strip()
         raise OutputError(f"cannot replace {label}: it is the current folder or holds it; give a new folder name")
+
+
+def check_not_an_input(output: str | os.PathLike, inputs: Iterable[str | os.PathLike | None], what: str = "-o") -> None:
+    """`--force` replaces an output, never what the command reads: an input itself, a
+    folder that holds one, or a file inside an input folder (`score m -o
+    m/model.safetensors --force` would replace the model's weights with a mask, `train m
+    -o m --force` the base model with the run). A new file beside an input is fine."""
+    target = Path(output)
+    if not str(output).strip() or not target.exists() or is_special(target):
+        return
+    there = target.resolve()
+    for item in inputs:
+        if item is None or not str(item).strip() or not Path(item).exists():  # None, a hub id
+            continue
+        source = Path(item).resolve()
+        if there == source or there in source.parents or (source.is_dir() and source in there.parents):
+            raise OutputError(f"{what} {output} would replace what the command reads ({item}); give another output")
 
 
 def refuse_to_overwrite(path: str | os.PathLike, force: bool, flag: str = "--force", what: str = "") -> None:

@@ -21,7 +21,7 @@ from ..config import ApplyConfig
 from ..errors import MismatchError, UsageError
 from ..formats.common import tensor_digest
 from ..formats.delta import Delta
-from ..io import atomic_path, check_replaceable, check_writable, refuse_to_overwrite, writing
+from ..io import atomic_path, check_not_an_input, check_replaceable, check_writable, refuse_to_overwrite, writing
 from ..models import (
     display_name,
     first_line,
@@ -157,6 +157,7 @@ def apply(config: ApplyConfig, progress: ProgressCallback = no_progress) -> Appl
     if not config.deltas:
         raise UsageError("give at least one DELTA file")
     refuse_to_overwrite(config.output, config.force, what="-o")
+    check_not_an_input(config.output, [*map(str, config.deltas), config.base])
     check_writable(config.output, "-o", folder=True)
     check_replaceable(config.output, "-o")
     named = _as_deltas(list(config.deltas))

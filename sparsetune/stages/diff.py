@@ -28,7 +28,7 @@ from ..formats.delta import VALUE_DTYPES, Delta, portable_config
 from ..formats.mask import Mask, base_digest, check_fraction
 from ..formats.method_dir import has_method_dir
 from ..formats.run_record import RunRecord, is_run_dir
-from ..io import atomic_path, check_writable, refuse_to_overwrite
+from ..io import atomic_path, check_not_an_input, check_writable, refuse_to_overwrite
 from ..models import (
     DEFAULT_POOLER,
     LEGACY_POOLER,
@@ -86,6 +86,7 @@ def diff(config: DiffConfig, progress: ProgressCallback = no_progress) -> DiffRe
         check_fraction(config.top_p, "--top-p")
     if config.output is not None:  # None: the delta goes to stdout; "" names no file
         refuse_to_overwrite(config.output, config.force, what="-o")
+        check_not_an_input(config.output, [config.run, config.base])
         check_writable(config.output, "-o")
     run = Path(config.run)
     if not run.is_dir():

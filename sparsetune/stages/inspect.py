@@ -21,7 +21,7 @@ from ..errors import FileFormatError, UsageError
 from ..formats import FORMATS
 from ..formats.checkpoint import CHECKPOINT_DIR
 from ..formats.common import file_kind
-from ..io import atomic_path, check_writable, refuse_to_overwrite
+from ..io import atomic_path, check_not_an_input, check_writable, refuse_to_overwrite
 from ..run_lock import holder
 
 
@@ -45,6 +45,7 @@ def inspect_file(path: str | os.PathLike, plot: str | os.PathLike | None = None,
     kind = detect_kind(path)
     if plot is not None:
         refuse_to_overwrite(plot, force, what="--plot")
+        check_not_an_input(plot, [path], "--plot")
         check_writable(plot, "--plot")
     source = Path(path)
     if kind == "checkpoint" and not FORMATS[kind].recognise(source):  # OUT/ of a run without run.json

@@ -23,7 +23,7 @@ from ..data import global_batches, load_task_data, make_loader
 from ..errors import NumericalError, UsageError
 from ..formats.mask import Mask, base_digest, check_fraction
 from ..formats.scores import Scores
-from ..io import check_writable, refuse_to_overwrite
+from ..io import check_not_an_input, check_writable, refuse_to_overwrite
 from ..models import (
     check_max_length,
     check_pooler,
@@ -32,6 +32,7 @@ from ..models import (
     load_model,
     load_tokenizer,
     module_type,
+    resolve_model,
 )
 from ..progress import ProgressCallback, no_progress
 from ..runtime import check_device, check_precision, runtime
@@ -119,6 +120,7 @@ def _check(config: ScoreConfig) -> None:
             if str(path).strip() and Path(path).is_dir():
                 raise UsageError(f"{flag} {path} is a directory; give a file name such as mask.safetensors")
             refuse_to_overwrite(path, config.force, what=flag)
+            check_not_an_input(path, [resolve_model(config.model), config.data_dir], flag)
             check_writable(path, flag)  # fail now, not after the data pass
 
 
@@ -256,6 +258,7 @@ def rethreshold(config: MaskConfig) -> Mask:
         check_scope(config.scope)
     if config.output is not None:  # None: kept in memory; "" names no file
         refuse_to_overwrite(config.output, config.force, what="-o")
+        check_not_an_input(config.output, [config.scores])
         check_writable(config.output, "-o")
     saved = Scores.load(config.scores)
     _check_scores(saved.tensors, str(config.scores))

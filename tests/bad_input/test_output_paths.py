@@ -257,6 +257,42 @@ def test_force_never_replaces_the_current_folder(writer, spelling, pipeline, tmp
     assert_unchanged(before, snapshot(tmp_path, pipeline.root))
 
 
+@pytest.mark.parametrize("case", ["mask over its scores", "plot over its file", "score into the model",
+                                  "train over the base", "apply over its delta", "diff over its run"])  # fmt: skip
+def test_force_never_replaces_what_the_command_reads(case, pipeline, tmp_path):
+    """Each of these exited 0 and destroyed its own input: the scores became a mask, the
+    mask a PNG, the model's weights a mask, the base model a run, the delta a model."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(pipeline.model, model)
+    scores, mask = tmp_path / "scores.safetensors", tmp_path / "mask.safetensors"
+    shutil.copy(pipeline.scores, scores)
+    shutil.copy(pipeline.mask, mask)
+    folder = tmp_path / "deltas"
+    folder.mkdir()
+    shutil.copy(pipeline.delta, folder / "delta.safetensors")
+    run_dir = copy_run(pipeline.run, tmp_path / "run")
+    score = ("score", model, "--task", "cb", "-p", "0.05", "--max-length", "24", *DATA(pipeline))
+    args, read = {
+        "mask over its scores": (("mask", scores, "-p", "0.01", "-o", scores), scores),
+        "plot over its file": (("inspect", mask, "--plot", mask), mask),
+        "score into the model": ((*score, "-o", model / "model.safetensors"), model),
+        "train over the base": (
+            ("train", model, "--method", "full", "--task", "cb", "-o", model, *ONE_STEP, *DATA(pipeline)),
+            model,
+        ),  # fmt: skip
+        "apply over its delta": (
+            ("apply", folder / "delta.safetensors", "--base", pipeline.model, "-o", folder),
+            folder / "delta.safetensors",
+        ),  # fmt: skip
+        "diff over its run": (("diff", run_dir, "-o", run_dir / "model.safetensors"), run_dir),
+    }[case]
+    before = snapshot(tmp_path, pipeline.root)
+    run(*args, "--force", mentions=("would replace what the command reads", str(read)))
+    assert_unchanged(before, snapshot(tmp_path, pipeline.root))
+
+
 @pytest.mark.parametrize("writer", ["train", "apply"])
 def test_a_folder_output_never_replaces_a_file(writer, pipeline, tmp_path):
     """`train -o mask.safetensors --force` (a mask named as OUT by mistake) deleted the

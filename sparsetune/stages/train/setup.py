@@ -26,7 +26,7 @@ from ...formats.integrity import file_digest
 from ...formats.mask import Mask
 from ...formats.run_record import is_run_dir
 from ...hub import is_local
-from ...io import check_named, check_replaceable, check_writable, is_special
+from ...io import check_named, check_not_an_input, check_replaceable, check_writable, is_special
 from ...methods import get_method
 from ...methods.base import TrainingMethod
 from ...models import (
@@ -38,6 +38,7 @@ from ...models import (
     load_model,
     load_tokenizer,
     recorded_pooler,
+    resolve_model,
 )
 from ...run_lock import check_free, has_stale_lock
 from ...runtime import DEFAULT_PRECISION, check_precision
@@ -226,6 +227,8 @@ def prepare_run(config: TrainConfig) -> RunSetup:
         )
     scorer = mask.metadata.get("method") if mask is not None else None  # the scoring method that made the mask
     hyper = _check_resume(config, stored) if config.resume else _resolve(_requested(config, mask), scorer)
+    if not config.resume:  # --force replaces OUT: never with the base model or the data inside it
+        check_not_an_input(out, [resolve_model(hyper["model"]), config.data_dir])
     method_cls = get_method(hyper["method"])
     if mask is not None and not method_cls.needs_mask:
         raise UsageError(f"--mask is used by --method sparse only; method {hyper['method']!r} does not take one")
