@@ -118,10 +118,12 @@ def diff_command(
             soft_wrap=True,
         )
         return
+    per_entry = stats["bytes_per_changed_entry"]
     console.print(
         f"{stats['changed']:,} changed entries of {stats['eligible']:,} ({share:.4%}) in "
         f"{len(result.delta.indices)} tensors"
-        f" + {stats['head_entries']:,} head entries; {stats['bytes']:,} bytes = "
-        f"{stats['bytes_per_changed_entry']:.2f} bytes per changed entry -> {output or 'stdout'}",
+        f" + {stats['head_entries']:,} head entries; {stats['bytes']:,} bytes"
+        + (f" = {per_entry:.2f} bytes per changed entry" if per_entry is not None else "")
+        + f" -> {output or 'stdout'}",
         soft_wrap=True,
     )

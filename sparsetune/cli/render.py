@@ -122,10 +122,22 @@ def _plain_lines(every: float):
     return update
 
 
+def _strict(value: object) -> object:
+    """NaN and ±inf as null: JSON has no such numbers, and strict parsers (JavaScript's,
+    jq's) refuse Python's bare `NaN` (a metric of constant predictions, say)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _strict(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(item) for item in value]
+    return value
+
+
 def print_json(data: object, stream=None) -> None:
     """JSON on stdout (or `stream`), plain (no colour codes) so that scripts can parse it."""
     stream = stream or out.file
-    stream.write(json.dumps(data, indent=2) + "\n")
+    stream.write(json.dumps(_strict(data), indent=2, allow_nan=False) + "\n")
     stream.flush()
 
 

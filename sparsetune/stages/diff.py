@@ -210,7 +210,7 @@ def delta_summary(delta: Delta, size: int) -> dict[str, float]:
         "eligible": int(delta.metadata.get("eligible", 0)),
         "head_entries": delta.head_entries,
         "bytes": size,
-        "bytes_per_changed_entry": size / delta.changed if delta.changed else float("nan"),
+        "bytes_per_changed_entry": size / delta.changed if delta.changed else None,  # none changed
     }
 
 

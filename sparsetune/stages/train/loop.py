@@ -319,10 +319,15 @@ def _train(config: TrainConfig, setup: RunSetup, rt, progress: ProgressCallback,
                         loss = loss + extra
                         reported = reported + extra.detach()
                     if not torch.isfinite(loss):
+                        kept = config.resume or has_checkpoint(out)  # else OUT goes with the error (a new run)
                         raise TrainingError(
-                            f"the training loss became {loss.item()} at step {step + 1}; stopped. The last good "
-                            f"checkpoint (step {last_saved}) is in {out}/checkpoint; lower --lr and retrain "
-                            "with --force"
+                            f"the training loss became {loss.item()} at step {step + 1}; stopped. "
+                            + (
+                                f"The last good checkpoint (step {last_saved}) is in {out}/checkpoint; lower --lr "
+                                "and retrain with --force"
+                                if kept
+                                else "Nothing was kept (no checkpoint yet); lower --lr and rerun"
+                            )
                         )
                     rt.accelerator.backward(loss)
                     rt.accelerator.clip_grad_norm_(list(setup.method.trainable().values()), hyper["max_grad_norm"])

@@ -389,6 +389,22 @@ def test_cli_diff_and_apply_files(run_a, tmp_path):
     assert not (tmp_path / "never").exists()
 
 
+def test_a_delta_of_no_changed_entry_is_strict_json_and_one_plain_line(tiny_model_dir, tmp_path):
+    """Nothing changed (a head-only fine-tune): bytes per changed entry is undefined; it
+    was a bare NaN in --json, which strict parsers refuse."""
+    same = make_run(tiny_model_dir, tmp_path / "same", {})
+
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    done = CliRunner().invoke(app, ["diff", str(same), "-o", str(tmp_path / "d.safetensors"), "--json"])
+    assert done.exit_code == 0, done.output
+    stats = json.loads(done.stdout, parse_constant=refuse)
+    assert stats["changed"] == 0 and stats["bytes_per_changed_entry"] is None
+    done = CliRunner().invoke(app, ["diff", str(same), "-o", str(tmp_path / "e.safetensors")])
+    assert done.exit_code == 0 and "0 changed entries" in done.output and "per changed entry" not in done.output
+
+
 def test_quiet_means_nothing_on_stderr_in_a_fresh_process(delta_file, tmp_path):
     """-q in a process of its own (where transformers reads the CLI's environment): no
     "Writing model shards" bar, no load report, nothing."""

@@ -167,6 +167,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, tiny_data
     assert has_checkpoint(out) and not (out / "run.json").exists()
     checkpoint = load_checkpoint(out)
     assert all(torch.isfinite(value).all() for value in checkpoint.model.values())
+    with pytest.raises(TrainingError, match="Nothing was kept") as failed:  # before any checkpoint: OUT goes too
+        run(tmp_path / "new", tiny_data_dir, mask=str(mask_path), lr=1e30, eval_every=100, warmup_ratio=0.0)
+    assert "checkpoint (step" not in str(failed.value) and not (tmp_path / "new").exists()
 
 
 def test_refuses_existing_output_unless_force_or_resume(tmp_path, tiny_data_dir, mask_path):
