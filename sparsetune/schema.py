@@ -468,7 +468,9 @@ RESULT_LINE = table(
         "task": string(),
         "seed": integer(0),
         "p": nullable(FRACTION),
-        "test": table({"score": SCORE}, required=("score",), extra=SCORE),
+        # Every task's score (accuracy, F1, their mean, MCC, correlations) lies in [-1, 1];
+        # NaN is a collapsed model's undefined correlation.
+        "test": table({"score": number(-1, 1, nan=True)}, required=("score",), extra=SCORE),
         "dev": dict_of(ANY),
         "trainable_parameters": dict_of(ANY),
         "seconds": nullable(number(0)),

@@ -19,10 +19,13 @@ from ..tasks import get_task
 
 
 def majority_floor(task_name: str, data_dir=None) -> float | None:
-    """The floor of `task_name` ×100, or None when its data cannot be read."""
+    """The floor of `task_name` ×100, or None when the task or its data cannot be read."""
     from ..data import load_task_data
 
-    task = get_task(task_name)
+    try:
+        task = get_task(task_name)  # a custom task's .json named from another folder: no floor, not an error
+    except SparsetuneError:
+        return None
     if task.head == "regression":
         return 0.0
     try:

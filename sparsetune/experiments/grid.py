@@ -312,10 +312,11 @@ def _check(raw: dict[str, Any], path: Path) -> None:
         where = f"grid config {path}: methods[{index}] ({method['name']})"
         label = method["name"]
         # The name is a folder of runs_dir (RUNS/NAME/TASK/...) and a row of the report.
-        if label in (".", "..") or any(char in label for char in "/\\") or not label.isprintable():
+        blank = not label.strip() or label != label.strip()  # a folder ` ` or `SAM `: unreadable in a listing
+        if blank or label in (".", "..") or any(char in label for char in "/\\") or not label.isprintable():
             raise FileFormatError(
                 f"grid config {path}: methods[{index}].name {label!r} names a folder of runs_dir: "
-                "no '/', '\\', control characters, '.' or '..'"
+                "no '/', '\\', control characters, '.', '..', or spaces at either end"
             )
         name = method.get("train", "sparse")
         if name == "sparse" and not method.get("score"):

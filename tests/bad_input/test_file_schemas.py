@@ -313,6 +313,8 @@ RESULT_CASES = {
     "p above 1": {"p": 2},
     "test a string": {"test": "x"},
     "score a string": {"test": {"score": "x"}},
+    "score infinite": {"test": {"score": float("inf")}},  # numpy warnings on stderr, exit 0
+    "score beyond any metric": {"test": {"score": -5.0}},
     "no test": {"test": DROP},
     "no run_id": {"run_id": DROP},
     "versions a list": {"versions": [1]},
@@ -435,6 +437,8 @@ GRID_CASES = {
     "method name a path": ("methods.0.name", "../escape"),  # RUNS/../escape/...: outside runs_dir
     "method name dot-dot": ("methods.0.name", ".."),
     "method name with a newline": ("methods.0.name", "a\nb"),  # and a report row in two lines
+    "method name only spaces": ("methods.0.name", " "),  # runs_dir/ /cb/...
+    "method name with a trailing space": ("methods.0.name", "SAM "),
     # Trained sparsely on the mask, labelled full:
     "score with another train method": ("methods.0", {"name": "Full", "train": "full", "score": "sam", "p": [0.1]}),
     # The line named --adapter-size, a flag of train, not of grid:

@@ -235,6 +235,7 @@ def test_majority_floor_is_the_constant_prediction_score(tiny_data_dir):
     test = [row["label"] for row in data.test]
     assert majority_floor("rte", tiny_data_dir) == pytest.approx(100 * test.count(majority) / len(test))
     assert majority_floor("cb", tiny_data_dir / "nowhere") is None  # no data: no floor row, no error
+    assert majority_floor("tasks/mine.json", tiny_data_dir) is None  # a custom task not found from here: the same
 
 
 def test_table_one_shows_each_tasks_floor_as_its_last_row(tmp_path, tiny_data_dir):
