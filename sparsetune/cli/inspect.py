@@ -39,10 +39,10 @@ def inspect_command(
     from ..stages.inspect import inspect_file
 
     summary = inspect_file(file, plot=plot, force=force)
-    if quiet:  # checks the file (and writes --plot) without printing
-        return
-    if as_json:
+    if as_json:  # --json wins over -q, as on every command: a script asked for it
         print_json(summary)
+        return
+    if quiet:  # checks the file (and writes --plot) without printing
         return
     render_summary(summary)
 

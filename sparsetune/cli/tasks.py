@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 from rich.table import Table
 
 from .app import out
 from .options import DataDirOption, JsonOption, OptionalStr, QuietOption, TaskOption
+from .render import print_json
 
 
 def _row_count(path) -> int | None:
@@ -53,10 +52,10 @@ def tasks_command(
                 "description": item.description,
             }
         )
-    if quiet:  # a check that the task (and its data dir) resolves, for scripts
+    if as_json:  # --json wins over -q, as on every command: a script asked for it
+        print_json(rows)
         return
-    if as_json:
-        out.print_json(json.dumps(rows))
+    if quiet:  # a check that the task (and its data dir) resolves, for scripts
         return
     table = Table(title="sparsetune tasks", caption="score = the paper's combined metric; validation is the test set")
     for column in ("task", "type", "labels", "score", "train", "validation"):

@@ -34,6 +34,16 @@ def test_tasks_json_has_row_counts(tiny_data_dir):
     assert rows["stsb"]["type"] == "regression"
 
 
+def test_json_wins_over_quiet_on_every_command_that_prints(tiny_data_dir, tiny_model_dir, tmp_path):
+    """`--json -q` printed the JSON on eval, mask and score but nothing on tasks and inspect."""
+    from tests.unit.training_support import write_mask
+
+    tasks = runner.invoke(app, ["tasks", "--json", "-q", "--data-dir", str(tiny_data_dir)])
+    assert tasks.exit_code == 0 and {row["task"] for row in json.loads(tasks.stdout)} >= {"cb", "rte"}
+    inspected = runner.invoke(app, ["inspect", str(write_mask(tmp_path, tiny_model_dir)), "--json", "-q"])
+    assert inspected.exit_code == 0 and json.loads(inspected.stdout)["kind"] == "mask"
+
+
 def test_unknown_task_is_one_line_and_exit_2():
     result = runner.invoke(app, ["tasks", "--task", "sst9"])
     assert result.exit_code == 2
