@@ -59,6 +59,8 @@ def split_file(task: Task, split: str, data_dir: Path | None) -> Path | None:
 def read_jsonl(path: Path, task: Task) -> list[dict[str, Any]]:
     """Rows of a JSONL file, each checked against the task (file:line on error)."""
     if not path.is_file():
+        if path.exists() or path.is_symlink():  # a folder, a FIFO, a dangling or looping link
+            raise DataError(f"{path} is not a regular file; a task's data is a JSONL file per split")
         raise DataError(f"{path} does not exist; {HOW_TO_GET_DATA}")
     rows = []
     with path.open("rb") as lines:

@@ -99,6 +99,20 @@ def check_not_an_input(output: str | os.PathLike, inputs: Iterable[str | os.Path
             raise OutputError(f"{what} {output} would replace what the command reads ({item}); give another output")
 
 
+PLOT_FORMATS = ("png", "pdf", "svg")  # what matplotlib writes without extra packages
+
+
+def plot_format(path: str | os.PathLike, flag: str = "--plot") -> str:
+    """The image format a plot path names by its suffix (a `.jpg` got PNG bytes under its
+    name); a path without one is a PNG."""
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if not suffix:
+        return "png"
+    if suffix not in PLOT_FORMATS:
+        raise UsageError(f"{flag} {path}: a plot is written as {', '.join('.' + f for f in PLOT_FORMATS)}")
+    return suffix
+
+
 def refuse_to_overwrite(path: str | os.PathLike, force: bool, flag: str = "--force", what: str = "") -> None:
     """Raise unless `path` is free or the user said `flag`. Writing to a device or a
     pipe (`-o /dev/null`) overwrites nothing. An empty path is refused (`what` names its flag)."""

@@ -17,14 +17,14 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ..io import atomic_path  # noqa: E402
+from ..io import atomic_path, plot_format  # noqa: E402
 from ..schema import read_log  # noqa: E402
 from .report import Stability, SweepPoint  # noqa: E402
 
 
 def _save(figure, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+        figure.savefig(tmp, format=plot_format(path), dpi=120, bbox_inches="tight")
     plt.close(figure)
     return Path(path)
 

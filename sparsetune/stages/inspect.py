@@ -21,7 +21,7 @@ from ..errors import FileFormatError, UsageError
 from ..formats import FORMATS
 from ..formats.checkpoint import CHECKPOINT_DIR
 from ..formats.common import file_kind
-from ..io import atomic_path, check_not_an_input, check_writable, refuse_to_overwrite
+from ..io import atomic_path, check_not_an_input, check_writable, plot_format, refuse_to_overwrite
 from ..run_lock import holder
 
 
@@ -44,6 +44,7 @@ def inspect_file(path: str | os.PathLike, plot: str | os.PathLike | None = None,
     """Summary dict of any sparsetune file; with `plot`, also write its plot (a PNG)."""
     kind = detect_kind(path)
     if plot is not None:
+        plot_format(plot)  # a .jpg or .txt is refused before any work
         refuse_to_overwrite(plot, force, what="--plot")
         check_not_an_input(plot, [path], "--plot")
         check_writable(plot, "--plot")
@@ -133,5 +134,5 @@ def plot_heatmap(summary: dict, path: Path) -> None:
         figure.colorbar(image, ax=axes, label=table["value"])
     figure.tight_layout()
     with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=120)
+        figure.savefig(tmp, format=plot_format(path), dpi=120)
     plt.close(figure)

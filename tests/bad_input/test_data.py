@@ -120,6 +120,19 @@ def test_wrong_typed_row_values(task, change, expected, pipeline, tmp_path):
     assert not (tmp_path / "m.safetensors").exists()
 
 
+@pytest.mark.parametrize("kind", ["folder", "fifo", "dangling link"])
+def test_a_split_file_that_is_not_a_regular_file(kind, pipeline, tmp_path):
+    """It was reported as "does not exist" (and a FIFO would hang a reader)."""
+    import os
+
+    data = _data_copy(pipeline, tmp_path)
+    path = data / "cb" / "train.jsonl"
+    path.unlink()
+    {"folder": path.mkdir, "fifo": lambda: os.mkfifo(path), "dangling link": lambda: path.symlink_to("gone")}[kind]()
+    run(*_score(pipeline, data, tmp_path), mentions=("train.jsonl is not a regular file",))
+    assert not (tmp_path / "m.safetensors").exists()
+
+
 def test_columns_the_task_does_not_read_may_change_type_from_row_to_row(pipeline, tmp_path):
     """An export's `idx` as a string in one row and a number elsewhere, a huge number, or
     an object: the task reads none of them, so they are left behind (Arrow refused the

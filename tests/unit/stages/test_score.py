@@ -307,6 +307,11 @@ def test_inspect_mask_and_scores(config, tmp_path):
     json.dumps(scores)  # JSON-ready
     with pytest.raises(OutputExistsError):
         inspect_file(tmp_path / "mask.safetensors", plot=tmp_path / "m.png")
+    inspect_file(tmp_path / "mask.safetensors", plot=tmp_path / "m.svg")  # the suffix names the format
+    assert (tmp_path / "m.svg").read_bytes().lstrip().startswith(b"<?xml")
+    with pytest.raises(UsageError, match="--plot .*m.jpg: a plot is written as .png, .pdf, .svg"):
+        inspect_file(tmp_path / "mask.safetensors", plot=tmp_path / "m.jpg")  # got PNG bytes under its name
+    assert not (tmp_path / "m.jpg").exists()
 
 
 def test_cli_errors_are_one_line_with_exit_codes(tiny_model_dir, tiny_data_dir, tmp_path):
