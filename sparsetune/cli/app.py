@@ -68,6 +68,8 @@ class SparsetuneGroup(TyperGroup):
                 logging.disable_progress_bar()
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        if sys.stdout is None:  # started with stdout closed (`>&-`): Python then drops every print
+            sys.stdout = _ClosedStdout()
         try:
             with sigterm_unwinds():
                 code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
@@ -114,6 +116,28 @@ class SparsetuneGroup(TyperGroup):
                 raise
             report_error(SparsetuneError(describe_os_error(error)))
             raise typer.Exit(1) from None
+
+
+class _ClosedStdout:
+    """What a command started with stdout closed writes to: a result written there is an
+    error (exit 1, one line), not output lost with exit 0. A command that prints
+    nothing (`train -q`) runs as ever."""
+
+    encoding = "utf-8"
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EBADF, "stdout is closed; give the output a file (-o) or open stdout")
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+def stdout_closed() -> bool:
+    """Was the command started with stdout closed? (Then a result for stdout has nowhere to go.)"""
+    return sys.stdout is None or isinstance(sys.stdout, _ClosedStdout)
 
 
 def describe_os_error(error: OSError) -> str:

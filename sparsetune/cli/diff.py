@@ -15,7 +15,7 @@ import typer
 from ..config import DiffConfig
 from ..errors import OutputError, UsageError
 from ..io import os_error_reason
-from .app import console
+from .app import console, stdout_closed
 from .options import ForceOption, OptionalPooler, OptionalStr, QuietOption, TaskOption, named_path
 from .render import print_json, progress_bar
 
@@ -69,7 +69,7 @@ def diff_command(
     """
     from ..stages.diff import delta_summary, diff
 
-    if output is None and sys.stdout is None:  # started with stdout closed (`>&-`)
+    if output is None and stdout_closed():  # started with stdout closed (`>&-`): fail before the work
         raise OutputError("stdout is closed; pass -o delta.safetensors")
     if output is None and sys.stdout.isatty():
         raise UsageError(

@@ -314,14 +314,24 @@ def _shell(*args: str, stdout) -> subprocess.CompletedProcess:
         return subprocess.run(command, env=env, stdout=handle, stderr=subprocess.PIPE, text=True)
 
 
-@pytest.mark.parametrize("case", ["--version", "--help", "mask --help", "diff to stdout", "diff, stdout closed"])
+@pytest.mark.parametrize(
+    "case",
+    ["--version", "--help", "mask --help", "diff to stdout", "diff, stdout closed", "tasks, stdout closed",
+     "inspect, stdout closed", "eval --json, stdout closed", "completions, stdout closed"],
+)  # fmt: skip
 def test_stdout_that_cannot_be_written(case, pipeline, tmp_path):
     """`--version`/`--help` > /dev/full were tracebacks (written while click parses), so
-    was `diff RUN >&-` (sys.stdout is None); `diff RUN > /dev/full` said only "no space"."""
+    was `diff RUN >&-` (sys.stdout is None); `diff RUN > /dev/full` said only "no space".
+    `tasks`, `inspect`, `eval --json` and `completions` with stdout closed exited 0 with
+    their output lost."""
     args = {
         "--version": ("--version",),
         "--help": ("--help",),
         "mask --help": ("mask", "--help"),
+        "tasks, stdout closed": ("tasks", "--data-dir", pipeline.data),
+        "inspect, stdout closed": ("inspect", pipeline.mask),
+        "eval --json, stdout closed": ("eval", pipeline.run, "--data-dir", pipeline.data, "--json"),
+        "completions, stdout closed": ("completions", "bash"),
     }.get(case, ("diff", pipeline.run, "-q"))
     before = snapshot(tmp_path, pipeline.root)
     done = _shell(*args, stdout=None if "closed" in case else "/dev/full")
