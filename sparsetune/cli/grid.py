@@ -72,7 +72,7 @@ def grid_command(
     killed run from its checkpoint.
     """
     from ..experiments.estimate import estimate_run, seconds_per_example_token
-    from ..experiments.grid import load_grid, plan, select
+    from ..experiments.grid import check_max_lengths, load_grid, plan, select
     from ..experiments.results import finished_ids
     from ..experiments.runner import check_launcher, run_grid
 
@@ -81,6 +81,7 @@ def grid_command(
     known = [method.name for method in grid.methods]
     grid = select(grid, _names(tasks, "--tasks"), _method_names(methods, known), _seeds(seeds))
     specs = plan(grid, data_dir)
+    check_max_lengths(specs, config_path)  # found once now, not by every run
     done = finished_ids(results_path)
     if dry_run:
         rate = seconds_per_example_token(grid.model)

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import schema
-from ..config import DEFAULT_SPARSITY, MASK_METHOD, MAX_SEED, POOLER_POLICIES, ScoreConfig, TrainConfig
+from ..config import DEFAULT_SPARSITY, MASK_METHOD, MAX_LENGTH, MAX_SEED, POOLER_POLICIES, ScoreConfig, TrainConfig
 from ..errors import FileFormatError, SparsetuneError, UsageError
 
 if sys.version_info >= (3, 11):
@@ -407,6 +407,41 @@ def plan(grid: GridConfig, data_dir: str | None = None) -> list[RunSpec]:
                 for seed in grid.seeds:
                     specs.append(RunSpec(merged, task, seed, p, grid.model, data_dir or grid.data_dir, grid.runs_dir))
     return specs
+
+
+def check_max_lengths(specs: Sequence[RunSpec], config: str | Path) -> None:
+    """Every run's max length (its flag, else its task's default; scoring's too) fits the
+    model's position embeddings: a config that asks for more fails here, once, not in
+    every run with the advice to rerun. A model whose config cannot be read now is left
+    to the runs, which say why."""
+    from transformers import AutoConfig
+
+    from ..defaults import defaults_for
+    from ..models import display_name, hub_kwargs, max_positions, resolve_model
+    from ..tasks import get_task
+
+    limits: dict[str | None, int | None] = {}
+    for spec in specs:
+        if spec.model not in limits:
+            source = resolve_model(spec.model)
+            try:
+                limits[spec.model] = max_positions(AutoConfig.from_pretrained(source, **hub_kwargs(source)))
+            except (OSError, ValueError, SparsetuneError):
+                limits[spec.model] = None
+        limit = limits[spec.model]
+        if limit is None:
+            continue
+        task = get_task(spec.task)
+        defaults = defaults_for(task.name, display_name(spec.model), spec.method.train, spec.method.score)
+        lengths = [("max_length", spec.method.train_flags.get("max_length") or defaults.max_length)]
+        if spec.method.score:
+            lengths.append(("score max_length", spec.method.score_flags.get("max_length") or MAX_LENGTH))
+        for what, length in lengths:
+            if length > limit:
+                raise FileFormatError(
+                    f"grid config {config}: {spec.method.name} on {spec.task}: {what} {length} is more than the "
+                    f"{limit} positions of {display_name(spec.model)}"
+                )
 
 
 def spec_to_json(spec: RunSpec) -> str:

@@ -159,7 +159,9 @@ def test_retraining_over_the_folder_that_holds_the_mask(pipeline, tmp_path):
     assert (folder / "mask.safetensors").read_bytes() == (pipeline.run / "mask.safetensors").read_bytes()
 
 
-@pytest.mark.parametrize("problem", ["read-only runs_dir", "missing data_dir", "missing launcher"])
+@pytest.mark.parametrize(
+    "problem", ["read-only runs_dir", "missing data_dir", "missing launcher", "max_length beyond the positions"]
+)
 def test_grid_problems_found_before_any_run(problem, pipeline, tmp_path):
     from .support import read_only
 
@@ -173,6 +175,10 @@ def test_grid_problems_found_before_any_run(problem, pipeline, tmp_path):
     if problem == "missing data_dir":
         config.write_text(config.read_text().replace(str(pipeline.data), str(tmp_path / "no-data")))
         run("grid", config, "-o", tmp_path / "results.jsonl", mentions=("no-data",))
+    elif problem == "max_length beyond the positions":  # every run failed, each advising a rerun
+        config.write_text(config.read_text().replace("max_length = 24", "max_length = 100000"))
+        for dry in ((), ("--dry-run",)):
+            run("grid", config, "-o", tmp_path / "results.jsonl", *dry, mentions=("Full on cb", "100000", "positions"))
     else:
         for launcher, says in [
             ("no-such-launcher -n 2", "no-such-launcher"),
