@@ -83,10 +83,7 @@ def read_jsonl(path: Path, task: Task) -> list[dict[str, Any]]:
             problem = task.check_row(row)
             if problem:
                 raise DataError(f"{path}:{number}: {problem} (task {task.name})")
-            # Labels given by name, or ints among floats, become one Arrow-friendly type; the
-            # columns the task does not read (an export's `idx`, notes) are left behind, so
-            # that their types cannot clash from row to row.
-            row = {name: row[name] for name in task.fields}
+            # Labels given by name, or ints among floats, become one Arrow-friendly type.
             row[task.label_field] = task.label_id(row[task.label_field])
             rows.append(row)
     if not rows:
@@ -137,8 +134,12 @@ def load_split(task: Task, split: str, data_dir: str | os.PathLike | None = None
         return _load_from_hub(task, split)
     rows = read_jsonl(path, task)
     try:
-        return Dataset.from_list(rows)
-    except (ValueError, TypeError, OverflowError) as err:  # Arrow's ArrowInvalid/ArrowTypeError derive from these
+        return Dataset.from_list(rows)  # every column, as a hub dataset has them (an export's `idx`)
+    except (ValueError, TypeError, OverflowError):  # Arrow's ArrowInvalid/ArrowTypeError derive from these
+        pass
+    try:  # a column of mixed types: the ones the task does not read are left behind
+        return Dataset.from_list([{name: row[name] for name in task.fields} for row in rows])
+    except (ValueError, TypeError, OverflowError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DataError(
             f"{path}: a column holds values of different types from row to row ({reason}); give each field one type"

@@ -44,9 +44,9 @@ def inspect_file(path: str | os.PathLike, plot: str | os.PathLike | None = None,
     """Summary dict of any sparsetune file; with `plot`, also write its plot (a PNG)."""
     kind = detect_kind(path)
     if plot is not None:
-        plot_format(plot)  # a .jpg or .txt is refused before any work
         refuse_to_overwrite(plot, force, what="--plot")
         check_not_an_input(plot, [path], "--plot")
+        plot_format(plot)  # a .jpg or .txt is refused before any work
         check_writable(plot, "--plot")
     source = Path(path)
     if kind == "checkpoint" and not FORMATS[kind].recognise(source):  # OUT/ of a run without run.json
