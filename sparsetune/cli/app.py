@@ -43,8 +43,8 @@ def report_error(error: SparsetuneError) -> None:
 # A command's own output says what matters: transformers' reports (a new head's "Some
 # weights ... were not initialized", deprecation notes) and progress bars ("Writing
 # model shards") are off for the whole process, and the tokenizers' warning on the
-# grid's and DataLoader's forks with them. The library
-# only quiets its own loads, and restores the state after (`models.quiet_transformers`).
+# grid's and DataLoader's forks with them. The library only quiets its own loads and
+# saves, and restores the state after (`models.quiet_transformers`).
 CLI_ENVIRONMENT = {
     "TRANSFORMERS_VERBOSITY": "error",
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # transformers' and the hub's tqdm bars: ours is the progress shown
