@@ -79,21 +79,9 @@ def test_weights_of_other_shapes_than_the_config(command, pipeline, tmp_path):
     wider.hidden_size, wider.intermediate_size = 2 * wider.hidden_size, 2 * wider.intermediate_size
     BertModel(wider).save_pretrained(tmp_path / "wider")
     shutil.copy(tmp_path / "wider" / "model.safetensors", folder / "model.safetensors")
-    args = {
-        "score": ("score", folder, "--task", "cb", "--data-dir", pipeline.data, "-o", tmp_path / "m.safetensors"),
-        "train": (
-            "train",
-            folder,
-            "--method",
-            "full",
-            "--task",
-            "cb",
-            "-o",
-            tmp_path / "out",
-            "--data-dir",
-            pipeline.data,
-        ),
-    }[command]
+    common = ("--task", "cb", "--data-dir", pipeline.data, "-o")
+    args = {"score": ("score", folder, *common, tmp_path / "m.safetensors"),
+            "train": ("train", folder, "--method", "full", *common, tmp_path / "out")}[command]  # fmt: skip
     before = snapshot(tmp_path, pipeline.root)
     line = run(*args, mentions=("cannot load model", str(folder), "other shapes than its config.json"))
     assert "above report" not in line  # transformers' report is not shown: its pointer to it was
