@@ -98,7 +98,7 @@ class MaskConfig:
 
 @dataclass(frozen=True)
 class DiffConfig:
-    """`sparsetune diff`: a fine-tuned run or model dir -> the entries that changed.
+    """`sparsetune diff`: a fine-tuned run, model dir or hub id -> the entries that changed.
 
     `base=None` takes the base from the run's run.json, else the embedded MiniLM.
     `task` is only needed for a plain model dir whose config names no architecture.

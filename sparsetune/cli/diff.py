@@ -26,16 +26,20 @@ ValueDtype = Enum("ValueDtype", {name: name for name in VALUE_DTYPE_NAMES}, type
 
 EPILOG = (
     "Example: sparsetune diff out/ > delta.safetensors   |   any fine-tuned dir: "
-    "sparsetune diff tuned/ --base MODEL --top-p 0.005 --values float16 -o delta.safetensors"
+    "sparsetune diff tuned/ --base MODEL --top-p 0.005 --values float16 -o delta.safetensors   |   a hub "
+    "fine-tune: sparsetune diff textattack/bert-base-uncased-RTE --base bert-base-uncased -o delta.safetensors"
 )
 
 
 def diff_command(
-    run: str = typer.Argument(..., help="A run dir (sparsetune train -o) or any fine-tuned model dir."),
+    run: str = typer.Argument(
+        ..., help="A run dir (sparsetune train -o), any fine-tuned model dir, or a fine-tuned model's hub id."
+    ),
     base: OptionalStr = typer.Option(
         None,
         "--base",
-        help="The pretrained model the fine-tune started from. Default: the run's, else the embedded MiniLM.",
+        help="The pretrained model the fine-tune started from. Default: the run's, else the embedded MiniLM "
+        "(a hub id RUN needs it).",
     ),
     output: OptionalStr = typer.Option(  # a str: `-o out/` keeps the slash that says it is a folder
         None, "--output", "-o", help="Delta file to write. Default: stdout, when it is not a terminal."

@@ -78,7 +78,8 @@ def diff(config: DiffConfig, progress: ProgressCallback = no_progress) -> DiffRe
     """The entries of a fine-tuned model that differ from its base, as a delta file.
 
     Reads base and task from `run.json` when the folder is a run; a plain model dir
-    takes `config.base` (default: the embedded MiniLM) and its head from its config.
+    takes `config.base` (default: the embedded MiniLM) and its head from its config; a
+    hub id (someone's fine-tune, offline first) needs `config.base`.
     """
     if config.values not in VALUE_DTYPES:
         raise UsageError(f"--values must be one of {', '.join(VALUE_DTYPES)}, got {config.values!r}")
@@ -88,18 +89,26 @@ def diff(config: DiffConfig, progress: ProgressCallback = no_progress) -> DiffRe
         refuse_to_overwrite(config.output, config.force, what="-o")
         check_not_an_input(config.output, [config.run, config.base])
         check_writable(config.output, "-o")
+    from ..hub import is_local
+
     run = Path(config.run)
-    if not run.is_dir():
-        raise FileFormatError(f"{run} is not a folder; pass a run dir (sparsetune train -o) or a saved model dir")
-    if has_method_dir(run):  # LoRA, adapters: the method's own tensors (stages.method_delta)
+    hub_id = not run.is_dir() and not is_local(config.run)  # someone's fine-tune on the hub (or in its cache)
+    if not run.is_dir() and not hub_id:
+        raise FileFormatError(
+            f"{run} is not a folder; pass a run dir (sparsetune train -o), a saved model dir or a hub id"
+        )
+    if hub_id and not config.base:
+        raise UsageError(f"{config.run} is a hub model: pass --base, the model it was fine-tuned from")
+    if not hub_id and has_method_dir(run):  # LoRA, adapters: the method's own tensors (stages.method_delta)
         return _written(config, diff_method(config, progress))
-    if not (run / "config.json").is_file():
+    if not hub_id and not (run / "config.json").is_file():
         raise FileFormatError(
             f"{run} is not a model dir (no config.json); pass a run dir (sparsetune train -o) or a saved model"
         )
     base, task, max_length, pooler, revision = config.base, config.task, None, DEFAULT_POOLER, None
+    tuned_source, tuned_where = (config.run, hub_kwargs(config.run)) if hub_id else (str(run), {})
     record = None
-    if is_run_dir(run):
+    if not hub_id and is_run_dir(run):
         record = RunRecord.load(run)
         check_run_task(config.task, record.task, run)
         revision = None if base else record.base_revision  # --base names another model: its own default
@@ -111,12 +120,12 @@ def diff(config: DiffConfig, progress: ProgressCallback = no_progress) -> DiffRe
     from transformers import AutoConfig
 
     try:
-        architecture = (AutoConfig.from_pretrained(run).architectures or [None])[0]
+        architecture = (AutoConfig.from_pretrained(tuned_source, **tuned_where).architectures or [None])[0]
     except (OSError, ValueError) as err:
         raise FileFormatError(f"{run}/config.json is not a transformers config ({first_line(err)})") from None
     auto = head_class(architecture, task)
     progress("load", 0, 2)
-    tuned, _ = load_with_head(auto, str(run), "fine-tuned model")
+    tuned, _ = load_with_head(auto, tuned_source, "fine-tuned model", **tuned_where)
     progress("load", 1, 2)
     source = resolve_model(base)
     pretrained, info = load_with_head(auto, source, "base model", config=tuned.config, **hub_kwargs(source, revision))

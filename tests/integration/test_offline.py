@@ -206,3 +206,10 @@ def test_a_hub_base_is_reloaded_at_the_commit_it_was_trained_on(tmp_path, tiny_m
         hub = sparsetune("eval", "acme/tiny-bert-cb", "--task", "cb", *revision, "--json", *small[:-1], **env)
         assert hub.returncode == 0, hub.stderr
         assert json.loads(hub.stdout)["metrics"] == json.loads(local.stdout)["metrics"]
+
+    # diff of a fine-tune on the hub against its base: the same delta, byte for byte, as of the folder
+    ok("diff", str(tmp_path / "sparse-applied"), "--base", str(tiny_model_dir), "-o", str(tmp_path / "local.delta"))
+    ok("diff", "acme/tiny-bert-cb", "--base", str(tiny_model_dir), "-o", str(tmp_path / "hub.delta"))
+    assert (tmp_path / "hub.delta").read_bytes() == (tmp_path / "local.delta").read_bytes()
+    no_base = sparsetune("diff", "acme/tiny-bert-cb", "-o", str(tmp_path / "never.delta"), **env)
+    assert no_base.returncode == 2 and "pass --base" in no_base.stderr and not (tmp_path / "never.delta").exists()
