@@ -9,6 +9,7 @@ are `runtime`'s, per-task training hyperparameters `defaults`').
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 from .errors import UsageError
 from .runtime import DEFAULT_DEVICE, DEFAULT_PRECISION
@@ -163,7 +164,9 @@ class TrainConfig:
     eval_every: int | None = None  # None: at each epoch end only
     dev_fraction: float | None = None
     data_dir: str | None = None
-    method_options: tuple[tuple[str, str], ...] = ()
+    # {"lora_r": 8} from Python, or the CLI's (("lora_r", "8"),) pairs: values are parsed by
+    # the method's Options either way
+    method_options: Mapping[str, Any] | tuple[tuple[str, Any], ...] = ()
     pooler: str | None = None  # "head" | "eligible"; None: the mask's, else "head"
     resume: bool = False
     force: bool = False

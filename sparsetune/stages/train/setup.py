@@ -107,8 +107,16 @@ def _requested(config: TrainConfig, mask: Mask | None) -> dict[str, Any]:
             if key not in ("method", "model", "task", "dev_fraction", "pooler", "revision")
         },
         "revision": config.revision or meta.get("revision") or None,
-        "method_options": dict(config.method_options),
+        "method_options": _option_texts(config.method_options),
         "pooler": _pooler(config, mask),
+    }
+
+
+def _option_texts(options) -> dict[str, str]:
+    """Method options as the CLI and the grid record them, text (`lora_r=8`): a Python
+    caller's {"lora_r": 8} is the same run, and resumes as one."""
+    return {
+        str(key): str(value).lower() if isinstance(value, bool) else str(value) for key, value in dict(options).items()
     }
 
 
@@ -139,7 +147,7 @@ def _check_resume(config: TrainConfig, stored: dict[str, Any]) -> dict[str, Any]
         elif key == "task":
             value, stored_value = get_task(value).name, get_task(stored[key]).name
         elif key == "method_options":
-            value = dict(value)
+            value = _option_texts(value)
         if value != (stored_value if key in ("model", "task") else stored.get(key)):
             # How the command line names it: MODEL is an argument; options come from -O/--method-option.
             named = {"model": "MODEL", "method_options": "--method-option"}.get(key, f"--{key.replace('_', '-')}")

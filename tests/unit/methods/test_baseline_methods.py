@@ -76,6 +76,17 @@ def test_lora_run_predicts_like_the_same_peft_model_built_directly(tmp_path, tin
     assert counts["fraction"] == pytest.approx(lora_entries / counts["eligible"])
 
 
+def test_method_options_from_python_are_a_mapping_of_typed_values(tmp_path, tiny_model_dir, tiny_data_dir):
+    """A Python caller writes {"lora_r": 4}; the CLI's ("lora_r", "4") pairs mean the same."""
+    common = dict(method="lora", task="cb", model=str(tiny_model_dir), max_steps=1)
+    typed = run(tmp_path / "typed", tiny_data_dir, **common, method_options={"lora_r": 4, "lora_targets": "query"})
+    pairs = run(
+        tmp_path / "pairs", tiny_data_dir, **common, method_options=(("lora_r", "4"), ("lora_targets", "query"))
+    )
+    assert typed.trainable_parameters == pairs.trainable_parameters
+    assert typed.hyperparameters["method_options"] == pairs.hyperparameters["method_options"]
+
+
 def test_lora_merge_gives_a_plain_model_with_the_same_predictions(tmp_path, tiny_model_dir, tiny_data_dir):
     run(
         tmp_path / "lora",
