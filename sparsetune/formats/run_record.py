@@ -32,6 +32,11 @@ RUN_FILE = "run.json"
 
 @dataclass
 class RunRecord:
+    """A finished run, as `OUT/run.json` holds it and `train` returns it: the base and
+    task it trained, every resolved hyperparameter (so a rerun needs no flags), what it
+    trained (`trainable_parameters`), its best dev evaluation, the test metrics `eval`
+    recorded, and the wall seconds of every attempt."""
+
     base_model: str
     task: str
     method: str

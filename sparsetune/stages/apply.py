@@ -13,7 +13,9 @@ its method (`stages.method_delta`).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -35,6 +37,11 @@ from ..models import (
 )
 from ..progress import ProgressCallback, no_progress
 from .method_delta import apply_method, is_structural_delta
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..models import LoadedModel
 
 
 @dataclass
@@ -96,7 +103,12 @@ def _target(delta: Delta, name: str, base: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def apply_delta(model, deltas, force: bool = False, progress: ProgressCallback = no_progress):
+def apply_delta(
+    model: nn.Module | LoadedModel,
+    deltas: str | os.PathLike | Delta | Iterable[str | os.PathLike | Delta | tuple[str, Delta]],
+    force: bool = False,
+    progress: ProgressCallback = no_progress,
+) -> nn.Module | LoadedModel:
     """Apply one delta (a path or `Delta`) or several, composed, to `model` in memory.
 
     `model` is the base with the delta's head (an `nn.Module` or a `LoadedModel`); its

@@ -27,8 +27,6 @@ from ..progress import ProgressCallback, no_progress
 from ..runtime import DEFAULT_PRECISION, Runtime, check_device, check_precision, runtime
 from ..tasks import Task, get_task
 
-SPLITS = EVAL_SPLITS
-
 
 @torch.no_grad()
 def predict(
@@ -83,8 +81,8 @@ def metrics_on(
 
 
 def _split_data(task: Task, split: str, data_dir, dev_fraction: float, seed: int):
-    if split not in SPLITS:
-        raise UsageError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if split not in EVAL_SPLITS:
+        raise UsageError(f"--split must be one of {', '.join(EVAL_SPLITS)}, got {split!r}")
     if split == "validation":
         return load_split(task, "validation", data_dir)
     parts = load_task_data(task, data_dir, dev_fraction=dev_fraction, seed=seed)

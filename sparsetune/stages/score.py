@@ -137,7 +137,7 @@ def _scoring_rows(config: ScoreConfig, task, notes: list[str]):
     return train.select(chosen), available
 
 
-def score(config: ScoreConfig, progress: ProgressCallback | None = None) -> ScoreResult:
+def score(config: ScoreConfig, progress: ProgressCallback = no_progress) -> ScoreResult:
     """Score every eligible entry with `config.method`, keep the top ⌊m·p⌋, write the mask.
 
     On `config.device` in `config.precision`; under a multi-process launch the batches
@@ -148,7 +148,7 @@ def score(config: ScoreConfig, progress: ProgressCallback | None = None) -> Scor
     _check(config)
     rt = runtime(config.device, config.precision)
     rt.agree("score", asdict(config))
-    progress = (progress or no_progress) if rt.is_main else no_progress
+    progress = (progress or no_progress) if rt.is_main else no_progress  # None, as before, means none
     scorer = get_scorer(config.method)
     task = get_task(config.task)
     notes: list[str] = []
