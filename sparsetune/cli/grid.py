@@ -71,10 +71,10 @@ def grid_command(
     Resumable: a rerun skips the runs already in the results file and resumes a
     killed run from its checkpoint.
     """
-    from ..experiments.estimate import estimate_run, seconds_per_example_token
+    from ..experiments.estimate import dry_run as plan_estimate
     from ..experiments.grid import check_max_lengths, load_grid, plan, select
     from ..experiments.results import finished_ids
-    from ..experiments.runner import check_launcher, run_grid
+    from ..experiments.runner import preflight, run_grid
 
     config_path, results_path = named_path(config, "CONFIG"), named_path(output, "-o")
     grid = load_grid(config_path)
@@ -84,13 +84,11 @@ def grid_command(
     check_max_lengths(specs, config_path)  # found once now, not by every run
     done = finished_ids(results_path)
     if dry_run:
-        rate = seconds_per_example_token(grid.model)
-        rows = [(spec, spec.run_id in done, estimate_run(spec, rate)) for spec in specs]
-        remaining = sum(seconds or 0 for spec, finished, seconds in rows if not finished)
+        rows, remaining, rate = plan_estimate(specs, done, grid.model)
         if as_json:
             print_json(
                 {
-                    "runs": [{"run_id": s.run_id, "done": d, "seconds": t} for s, d, t in rows],
+                    "runs": [{"run_id": r.spec.run_id, "done": r.done, "seconds": r.seconds} for r in rows],
                     "remaining_seconds": remaining,
                     "jobs": jobs,
                 }
@@ -99,12 +97,12 @@ def grid_command(
         table = Table(title=f"{config_path}: {len(specs)} runs, {len(done)} done")
         for column in ("run", "train", "mask", "estimate"):
             table.add_column(column)
-        for spec, finished, seconds in rows:
+        for row in rows:
             table.add_row(
-                spec.run_id,
-                spec.method.train,
-                spec.method.score or "-",
-                "done" if finished else ("?" if seconds is None else _duration(seconds)),
+                row.spec.run_id,
+                row.spec.method.train,
+                row.spec.method.score or "-",
+                "done" if row.done else ("?" if row.seconds is None else _duration(row.seconds)),
             )
         out.print(table)
         console.print(
@@ -112,13 +110,7 @@ def grid_command(
             f"(measured {rate * 1e6:.2f} µs per example-token here; runs without local data not counted)"
         )
         return
-    from ..data import resolve_data_dir
-    from ..io import check_writable
-
-    check_writable(results_path, "-o")  # a read-only results folder fails now, not after the first run
-    check_writable(grid.runs_dir, f"{config_path}: runs_dir", folder=True)
-    resolve_data_dir(data_dir or grid.data_dir)  # a data dir that is not there fails now, not in every run
-    check_launcher(launcher or grid.launcher)
+    preflight(grid, results_path, data_dir, launcher, config_path)  # fails now, not in every run
     try:
         with progress_bar(quiet) as progress:
             results, failures, not_started = run_grid(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 
 import torch
 
@@ -70,3 +71,21 @@ def estimate_run(spec: RunSpec, rate: float) -> float | None:
         scoring = min(examples, train_part) * spec.method.score_flags.get("max_length", MAX_LENGTH) * choices
     evaluations = epochs * dev_part + test_rows
     return (seen * tokens + scoring + evaluations * tokens / 3) * rate
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One row of `grid --dry-run`: a run, whether the results file has it, its estimate."""
+
+    spec: RunSpec
+    done: bool
+    seconds: float | None  # None: no local data to count
+
+
+def dry_run(specs: list[RunSpec], done: set[str], model: str | None) -> tuple[list[PlannedRun], float, float]:
+    """(every run with its estimate, seconds the unfinished ones need at --jobs 1, the
+    measured seconds per example-token), timing one forward+backward of `model` here."""
+    rate = seconds_per_example_token(model)
+    rows = [PlannedRun(spec, spec.run_id in done, estimate_run(spec, rate)) for spec in specs]
+    remaining = sum(row.seconds or 0 for row in rows if not row.done)
+    return rows, remaining, rate

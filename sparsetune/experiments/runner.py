@@ -35,7 +35,7 @@ from ..errors import (
     sigterm_unwinds,
 )
 from ..progress import ProgressCallback, no_progress
-from .grid import RunSpec, spec_from_json, spec_to_json
+from .grid import GridConfig, RunSpec, spec_from_json, spec_to_json
 from .lifeline import PARENT_ENV, die_with_parent, parent_from_env
 from .results import RunResult, append_result, finished_ids
 
@@ -144,6 +144,20 @@ def run_one(spec: RunSpec, progress: ProgressCallback = no_progress) -> RunResul
         git_commit=git_commit(),
         versions=_versions(),
     )
+
+
+def preflight(
+    grid: GridConfig, results_path: Path, data_dir: str | None, launcher: str | None, config_path: Path
+) -> None:
+    """What would fail every run, found before the first: a results file or runs_dir that
+    cannot be written, a data dir that is not there, a launcher that is not a command."""
+    from ..data import resolve_data_dir
+    from ..io import check_writable
+
+    check_writable(results_path, "-o")
+    check_writable(grid.runs_dir, f"{config_path}: runs_dir", folder=True)
+    resolve_data_dir(data_dir or grid.data_dir)
+    check_launcher(launcher or grid.launcher)
 
 
 def check_launcher(launcher: str | None) -> None:
