@@ -23,7 +23,7 @@ from datasets import Dataset
 from torch.utils.data import DataLoader
 
 from .config import DATA_DIR_ENV, DEFAULT_DEV_FRACTION, DEFAULT_SEED
-from .errors import DataError, UsageError
+from .errors import DataError, UsageError, first_line
 from .io import loads_json
 from .tasks import Task
 
@@ -107,7 +107,7 @@ def _load_from_hub(task: Task, split: str) -> Dataset:
     try:
         dataset = load_dataset(*task.hub, split=split)
     except Exception as err:  # noqa: BLE001 - network, auth and missing-config errors alike
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = first_line(err)
         raise DataError(
             f"could not load {where} [{split}] from the hub or its cache ({reason}); {HOW_TO_GET_DATA}"
         ) from None
@@ -140,7 +140,7 @@ def load_split(task: Task, split: str, data_dir: str | os.PathLike | None = None
     try:  # a column of mixed types: the ones the task does not read are left behind
         return Dataset.from_list([{name: row[name] for name in task.fields} for row in rows])
     except (ValueError, TypeError, OverflowError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = first_line(err)
         raise DataError(
             f"{path}: a column holds values of different types from row to row ({reason}); give each field one type"
         ) from None

@@ -122,3 +122,18 @@ def sigterm_unwinds() -> Iterator[None]:
     finally:
         if installed:
             signal.signal(signal.SIGTERM, previous)
+
+
+# transformers' words for a load that met tensors of other shapes point at a report it
+# logs as a warning, which our quiet loads do not show: say what happened instead.
+_MISMATCH = "ignore_mismatched_sizes"
+_MISMATCH_SAID = "some of its tensors have other shapes than its config.json (or this task's head) asks for"
+
+
+def first_line(err: Exception) -> str:
+    """An exception's first line (or its type's name): what one error line quotes of a
+    library's error (transformers, safetensors, Arrow, torch)."""
+    text = str(err).strip()
+    if _MISMATCH in text and "above report" in text:
+        return _MISMATCH_SAID
+    return text.splitlines()[0] if text else type(err).__name__

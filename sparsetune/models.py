@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator, Mapping
 
 from .config import DEFAULT_POOLER, POOLER_POLICIES
-from .errors import FileFormatError, HubUnreachableError, MismatchError, ModelLoadError, UsageError
+from .errors import FileFormatError, HubUnreachableError, MismatchError, ModelLoadError, UsageError, first_line
 from .tasks import Task
 
 if TYPE_CHECKING:  # torch loads with the first model, not with this module (the CLI reads names from here)
@@ -381,17 +381,3 @@ def layer_index(name: str) -> int | None:
         if before in ("layer", "layers", "h", "block") and after.isdigit():
             return int(after)
     return None
-
-
-# transformers' words for a load that met tensors of other shapes point at a report it
-# logs as a warning, which our quiet loads do not show: say what happened instead.
-_MISMATCH = "ignore_mismatched_sizes"
-_MISMATCH_SAID = "some of its tensors have other shapes than its config.json (or this task's head) asks for"
-
-
-def first_line(err: Exception) -> str:
-    """An exception's first line (or its type's name): what one error line quotes."""
-    text = str(err).strip()
-    if _MISMATCH in text and "above report" in text:
-        return _MISMATCH_SAID
-    return text.splitlines()[0] if text else type(err).__name__

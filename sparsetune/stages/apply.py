@@ -20,13 +20,12 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..config import ApplyConfig
-from ..errors import MismatchError, UsageError
+from ..errors import MismatchError, UsageError, first_line
 from ..formats.common import tensor_digest
 from ..formats.delta import Delta
 from ..io import atomic_path, check_not_an_input, check_replaceable, check_writable, refuse_to_overwrite, writing
 from ..models import (
     display_name,
-    first_line,
     head_class,
     hub_kwargs,
     load_tokenizer,

@@ -22,7 +22,7 @@ import torch
 
 from ..config import MASK_FILE, DiffConfig
 from ..core.tensors import differs
-from ..errors import FileFormatError, MismatchError, UsageError
+from ..errors import FileFormatError, MismatchError, UsageError, first_line
 from ..formats.common import tensor_digest
 from ..formats.delta import VALUE_DTYPES, Delta, portable_config
 from ..formats.mask import Mask, base_digest, check_fraction
@@ -34,7 +34,6 @@ from ..models import (
     LEGACY_POOLER,
     check_pooler,
     display_name,
-    first_line,
     head_class,
     head_names,
     hub_kwargs,

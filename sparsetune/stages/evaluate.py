@@ -18,7 +18,7 @@ from torch import nn
 
 from ..config import DEFAULT_DEV_FRACTION, DEFAULT_SEED, EVAL_SPLITS, MAX_LENGTH, EvalConfig
 from ..data import load_split, load_task_data, make_loader
-from ..errors import FileFormatError, MismatchError, UsageError
+from ..errors import FileFormatError, MismatchError, UsageError, first_line
 from ..formats.method_dir import has_method_dir
 from ..formats.run_record import RUN_FILE, RunRecord, is_run_dir
 from ..io import check_writable
@@ -98,10 +98,7 @@ def _check_head(target: Path | str, task: Task, revision: str | None = None) -> 
     try:
         model_config = AutoConfig.from_pretrained(str(target), **hub_kwargs(str(target), revision))
     except (OSError, ValueError) as err:
-        raise FileFormatError(
-            f"{target} is not a model dir transformers can read "
-            f"({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__})"
-        ) from None
+        raise FileFormatError(f"{target} is not a model dir transformers can read ({first_line(err)})") from None
     wanted = "ForMultipleChoice" if task.head == "multiple_choice" else "ForSequenceClassification"
     architectures = model_config.architectures or []
     has_head = any(name.endswith(wanted) for name in architectures)

@@ -38,7 +38,15 @@ import torch
 
 from ...config import TrainConfig
 from ...data import epoch_order, global_batches, local_part, make_loader
-from ...errors import FileFormatError, Terminated, TrainingError, UsageError, interruption, training_stopped
+from ...errors import (
+    FileFormatError,
+    Terminated,
+    TrainingError,
+    UsageError,
+    first_line,
+    interruption,
+    training_stopped,
+)
 from ...formats.checkpoint import Checkpoint, has_checkpoint, load_checkpoint, save_checkpoint
 from ...formats.log import LOG_FILE, LogWriter
 from ...formats.run_record import RunRecord
@@ -160,9 +168,8 @@ def _restore(setup: RunSetup, optimizer, scheduler, total: int) -> tuple[int, di
         optimizer.load_state_dict(checkpoint.optimizer)
         scheduler.load_state_dict(checkpoint.scheduler)
     except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise FileFormatError(
-            f"{out}/checkpoint does not fit this run ({reason}); it was edited, or written by "
+            f"{out}/checkpoint does not fit this run ({first_line(err)}); it was edited, or written by "
             "another version: start over with --force"
         ) from None
     if checkpoint.step > total:
