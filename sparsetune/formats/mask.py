@@ -130,6 +130,12 @@ class Mask:
     def density(self) -> float:
         return self.selected / self.eligible if self.eligible else 0.0
 
+    def scored_on(self, tensors: Mapping[str, torch.Tensor]) -> bool:
+        """Are `tensors` the weights this mask was scored on (`base_sha256`)? Masks from
+        before the digest was recorded cannot tell, and say yes."""
+        recorded = self.metadata.get("base_sha256")
+        return recorded is None or base_digest(tensors) == recorded
+
     def __repr__(self) -> str:  # the dataclass's would print every index tensor
         made = ", ".join(f"{key}={self.metadata[key]!r}" for key in ("method", "task", "p") if key in self.metadata)
         return (

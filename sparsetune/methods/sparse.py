@@ -86,11 +86,8 @@ def check_mask_base(mask: Mask, eligible: Mapping[str, torch.Tensor]) -> None:
     """The eligible tensors are the weights the mask was scored on (`base_sha256`; masks
     from before it was recorded are not checked). Names and shapes alone would let a
     mask of another checkpoint of the architecture through, chosen by other gradients."""
-    from ..formats.mask import base_digest
-
-    recorded = mask.metadata.get("base_sha256")
-    if recorded is not None and base_digest(eligible) != recorded:
-        source = mask.metadata.get("model", "another model")
+    if not mask.scored_on(eligible):
+        source, recorded = mask.metadata.get("model", "another model"), str(mask.metadata["base_sha256"])
         raise MismatchError(
             f"the mask was scored on other weights than this model's (it records {source}, base sha256 "
             f"{recorded[:12]}...): score a mask on this model, or train it anyway with -O other_base=true"

@@ -25,7 +25,7 @@ from ..core.tensors import differs
 from ..errors import FileFormatError, MismatchError, UsageError, first_line
 from ..formats.common import tensor_digest
 from ..formats.delta import VALUE_DTYPES, Delta, portable_config
-from ..formats.mask import Mask, base_digest, check_fraction
+from ..formats.mask import Mask, check_fraction
 from ..formats.method_dir import has_method_dir
 from ..formats.run_record import RunRecord, is_run_dir
 from ..io import atomic_path, check_not_an_input, check_writable, refuse_to_overwrite
@@ -56,15 +56,18 @@ def _check_named_base(run: Path, record: RunRecord, base: str, theta0: dict[str,
     """`--base` must be the weights a sparse run trained from: its mask records their
     digest (`base_sha256`). Another base of the same shapes would give a delta of nearly
     every entry, silently, that `apply` then accepts on that other base."""
+    from ..methods import get_method
+    from ..methods.base import parse_options
+
     mask_file = run / MASK_FILE
-    options = record.hyperparameters.get("method_options") or {}
-    if not mask_file.is_file() or str(options.get("other_base", "")).lower() == "true":
+    options = parse_options(get_method(record.method).Options, record.hyperparameters.get("method_options") or {},
+                            record.method, from_user=False)  # fmt: skip
+    if not mask_file.is_file() or getattr(options, "other_base", False):
         return  # not a sparse run, or one trained on purpose from other weights than its mask's
     mask = Mask.load(mask_file)
-    recorded = mask.metadata.get("base_sha256")
-    if recorded is None or any(name not in theta0 for name in mask.shapes):
-        return  # masks from before the digest; another architecture fails below, by name
-    if base_digest({name: theta0[name] for name in mask.shapes}) != recorded:
+    if any(name not in theta0 for name in mask.shapes):
+        return  # another architecture: it fails below, by name
+    if not mask.scored_on({name: theta0[name] for name in mask.shapes}):
         raise MismatchError(
             f"--base {base}: {run} was trained from other weights (its mask was scored on "
             f"{mask.metadata.get('model', 'another model')}); drop --base to diff against the run's own base "
@@ -91,7 +94,7 @@ def diff(config: DiffConfig, progress: ProgressCallback = no_progress) -> DiffRe
     from ..hub import is_local
 
     run = Path(config.run)
-    hub_id = not run.is_dir() and not is_local(config.run)  # someone's fine-tune on the hub (or in its cache)
+    hub_id = not is_local(config.run)  # someone's fine-tune on the hub (or in its cache): no path, no folder
     if not run.is_dir() and not hub_id:
         raise FileFormatError(
             f"{run} is not a folder; pass a run dir (sparsetune train -o), a saved model dir or a hub id"

@@ -149,7 +149,7 @@ def evaluate(config: EvalConfig, progress: ProgressCallback = no_progress) -> di
     from ..models import check_max_length, load_model, load_tokenizer
 
     target = Path(config.target)
-    hub_id = not target.is_dir() and not is_local(config.target)  # a model on the hub (or in its cache)
+    hub_id = not is_local(config.target)  # a model on the hub (or in its cache): no path, no folder
     check_device(config.device)
     if config.precision is not None:
         check_precision(config.precision)

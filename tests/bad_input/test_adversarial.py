@@ -122,6 +122,14 @@ def test_diff_against_a_base_the_sparse_run_was_not_trained_from(pipeline, tmp_p
     )
     assert_unchanged(before, snapshot(tmp_path, pipeline.root))
     ok("diff", pipeline.run, "--base", pipeline.model, "-o", tmp_path / "d.safetensors")  # its own base, named
+    # A run trained on purpose from other weights (-O other_base=yes, as train's parser reads it) is diffed.
+    from sparsetune.formats.run_record import RunRecord
+
+    folder = copy_run(pipeline.run, tmp_path / "on-purpose")
+    record = RunRecord.load(folder)
+    record.hyperparameters["method_options"] = {**record.hyperparameters.get("method_options", {}), "other_base": "yes"}
+    record.save(folder)
+    ok("diff", folder, "--base", other, "-o", tmp_path / "e.safetensors")
 
 
 def test_diff_with_another_task_than_the_runs(pipeline, tmp_path):
