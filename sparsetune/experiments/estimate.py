@@ -16,11 +16,10 @@ import torch
 
 from ..config import DEFAULT_DEV_FRACTION, MAX_LENGTH
 from ..data import resolve_data_dir, split_file
-from ..defaults import defaults_for
-from ..models import display_name, load_model
+from ..models import load_model
 from ..scoring import SCORERS
 from ..tasks import get_task
-from .grid import RunSpec
+from .grid import RunSpec, train_settings
 
 
 def seconds_per_example_token(model: str | None, batch_size: int = 8, length: int = 128) -> float:
@@ -55,8 +54,7 @@ def estimate_run(spec: RunSpec, rate: float) -> float | None:
     if train_rows is None or test_rows is None:
         return None
     task = get_task(spec.task)
-    defaults = defaults_for(task.name, display_name(spec.model), spec.method.train, spec.method.score)
-    hyper = {**defaults.as_dict(), **spec.method.train_flags}
+    hyper = train_settings(spec)
     dev_fraction = hyper.get("dev_fraction") or DEFAULT_DEV_FRACTION
     train_part, dev_part = train_rows * (1 - dev_fraction), train_rows * dev_fraction
     choices = 2 if task.head == "multiple_choice" else 1

@@ -409,6 +409,18 @@ def plan(grid: GridConfig, data_dir: str | None = None) -> list[RunSpec]:
     return specs
 
 
+def train_settings(spec: RunSpec) -> dict[str, Any]:
+    """The run's training settings as `train` will resolve them: its task's defaults (for
+    the model and method), then the grid's and the method's flags."""
+    from ..defaults import defaults_for
+    from ..models import display_name
+    from ..tasks import get_task
+
+    task = get_task(spec.task)
+    defaults = defaults_for(task.name, display_name(spec.model), spec.method.train, spec.method.score)
+    return {**defaults.as_dict(), **spec.method.train_flags}
+
+
 def check_max_lengths(specs: Sequence[RunSpec], config: str | Path) -> None:
     """Every run's max length (its flag, else its task's default; scoring's too) fits the
     model's position embeddings: a config that asks for more fails here, once, not in
@@ -416,9 +428,7 @@ def check_max_lengths(specs: Sequence[RunSpec], config: str | Path) -> None:
     to the runs, which say why."""
     from transformers import AutoConfig
 
-    from ..defaults import defaults_for
     from ..models import display_name, hub_kwargs, max_positions, resolve_model
-    from ..tasks import get_task
 
     limits: dict[str | None, int | None] = {}
     for spec in specs:
@@ -431,9 +441,7 @@ def check_max_lengths(specs: Sequence[RunSpec], config: str | Path) -> None:
         limit = limits[spec.model]
         if limit is None:
             continue
-        task = get_task(spec.task)
-        defaults = defaults_for(task.name, display_name(spec.model), spec.method.train, spec.method.score)
-        lengths = [("max_length", spec.method.train_flags.get("max_length") or defaults.max_length)]
+        lengths = [("max_length", train_settings(spec)["max_length"])]
         if spec.method.score:
             lengths.append(("score max_length", spec.method.score_flags.get("max_length") or MAX_LENGTH))
         for what, length in lengths:
