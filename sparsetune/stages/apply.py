@@ -93,9 +93,10 @@ def _check(model_params: dict[str, torch.Tensor], named: list[tuple[str, Delta]]
             )
 
 
-def _target(delta: Delta, name: str, base: torch.Tensor) -> torch.Tensor:
-    """The value each listed entry would take from `delta` alone. base: (numel,)"""
-    index, value = delta.indices[name].to(base.device), delta.values[name].to(base.device)
+def _target(delta: Delta, name: str, base: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """The value each listed entry (`index`, on base's device) would take from `delta`
+    alone. base: (numel,)"""
+    value = delta.values[name].to(base.device)
     if delta.values_kind == "absolute":
         return value.to(base.dtype)
     return (base[index].double() + value.double()).to(base.dtype)
@@ -131,12 +132,14 @@ def apply_delta(
         base = flat.clone()
         users = [delta for _, delta in named if name in delta.indices]
         if len(users) == 1:  # the file's tensors are on the CPU, the model may be on a GPU
-            flat[users[0].indices[name].to(flat.device)] = _target(users[0], name, base)
+            index = users[0].indices[name].to(flat.device)
+            flat[index] = _target(users[0], name, base, index)
         else:
             total = torch.zeros(base.numel(), dtype=torch.float64, device=flat.device)
             hits = torch.zeros(base.numel(), dtype=torch.int32, device=flat.device)
             for delta in users:
-                index, target = delta.indices[name].to(flat.device), _target(delta, name, base)
+                index = delta.indices[name].to(flat.device)
+                target = _target(delta, name, base, index)
                 total[index] += target.double() - base[index].double()
                 hits[index] += 1
                 flat[index] = target
