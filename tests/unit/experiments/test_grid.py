@@ -14,6 +14,7 @@ from sparsetune.cli import app
 from sparsetune.errors import FileFormatError
 from sparsetune.experiments.grid import load_grid, plan, spec_from_json, spec_to_json
 from sparsetune.experiments.results import read_results
+from sparsetune.run_lock import LOCK_FILE, holder
 
 CONFIG = """
 model = "{model}"
@@ -165,6 +166,16 @@ def _line_count(path) -> int:
     return len(path.read_text().splitlines()) if path.is_file() else 0
 
 
+def _wait_until_no_run_is_held(runs, timeout: float = 60) -> None:
+    """SIGKILL is delivered asynchronously: `wait()` returns once the grid is dead, while its
+    worker may still be exiting and holding its run dir's lock. A rerun started in that
+    window is rightly refused ("in use by another sparsetune process"); wait it out."""
+    deadline = time.time() + timeout
+    while any(holder(lock.parent) is not None for lock in runs.rglob(LOCK_FILE)):
+        assert time.time() < deadline, "a killed worker still holds its run dir's lock"
+        time.sleep(0.1)
+
+
 def test_killed_grid_resumes_and_skips_finished_runs(grid_config, tmp_path):
     results = tmp_path / "results.jsonl"
     command = [sys.executable, "-m", "sparsetune", "grid", str(grid_config), "-o", str(results), "--quiet"]
@@ -174,6 +185,7 @@ def test_killed_grid_resumes_and_skips_finished_runs(grid_config, tmp_path):
         time.sleep(0.5)
     os.killpg(first.pid, signal.SIGKILL)  # the grid and its worker, mid-grid
     first.wait()
+    _wait_until_no_run_is_held(tmp_path / "runs")
     finished = read_results(results)
     assert 1 <= len(finished) < 3
 
