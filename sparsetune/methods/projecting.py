@@ -159,7 +159,10 @@ def entries_entered(new: Mask, old: Mask | None) -> int:
     entered = 0
     for name, index in new.indices.items():
         before = old.indices.get(name)
-        entered += index.numel() if before is None else int((~torch.isin(index, before)).sum())
+        if before is None:
+            entered += index.numel()
+        else:  # a resumed GPU run: the kept set comes from the checkpoint on the CPU, the new one from the GPU
+            entered += int((~torch.isin(index, before.to(index.device))).sum())
     return entered
 
 

@@ -66,6 +66,10 @@ def test_flat_round_trip_on_cuda():
     mask = Mask({"a": torch.tensor([1, 5], device="cuda"), "b": torch.tensor([0], device="cuda")}, shapes, {})
     again = projecting.mask_from_flat(projecting.mask_to_flat(mask), shapes, {})
     assert {k: v.tolist() for k, v in again.indices.items()} == {"a": [1, 5], "b": [0]}
+    # --resume on a GPU: the kept set is read from the checkpoint on the CPU, the next projection's is on the GPU
+    restored = projecting.mask_from_flat(projecting.mask_to_flat(mask).cpu(), shapes, {})
+    moved = Mask({"a": torch.tensor([1, 2], device="cuda"), "b": torch.tensor([0], device="cuda")}, shapes, {})
+    assert projecting.entries_entered(moved, restored) == 1
 
 
 # -- the methods, step by step ----------------------------------------------------------
