@@ -27,9 +27,10 @@ def tasks_command(
 ) -> None:
     """List the tasks: type, labels, metrics, and row counts when the data is on disk.
 
-    A custom task is a JSON file: {"name", "train", "validation", "text": \\[col] or
-    \\[col1, col2], "label", "type": classification|regression, "labels": \\[...], "metric"};
-    pass it as --task my_task.json to any command.
+    A custom task is a JSON file, passed as --task my_task.json to any command:
+    {"name", "train", "validation", "text": \\[col] or \\[col1, col2], "label",
+    "type": classification|regression, "labels": \\[...] (classification),
+    "range": \\[low, high] (regression, optional), "metric"}.
     """
     from ..data import resolve_data_dir, split_file
     from ..tasks import TASKS, get_task
@@ -44,6 +45,7 @@ def tasks_command(
                 "task": item.name,
                 "type": item.head,
                 "labels": list(item.labels) if item.labels and item.head != "multiple_choice" else None,
+                "range": list(item.label_range) if item.label_range else None,
                 "metric": item.metric,
                 "components": list(item.metric_components),
                 "train": counts["train"],

@@ -25,7 +25,9 @@ Head = Literal["classification", "regression", "multiple_choice"]
 class Task:
     """A fine-tuning task: data schema, head and metric.
 
-    `labels` names the classes (index = label id); regression tasks have none.
+    `labels` names the classes (index = label id); regression tasks have none, and may
+    name the closed range their labels lie in instead (`label_range`: stsb's 0-5), so
+    that a label outside it, a typo or another task's file, is refused, not trained on.
     `hub` is `(path, config)` for `datasets.load_dataset`; `files` maps a split to a
     local JSONL file (custom tasks), overriding any data dir.
     """
@@ -36,6 +38,7 @@ class Task:
     metric: str
     labels: tuple[str, ...] | None = None
     label_field: str = "label"
+    label_range: tuple[float, float] | None = None
     extra_fields: tuple[str, ...] = ()
     hub: tuple[str, str] | None = None
     files: dict[str, str] = field(default_factory=dict)
@@ -66,6 +69,9 @@ class Task:
                 raise ValueError(f"expected a number, got {value!r}")
             if not math.isfinite(value):  # JSON's NaN/Infinity: a NaN loss, or a silent NaN metric on eval
                 raise ValueError(f"expected a finite number, got {value!r}")
+            if self.label_range is not None and not self.label_range[0] <= value <= self.label_range[1]:
+                low, high = self.label_range
+                raise ValueError(f"label {value!r} is outside {self.name}'s range [{low:g}, {high:g}]")
             return float(value)
         choices = self.labels or ()
         if isinstance(value, str) and value in choices:

@@ -8,6 +8,7 @@
       "label": "label",                     # default "label"
       "type": "classification",             # or "regression"
       "labels": ["negative", "positive"],   # classification: names, index = id
+      "range": [0, 5],                      # regression, optional: labels outside are refused
       "metric": "accuracy"                  # optional; see `sparsetune tasks`
     }
 
@@ -22,7 +23,7 @@ from typing import Any
 
 from ..errors import FileFormatError
 from ..io import loads_json
-from ..schema import any_of, list_of, string, table, validate
+from ..schema import any_of, list_of, number, string, table, validate
 from .base import Task
 from .metrics import METRICS
 
@@ -45,6 +46,7 @@ SPEC = table(
         "label": string(),
         "type": string(tuple(DEFAULT_METRIC)),
         "labels": list_of(string(), min_items=2, unique=True),
+        "range": list_of(number(), min_items=2),
         "metric": string(tuple(sorted(METRICS))),
         "description": string(empty=True),
     },
@@ -81,6 +83,13 @@ def load_custom_task(path: str | Path) -> Task:
             f"{where}: labels is given but type is {head!r}; a regression task has no classes "
             f"(drop labels, or set type to classification)"
         )
+    label_range = None
+    if "range" in spec:
+        if head != "regression":
+            raise FileFormatError(f"{where}: range is given but type is {head!r}; only a regression task has one")
+        if len(spec["range"]) != 2 or not spec["range"][0] < spec["range"][1]:
+            raise FileFormatError(f"{where}: range must be [low, high] with low < high, got {spec['range']}")
+        label_range = (float(spec["range"][0]), float(spec["range"][1]))
     metric = spec.get("metric", DEFAULT_METRIC[head])
     if METRIC_HEADS.get(metric, head) != head:
         fits = ", ".join(name for name, kind in METRIC_HEADS.items() if kind == head)
@@ -101,6 +110,7 @@ def load_custom_task(path: str | Path) -> Task:
         text_fields=text_fields,
         labels=labels,
         label_field=label_field,
+        label_range=label_range,
         metric=metric,
         files=files,
         description=str(spec.get("description", f"custom task from {path.name}")),

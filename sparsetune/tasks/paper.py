@@ -27,6 +27,7 @@ PAPER_TASKS: tuple[Task, ...] = (
         head="regression",
         text_fields=("sentence1", "sentence2"),
         metric="pearson_spearman",
+        label_range=(0.0, 5.0),
         hub=(GLUE, "stsb"),
         description="semantic similarity 0-5 (sentence pair, regression)",
     ),

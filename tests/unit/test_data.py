@@ -117,10 +117,30 @@ def test_custom_task_from_json(tmp_path, tiny_model_dir):
     assert batch["labels"].tolist() == [1, 0]
 
 
+def test_custom_regression_task_refuses_labels_outside_its_range(tmp_path):
+    write_jsonl(tmp_path / "tr.jsonl", [{"s": "a", "y": 1.0}, {"s": "b", "y": 10}])
+    write_jsonl(tmp_path / "va.jsonl", [{"s": "c", "y": 0}])
+    spec = {"train": "tr.jsonl", "validation": "va.jsonl", "text": "s", "label": "y", "type": "regression"}
+    (tmp_path / "open.json").write_text(json.dumps(spec))
+    assert len(load_split(get_task(str(tmp_path / "open.json")), "train", data_dir=None)) == 2  # no range: any number
+    (tmp_path / "closed.json").write_text(json.dumps({**spec, "range": [0, 5]}))
+    task = get_task(str(tmp_path / "closed.json"))
+    assert task.label_range == (0.0, 5.0)
+    with pytest.raises(DataError, match=r"tr\.jsonl:2: label 10 is outside closed's range \[0, 5\]"):
+        load_split(task, "train", data_dir=None)
+
+
 @pytest.mark.parametrize(
     "spec, message",
     [
         ({"train": "a", "validation": "b", "text": "t", "type": "ranking"}, "type must be"),
+        ({"train": "a", "validation": "b", "text": "t", "type": "regression", "range": [5, 0]}, "low < high"),
+        ({"train": "a", "validation": "b", "text": "t", "type": "regression", "range": [0, 1, 2]}, "low < high"),
+        ({"train": "a", "validation": "b", "text": "t", "type": "regression", "range": [0, "5"]}, "range"),
+        (
+            {"train": "a", "validation": "b", "text": "t", "labels": ["x", "y"], "range": [0, 1]},
+            "only a regression task",
+        ),
         ({"train": "a", "validation": "b", "type": "classification", "labels": ["x", "y"]}, "text is missing"),
         ({"train": "a", "validation": "b", "text": "t", "labels": ["x"]}, "at least 2"),
         (

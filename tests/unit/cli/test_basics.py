@@ -31,7 +31,8 @@ def test_tasks_json_has_row_counts(tiny_data_dir):
     rows = {row["task"]: row for row in json.loads(result.stdout)}
     assert rows["cb"]["train"] == 40 and rows["cb"]["validation"] == 16
     assert rows["cb"]["components"] == ["accuracy", "macro_f1"]
-    assert rows["stsb"]["type"] == "regression"
+    assert rows["stsb"]["type"] == "regression" and rows["stsb"]["range"] == [0, 5]
+    assert rows["cb"]["range"] is None
 
 
 def test_json_wins_over_quiet_on_every_command_that_prints(tiny_data_dir, tiny_model_dir, tmp_path):

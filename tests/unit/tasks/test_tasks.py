@@ -96,6 +96,11 @@ def test_label_checks():
     assert TASKS["cb"].check_row({"premise": "x", "hypothesis": "y", "label": 2}) is None
     assert TASKS["cb"].check_row({"premise": "x", "label": 2}) == "missing field(s) hypothesis"
     assert TASKS["stsb"].check_row({"sentence1": "x", "sentence2": "y", "label": "high"}) is not None
+    for label in (0, 0.0, 2.5, 5):  # stsb's similarity scale is closed: both ends are labels
+        assert TASKS["stsb"].check_row({"sentence1": "x", "sentence2": "y", "label": label}) is None
+    for label in (-0.5, 5.2, 7):  # a typo, or another task's scale, is refused rather than trained on
+        problem = TASKS["stsb"].check_row({"sentence1": "x", "sentence2": "y", "label": label})
+        assert problem == f"label {label!r} is outside stsb's range [0, 5]"
     assert (
         TASKS["wsc"]
         .check_row(
