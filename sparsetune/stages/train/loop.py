@@ -120,11 +120,11 @@ def _optimizer(setup: RunSetup) -> tuple[torch.optim.Optimizer, list[str]]:
     decay = [name for name in trainable if not setup.method.no_decay(name)]
     plain = [name for name in trainable if setup.method.no_decay(name)]
     groups = [
-        {"params": [trainable[n] for n in decay], "weight_decay": setup.hyper["weight_decay"]},
+        {"params": [trainable[n] for n in decay], "weight_decay": setup.hyper.weight_decay},
         {"params": [trainable[n] for n in plain], "weight_decay": 0.0},
     ]
     groups = [group for group in groups if group["params"]]
-    return torch.optim.AdamW(groups, lr=setup.hyper["lr"]), decay + plain
+    return torch.optim.AdamW(groups, lr=setup.hyper.lr), decay + plain
 
 
 def train(config: TrainConfig, progress: ProgressCallback = no_progress) -> RunRecord:
@@ -142,7 +142,7 @@ def train(config: TrainConfig, progress: ProgressCallback = no_progress) -> RunR
     check_tracker(config.report_to)
     setup = prepare_run(config)  # every check, then loading; nothing written yet
     hyper, out = setup.hyper, setup.output
-    rt = runtime(config.device, hyper["precision"], config.report_to, out / TRACKER_DIR)
+    rt = runtime(config.device, hyper.precision, config.report_to, out / TRACKER_DIR)
     rt.agree("train", asdict(config))
     main = rt.is_main
     progress = progress if main else no_progress
@@ -211,19 +211,19 @@ def _train(config: TrainConfig, setup: RunSetup, rt, progress: ProgressCallback,
 
     hyper, out, main = setup.hyper, setup.output, rt.is_main
     rt.barrier()  # OUT exists for every process
-    if rt.processes > 1 and hyper["batch_size"] < rt.processes:
+    if rt.processes > 1 and hyper.batch_size < rt.processes:
         raise UsageError(
-            f"--batch-size {hyper['batch_size']} is smaller than the {rt.processes} processes; each needs at "
+            f"--batch-size {hyper.batch_size} is smaller than the {rt.processes} processes; each needs at "
             "least one example per step"
         )
     tracking = config.report_to != "none"
     if tracking:  # accelerate logs from the main process only
         project, init_kwargs = tracker_settings(config.report_to, out)
-        rt.accelerator.init_trackers(project, config=_scalars(hyper), init_kwargs=init_kwargs)
+        rt.accelerator.init_trackers(project, config=_scalars(hyper.as_record()), init_kwargs=init_kwargs)
     optimizer, names = _optimizer(setup)
-    steps_per_epoch = math.ceil(len(setup.data.train) / hyper["batch_size"])
-    total = hyper["max_steps"] or hyper["epochs"] * steps_per_epoch
-    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(hyper["warmup_ratio"] * total), total)
+    steps_per_epoch = math.ceil(len(setup.data.train) / hyper.batch_size)
+    total = hyper.max_steps or hyper.epochs * steps_per_epoch
+    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(hyper.warmup_ratio * total), total)
 
     step, best, best_info = 0, setup.method.state_dict(), {"score": -math.inf, "step": 0}
     earlier = 0.0  # seconds spent training by the attempts before a --resume, up to their last checkpoint
@@ -264,7 +264,7 @@ def _train(config: TrainConfig, setup: RunSetup, rt, progress: ProgressCallback,
                 info={
                     "epoch": step / steps_per_epoch,
                     "best": best_info,
-                    "hyperparameters": hyper,
+                    "hyperparameters": hyper.as_record(),
                     "seconds": earlier + time.time() - started,
                     # The mask its sparse tensors index: a resume checks OUT's copy against it.
                     **({"mask_sha256": setup.mask_sha256} if setup.mask_sha256 else {}),
@@ -281,8 +281,8 @@ def _train(config: TrainConfig, setup: RunSetup, rt, progress: ProgressCallback,
             task,
             setup.data.dev,
             tokenizer,
-            max(32, hyper["batch_size"]),
-            hyper["max_length"],
+            max(32, hyper.batch_size),
+            hyper.max_length,
             rt=rt,
         )
         write_log(step=step, epoch=step / steps_per_epoch, dev=metrics)
@@ -299,22 +299,22 @@ def _train(config: TrainConfig, setup: RunSetup, rt, progress: ProgressCallback,
         with _deferred_sigint() as sigint:
             while step < total:
                 epoch, offset = divmod(step, steps_per_epoch)
-                order = epoch_order(len(setup.data.train), hyper["seed"], epoch)
+                order = epoch_order(len(setup.data.train), hyper.seed, epoch)
                 parts = [
                     local_part(batch, rt.rank, rt.processes)
-                    for batch in global_batches(order, hyper["batch_size"])[offset:]
+                    for batch in global_batches(order, hyper.batch_size)[offset:]
                 ]
                 loader = make_loader(
                     setup.data.train,
                     task,
                     tokenizer,
-                    hyper["batch_size"],
-                    hyper["max_length"],
+                    hyper.batch_size,
+                    hyper.max_length,
                     batches=[rows for rows, _ in parts],
                 )
                 for position, (batch, (_, weight)) in enumerate(zip(loader, parts), start=offset + 1):
                     in_update = True
-                    torch.manual_seed(_step_seed(hyper["seed"], step, rt.rank))
+                    torch.manual_seed(_step_seed(hyper.seed, step, rt.rank))
                     lr = scheduler.get_last_lr()[0]  # the rate this step uses
                     loss = model(**rt.send(batch)).loss
                     reported = loss.detach()
@@ -337,7 +337,7 @@ def _train(config: TrainConfig, setup: RunSetup, rt, progress: ProgressCallback,
                             )
                         )
                     rt.accelerator.backward(loss)
-                    rt.accelerator.clip_grad_norm_(list(setup.method.trainable().values()), hyper["max_grad_norm"])
+                    rt.accelerator.clip_grad_norm_(list(setup.method.trainable().values()), hyper.max_grad_norm)
                     optimizer.step()
                     if not rt.accelerator.optimizer_step_was_skipped:  # fp16: an overflowing step changes nothing
                         scheduler.step()
@@ -347,7 +347,7 @@ def _train(config: TrainConfig, setup: RunSetup, rt, progress: ProgressCallback,
                     in_update = False
                     shown: dict[str, float] = {"epoch": step / steps_per_epoch, "loss": reported.item(), "lr": lr}
                     write_log(step=step, epoch=shown["epoch"], loss=shown["loss"], lr=lr, **info)
-                    due = hyper["eval_every"] and step % hyper["eval_every"] == 0
+                    due = hyper.eval_every and step % hyper.eval_every == 0
                     if due or position == steps_per_epoch or step == total:
                         shown["dev"] = evaluate_dev()
                         checkpoint_now()

@@ -93,10 +93,8 @@ def write_outputs(setup: RunSetup, best: dict[str, Any], steps: int, seconds: fl
     digest = setup.mask_sha256
     if final is not None and setup.mask_sha256 is None:
         # Enough metadata that `train --mask OUT/mask.safetensors` needs no other flag.
-        final.metadata.update(
-            {key: hyper[key] for key in ("model", "task", "dev_fraction") if hyper.get(key) is not None}
-        )
-        final.metadata["seed"] = hyper["split_seed"]
+        final.metadata.update({"model": hyper.model, "task": hyper.task, "dev_fraction": hyper.dev_fraction})
+        final.metadata["seed"] = hyper.split_seed
         final.metadata.update(head_metadata(setup.method.loaded))
         final.save(out / MASK_FILE)
         digest = file_digest(out / MASK_FILE)
@@ -118,11 +116,11 @@ def write_outputs(setup: RunSetup, best: dict[str, Any], steps: int, seconds: fl
 def _record(setup: RunSetup, best: dict[str, Any], steps: int, seconds: float, digest: str | None) -> RunRecord:
     hyper = setup.hyper
     return RunRecord(
-        base_model=hyper["model"],
-        task=hyper["task"],
-        method=hyper["method"],
-        hyperparameters=hyper,
-        seed=hyper["seed"],
+        base_model=hyper.model,
+        task=hyper.task,
+        method=hyper.method,
+        hyperparameters=hyper.as_record(),
+        seed=hyper.seed,
         mask_sha256=digest,
         trainable_parameters=setup.method.summary(),
         best={

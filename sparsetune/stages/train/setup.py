@@ -13,7 +13,7 @@ value is an error), and output safety (refuse an existing OUT unless --force or
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +59,54 @@ RESUMABLE = (
 )
 
 
+@dataclass(frozen=True)
+class Hyperparameters:
+    """A run's resolved settings: no value left to a default, so that run.json and every
+    checkpoint record them whole (`as_record`), a rerun needs no flags, and a --resume
+    reads them back (`from_record`) and must match them (`RESUMABLE`)."""
+
+    method: str
+    model: str
+    task: str
+    epochs: int
+    lr: float
+    batch_size: int
+    max_length: int
+    warmup_ratio: float
+    weight_decay: float
+    max_grad_norm: float
+    seed: int
+    split_seed: int  # the seed of the dev split: a mask's, so that model selection never sees scored data
+    dev_fraction: float
+    precision: str
+    pooler: str
+    max_steps: int | None = None
+    eval_every: int | None = None
+    revision: str | None = None
+    method_options: dict[str, str] = field(default_factory=dict)
+
+    def as_record(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], where: str) -> "Hyperparameters":
+        """The hyperparameters a checkpoint recorded (checked by its schema on load)."""
+        # Runs from before these were recorded trained in fp32, with the pooler eligible.
+        record = {"precision": DEFAULT_PRECISION, "pooler": LEGACY_POOLER, **record}
+        names = {item.name for item in fields(cls)}
+        try:
+            return cls(**{key: value for key, value in record.items() if key in names})
+        except TypeError as err:  # a required field the recording version did not write
+            raise FileFormatError(
+                f"{where} does not record every hyperparameter ({err}); it was written by another version: "
+                "start over with --force"
+            ) from None
+
+
 @dataclass
 class RunSetup:
     output: Path
-    hyper: dict[str, Any]
+    hyper: Hyperparameters
     task: Task
     data: TaskData
     tokenizer: Any
@@ -134,10 +178,9 @@ def _pooler(config: TrainConfig, mask: Mask | None) -> str:
     return made
 
 
-def _check_resume(config: TrainConfig, stored: dict[str, Any]) -> dict[str, Any]:
+def _check_resume(config: TrainConfig, hyper: Hyperparameters) -> Hyperparameters:
     """Flags left out resume as before; a flag given with another value is refused, by name."""
-    # Runs from before these flags trained in fp32, with the pooler eligible.
-    stored = {"precision": DEFAULT_PRECISION, "pooler": LEGACY_POOLER, **stored}
+    stored = hyper.as_record()
     for key in RESUMABLE:
         value = getattr(config, key, None)
         if value in (None, ()):
@@ -152,10 +195,10 @@ def _check_resume(config: TrainConfig, stored: dict[str, Any]) -> dict[str, Any]
             # How the command line names it: MODEL is an argument; options come from -O/--method-option.
             named = {"model": "MODEL", "method_options": "--method-option"}.get(key, f"--{key.replace('_', '-')}")
             raise UsageError(f"{named} {value} differs from the interrupted run's {stored.get(key)}; drop it to resume")
-    return stored
+    return hyper
 
 
-def _resolve(requested: dict[str, Any], scorer: str | None = None) -> dict[str, Any]:
+def _resolve(requested: dict[str, Any], scorer: str | None = None) -> Hyperparameters:
     """The request with every unset value from the defaults (the mask's `scorer` may
     declare the learning rate of a sparse run)."""
     task = get_task(requested["task"])
@@ -181,7 +224,7 @@ def _resolve(requested: dict[str, Any], scorer: str | None = None) -> dict[str, 
         raise UsageError(f"max_grad_norm must be a positive number, got {hyper['max_grad_norm']}")
     if not 0 <= hyper["seed"] <= MAX_SEED:
         raise UsageError(f"--seed must be in [0, {MAX_SEED}], got {hyper['seed']}")
-    return hyper
+    return Hyperparameters(**hyper)
 
 
 def prepare_run(config: TrainConfig) -> RunSetup:
@@ -206,7 +249,7 @@ def prepare_run(config: TrainConfig) -> RunSetup:
                 )
             raise UsageError(f"--resume: no checkpoint in {out}/checkpoint; start without --resume")
         checkpoint_info = load_checkpoint(out).info
-        stored = checkpoint_info["hyperparameters"]
+        stored = Hyperparameters.from_record(checkpoint_info["hyperparameters"], f"{out}/checkpoint")
     else:
         if out.exists() and not config.force and not abandoned(out):
             if out.is_dir() and not has_checkpoint(out) and not is_run_dir(out):
@@ -220,7 +263,7 @@ def prepare_run(config: TrainConfig) -> RunSetup:
     if not config.resume:
         check_replaceable(out, "-o")  # `-o . --force` would empty the folder the command runs in
     mask_path = Path(config.mask) if config.mask else None
-    if config.resume and mask_path is None and get_method(stored["method"]).needs_mask:
+    if config.resume and mask_path is None and get_method(stored.method).needs_mask:
         mask_path = out / MASK_FILE  # the copy written when the run started
     mask = Mask.load(mask_path) if mask_path else None
     if config.resume and config.mask and file_digest(Path(config.mask)) != file_digest(out / MASK_FILE):
@@ -236,18 +279,16 @@ def prepare_run(config: TrainConfig) -> RunSetup:
     scorer = mask.metadata.get("method") if mask is not None else None  # the scoring method that made the mask
     hyper = _check_resume(config, stored) if config.resume else _resolve(_requested(config, mask), scorer)
     if not config.resume:  # --force replaces OUT: never with the base model or the data inside it
-        check_not_an_input(out, [resolve_model(hyper["model"]), config.data_dir])
-    method_cls = get_method(hyper["method"])
+        check_not_an_input(out, [resolve_model(hyper.model), config.data_dir])
+    method_cls = get_method(hyper.method)
     if mask is not None and not method_cls.needs_mask:
-        raise UsageError(f"--mask is used by --method sparse only; method {hyper['method']!r} does not take one")
-    task = get_task(hyper["task"])
-    data = load_task_data(task, config.data_dir, dev_fraction=hyper["dev_fraction"], seed=hyper["split_seed"])
-    tokenizer = load_tokenizer(hyper["model"], hyper.get("revision"))
-    loaded = load_model(
-        hyper["model"], task, seed=hyper["seed"], pooler=hyper["pooler"], revision=hyper.get("revision")
-    )
-    check_max_length(loaded.model, hyper["max_length"])
-    method = method_cls(mask, hyper["method_options"])
+        raise UsageError(f"--mask is used by --method sparse only; method {hyper.method!r} does not take one")
+    task = get_task(hyper.task)
+    data = load_task_data(task, config.data_dir, dev_fraction=hyper.dev_fraction, seed=hyper.split_seed)
+    tokenizer = load_tokenizer(hyper.model, hyper.revision)
+    loaded = load_model(hyper.model, task, seed=hyper.seed, pooler=hyper.pooler, revision=hyper.revision)
+    check_max_length(loaded.model, hyper.max_length)
+    method = method_cls(mask, hyper.method_options)
     model = method.bind(loaded)
     digest = file_digest(mask_path) if mask_path is not None else None  # the bytes OUT's copy will hold
     return RunSetup(out, hyper, task, data, tokenizer, model, method, digest, mask_path, config.resume)

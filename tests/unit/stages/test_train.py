@@ -319,3 +319,26 @@ def test_outputs_take_the_umask_modes_not_private_temp_modes(tmp_path, tiny_data
     assert modes and all(mode == (0o750 if (tmp_path / path).is_dir() else 0o640) for path, mode in modes.items()), (
         modes
     )
+
+
+def test_hyperparameters_read_back_from_a_record(tmp_path, tiny_data_dir, mask_path):
+    """What a checkpoint recorded is what a --resume trains with; records from before
+    precision and the pooler policy were kept mean fp32 with the pooler eligible, and a
+    record missing anything else is refused in one line, not a KeyError mid-setup."""
+    from sparsetune.config import TrainConfig
+    from sparsetune.errors import FileFormatError
+    from sparsetune.models import LEGACY_POOLER
+    from sparsetune.stages.train import train
+    from sparsetune.stages.train.setup import Hyperparameters
+
+    record = train(
+        TrainConfig(output=str(tmp_path / "out"), mask=str(mask_path), data_dir=str(tiny_data_dir), max_steps=1)
+    ).hyperparameters
+    assert Hyperparameters.from_record(record, "here").as_record() == record
+    old = {key: value for key, value in record.items() if key not in ("precision", "pooler")}
+    assert Hyperparameters.from_record(old, "here") == Hyperparameters(
+        **{**record, "precision": "fp32", "pooler": LEGACY_POOLER}
+    )
+    torn = {key: value for key, value in record.items() if key != "warmup_ratio"}
+    with pytest.raises(FileFormatError, match="^here does not record every hyperparameter .*warmup_ratio"):
+        Hyperparameters.from_record(torn, "here")
