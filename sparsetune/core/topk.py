@@ -24,16 +24,16 @@ SAMPLE = 1 << 20  # entries in the strided sample that estimates the bound
 
 
 def top_k_many(tensors: Sequence[torch.Tensor], k: int) -> list[torch.Tensor]:
-    """Sorted flat positions, one long tensor per input, of the k largest entries overall."""
+    """Sorted flat positions, one long tensor per input on its device, of the k largest entries overall."""
     flats = [t.detach().reshape(-1).to(torch.float32) for t in tensors]  # views for contiguous float32 input
     total = sum(f.numel() for f in flats)
     for flat in flats:
         if bool(flat.sum().isnan()) and bool(torch.isnan(flat).any()):  # a cheap reduction first
             raise NumericalError("scores contain NaN; the gradient pass diverged (try a smaller --max-length or batch)")
     if k <= 0:
-        return [torch.empty(0, dtype=torch.long) for _ in flats]
+        return [torch.empty(0, dtype=torch.long, device=f.device) for f in flats]
     if k >= total:
-        return [torch.arange(f.numel()) for f in flats]
+        return [torch.arange(f.numel(), device=f.device) for f in flats]
     positions, values = candidates(flats, k, total)  # per tensor: sorted positions and their scores
     threshold = torch.kthvalue(torch.cat(values), sum(v.numel() for v in values) - k + 1).values
     ties_left = k - sum(int(torch.count_nonzero(v > threshold)) for v in values)
@@ -59,7 +59,7 @@ def candidates(flats: Sequence[torch.Tensor], k: int, total: int) -> tuple[list[
     while True:
         rank = int(wanted * margin) + 16  # the sample's rank-th largest: likely below the k-th overall
         if rank >= sample.numel():
-            return [torch.arange(f.numel()) for f in flats], list(flats)
+            return [torch.arange(f.numel(), device=f.device) for f in flats], list(flats)
         bound = torch.kthvalue(sample, sample.numel() - rank + 1).values
         positions = [torch.nonzero(f >= bound).flatten() for f in flats]  # sorted
         if sum(p.numel() for p in positions) >= k:

@@ -150,9 +150,10 @@ class Mask:
             for name, shape in self.shapes.items()
         }
 
-    def bool_tensor(self, name: str) -> torch.Tensor:
-        """Dense boolean mask of one tensor."""
-        dense = torch.zeros(math.prod(self.shapes[name]), dtype=torch.bool)
+    def bool_tensor(self, name: str, device: torch.device | str | None = None) -> torch.Tensor:
+        """Dense boolean mask of one tensor, made on `device` (the projection methods build
+        one per tensor per dev batch: on the GPU, not on the CPU and then copied there)."""
+        dense = torch.zeros(math.prod(self.shapes[name]), dtype=torch.bool, device=device)
         if name in self.indices:
             dense[self.indices[name]] = True
         return dense.view(self.shapes[name])

@@ -58,7 +58,7 @@ class ChildPruningMethod(ProjectingMethod):
         import torch
 
         def value(theta: torch.Tensor) -> torch.Tensor:
-            keep = self.current_projection().bool_tensor(name).to(theta.device)
+            keep = self.current_projection().bool_tensor(name, theta.device)
             return torch.where(keep, theta, self.origins[name].theta0)
 
         return value
@@ -85,7 +85,7 @@ class ChildPruningMethod(ProjectingMethod):
         with torch.no_grad():
             for name, theta in self.parameters_.items():
                 theta.copy_(
-                    torch.where(mask.bool_tensor(name).to(theta.device), theta, self.origins[name].theta0)
+                    torch.where(mask.bool_tensor(name, theta.device), theta, self.origins[name].theta0)
                 )  # outside: θ0 bit for bit
         return self._keep(mask)
 

@@ -87,7 +87,7 @@ class DiffPruningMethod(ProjectingMethod):
         import torch
 
         def value(original: torch.Tensor) -> torch.Tensor:
-            keep = self.current_projection().bool_tensor(name).to(original.device)
+            keep = self.current_projection().bool_tensor(name, original.device)
             return torch.where(keep, original + self.gates[name].expected_diff(), original)
 
         return value
@@ -130,7 +130,7 @@ class DiffPruningMethod(ProjectingMethod):
         mask = self.current_projection()
         with torch.no_grad():
             for name, gated in self.gates.items():
-                gated.diff.mul_(mask.bool_tensor(name).to(gated.diff.device))  # δ = 0 outside the kept set: θ0 there
+                gated.diff.mul_(mask.bool_tensor(name, gated.diff.device))  # δ = 0 outside the kept set: θ0 there
         return {**info, **self._keep(mask)}
 
     def _projected_shapes(self) -> dict[str, tuple[int, ...]]:

@@ -42,3 +42,14 @@ def test_top_k_many_widens_when_the_sample_overestimates(monkeypatch):
     merged = sorted([int(i) for i in got[0]] + [int(i) + 4096 for i in got[1]])
     assert merged == reference_top_k(flat, 500)
     assert len(kth) >= 3  # sample quantile, a widened sample quantile, then the exact threshold
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="positions on the scores' device; CI has no GPU")
+@pytest.mark.parametrize("k", [0, 3, 10, 12])  # none, the sample's fallback (all candidates), all of them
+def test_positions_are_on_the_scores_device(k):
+    """DiffPruning projects GPU scores: the fallback paths made CPU positions, which the
+    selection then indexed with a GPU mask (a crash at -p ≥ 0.8)."""
+    scores = [torch.rand(4, 2, device="cuda"), torch.rand(4, device="cuda")]
+    chosen = topk.top_k_many(scores, k)
+    assert all(index.device == scores[0].device for index in chosen)
+    assert sum(index.numel() for index in chosen) == k
