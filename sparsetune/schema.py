@@ -428,6 +428,15 @@ CHECKPOINT_STATE = table(
         "hyperparameters": RESUMABLE_HYPERPARAMETERS,
         "mask_sha256": hexdigest(64),
         "seconds": number(0),
+        "loss_scale": table(  # fp16's GradScaler.state_dict()
+            {
+                "scale": number(0, low_open=True),
+                "growth_factor": number(1, low_open=True),
+                "backoff_factor": number(0, 1, low_open=True, high_open=True),
+                "growth_interval": integer(1),
+                "_growth_tracker": integer(0),
+            }
+        ),
         "tensors_sha256": hexdigest(64),
         "checksum": hexdigest(64),
     },

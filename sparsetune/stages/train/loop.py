@@ -14,8 +14,8 @@ Resume is bitwise on CPU because nothing a step depends on is implicit:
   exactly the batches already consumed;
 - dropout is reseeded from (seed, step) before every step, so neither evaluation nor
   data-loader construction nor a restart shifts the random stream;
-- checkpoints hold the trainable state, AdamW's moments, the scheduler and the
-  position; everything else is re-read from the base model.
+- checkpoints hold the trainable state, AdamW's moments, the scheduler, the position
+  and fp16's loss scale; everything else is re-read from the base model.
 Ctrl-C (or SIGTERM) is deferred to the end of the current step, which is then
 checkpointed; a second one aborts at once and keeps the last checkpoint. Under N
 processes a stop seen by any process stops all of them at the same step.
@@ -158,15 +158,26 @@ def train(config: TrainConfig, progress: ProgressCallback = no_progress) -> RunR
             lock.release()
 
 
-def _restore(setup: RunSetup, optimizer, scheduler, total: int) -> tuple[int, dict, dict, float]:
-    """--resume: the checkpoint's state into the method, optimizer and scheduler; returns
-    (step, best state, best info, seconds the earlier attempts trained)."""
+def _steps_on_cpu(optimizer: torch.optim.Optimizer) -> None:
+    """Put AdamW's restored `step` counters back on the CPU, where a fresh run keeps them:
+    accelerate moves a resumed optimizer's whole state to the GPU, and AdamW then reads
+    each counter back (a device sync) twice per tensor per step."""
+    for state in optimizer.state.values():
+        if torch.is_tensor(state.get("step")):
+            state["step"] = state["step"].cpu()
+
+
+def _restore(setup: RunSetup, optimizer, scheduler, scaler, total: int) -> tuple[int, dict, dict, float]:
+    """--resume: the checkpoint's state into the method, optimizer, scheduler and fp16's
+    loss scaler; returns (step, best state, best info, seconds the earlier attempts trained)."""
     out = setup.output
     checkpoint = load_checkpoint(out)
     try:
         setup.method.load_state_dict(checkpoint.model)
         optimizer.load_state_dict(checkpoint.optimizer)
         scheduler.load_state_dict(checkpoint.scheduler)
+        if scaler is not None and "loss_scale" in checkpoint.info:  # checkpoints from before: the scale starts over
+            scaler.load_state_dict(checkpoint.info["loss_scale"])
     except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as err:
         raise FileFormatError(
             f"{out}/checkpoint does not fit this run ({first_line(err)}); it was edited, or written by "
@@ -225,13 +236,16 @@ def _train(config: TrainConfig, setup: RunSetup, rt, progress: ProgressCallback,
     total = hyper.max_steps or hyper.epochs * steps_per_epoch
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(hyper.warmup_ratio * total), total)
 
+    scaler = rt.accelerator.scaler  # fp16's loss scale; None otherwise
     step, best, best_info = 0, setup.method.state_dict(), {"score": -math.inf, "step": 0}
     earlier = 0.0  # seconds spent training by the attempts before a --resume, up to their last checkpoint
     if config.resume:
-        step, best, best_info, earlier = _restore(setup, optimizer, scheduler, total)
+        step, best, best_info, earlier = _restore(setup, optimizer, scheduler, scaler, total)
     rt.barrier()  # every process has read the checkpoint before the main one replaces it
-    # The scheduler is not prepared: accelerate would step it once per process.
+    # The scheduler is not prepared: accelerate would step it once per process. The model
+    # goes first: accelerate moves a restored optimizer state to where the parameters are then.
     model, optimizer = rt.accelerator.prepare(setup.model, optimizer)
+    _steps_on_cpu(optimizer.optimizer)
     log = LogWriter(out / LOG_FILE, keep_until=step if config.resume else None) if main else None
     last_saved = step
     task, tokenizer = setup.task, setup.tokenizer
@@ -268,6 +282,8 @@ def _train(config: TrainConfig, setup: RunSetup, rt, progress: ProgressCallback,
                     "seconds": earlier + time.time() - started,
                     # The mask its sparse tensors index: a resume checks OUT's copy against it.
                     **({"mask_sha256": setup.mask_sha256} if setup.mask_sha256 else {}),
+                    # fp16's loss scale: started over, a resume would skip other steps as overflows.
+                    **({"loss_scale": scaler.state_dict()} if scaler is not None else {}),
                 },
                 rng=torch.get_rng_state(),
             )

@@ -342,3 +342,30 @@ def test_hyperparameters_read_back_from_a_record(tmp_path, tiny_data_dir, mask_p
     torn = {key: value for key, value in record.items() if key != "warmup_ratio"}
     with pytest.raises(FileFormatError, match="^here does not record every hyperparameter .*warmup_ratio"):
         Hyperparameters.from_record(torn, "here")
+
+
+def test_resume_keeps_the_loss_scale(tmp_path, tiny_data_dir, monkeypatch):
+    """fp16 scales the loss, skips a step whose gradients overflow and halves the scale;
+    a resume that started the scale over skipped other steps than an uninterrupted run.
+    fp16 is CUDA-only, so a CPU GradScaler stands in for accelerate's, its scale set to
+    overflow every few steps (stsb's squared error has gradients large enough). Started
+    over at step 2, this resume skipped a step the uninterrupted run did not."""
+    from sparsetune.stages.train import loop
+
+    accelerate_runtime = loop.runtime
+
+    def scaled(*args, **kwargs):
+        rt = accelerate_runtime(*args, **kwargs)
+        rt.accelerator.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**126, growth_interval=2)
+        return rt
+
+    monkeypatch.setattr(loop, "runtime", scaled)
+    settings = {"method": "full", "task": "stsb"}
+    straight = run(tmp_path / "straight", tiny_data_dir, **settings)
+    with pytest.raises(TrainingInterrupted):
+        run(tmp_path / "out", tiny_data_dir, progress=_interrupt_at(2), **settings)
+    kept = load_checkpoint(tmp_path / "out").info["loss_scale"]
+    assert (kept["scale"], kept["_growth_tracker"]) == (2.0**125, 0)  # step 2 overflowed, and was skipped
+    resumed = run(tmp_path / "out", tiny_data_dir, resume=True, max_steps=None, eval_every=None, lr=None)
+    assert_same_weights(saved_weights(tmp_path / "out"), saved_weights(tmp_path / "straight"))
+    assert resumed.best == straight.best
