@@ -199,7 +199,9 @@ CHECKPOINT_CASES = [
     ("hyperparameters", "x"),
     ("hyperparameters.lr", "x"),
     ("hyperparameters.method", DROP),
+    ("hyperparameters.warmup_ratio", DROP),  # optional in the schema (old records), required to resume
     ("hyperparameters.batch_size", 0),
+    ("loss_scale", {"scale": "x"}),
     ("mask_sha256", 5),
     ("mask_sha256", "not a digest"),
 ]

@@ -13,7 +13,7 @@ value is an error), and output safety (refuse an existing OUT unless --force or
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -93,14 +93,15 @@ class Hyperparameters:
         """The hyperparameters a checkpoint recorded (checked by its schema on load)."""
         # Runs from before these were recorded trained in fp32, with the pooler eligible.
         record = {"precision": DEFAULT_PRECISION, "pooler": LEGACY_POOLER, **record}
-        names = {item.name for item in fields(cls)}
-        try:
-            return cls(**{key: value for key, value in record.items() if key in names})
-        except TypeError as err:  # a required field the recording version did not write
+        required = [item.name for item in fields(cls) if item.default is MISSING and item.default_factory is MISSING]
+        missing = [name for name in required if name not in record]
+        if missing:  # what the schema leaves optional, for records from before these were kept
             raise FileFormatError(
-                f"{where} does not record every hyperparameter ({err}); it was written by another version: "
-                "start over with --force"
-            ) from None
+                f"{where} does not record the hyperparameter(s) {', '.join(missing)}; it was edited, or written by "
+                "another version: start over with --force"
+            )
+        names = {item.name for item in fields(cls)}
+        return cls(**{key: value for key, value in record.items() if key in names})
 
 
 @dataclass

@@ -340,7 +340,7 @@ def test_hyperparameters_read_back_from_a_record(tmp_path, tiny_data_dir, mask_p
         **{**record, "precision": "fp32", "pooler": LEGACY_POOLER}
     )
     torn = {key: value for key, value in record.items() if key != "warmup_ratio"}
-    with pytest.raises(FileFormatError, match="^here does not record every hyperparameter .*warmup_ratio"):
+    with pytest.raises(FileFormatError, match=r"^here does not record the hyperparameter\(s\) warmup_ratio; it was"):
         Hyperparameters.from_record(torn, "here")
 
 
