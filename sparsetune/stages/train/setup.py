@@ -61,9 +61,10 @@ RESUMABLE = (
 
 @dataclass(frozen=True)
 class Hyperparameters:
-    """A run's resolved settings: no value left to a default, so that run.json and every
-    checkpoint record them whole (`as_record`), a rerun needs no flags, and a --resume
-    reads them back (`from_record`) and must match them (`RESUMABLE`)."""
+    """A run's resolved settings, every default filled in (None only where it means
+    something: no step cap, no periodic evaluation, no pinned revision), so that run.json
+    and every checkpoint record them whole (`as_record`), a rerun needs no flags, and a
+    --resume reads them back (`from_record`) and must match them (`RESUMABLE`)."""
 
     method: str
     model: str
