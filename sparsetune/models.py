@@ -193,9 +193,20 @@ def load_with_head(auto_class, source: str, what: str, **kwargs):
 
     try:
         with quiet_transformers():
-            return auto_class.from_pretrained(source, output_loading_info=True, **kwargs)
+            model, info = auto_class.from_pretrained(source, output_loading_info=True, **kwargs)
     except (OSError, ValueError, RuntimeError, SafetensorError) as err:
         raise MismatchError(f"cannot load {what} {source!r} with this head: {first_line(err)}") from None
+    return in_float32(model), info
+
+
+def in_float32(model):
+    """`model` with float32 weights. transformers ≥ 5 loads a checkpoint in the dtype it
+    was saved in, so a bf16 upload would be scored and trained in bf16 whatever
+    --precision says (and an fp32 update applied to it rounded away); bf16 and fp16 widen
+    to float32 exactly. --precision bf16 is autocast over these float32 weights."""
+    import torch
+
+    return model.to(torch.float32) if any(p.dtype != torch.float32 for p in model.parameters()) else model
 
 
 def new_parameters(model, info: Mapping) -> frozenset[str]:
@@ -318,6 +329,7 @@ def load_model(
     # A truncated model.safetensors: SafetensorError; weights of other shapes than config.json's: RuntimeError
     except (OSError, ValueError, RuntimeError, SafetensorError) as err:
         raise ModelLoadError(f"cannot load model {source!r}: {first_line(err)}") from None
+    loaded = in_float32(loaded)
     new = new_parameters(loaded, info)
     head = head_names(loaded, new, pooler)
     commit = None if Path(source).exists() else cached_commit(source, revision)

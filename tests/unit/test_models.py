@@ -127,6 +127,25 @@ def test_a_saved_fine_tuned_model_has_no_new_parameters(tiny_model_dir, tmp_path
     assert load_model(tmp_path, TASKS["rte"]).new_parameters == frozenset()
 
 
+def test_a_half_precision_checkpoint_loads_in_float32(tiny_model_dir, tmp_path):
+    """transformers ≥ 5 keeps a checkpoint's saved dtype: a bf16 upload was scored and
+    trained in bf16 under --precision fp32. It widens to float32, exactly."""
+    from transformers import AutoModelForSequenceClassification
+
+    from sparsetune.models import load_with_head
+
+    load_model(tiny_model_dir, TASKS["rte"], seed=0).model.to(torch.bfloat16).save_pretrained(tmp_path)
+    saved = AutoModelForSequenceClassification.from_pretrained(tmp_path)
+    assert {p.dtype for p in saved.parameters()} == {torch.bfloat16}  # transformers keeps the stored dtype
+    for loaded in (
+        load_model(tmp_path, TASKS["rte"]).model,
+        load_with_head(AutoModelForSequenceClassification, str(tmp_path), "model")[0],
+    ):
+        assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+        widened = dict(loaded.named_parameters())
+        assert all(torch.equal(widened[n], p.float()) for n, p in saved.named_parameters())
+
+
 def test_missing_model_is_a_load_error_not_a_usage_error(tmp_path):
     with pytest.raises(ModelLoadError, match="cannot load model"):  # exit 1: what MODEL names is wrong, not the flags
         load_model(tmp_path / "nothing", TASKS["rte"])
