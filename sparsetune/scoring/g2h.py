@@ -4,16 +4,18 @@
 
 Fu et al.'s Theorem 3 ranks entry i by g_i² / h_ii (the squared gradient over the
 diagonal of the Hessian at θ0); SAM takes h_ii to be one constant and keeps g² alone.
-Here ĥ is the empirical Fisher, F = the mean over batches of the squared batch
-gradient (the Gauss-Newton diagonal for a log-likelihood loss; `fisher`'s score),
+Here ĥ is `fisher`'s score, F = the mean over batches of the squared batch gradient,
 damped by its mean over every eligible entry, λ:
 
     score = g² / (F + λ),   g = ∇θ of the mean loss (SAM's g), λ = mean(F)
 
-The damping keeps entries of almost no curvature from dividing by nearly zero, and
-makes the score run between SAM's (entries with F ≪ λ rank by g²) and the gradient's
-signal-to-noise ratio g²/F (entries with F ≫ λ: a gradient that agrees across batches
-beats one that is large on a few). One pass over the data, three buffers (the batch
+F is an empirical-Fisher proxy for the curvature, not the Hessian's (or Gauss-Newton's)
+diagonal: with batches of B examples F ≈ g² + Var/B (the per-example gradient variance),
+so the ranking depends on --batch-size, and with every example in one batch F = g² and
+g2h ranks exactly as SAM. The damping keeps entries of almost no curvature from dividing
+by nearly zero, and makes the score run between SAM's (entries with F ≪ λ rank by g²)
+and the gradient's signal-to-noise ratio g²/F (entries with F ≫ λ: a gradient that
+agrees across batches beats one that is large on a few). One pass over the data, three buffers (the batch
 gradient, Σg, ΣF); under N processes the sums are reduced once, as SAM's and Fisher's.
 """
 
