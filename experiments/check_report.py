@@ -154,8 +154,9 @@ def check(results_file: Path, report: Path) -> list[str]:
                     f"Table 1 {method}/{column}: report {shown}, run.json gives ({mean:.2f}, {std:.2f}, {rank:g})"
                 )
     stability, performance = [], []
+    complete = [m for m in methods if all((m, task) in computed for task in tasks)]  # the report ranks only these
     for task in tasks:
-        present = [m for m in methods if (m, task) in computed]
+        present = complete
         if len({round(computed[(m, task)][1], 6) for m in present}) < 2:
             continue  # every spread equal (one seed): no stability ranks on this task
         by_std = average_ranks({m: computed[(m, task)][1] for m in present}, reverse=False)

@@ -42,7 +42,8 @@ def report_command(
         print_json(
             {
                 "rho": report.stability.rho,
-                "p_value": report.stability.p_value,
+                "p_value": report.stability.p_value,  # one-sided, ρ > 0 (a within-task permutation test)
+                "p_below": report.stability.p_below,  # one-sided, ρ < 0
                 "chosen_on_dev": chosen,
                 "files": [str(f) for f in report.files],
             }

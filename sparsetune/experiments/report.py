@@ -10,13 +10,21 @@ against p).
 Conventions: scores are the test `score` ×100; std is the sample
 standard deviation over seeds (ddof=1; 0 for a single seed); the Avg column is the
 mean over tasks of the per-task means (and of the per-task stds); rank 1 is the best
-mean, ties share the average rank. Stability: on each task, methods are ranked by std
-(rank 1 = smallest std) and by mean (rank 1 = best); ρ is Spearman's over all
-(method, task) pairs of those two ranks.
+mean, ties share the average rank. Stability: on each task, the methods run on every
+task are ranked by std (rank 1 = smallest std) and by mean (rank 1 = best); ρ is
+Spearman's over all (method, task) pairs of those two ranks, as in the paper, whose
+table was complete. Only the complete methods, because a task with 10 methods ranks
+1-10 on both axes and one with 4 ranks 1-4: pooled, ρ comes out positive with no
+association within any task (on issue 15's partial table the null's mean was +0.35).
+The p-value is a permutation test within tasks (each task's performance ranks shuffled,
+its stability ranks kept): the pairs are ranks within tasks, not independent draws, so
+scipy's p for ρ does not apply. Exact over every permutation when there are at most
+`PERMUTATIONS` of them, else that many seeded draws.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -58,6 +66,7 @@ class TableOne:
     tasks: list[str]
     cells: dict[tuple[str, str], Cell]
     floors: dict[str, float] = field(default_factory=dict)  # task -> the trivial floor ×100 (experiments.floors)
+    best_constants: dict[str, float] = field(default_factory=dict)  # task -> the best constant's score ×100
 
     @property
     def columns(self) -> list[str]:
@@ -111,30 +120,61 @@ def table_one(
     return TableOne(methods, tasks, cells)
 
 
+PERMUTATIONS = 20_000
+
+
 @dataclass(frozen=True)
 class Stability:
-    """Per-task (stability rank, performance rank) pairs and their Spearman correlation."""
+    """Per-task (stability rank, performance rank) pairs of the complete methods, their
+    Spearman correlation, and its one-sided permutation p-values."""
 
     points: list[tuple[str, str, float, float]]  # (method, task, stability rank, performance rank)
     rho: float
-    p_value: float
+    p_value: float  # P(ρ this large or larger | no association within any task)
+    p_below: float = math.nan  # P(ρ this small or smaller | the same)
 
 
 def stability_vs_performance(table: TableOne) -> Stability:
-    points = []
+    complete = [m for m in table.methods if all((m, task) in table.cells for task in table.tasks)]
+    points, blocks = [], []
     for task in table.tasks:
-        ranked = [method for method in table.methods if (method, task) in table.cells]
         # Round away float noise so that equal spreads (e.g. 10.0 vs 10.000000000000002) tie.
-        spreads = [round(table.cells[(method, task)].std, 6) for method in ranked]
+        spreads = [round(table.cells[(method, task)].std, 6) for method in complete]
         if len(set(spreads)) < 2:  # every spread equal (one seed: all 0): the task says nothing about stability
             continue
         stability = rankdata(spreads, method="average")
-        for method, rank in zip(ranked, stability):
-            points.append((method, task, float(rank), table.cells[(method, task)].rank))
+        performance = rankdata([-round(table.cells[(method, task)].mean, 6) for method in complete], method="average")
+        points += [(m, task, float(a), float(b)) for m, a, b in zip(complete, stability, performance)]
+        blocks.append((stability, performance))
     if len(points) < 3 or len({point[2] for point in points}) < 2 or len({point[3] for point in points}) < 2:
         return Stability(points, math.nan, math.nan)  # undefined: too few points, or a constant rank (one seed)
-    rho, p_value = spearmanr([point[2] for point in points], [point[3] for point in points])
-    return Stability(points, float(rho), float(p_value))
+    rho = float(spearmanr([point[2] for point in points], [point[3] for point in points]).statistic)
+    null = _permuted_rhos(blocks)
+    above, below = int(np.sum(null >= rho - 1e-12)), int(np.sum(null <= rho + 1e-12))
+    exact = len(null) < PERMUTATIONS  # every permutation, the observed one among them
+    if exact:
+        return Stability(points, rho, above / len(null), below / len(null))
+    return Stability(points, rho, (above + 1) / (len(null) + 1), (below + 1) / (len(null) + 1))
+
+
+def _permuted_rhos(blocks: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """ρ of the pooled pairs with each task's performance ranks permuted: all permutations
+    when there are fewer than `PERMUTATIONS`, else `PERMUTATIONS` seeded draws."""
+    stability = np.concatenate([a for a, _ in blocks])
+    count = math.prod(math.factorial(len(b)) for _, b in blocks)
+    if count < PERMUTATIONS:
+        per_task = [np.array(list(itertools.permutations(b))) for _, b in blocks]
+        grids = np.meshgrid(*[np.arange(len(options)) for options in per_task], indexing="ij")
+        picks = [g.reshape(-1) for g in grids]
+        performance = np.concatenate([options[pick] for options, pick in zip(per_task, picks)], axis=1)
+    else:
+        rng = np.random.default_rng(0)
+        performance = np.concatenate([rng.permuted(np.tile(b, (PERMUTATIONS, 1)), axis=1) for _, b in blocks], axis=1)
+    # Spearman's ρ is Pearson's on ranks of the pooled values (ties averaged), row by row.
+    x = rankdata(stability)
+    y = rankdata(performance, axis=1)
+    x, y = x - x.mean(), y - y.mean(axis=1, keepdims=True)
+    return (y @ x) / (np.sqrt((x**2).sum()) * np.sqrt((y**2).sum(axis=1)))
 
 
 @dataclass(frozen=True)

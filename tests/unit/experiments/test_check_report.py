@@ -135,3 +135,21 @@ def test_a_p_left_out_of_the_sweep_is_named_and_checked_by_the_same_rule(check_r
         {0.1: {"a", "b"}},
     ):
         assert check_report.sweep_block(tasks_at) == sweep_block(tasks_at)
+
+
+def test_a_method_missing_a_task_stays_out_of_rho_here_too(check_report, published, tmp_path, no_data, capsys):
+    """The report ranks only the methods run on every task for ρ; the checker, written
+    again, must agree (it pooled every cell, as the report once did)."""
+    results, report = published
+    for seed, score in enumerate([0.9, 0.3], start=1):  # LoRA on cb only: widest spread, best mean on cb
+        run_id = f"LoRA/cb/dense/seed{seed}"
+        run_dir = tmp_path / "runs" / run_id
+        test = {"accuracy": score, "score": score}
+        RunRecord(
+            base_model="m", task="cb", method="x", seed=seed, best={"score": 0.5}, metrics={"validation": test}
+        ).save(run_dir)
+        append_result(
+            results, RunResult(run_id, "LoRA", "cb", seed, None, test, dev={"score": 0.5}, run_dir=str(run_dir))
+        )
+    write_report(results, report.parent, p=0.005, data_dir=no_data, force=True)
+    assert check_report.check(results, report) == []

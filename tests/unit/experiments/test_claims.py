@@ -88,7 +88,7 @@ def test_one_seed_has_no_stability_verdict_and_rho_is_undefined():
     stability = stability_vs_performance(table)
     assert math.isnan(stability.rho)
     claims = {claim.claim: claim for claim in paper_claims(table, stability, [])}
-    assert all(claim.verdict == UNSURE for name, claim in claims.items() if not name.startswith("SAM"))
+    assert all(claim.verdict == UNSURE for claim in claims.values())
     assert "one seed" in claims["Random is more stable than full fine-tuning"].evidence
 
 
@@ -96,9 +96,37 @@ def test_the_evidence_carries_the_numbers():
     table = table_one(grid(STABLE_SAM), 0.005)
     sam = paper_claims(table, stability_vs_performance(table), [])[0]
     assert sam.claim == "SAM is best on average"
-    assert "SAM 85.8 (rank 1)" in sam.evidence and "FullTuning" in sam.evidence
+    assert "SAM 85.80 (rank 1)" in sam.evidence and "FullTuning" in sam.evidence
     assert sam.evidence.split("gap ")[1].startswith("+")
-    assert float(sam.evidence.split("p = ")[-1]) == pytest.approx(0.0, abs=1e-3)
+    assert float(sam.evidence.split("p = ")[-1].split(" ")[0]) == pytest.approx(0.0, abs=1e-3)
+
+
+def test_on_one_task_the_average_test_is_welchs_t_test():
+    """The Avg comparison over one task is Welch's two-sample t-test (scipy's, one-sided)."""
+    from scipy import stats
+
+    sam, full = [0.80, 0.84, 0.83], [0.70, 0.79, 0.76]
+    table = table_one(grid({"SAM": {"cb": sam}, "FullTuning": {"cb": full}}), 0.005)
+    claim = paper_claims(table, stability_vs_performance(table), [])[0]
+    expected = stats.ttest_ind([100 * v for v in sam], [100 * v for v in full], equal_var=False, alternative="greater")
+    assert float(claim.evidence.split("p = ")[-1].split(" ")[0]) == pytest.approx(expected.pvalue, rel=1e-3)
+
+
+def test_best_must_beat_every_other_method_and_one_seed_tests_nothing():
+    """The runner-up by mean is beaten clearly, but a noisy third method is not: the
+    comparison with the runner-up alone said "holds"."""
+    scores = {
+        "SAM": {"cb": [0.800, 0.801, 0.802]},
+        "FullTuning": {"cb": [0.780, 0.781, 0.782]},
+        "Random": {"cb": [0.95, 0.35, 0.95]},
+    }
+    assert verdicts(grid(scores))["SAM"] == UNSURE
+    del scores["Random"]
+    assert verdicts(grid(scores))["SAM"] == HOLDS
+    scores["SAM"]["cb"] = [0.802]  # one seed: its spread is unknown, not 0
+    table = table_one(grid(scores), 0.005)
+    claim = paper_claims(table, stability_vs_performance(table), [])[0]
+    assert claim.verdict == UNSURE and "one seed" in claim.evidence
 
 
 def test_report_writes_the_claims_section_for_a_table_but_not_for_a_sweep(tmp_path, no_data):

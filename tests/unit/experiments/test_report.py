@@ -1,5 +1,6 @@
 """Report numbers against values computed independently here (statistics, not our code)."""
 
+import itertools
 import json
 import math
 import statistics
@@ -69,10 +70,45 @@ def test_spearman_of_stability_and_performance_ranks():
         means = [statistics.mean(SCORES[m][task]) for m in methods]
         stability += list(stats.rankdata(stds))
         performance += list(stats.rankdata([-m for m in means]))
-    expected = stats.spearmanr(stability, performance)
-    assert result.rho == pytest.approx(expected.statistic)
-    assert result.p_value == pytest.approx(expected.pvalue)
+    expected = stats.spearmanr(stability, performance).statistic
+    assert result.rho == pytest.approx(expected)
+    # The p-value: every way to reorder each task's performance ranks (3! × 3! = 36), by brute force.
+    null = [
+        stats.spearmanr(stability, list(first) + list(second)).statistic
+        for first in itertools.permutations(performance[:3])
+        for second in itertools.permutations(performance[3:])
+    ]
+    assert result.p_value == pytest.approx(sum(rho >= expected - 1e-12 for rho in null) / 36)
+    assert result.p_below == pytest.approx(sum(rho <= expected + 1e-12 for rho in null) / 36)
     assert len(result.points) == 6
+
+
+def test_rho_ranks_only_the_methods_run_on_every_task():
+    """A task with more methods ranks higher on both axes: pooled with a task of fewer,
+    that alone made ρ positive. A method missing a task stays out of ρ."""
+    partial = [RunResult(f"lora-cb-{seed}", "lora", "cb", seed, None, {"score": 0.1 * seed}) for seed in range(3)]
+    result = stability_vs_performance(table_one(_results(partial), p=0.005))
+    assert {method for method, *_ in result.points} == set(SCORES)
+    assert result.rho == pytest.approx(stability_vs_performance(table_one(_results(), p=0.005)).rho)
+
+
+def test_the_permutation_p_is_seeded_and_sound_when_there_are_too_many_to_enumerate():
+    """7 methods on 2 tasks: 7!² permutations, so the p-value is drawn (seeded: it
+    repeats), and agrees with the normal approximation that holds at this many pairs."""
+    import random
+
+    rng = random.Random(3)
+    results = [
+        RunResult(f"m{m}-{task}-{seed}", f"m{m}", task, seed, None, {"score": rng.random()})
+        for m in range(7)
+        for task in ("cb", "rte")
+        for seed in range(3)
+    ]
+    first = stability_vs_performance(table_one(results, p=None))
+    again = stability_vs_performance(table_one(results, p=None))
+    assert (first.p_value, first.p_below) == (again.p_value, again.p_below)
+    assert 1 <= first.p_value + first.p_below <= 1.05  # two tails; they share the mass at ρ itself
+    assert first.p_value == pytest.approx(stats.norm.sf(first.rho * math.sqrt(13)), abs=0.05)  # the large-n limit
 
 
 def test_sparsity_sweep_averages_tasks_per_p():
@@ -225,7 +261,7 @@ def test_figure1_uses_the_projection_run_with_most_mask_changes(tmp_path):
 def test_majority_floor_is_the_constant_prediction_score(tiny_data_dir):
     """Computed by hand from the files: the train part's most frequent label, scored on the test set."""
     from sparsetune.data import load_task_data
-    from sparsetune.experiments.floors import majority_floor
+    from sparsetune.experiments.floors import constant_floors, majority_floor
     from sparsetune.tasks import get_task
 
     assert majority_floor("stsb", tiny_data_dir) == 0.0  # a constant has no correlation
@@ -235,6 +271,8 @@ def test_majority_floor_is_the_constant_prediction_score(tiny_data_dir):
     test = [row["label"] for row in data.test]
     assert majority_floor("rte", tiny_data_dir) == pytest.approx(100 * test.count(majority) / len(test))
     assert majority_floor("cb", tiny_data_dir / "nowhere") is None  # no data: no floor row, no error
+    best = max(100 * test.count(label) / len(test) for label in set(train))  # the better constant, on test
+    assert constant_floors("rte", tiny_data_dir) == pytest.approx((majority_floor("rte", tiny_data_dir), best))
     assert majority_floor("tasks/mine.json", tiny_data_dir) is None  # a custom task not found from here: the same
 
 
