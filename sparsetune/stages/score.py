@@ -209,7 +209,8 @@ def score(config: ScoreConfig, progress: ProgressCallback = no_progress) -> Scor
     mask.validate_against(loaded.eligible())
     if rt.is_main:
         if config.save_scores:
-            Scores.from_mapping(scores, metadata).save(config.save_scores)
+            # The scope it was selected with: `sparsetune mask` re-thresholds in the same one by default.
+            Scores.from_mapping(scores, {**metadata, "scope": config.scope}).save(config.save_scores)
         if config.output:
             mask.save(config.output)
     rt.barrier()  # no process returns before the files exist

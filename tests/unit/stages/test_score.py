@@ -236,6 +236,21 @@ def test_rethreshold_matches_scoring_at_that_p(config, tmp_path):
         rethreshold(MaskConfig(scores=str(tmp_path / "s.safetensors"), p=0.1, output=str(tmp_path / "re.safetensors")))
 
 
+def test_rethreshold_keeps_the_scope_it_was_scored_in(config, tmp_path):
+    """`mask SCORES` promised the scope recorded in the scores file; `score` recorded none,
+    so per-tensor scores were re-thresholded globally."""
+    settings = dict(scope="per-tensor", p=0.01)
+    score(config(**settings, save_scores=str(tmp_path / "s.safetensors"), output=str(tmp_path / "m1.safetensors")))
+    score(config(scope="per-tensor", p=0.2, output=str(tmp_path / "direct.safetensors")))
+    mask = rethreshold(
+        MaskConfig(scores=str(tmp_path / "s.safetensors"), p=0.2, output=str(tmp_path / "re.safetensors"))
+    )
+    assert mask.metadata["scope"] == "per-tensor"
+    assert (tmp_path / "re.safetensors").read_bytes() == (tmp_path / "direct.safetensors").read_bytes()
+    other = rethreshold(MaskConfig(scores=str(tmp_path / "s.safetensors"), p=0.2, output=None, scope="global"))
+    assert other.metadata["scope"] == "global"  # the flag still wins
+
+
 def test_a_mask_from_another_model_is_refused(config, tiny_model_dir, tmp_path):
     from sparsetune.models import load_model
     from sparsetune.tasks import TASKS
