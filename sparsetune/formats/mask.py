@@ -25,6 +25,7 @@ import hashlib
 import math
 import os
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Mapping
 
@@ -74,6 +75,12 @@ def top_k_positions(values: torch.Tensor, k: int) -> torch.Tensor:
     return top_k_many([values], k)[0]
 
 
+def budget(count: int, p: float) -> int:
+    """⌊count·p⌋ with p read as the decimal it was written as: in floating point 100 × 0.29
+    is 28.999…, one entry short of the 29 that -p 0.29 asks for."""
+    return math.floor(Fraction(repr(float(p))) * count)
+
+
 @dataclass
 class Mask:
     """Selected flat indices per pretrained tensor, with the metadata that made them."""
@@ -99,11 +106,11 @@ class Mask:
         indices: dict[str, torch.Tensor] = {}
         if scope == "global":
             eligible = sum(value.numel() for value in scores.values())
-            chosen = top_k_many(list(scores.values()), math.floor(eligible * p))  # no concatenated copy
+            chosen = top_k_many(list(scores.values()), budget(eligible, p))  # no concatenated copy
             indices = dict(zip(scores, chosen))
         else:
             for name, value in scores.items():
-                indices[name] = top_k_positions(value, math.floor(value.numel() * p))
+                indices[name] = top_k_positions(value, budget(value.numel(), p))
         if not any(value.numel() for value in indices.values()):
             eligible = sum(value.numel() for value in scores.values())
             raise UsageError(f"-p {p} selects no entry of {eligible} with --scope {scope}; pass a larger -p")

@@ -145,9 +145,11 @@ class ProjectingMethod(TrainingMethod):
 def projection_budget(p: float, eligible: int) -> int:
     """The budget k = ⌊m·p⌋ (per-tensor: summed); the options' own ranges are checked
     when they are parsed (`ProjectionOptions.check`)."""
-    if math.floor(eligible * p) < 1:
+    from ..formats.mask import budget
+
+    if budget(eligible, p) < 1:
         raise UsageError(f"-p {p} keeps no entry of {eligible} eligible ones; pass a larger -p")
-    return math.floor(eligible * p)
+    return budget(eligible, p)
 
 
 def entries_entered(new: Mask, old: Mask | None) -> int:

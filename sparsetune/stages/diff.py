@@ -25,7 +25,7 @@ from ..core.tensors import differs
 from ..errors import FileFormatError, MismatchError, UsageError, first_line
 from ..formats.common import tensor_digest
 from ..formats.delta import VALUE_DTYPES, Delta, portable_config
-from ..formats.mask import Mask, check_fraction
+from ..formats.mask import Mask, budget, check_fraction
 from ..formats.method_dir import has_method_dir
 from ..formats.run_record import RunRecord, is_run_dir
 from ..io import atomic_path, check_not_an_input, check_writable, refuse_to_overwrite
@@ -203,7 +203,7 @@ def _written(config: DiffConfig, delta: Delta) -> DiffResult:
 def _largest_changes(theta, theta0, changed, p: float) -> dict[str, torch.Tensor]:
     """Positions of the ⌊p·m⌋ largest |θ − θ0| over all eligible entries (changed ones only)."""
     eligible = sum(flags.numel() for flags in changed.values())
-    if int(p * eligible) < 1:
+    if budget(eligible, p) < 1:
         raise UsageError(f"--top-p {p} keeps no entry of {eligible:,}; pass a larger --top-p")
     scores = {}
     for name, flags in changed.items():

@@ -205,3 +205,14 @@ def test_loading_files_that_are_not_masks(tmp_path):
         Mask.load(scores)
     with pytest.raises(FileFormatError, match="does not exist"):
         Mask.load(tmp_path / "missing.safetensors")
+
+
+def test_the_budget_is_the_decimal_p_of_the_count():
+    """⌊m·p⌋ in floating point: 100 × 0.29 = 28.999…, one entry short."""
+    from sparsetune.formats.mask import budget
+
+    assert math.floor(100 * 0.29) == 28 and budget(100, 0.29) == 29
+    assert budget(22_565_376, 0.005) == 112_826 and budget(7, 0.5) == 3
+    scores = {"w": torch.arange(100, dtype=torch.float32)}
+    assert Mask.from_scores(scores, 0.29).selected == 29
+    assert Mask.from_scores(scores, 0.29, "per-tensor").selected == 29
