@@ -60,11 +60,12 @@ RESUMABLE = (
 
 
 @dataclass(frozen=True)
-class Hyperparameters:
-    """A run's resolved settings, every default filled in (None only where it means
-    something: no step cap, no periodic evaluation, no pinned revision), so that run.json
-    and every checkpoint record them whole (`as_record`), a rerun needs no flags, and a
-    --resume reads them back (`from_record`) and must match them (`RESUMABLE`)."""
+class ResolvedHyperparameters:
+    """A run's resolved settings, every default (`defaults.Hyperparameters`, per task)
+    filled in (None only where it means something: no step cap, no periodic evaluation,
+    no pinned revision), so that run.json and every checkpoint record them whole
+    (`as_record`), a rerun needs no flags, and a --resume reads them back (`from_record`)
+    and must match them (`RESUMABLE`)."""
 
     method: str
     model: str
@@ -90,7 +91,7 @@ class Hyperparameters:
         return asdict(self)
 
     @classmethod
-    def from_record(cls, record: dict[str, Any], where: str) -> "Hyperparameters":
+    def from_record(cls, record: dict[str, Any], where: str) -> "ResolvedHyperparameters":
         """The hyperparameters a checkpoint recorded (checked by its schema on load)."""
         # Runs from before these were recorded trained in fp32, with the pooler eligible.
         record = {"precision": DEFAULT_PRECISION, "pooler": LEGACY_POOLER, **record}
@@ -108,7 +109,7 @@ class Hyperparameters:
 @dataclass
 class RunSetup:
     output: Path
-    hyper: Hyperparameters
+    hyper: ResolvedHyperparameters
     task: Task
     data: TaskData
     tokenizer: Any
@@ -180,7 +181,7 @@ def _pooler(config: TrainConfig, mask: Mask | None) -> str:
     return made
 
 
-def _check_resume(config: TrainConfig, hyper: Hyperparameters) -> Hyperparameters:
+def _check_resume(config: TrainConfig, hyper: ResolvedHyperparameters) -> ResolvedHyperparameters:
     """Flags left out resume as before; a flag given with another value is refused, by name."""
     stored = hyper.as_record()
     for key in RESUMABLE:
@@ -200,7 +201,7 @@ def _check_resume(config: TrainConfig, hyper: Hyperparameters) -> Hyperparameter
     return hyper
 
 
-def _resolve(requested: dict[str, Any], scorer: str | None = None) -> Hyperparameters:
+def _resolve(requested: dict[str, Any], scorer: str | None = None) -> ResolvedHyperparameters:
     """The request with every unset value from the defaults (the mask's `scorer` may
     declare the learning rate of a sparse run)."""
     task = get_task(requested["task"])
@@ -226,7 +227,7 @@ def _resolve(requested: dict[str, Any], scorer: str | None = None) -> Hyperparam
         raise UsageError(f"max_grad_norm must be a positive number, got {hyper['max_grad_norm']}")
     if not 0 <= hyper["seed"] <= MAX_SEED:
         raise UsageError(f"--seed must be in [0, {MAX_SEED}], got {hyper['seed']}")
-    return Hyperparameters(**hyper)
+    return ResolvedHyperparameters(**hyper)
 
 
 def prepare_run(config: TrainConfig) -> RunSetup:
@@ -251,7 +252,7 @@ def prepare_run(config: TrainConfig) -> RunSetup:
                 )
             raise UsageError(f"--resume: no checkpoint in {out}/checkpoint; start without --resume")
         checkpoint_info = load_checkpoint(out).info
-        stored = Hyperparameters.from_record(checkpoint_info["hyperparameters"], f"{out}/checkpoint")
+        stored = ResolvedHyperparameters.from_record(checkpoint_info["hyperparameters"], f"{out}/checkpoint")
     else:
         if out.exists() and not config.force and not abandoned(out):
             if out.is_dir() and not has_checkpoint(out) and not is_run_dir(out):

@@ -329,19 +329,19 @@ def test_hyperparameters_read_back_from_a_record(tmp_path, tiny_data_dir, mask_p
     from sparsetune.errors import FileFormatError
     from sparsetune.models import LEGACY_POOLER
     from sparsetune.stages.train import train
-    from sparsetune.stages.train.setup import Hyperparameters
+    from sparsetune.stages.train.setup import ResolvedHyperparameters
 
     record = train(
         TrainConfig(output=str(tmp_path / "out"), mask=str(mask_path), data_dir=str(tiny_data_dir), max_steps=1)
     ).hyperparameters
-    assert Hyperparameters.from_record(record, "here").as_record() == record
+    assert ResolvedHyperparameters.from_record(record, "here").as_record() == record
     old = {key: value for key, value in record.items() if key not in ("precision", "pooler")}
-    assert Hyperparameters.from_record(old, "here") == Hyperparameters(
+    assert ResolvedHyperparameters.from_record(old, "here") == ResolvedHyperparameters(
         **{**record, "precision": "fp32", "pooler": LEGACY_POOLER}
     )
     torn = {key: value for key, value in record.items() if key != "warmup_ratio"}
     with pytest.raises(FileFormatError, match=r"^here does not record the hyperparameter\(s\) warmup_ratio; it was"):
-        Hyperparameters.from_record(torn, "here")
+        ResolvedHyperparameters.from_record(torn, "here")
 
 
 def test_resume_keeps_the_loss_scale(tmp_path, tiny_data_dir, monkeypatch):
