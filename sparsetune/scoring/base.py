@@ -64,6 +64,10 @@ class Scorer:
     # (None: the task's, defaults.py). Masks of one size but another placement train best
     # at different rates: SAM's entries carry the large gradients, a random mask's do not.
     default_lr: ClassVar[float | None] = None
+    # How `gradient_steps` weighs each batch's mean loss: by its share of the examples
+    # (SAM's one gradient of the mean loss) or by 1 (fisher's and g2h's per-batch
+    # gradients). fp16's loss scale is sized to it (`stages.score`).
+    weighs_by_share: ClassVar[bool] = True
 
     def compute(self, context: ScoringContext) -> dict[str, torch.Tensor]:
         raise NotImplementedError

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 @register_scorer("fisher")
 class FisherScorer(Scorer):
     default_lr = 1e-3  # SAM's (chosen on dev, experiments/learn_sweep.toml): a gradient-based mask too; not swept
+    weighs_by_share = False  # each batch's gradient on its own: loss weight 1
     description = "mean of squared per-batch gradients (FISH with --batch-size 1)"
 
     def compute(self, context: ScoringContext) -> dict[str, torch.Tensor]:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 @register_scorer("g2h")
 class CurvatureScorer(Scorer):
     default_lr = 1e-3  # SAM's (chosen on dev, experiments/learn_sweep.toml): a gradient-based mask too; not swept
+    weighs_by_share = False  # each batch's gradient on its own: loss weight 1
     description = "g² over a damped empirical-Fisher diagonal (Theorem 3's g²/h)"
 
     def compute(self, context: ScoringContext) -> dict[str, torch.Tensor]:

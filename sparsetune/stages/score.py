@@ -178,7 +178,7 @@ def score(config: ScoreConfig, progress: ProgressCallback = no_progress) -> Scor
         progress=progress,
         send=rt.send,
         reduce_sum=rt.sum,
-        loss_scale=_loss_scale(config.precision, examples, config.batch_size),
+        loss_scale=_loss_scale(config.precision, examples if scorer.weighs_by_share else 0, config.batch_size),
     )
     pass_started = time.perf_counter()
     scores = scorer.compute(context)
@@ -245,9 +245,12 @@ def _check_scores(scores: dict[str, torch.Tensor], source: str) -> None:
 
 
 def _loss_scale(precision: str, examples: int, batch_size: int) -> float:
-    """fp16 only: a power of two lifting each batch's weighted loss (≈ batch/examples)
-    to about 2^8, so that its gradients stay in fp16's normal range."""
-    if precision != "fp16" or examples == 0:
+    """fp16 only: a power of two lifting each batch's weighted loss to about 2^8, so that
+    its gradients stay in fp16's normal range: 2^8 · examples/batch for a loss weighted
+    by its share (≈ batch/examples), 2^8 for one weighted by 1 (`examples` 0). Sized for
+    SAM's weights, fisher's unweighted losses were scaled examples/batch times more (2^17
+    on cola): a data set 16 times cola's would have overflowed for no reason."""
+    if precision != "fp16":
         return 1.0
     return float(2 ** (8 + max(0, round(math.log2(max(1.0, examples / batch_size))))))
 

@@ -117,6 +117,26 @@ def test_g2h_is_the_squared_gradient_over_the_damped_empirical_fisher(config, ti
     assert float(ratio.max() / ratio.min()) > 10  # not SAM rescaled
 
 
+def test_fp16s_loss_scale_fits_how_the_scorer_weighs_a_batch(config, monkeypatch):
+    """Each batch's weighted loss, times the scale, is about 2^8: SAM weighs a batch by its
+    share (16/7695 on cola), fisher and g2h by 1. Sized for SAM, their losses were scaled
+    2^17 (fp16 tops out at 65504), and a large data set overflowed for no reason."""
+    from sparsetune.scoring import SCORERS
+    from sparsetune.stages.score import _loss_scale
+
+    assert [name for name, scorer in SCORERS.items() if not scorer.weighs_by_share] == ["fisher", "g2h"]
+    for name in ("sam", "fisher", "g2h"):
+        examples = 7695 if SCORERS[name].weighs_by_share else 0
+        weight = 16 / 7695 if SCORERS[name].weighs_by_share else 1.0
+        assert 2**7 <= _loss_scale("fp16", examples, 16) * weight <= 2**9
+    assert _loss_scale("bf16", 7695, 16) == _loss_scale("fp32", 7695, 16) == 1.0
+    asked = []  # what `score` sizes the scale by, on this CPU (fp16 needs a GPU)
+    monkeypatch.setattr("sparsetune.stages.score._loss_scale", lambda *args: asked.append(args) or 1.0)
+    score(config(method="sam", output=None))
+    score(config(method="fisher", output=None))
+    assert asked[0][1] > 0 and asked[1][1] == 0
+
+
 def test_mask_is_the_top_k_of_the_scores_and_excludes_the_head(config, tmp_path):
     result = score(config(save_scores=str(tmp_path / "scores.safetensors")))
     mask = Mask.load(tmp_path / "mask.safetensors")
