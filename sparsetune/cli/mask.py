@@ -32,9 +32,13 @@ def mask_command(
     as_json: bool = JsonOption,
 ) -> None:
     """Build a mask at sparsity p from saved scores (no model, no data, no gradients)."""
+    from ..scoring import SCORERS
     from ..stages.score import rethreshold, share_by_module_type
 
     mask = rethreshold(MaskConfig(scores=scores, p=p, output=output, scope=scope, force=force))
+    method = str(mask.metadata.get("method", ""))
+    fixed = method in SCORERS and SCORERS[method].fixed_selection  # bitfit: its entries, whatever -p says
+    notes = [f"--method {method} selects its own entries: -p {p} is ignored"] if fixed else []
     summary = {
         **{key: mask.metadata.get(key) for key in ("model", "task", "method", "p", "scope")},
         "selected": mask.selected,
@@ -42,10 +46,13 @@ def mask_command(
         "density": mask.density,
         "share_by_module_type": share_by_module_type(mask),
         "output": output,
+        "notes": notes,
     }
     if as_json:
         print_json(summary)
     elif not quiet:
+        for note in notes:
+            out.print(f"[yellow]note:[/] {note}", soft_wrap=True)
         out.print(
             f"selected [bold]{mask.selected:,}[/] / {mask.eligible:,} eligible entries "
             f"(p = {summary['p']}, scope {summary['scope']}, method {summary['method']}); wrote {output}",

@@ -3,6 +3,7 @@ note when bitfit is given a -p it ignores."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import torch
@@ -75,3 +76,16 @@ def test_cli_bitfit_notes_an_explicit_p_and_reports_the_density(tiny_model_dir, 
         app, ["score", str(tiny_model_dir), "--task", "cb", "--method", "random", "-p", "2", "-o", str(tmp_path / "x")]
     )
     assert bad.exit_code == 2 and "-p must be in (0, 1]" in bad.stderr
+
+
+def test_mask_of_bitfit_scores_says_that_p_is_ignored(tiny_model_dir, tmp_path):
+    """`score --method bitfit -p` notes that p is ignored; re-thresholding its scores at
+    another p said nothing and wrote the same mask."""
+    scores = tmp_path / "s.safetensors"
+    args = ["score", str(tiny_model_dir), "--task", "cb", "--method", "bitfit", "-o", str(tmp_path / "m.safetensors")]
+    assert runner.invoke(app, [*args, "--save-scores", str(scores)]).exit_code == 0
+    result = runner.invoke(app, ["mask", str(scores), "-p", "0.3", "-o", str(tmp_path / "again.safetensors")])
+    assert result.exit_code == 0, result.output
+    assert "--method bitfit selects its own entries: -p 0.3 is ignored" in result.stdout
+    as_json = runner.invoke(app, ["mask", str(scores), "-p", "0.3", "-o", str(tmp_path / "j.safetensors"), "--json"])
+    assert json.loads(as_json.stdout)["notes"] == ["--method bitfit selects its own entries: -p 0.3 is ignored"]
