@@ -10,7 +10,11 @@ lines or in the report's arithmetic shows up as a mismatch. Exit status 1 on any
 It checks, for every line of the results file: the run dir exists, its run.json names
 the same task and seed, and its test (validation) and best dev scores equal the line's.
 Then every Table 1 cell (mean ± std, rank), the ρ and the sparsity-sweep rows (of the
-method labelled SAM, the report's default) printed in report.md.
+method labelled SAM, the report's default) printed in report.md, and the numbers behind
+the verdicts: SAM's gap to the rival it names, with its standard error and Welch's
+degrees of freedom, and every pooled std with its degrees of freedom. Not the p-values:
+they need the t and F distributions (or, for ρ, the report's permutations), which the
+standard library lacks; they follow from the numbers checked.
 """
 
 from __future__ import annotations
@@ -166,12 +170,14 @@ def check(results_file: Path, report: Path) -> list[str]:
     rho = spearman(stability, performance)
     if not (math.isnan(rho) and math.isnan(printed_rho)) and not abs(rho - printed_rho) <= 5e-5:
         problems.append(f"Spearman ρ: report {printed_rho}, run.json gives {rho:.4f}")
-    sweep_problems, rows = check_sweep(report.read_text(encoding="utf-8"), sweep)
-    problems += sweep_problems
+    text = report.read_text(encoding="utf-8")
+    sweep_problems, rows = check_sweep(text, sweep)
+    claim_problems, numbers = check_claims(text, scores, tasks)
+    problems += sweep_problems + claim_problems
     cells = sum(1 for key in computed if key[1] in columns)
     print(
-        f"checked {checked} runs, {cells} Table 1 cells, ρ = {rho:.4f} and {rows} "
-        f"sweep rows against run.json: {len(problems)} mismatches"
+        f"checked {checked} runs, {cells} Table 1 cells, ρ = {rho:.4f}, {rows} sweep rows and {numbers} "
+        f"numbers behind the verdicts against run.json: {len(problems)} mismatches"
     )
     return problems
 
@@ -209,6 +215,51 @@ def check_sweep(text: str, sweep: dict[float, dict[str, list[float]]]) -> tuple[
         if shown is None or off(shown[0], mean) or off(shown[1], std) or shown[2] != len(means):
             problems.append(f"sweep p={p:g}: report {shown}, run.json gives ({mean:.2f}, {std:.2f}, {len(means)})")
     return problems, len(expected)
+
+
+SAM_CLAIM = re.compile(
+    r"\| SAM is best on average \| \*\*[^*]+\*\* \| (\S+) (-?[\d.]+) \(rank [\d.]+\) vs "
+    r"(?:the closest other|a better one), (\S+), (-?[\d.]+): gap ([+-][\d.]+) ± ([\d.]+) "
+    r"\(standard error\), one-sided p = [\d.e-]+ \(Welch t, ([\d.]+) d\.o\.f\.\)"
+)
+POOLED = re.compile(r"pooled std over seeds: (.+?) ([\d.]+) \((\d+) d\.o\.f\.\) vs (\S+) ([\d.]+) \((\d+) d\.o\.f\.\)")
+
+
+def check_claims(text: str, scores: dict[tuple[str, str], list[float]], tasks: list[str]) -> tuple[list[str], int]:
+    """The numbers behind the verdicts, recomputed from run.json: (problems, numbers checked)."""
+    problems, checked = [], 0
+
+    def variances(method: str) -> list[tuple[float, int]]:
+        return [(statistics.variance(scores[(method, t)]), len(scores[(method, t)])) for t in tasks]
+
+    sam = SAM_CLAIM.search(text)
+    if sam is not None:
+        name, rival = sam.group(1), sam.group(3)
+        parts = [var / n / len(tasks) ** 2 for method in (name, rival) for var, n in variances(method)]
+        seeds = [n for method in (name, rival) for _, n in variances(method)]
+        gap = statistics.fmean(statistics.fmean(scores[(name, t)]) for t in tasks) - statistics.fmean(
+            statistics.fmean(scores[(rival, t)]) for t in tasks
+        )
+        se = math.sqrt(sum(parts))
+        dof = sum(parts) ** 2 / sum(part**2 / (n - 1) for part, n in zip(parts, seeds))
+        printed = (float(sam.group(5)), float(sam.group(6)), float(sam.group(7)))
+        if abs(printed[0] - gap) > 0.005 + 1e-9 or abs(printed[1] - se) > 0.005 + 1e-9 or abs(printed[2] - dof) > 0.05:
+            problems.append(
+                f"SAM's claim: report gap, se, d.o.f. {printed}, run.json gives ({gap:.2f}, {se:.2f}, {dof:.1f})"
+            )
+        checked += 3
+    for match in POOLED.finditer(text):
+        pooled = [name.strip() for name in match.group(1).split(" (")[0].split(",")]
+        for group, (std, dof) in ((pooled, match.group(2, 3)), ([match.group(4)], match.group(5, 6))):
+            cells = [cell for method in group for cell in variances(method)]
+            freedom = sum(n - 1 for _, n in cells)
+            value = math.sqrt(sum(var * (n - 1) for var, n in cells) / freedom)
+            if abs(float(std) - value) > 0.005 + 1e-9 or int(dof) != freedom:
+                problems.append(
+                    f"pooled std of {', '.join(group)}: report ({std}, {dof}), run.json gives ({value:.2f}, {freedom})"
+                )
+            checked += 2
+    return problems, checked
 
 
 def main(argv: list[str]) -> int:

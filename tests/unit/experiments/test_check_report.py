@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import re
 
 import pytest
 
@@ -76,6 +77,21 @@ def test_a_report_that_disagrees_is_a_mismatch(check_report, published):
     assert problems and problems[0].startswith("Table 1 SAM/")
 
 
+def test_the_numbers_behind_the_verdicts_are_checked(check_report, published, capsys):
+    """SAM's gap, standard error and d.o.f., and each pooled std and its d.o.f.: a report
+    whose claims section disagrees with run.json is a mismatch, as a cell would be."""
+    results, report = published
+    assert check_report.check(results, report) == []
+    assert "and 7 numbers behind the verdicts" in capsys.readouterr().out  # 3 for SAM, 2 + 2 pooled
+    text = report.read_text()
+    gap = re.search(r"gap ([+-][\d.]+) ±", text).group(1)
+    report.write_text(text.replace(f"gap {gap} ±", f"gap {float(gap) + 1:+.2f} ±"))
+    assert any(problem.startswith("SAM's claim: report gap") for problem in check_report.check(results, report))
+    pooled = re.search(r"vs FullTuning ([\d.]+) \(", text).group(1)
+    report.write_text(text.replace(f"vs FullTuning {pooled} (", f"vs FullTuning {float(pooled) + 1:.2f} ("))
+    assert any(problem.startswith("pooled std of FullTuning") for problem in check_report.check(results, report))
+
+
 def test_spearman_ranks_pooled_values_again(check_report):
     from scipy import stats
 
@@ -95,7 +111,7 @@ def test_a_file_that_is_no_report_is_a_one_line_error(check_report, published, t
 def test_sweep_rows_are_checked(check_report, published, capsys):
     results, report = published
     assert check_report.check(results, report) == []
-    assert "and 2 sweep rows" in capsys.readouterr().out
+    assert ", 2 sweep rows and " in capsys.readouterr().out
     text = report.read_text()
     row = next(line for line in text.splitlines() if line.startswith("| 0.1 |"))
     report.write_text(text.replace(row, row.replace("| 0.1 | ", "| 0.1 | 9")))
@@ -127,7 +143,7 @@ def test_a_p_left_out_of_the_sweep_is_named_and_checked_by_the_same_rule(check_r
     assert "Means over the tasks run at every p shown: cb, copa." in text
     assert "Left out, for missing one of them: p = 0.05 (run on cb)." in text and "| 0.05 |" not in text
     assert check_report.check(results, report) == []
-    assert "and 2 sweep rows" in capsys.readouterr().out
+    assert ", 2 sweep rows and " in capsys.readouterr().out
     for tasks_at in (
         {0.1: {"a", "b"}, 0.2: {"a", "b"}, 0.3: {"a"}},
         {0.1: {"a", "b", "c"}, 0.2: {"a", "b"}, 0.3: {"a", "b", "c"}, 0.4: {"a", "b"}},
