@@ -15,8 +15,9 @@ so the ranking depends on --batch-size, and with every example in one batch F = 
 g2h ranks exactly as SAM. The damping keeps entries of almost no curvature from dividing
 by nearly zero, and makes the score run between SAM's (entries with F ≪ λ rank by g²)
 and the gradient's signal-to-noise ratio g²/F (entries with F ≫ λ: a gradient that
-agrees across batches beats one that is large on a few). One pass over the data, three buffers (the batch
-gradient, Σg, ΣF); under N processes the sums are reduced once, as SAM's and Fisher's.
+agrees across batches beats one that is large on a few). One pass over the data, three
+buffers (the batch gradient, Σg, ΣF); under N processes the sums are reduced once, as
+SAM's and Fisher's.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 class CurvatureScorer(Scorer):
     default_lr = 1e-3  # SAM's (chosen on dev, experiments/learn_sweep.toml): a gradient-based mask too; not swept
     weighs_by_share = False  # each batch's gradient on its own: loss weight 1
-    description = "g² over a damped empirical-Fisher diagonal (Theorem 3's g²/h)"
+    description = "g² over fisher's score, damped (Theorem 3's g²/h, an empirical-Fisher proxy for h)"
 
     def compute(self, context: ScoringContext) -> dict[str, torch.Tensor]:
         import torch
