@@ -217,7 +217,7 @@ def test_report_text_has_no_unfilled_placeholder(pipeline, tmp_path):
     """A line split in two lost its f: the claims read `two-sided p = {stability.p_value:.3g}`."""
     ok("report", pipeline.results, "-o", tmp_path / "report")
     text = (tmp_path / "report" / "report.md").read_text()
-    assert "two-sided p = " in text
+    assert "one-sided permutation p = " in text
     assert not re.search(r"\{[a-z_][\w.\[\]]*(:[^}]*)?\}", text), text
 
 
