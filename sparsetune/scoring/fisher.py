@@ -1,4 +1,5 @@
-"""Empirical Fisher scores: the mean over batches of the squared batch gradient.
+"""Empirical Fisher scores: the mean over batches of the squared batch gradient, each
+batch weighted by its share of the examples (a short last batch counts as its examples).
 
     sparsetune score --task rte -p 0.005 --method fisher --batch-size 1
 
@@ -23,21 +24,15 @@ if TYPE_CHECKING:
 class FisherScorer(Scorer):
     default_lr = 1e-3  # SAM's (chosen on dev, experiments/learn_sweep.toml): a gradient-based mask too; not swept
     weighs_by_share = False  # each batch's gradient on its own: loss weight 1
-    description = "mean of squared per-batch gradients (FISH with --batch-size 1)"
+    description = "mean of squared per-batch gradients, by batch size (FISH with --batch-size 1)"
 
     def compute(self, context: ScoringContext) -> dict[str, torch.Tensor]:
         import torch
 
         eligible = context.loaded.eligible()
+        total = context.num_examples  # over all processes
         sums = {name: torch.zeros_like(parameter, dtype=torch.float32) for name, parameter in eligible.items()}
-        batches = 0
-        for _ in gradient_steps(context, loss_weight=lambda size: 1.0, fresh_gradients=True):
+        for size in gradient_steps(context, loss_weight=lambda size: 1.0, fresh_gradients=True):
             for name, gradient in eligible_gradients(context).items():
-                sums[name].add_(gradient.float().pow(2))
-            batches += 1
-        batches = int(
-            context.reduce_sum(
-                torch.tensor([batches], dtype=torch.float64, device=next(iter(sums.values())).device)
-            ).item()
-        )
-        return {name: context.reduce_sum(total) / max(batches, 1) for name, total in sums.items()}
+                sums[name].add_(gradient.float().pow(2), alpha=size / total)
+        return {name: context.reduce_sum(weighted) for name, weighted in sums.items()}

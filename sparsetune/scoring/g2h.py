@@ -4,8 +4,8 @@
 
 Fu et al.'s Theorem 3 ranks entry i by g_i² / h_ii (the squared gradient over the
 diagonal of the Hessian at θ0); SAM takes h_ii to be one constant and keeps g² alone.
-Here ĥ is `fisher`'s score, F = the mean over batches of the squared batch gradient,
-damped by its mean over every eligible entry, λ:
+Here ĥ is `fisher`'s score, F = the mean over batches of the squared batch gradient
+(weighted by batch size), damped by its mean over every eligible entry, λ:
 
     score = g² / (F + λ),   g = ∇θ of the mean loss (SAM's g), λ = mean(F)
 
@@ -44,15 +44,11 @@ class CurvatureScorer(Scorer):
         total = context.num_examples
         gradient_sums = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in eligible.items()}
         square_sums = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in eligible.items()}
-        batches = 0
         for size in gradient_steps(context, loss_weight=lambda size: 1.0, fresh_gradients=True):
             for name, gradient in eligible_gradients(context).items():  # this batch's mean-loss gradient
                 gradient_sums[name].add_(gradient.float(), alpha=size / total)
-                square_sums[name].add_(gradient.float().pow(2))
-            batches += 1
-        device = next(iter(square_sums.values())).device
-        batches = int(context.reduce_sum(torch.tensor([batches], dtype=torch.float64, device=device)).item())
-        fisher = {name: context.reduce_sum(total_) / max(batches, 1) for name, total_ in square_sums.items()}
+                square_sums[name].add_(gradient.float().pow(2), alpha=size / total)  # `fisher`'s weights
+        fisher = {name: context.reduce_sum(weighted) for name, weighted in square_sums.items()}
         entries = sum(value.numel() for value in fisher.values())
         damping = sum(float(value.double().sum()) for value in fisher.values()) / max(entries, 1)
         if damping <= 0.0:  # no gradient reached any entry: every score is 0, as SAM's would be

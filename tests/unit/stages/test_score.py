@@ -45,7 +45,7 @@ POOLER = ["bert.pooler.dense.bias", "bert.pooler.dense.weight"]
 HEAD = sorted(["classifier.bias", "classifier.weight", *POOLER])
 
 
-def reference_batch_gradients(tiny_model_dir, tiny_data_dir, seed, per_example=False, pooler="head"):
+def reference_batch_gradients(tiny_model_dir, tiny_data_dir, seed, per_example=False, pooler="head", batch=None):
     """Independent of sparsetune's scoring: plain transformers, the whole train part in one
     batch (or one example at a time), autograd, in float64 for a precise reference. The head
     (classifier, and the pooler unless pooler="eligible") gets no gradient here."""
@@ -64,7 +64,8 @@ def reference_batch_gradients(tiny_model_dir, tiny_data_dir, seed, per_example=F
         loss.backward()
         return {n: p.grad.clone() for n, p in model.named_parameters() if n not in head}
 
-    chunks = [rows[i : i + 1] for i in range(len(rows))] if per_example else [rows[:]]
+    size = 1 if per_example else batch or len(rows)
+    chunks = [rows[i : i + size] for i in range(0, len(rows), size)]
     return [grads(chunk) for chunk in chunks]
 
 
@@ -101,6 +102,19 @@ def test_fisher_with_batch_size_one_is_the_empirical_fisher(config, tiny_model_d
     assert relative_error(result.scores, expected) <= 1e-5
     sam = score(config(output=None)).scores
     assert relative_error(result.scores, {n: s.double() for n, s in sam.items()}) > 0.1  # a different quantity
+
+
+def test_fisher_weighs_each_batch_by_its_examples(config, tiny_model_dir, tiny_data_dir):
+    """Batches of 7 over 36 rows end with one of 1, whose squared gradient is far noisier:
+    it counts as its one example, not as a seventh of the set."""
+    result = score(config(method="fisher", output=None))  # batch_size 7
+    gradients = reference_batch_gradients(tiny_model_dir, tiny_data_dir, seed=3, batch=7)
+    sizes = [7, 7, 7, 7, 7, 1]
+    assert len(gradients) == len(sizes)
+    expected = {n: sum(size / 36 * g[n] ** 2 for size, g in zip(sizes, gradients)) for n in gradients[0]}
+    assert relative_error(result.scores, expected) <= 1e-5
+    unweighted = {n: sum(g[n] ** 2 for g in gradients) / len(gradients) for n in gradients[0]}
+    assert relative_error(result.scores, unweighted) > 0.01  # what it computed before
 
 
 def test_g2h_is_the_squared_gradient_over_the_damped_empirical_fisher(config, tiny_model_dir, tiny_data_dir):
