@@ -136,3 +136,27 @@ def eligible_gradients(context: ScoringContext) -> dict[str, torch.Tensor]:
                 )
         gradients[name] = gradient
     return gradients
+
+
+def batch_moments(
+    context: ScoringContext, with_mean: bool = True
+) -> tuple[dict[str, torch.Tensor] | None, dict[str, torch.Tensor]]:
+    """One pass of per-batch gradients (each batch's mean loss on its own: loss weight 1,
+    `Scorer.weighs_by_share` False), summed over processes: (Σ_b n_b/N · g_b, the mean
+    loss's gradient, or None without `with_mean`; Σ_b n_b/N · g_b², `fisher`'s score).
+    Each batch weighs its examples, so a short last batch, the noisiest, counts as them."""
+    import torch
+
+    eligible = context.loaded.eligible()
+    total = context.num_examples  # over all processes
+    means = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in eligible.items()} if with_mean else None
+    squares = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in eligible.items()}
+    for size in gradient_steps(context, loss_weight=lambda size: 1.0, fresh_gradients=True):
+        for name, gradient in eligible_gradients(context).items():  # this batch's mean-loss gradient
+            if means is not None:
+                means[name].add_(gradient.float(), alpha=size / total)
+            squares[name].add_(gradient.float().pow(2), alpha=size / total)
+    for parameter in eligible.values():
+        parameter.grad = None
+    reduced = None if means is None else {name: context.reduce_sum(value) for name, value in means.items()}
+    return reduced, {name: context.reduce_sum(value) for name, value in squares.items()}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .base import Scorer, ScoringContext, eligible_gradients, gradient_steps
+from .base import Scorer, ScoringContext, batch_moments
 from .registry import register_scorer
 
 if TYPE_CHECKING:
@@ -27,12 +27,4 @@ class FisherScorer(Scorer):
     description = "mean of squared per-batch gradients, by batch size (FISH with --batch-size 1)"
 
     def compute(self, context: ScoringContext) -> dict[str, torch.Tensor]:
-        import torch
-
-        eligible = context.loaded.eligible()
-        total = context.num_examples  # over all processes
-        sums = {name: torch.zeros_like(parameter, dtype=torch.float32) for name, parameter in eligible.items()}
-        for size in gradient_steps(context, loss_weight=lambda size: 1.0, fresh_gradients=True):
-            for name, gradient in eligible_gradients(context).items():
-                sums[name].add_(gradient.float().pow(2), alpha=size / total)
-        return {name: context.reduce_sum(weighted) for name, weighted in sums.items()}
+        return batch_moments(context, with_mean=False)[1]

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .base import Scorer, ScoringContext, eligible_gradients, gradient_steps
+from .base import Scorer, ScoringContext, batch_moments
 from .registry import register_scorer
 
 if TYPE_CHECKING:
@@ -38,25 +38,9 @@ class CurvatureScorer(Scorer):
     description = "g² over fisher's score, damped (Theorem 3's g²/h, an empirical-Fisher proxy for h)"
 
     def compute(self, context: ScoringContext) -> dict[str, torch.Tensor]:
-        import torch
-
-        eligible = context.loaded.eligible()
-        total = context.num_examples
-        gradient_sums = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in eligible.items()}
-        square_sums = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in eligible.items()}
-        for size in gradient_steps(context, loss_weight=lambda size: 1.0, fresh_gradients=True):
-            for name, gradient in eligible_gradients(context).items():  # this batch's mean-loss gradient
-                gradient_sums[name].add_(gradient.float(), alpha=size / total)
-                square_sums[name].add_(gradient.float().pow(2), alpha=size / total)  # `fisher`'s weights
-        fisher = {name: context.reduce_sum(weighted) for name, weighted in square_sums.items()}
+        gradients, fisher = batch_moments(context)
         entries = sum(value.numel() for value in fisher.values())
         damping = sum(float(value.double().sum()) for value in fisher.values()) / max(entries, 1)
         if damping <= 0.0:  # no gradient reached any entry: every score is 0, as SAM's would be
             damping = 1.0
-        scores = {}
-        for name, gradient_sum in gradient_sums.items():
-            gradient = context.reduce_sum(gradient_sum)
-            scores[name] = gradient.pow_(2).div_(fisher.pop(name).add_(damping))
-        for parameter in eligible.values():
-            parameter.grad = None
-        return scores
+        return {name: gradient.pow_(2).div_(fisher.pop(name).add_(damping)) for name, gradient in gradients.items()}
