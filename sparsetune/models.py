@@ -28,7 +28,7 @@ import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping
 
 from .config import DEFAULT_POOLER, POOLER_POLICIES
 from .errors import FileFormatError, HubUnreachableError, MismatchError, ModelLoadError, UsageError, first_line
@@ -189,13 +189,22 @@ def head_class(architecture: str | None = None, task: str | Task | None = None):
 def load_with_head(auto_class, source: str, what: str, **kwargs):
     """(model, loading info) of `source` with `auto_class`'s head, quietly; a file that
     will not load (a truncated model.safetensors, another architecture) is one line."""
+    return _from_pretrained(
+        auto_class, source, lambda why: MismatchError(f"cannot load {what} {source!r} with this head: {why}"), **kwargs
+    )
+
+
+def _from_pretrained(auto_class, source: str, fail: Callable[[str], Exception], **kwargs):
+    """(model in float32, loading info), quietly; a load that fails raises `fail(reason)`:
+    a truncated model.safetensors (SafetensorError), weights of other shapes than
+    config.json's (RuntimeError), no such folder or hub id (OSError)."""
     from safetensors import SafetensorError
 
     try:
         with quiet_transformers():
             model, info = auto_class.from_pretrained(source, output_loading_info=True, **kwargs)
     except (OSError, ValueError, RuntimeError, SafetensorError) as err:
-        raise MismatchError(f"cannot load {what} {source!r} with this head: {first_line(err)}") from None
+        raise fail(first_line(err)) from None
     return in_float32(model), info
 
 
@@ -319,17 +328,13 @@ def load_model(
     where = hub_kwargs(source, revision)
     if seed is not None:
         torch.manual_seed(seed)
-    from safetensors import SafetensorError
-
-    try:
-        with quiet_transformers():
-            loaded, info = head_class(task=task).from_pretrained(
-                source, output_loading_info=True, **where, **_head_kwargs(task)
-            )
-    # A truncated model.safetensors: SafetensorError; weights of other shapes than config.json's: RuntimeError
-    except (OSError, ValueError, RuntimeError, SafetensorError) as err:
-        raise ModelLoadError(f"cannot load model {source!r}: {first_line(err)}") from None
-    loaded = in_float32(loaded)
+    loaded, info = _from_pretrained(
+        head_class(task=task),
+        source,
+        lambda why: ModelLoadError(f"cannot load model {source!r}: {why}"),
+        **where,
+        **_head_kwargs(task),
+    )
     new = new_parameters(loaded, info)
     head = head_names(loaded, new, pooler)
     commit = None if Path(source).exists() else cached_commit(source, revision)
