@@ -32,13 +32,11 @@ def mask_command(
     as_json: bool = JsonOption,
 ) -> None:
     """Build a mask at sparsity p from saved scores (no model, no data, no gradients)."""
-    from ..scoring import SCORERS
-    from ..stages.score import rethreshold, share_by_module_type
+    from ..stages.score import ignored_p, rethreshold, share_by_module_type
 
     mask = rethreshold(MaskConfig(scores=scores, p=p, output=output, scope=scope, force=force))
-    method = str(mask.metadata.get("method", ""))
-    fixed = method in SCORERS and SCORERS[method].fixed_selection  # bitfit: its entries, whatever -p says
-    notes = [f"--method {method} selects its own entries: -p {p} is ignored"] if fixed else []
+    ignored = ignored_p(str(mask.metadata.get("method", "")), p)  # bitfit: its entries, whatever -p says
+    notes = [ignored] if ignored else []
     summary = {
         **{key: mask.metadata.get(key) for key in ("model", "task", "method", "p", "scope")},
         "selected": mask.selected,

@@ -202,10 +202,8 @@ def score(config: ScoreConfig, progress: ProgressCallback = no_progress) -> Scor
     }
     p = DEFAULT_SPARSITY if config.p is None else config.p
     mask = scorer.select(scores, p, config.scope, metadata)
-    if scorer.fixed_selection and config.p is not None:
-        notes.append(
-            f"--method {scorer.name} selects its own entries: -p {config.p} is ignored (density {mask.density:.6g})"
-        )
+    if config.p is not None and (ignored := ignored_p(scorer.name, config.p)):
+        notes.append(f"{ignored} (density {mask.density:.6g})")
     mask.validate_against(loaded.eligible())
     if rt.is_main:
         if config.save_scores:
@@ -253,6 +251,13 @@ def _loss_scale(precision: str, examples: int, batch_size: int) -> float:
     if precision != "fp16":
         return 1.0
     return float(2 ** (8 + max(0, round(math.log2(max(1.0, examples / batch_size))))))
+
+
+def ignored_p(method: str, p: float) -> str | None:
+    """The note for a -p that a scorer which selects its own entries (bitfit) ignores, or None."""
+    if method in SCORERS and SCORERS[method].fixed_selection:
+        return f"--method {method} selects its own entries: -p {p} is ignored"
+    return None
 
 
 def rethreshold(config: MaskConfig) -> Mask:
