@@ -60,8 +60,8 @@ def _check_named_base(run: Path, record: RunRecord, base: str, theta0: dict[str,
     from ..methods.base import parse_options
 
     mask_file = run / MASK_FILE
-    options = parse_options(get_method(record.method).Options, record.hyperparameters.get("method_options") or {},
-                            record.method, from_user=False)  # fmt: skip
+    recorded = record.hyperparameters.get("method_options") or {}
+    options = parse_options(get_method(record.method).Options, recorded, record.method, from_user=False)
     if not mask_file.is_file() or getattr(options, "other_base", False):
         return  # not a sparse run, or one trained on purpose from other weights than its mask's
     mask = Mask.load(mask_file)
